@@ -1,0 +1,3 @@
+"""drd: disaster recovery and replication for OCI registries."""
+
+__version__ = "0.1.0"
