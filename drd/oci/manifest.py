@@ -37,9 +37,7 @@ class Manifest:
     annotations: dict[str, str]
 
     @classmethod
-    def parse(
-        cls, raw: bytes, media_type: str = "", expected: Digest | None = None
-    ) -> Manifest:
+    def parse(cls, raw: bytes, media_type: str = "", expected: Digest | None = None) -> Manifest:
         """
         Parse *raw*; check it against *expected* when given.
 

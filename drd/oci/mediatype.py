@@ -21,9 +21,7 @@ MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT})
 ALL_MANIFEST_TYPES = INDEX_TYPES | MANIFEST_TYPES
 
 # The Accept header for manifest requests: every type drd can copy byte for byte.
-MANIFEST_ACCEPT = ", ".join(
-    [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, OCI_ARTIFACT]
-)
+MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST, OCI_ARTIFACT])
 
 
 def is_index(media_type: str) -> bool:

@@ -1,0 +1,1 @@
+"""One module per command: compose settings, resources and an engine; render the result."""

@@ -1,0 +1,82 @@
+"""`drd replicate`: one pass of every (or the named) replication policy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from drd.commands.output import emit
+from drd.config import load_settings
+from drd.errors import RegistryUnavailable, StorageUnavailable
+from drd.replicate.report import PolicyReport
+from drd.replicate.runner import run_policy
+from drd.resources import open_resources, policy_from_config, verifier_for
+
+
+def register(sub: Any, command: Any) -> None:
+    """Add `replicate`."""
+    rep = command("replicate", "one replication pass", replicate)
+    rep.add_argument("--policy", action="append", help="only this policy (repeatable)")
+    rep.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+
+
+async def replicate(args: argparse.Namespace) -> int:
+    """Run the selected policies once; exit 0, 1 (an item failed) or 69 (unavailable)."""
+    settings = load_settings(args.config)
+    names = set(args.policy or [])
+    unknown = names - {rep.name for rep in settings.replication}
+    if unknown:
+        sys.stderr.write(f"drd: no replication policy named {', '.join(sorted(unknown))}\n")
+        return 2
+    reports: list[PolicyReport] = []
+    async with open_resources(settings) as res:
+        for rep in settings.replication:
+            if names and rep.name not in names:
+                continue
+            targets = {name: res.registries[name] for name in rep.targets}
+            reports.append(
+                await run_policy(
+                    policy_from_config(rep),
+                    res.registries[rep.source],
+                    targets,
+                    res.retry,
+                    verifier=verifier_for(settings, rep),
+                    dry_run=args.dry_run,
+                )
+            )
+    emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))
+    return exit_code(reports)
+
+
+def exit_code(reports: list[PolicyReport]) -> int:
+    """0 all good; 69 a pass could not reach a registry; 1 an item failed or was rejected."""
+    unavailable = (RegistryUnavailable.__name__, StorageUnavailable.__name__, "RateLimited")
+    if any(r.error.startswith(unavailable) for r in reports):
+        return 69
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def render(reports: list[PolicyReport]) -> str:
+    """Human text: one block per policy, one line per item that is not merely skipped."""
+    lines: list[str] = []
+    for report in reports:
+        s = report.summary()
+        mode = " (dry run)" if report.dry_run else ""
+        lines.append(
+            f"policy {report.policy}{mode}: {s['copied']} copied, {s['skipped']} up to date, "
+            f"{s['planned']} planned, {s['failed']} failed, {s['rejected']} rejected, "
+            f"{s['drift']} drift, {s['bytes']} bytes in {s['duration_s']}s"
+        )
+        if report.error:
+            lines.append(f"  error: {report.error}")
+        for item in sorted(report.items, key=lambda i: (i.target, i.repository, i.tag)):
+            if item.outcome == "skipped":
+                continue
+            moved = f" (moved from {item.moved_from[:19]})" if item.moved_from else ""
+            reason = f": {item.reason}" if item.reason else ""
+            lines.append(
+                f"  {item.outcome:8} {item.target} {item.repository}:{item.tag} "
+                f"{item.digest[:19]}{moved}{reason}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,1223 @@
+"""
+drd's configuration: one TOML file plus `DRD_*` environment overrides.
+
+`load_settings(path)` is the only code that reads the config file, the environment and the
+credential files the config names. It validates everything up front and raises one
+`ConfigError` listing every problem as `(path, message)`, e.g. `("replication[0].tags[1]",
+"invalid regular expression: ...")`.
+
+- Every key can be overridden as `DRD_<SECTION>__<KEY>` (`DRD_DAEMON__LISTEN`,
+  `DRD_ENDPOINTS__PRIMARY__URL`, `DRD_REPLICATION__0__INTERVAL`); the environment wins.
+- Secrets never come from the TOML: passwords and tokens are read from `password_file` /
+  `token_file` (relative paths resolve against `$CREDENTIALS_DIRECTORY` when set) or from
+  `DRD_ENDPOINT_<NAME>_PASSWORD` / `DRD_ENDPOINT_<NAME>_TOKEN`, and kept as `SecretStr` in
+  private attributes that neither `repr` nor `model_dump` shows.
+- Other relative paths resolve against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import stat
+import string
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from drd.durations import MAX_SECONDS, format_duration, parse_duration, seconds_to_timedelta
+from drd.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "MASK",
+    "Credentials",
+    "Daemon",
+    "Drills",
+    "Endpoint",
+    "Failover",
+    "Replication",
+    "RetrySettings",
+    "Settings",
+    "Snapshots",
+    "Trust",
+    "config_path",
+    "credential_env",
+    "describe",
+    "format_errors",
+    "load_settings",
+    "parse_settings",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/drd/drd.toml")
+MASK = "********"
+
+_MAX_CONFIG_BYTES = 16 * 1024 * 1024
+_MAX_SECRET_BYTES = 64 * 1024
+_MAX_PEM_BYTES = 1024 * 1024
+_MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class _Invalid(ValueError):
+    """Problems found by a model validator, at paths relative to the model."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+        self.problems = problems
+
+
+# --- field types -------------------------------------------------------------------------------
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PLATFORM = re.compile(r"[a-z0-9]{1,32}/[a-z0-9_]{1,32}(?:/[a-z0-9.]{1,32})?")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return value
+
+
+def _policy_name(value: str) -> str:
+    if not _POLICY_NAME.fullmatch(value):
+        raise ValueError("must be 1-63 letters, digits, '.', '-' or '_'")
+    return value
+
+
+def _path_input(value: object) -> object:
+    if not isinstance(value, str | Path):
+        raise PydanticCustomError("path_type", "must be a path (a string)")
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("path is empty")
+        if len(value) > 4096:
+            raise ValueError("path is longer than 4096 characters")
+        if "\0" in value:
+            raise ValueError("path contains a NUL character")
+    return value
+
+
+def _duration_input(value: object) -> object:
+    if isinstance(value, bool):
+        raise PydanticCustomError("duration_type", 'must be a duration such as "5m" or seconds')
+    if isinstance(value, int | float):
+        return seconds_to_timedelta(value)
+    if isinstance(value, str) and not value.strip().lstrip("+-").upper().startswith("P"):
+        return parse_duration(value)
+    return value  # ISO 8601 ("PT5M") and timedelta: pydantic's own parser
+
+
+def _bounded(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("duration must not be negative")
+    if value.total_seconds() > MAX_SECONDS:
+        raise ValueError(f"duration must be at most {MAX_SECONDS} seconds")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("duration must be greater than zero")
+    return value
+
+
+def _glob(value: str) -> str:
+    if not value or len(value) > 512:
+        raise ValueError("pattern must be 1-512 characters")
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ValueError("pattern must not contain spaces or control characters")
+    return value
+
+
+def _regex(value: str) -> str:
+    if len(value) > 1024:
+        raise ValueError("regular expression is longer than 1024 characters")
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from exc
+    return value
+
+
+def _platform(value: str) -> str:
+    if len(value) > 100 or not _PLATFORM.fullmatch(value):
+        raise ValueError('platform must look like "linux/amd64" or "linux/arm64/v8"')
+    return value
+
+
+def _hook(value: str) -> str:
+    if not value.strip() or len(value) > 4096:
+        raise ValueError("hook must be a non-empty command of at most 4096 characters")
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"invalid placeholder: {exc}") from exc
+    # Plain names only, not {to.attr} or {to[0]}: str.format would otherwise reach into objects.
+    if any(not name.isidentifier() for name in fields):
+        raise ValueError("placeholders must be plain names such as {to}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+PolicyName = Annotated[str, AfterValidator(_policy_name)]
+ConfigPath = Annotated[Path, BeforeValidator(_path_input)]
+Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator(_bounded)]
+Interval = Annotated[Duration, AfterValidator(_positive)]
+Glob = Annotated[str, AfterValidator(_glob)]
+Regex = Annotated[str, AfterValidator(_regex)]
+PlatformName = Annotated[str, AfterValidator(_platform)]
+Hook = Annotated[str, AfterValidator(_hook)]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _netloc(host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
+
+
+def _check_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.fullmatch(host):
+            raise ValueError("host is not a valid host name or IP address") from None
+
+
+def _http_url(value: str, *, allow_path: bool) -> tuple[str, str, str]:
+    """Split an http(s) URL into (scheme, netloc, path); never echoes the input in errors."""
+    # Messages here never quote the URL: a password pasted into it must not reach a log.
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid URL (check the host and port)") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError("must start with https:// (or http://)")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain credentials: use username and password_file")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError("has no host")
+    _check_host(host)
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    path = parts.path.rstrip("/")
+    if path and not allow_path:
+        raise ValueError("must not have a path: registries serve /v2/ at the root")
+    return scheme, _netloc(host, port), path
+
+
+# --- models ------------------------------------------------------------------------------------
+
+_MODEL_CONFIG = ConfigDict(
+    extra="forbid", frozen=True, allow_inf_nan=False, hide_input_in_errors=True
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """Basic (`username` + `password`) or bearer `token` credentials for one endpoint."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    source: str = ""  # where the secret came from: a file path or a variable name
+
+    def __post_init__(self) -> None:
+        basic = self.username is not None and self.password is not None
+        if basic == (self.token is not None) or (self.token is not None and self.username):
+            raise ValueError("credentials are username + password, or a token")
+
+    @property
+    def is_token(self) -> bool:
+        return self.token is not None
+
+
+class Endpoint(BaseModel):
+    """One registry drd talks to; `credentials()` holds the secret `load_settings` read."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str = ""
+    url: str = Field(max_length=2048)
+    region: str = Field("", max_length=128)
+    username: str | None = Field(None, min_length=1, max_length=256)
+    password_file: ConfigPath | None = None
+    token_file: ConfigPath | None = None
+    docker_config: ConfigPath | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    insecure: bool = False
+    requests_per_second: float | None = Field(None, gt=0, le=1_000_000)
+    concurrency: int = Field(16, ge=1, le=1024)
+    timeout: float = Field(60.0, gt=0, le=86400)
+
+    _credentials: Credentials | None = PrivateAttr(None)
+
+    @field_validator("url")
+    @classmethod
+    def _normal_url(cls, value: str) -> str:
+        scheme, netloc, _ = _http_url(value, allow_path=False)
+        return f"{scheme}://{netloc}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        if self.scheme == "http" and not self.insecure and not _is_loopback(self.hostname):
+            problems.append(
+                ("url", "plain http is allowed only for a loopback host or with insecure = true")
+            )
+        if self.password_file is not None and self.token_file is not None:
+            problems.append(("token_file", "set password_file or token_file, not both"))
+        if self.key_file is not None and self.cert_file is None:
+            problems.append(("key_file", "a client key needs cert_file"))
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """The URL scheme: "http" or "https"."""
+        return self.url.split("://", 1)[0]
+
+    @property
+    def host(self) -> str:
+        """host[:port] as it appears in image references, e.g. "127.0.0.1:5000"."""
+        return self.url.split("://", 1)[1]
+
+    @property
+    def hostname(self) -> str:
+        """The host without port or IPv6 brackets."""
+        return urlsplit(self.url).hostname or ""
+
+    def credentials(self) -> Credentials | None:
+        """The credentials loaded for this endpoint; None means anonymous."""
+        return self._credentials
+
+    def with_credentials(self, credentials: Credentials | None) -> Endpoint:
+        """A copy of this endpoint that authenticates with *credentials*."""
+        copy = self.model_copy()
+        copy._credentials = credentials
+        return copy
+
+
+class Trust(BaseModel):
+    """A trust policy: the public keys whose signatures make an artifact verified."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str = ""
+    keys: list[ConfigPath] = Field(min_length=1, max_length=256)
+    rekor_keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    require_rekor: bool = False
+    require_children: bool = False
+
+    _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.require_rekor and not self.rekor_keys:
+            raise _Invalid([("rekor_keys", "require_rekor = true needs at least one rekor key")])
+        return self
+
+    def key_pems(self) -> list[tuple[str, bytes]]:
+        """(source path, PEM bytes) of each signing key, as loaded by `load_settings`."""
+        return list(self._key_pems)
+
+    def rekor_pems(self) -> list[tuple[str, bytes]]:
+        """(source path, PEM bytes) of each transparency-log key."""
+        return list(self._rekor_pems)
+
+    def with_pems(
+        self, keys: Iterable[tuple[str, bytes]], rekor: Iterable[tuple[str, bytes]] = ()
+    ) -> Trust:
+        """A copy of this policy holding the given key material."""
+        copy = self.model_copy()
+        copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
+        return copy
+
+
+class Replication(BaseModel):
+    """One replication policy: a source endpoint copied to one or more targets."""
+
+    model_config = _MODEL_CONFIG
+
+    name: PolicyName
+    source: Name
+    targets: list[Name] = Field(min_length=1, max_length=64)
+    repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
+    exclude_repositories: list[Glob] = Field(default_factory=list, max_length=10_000)
+    tags: list[Regex] | None = Field(None, min_length=1, max_length=1000)
+    exclude_tags: list[Regex] = Field(default_factory=list, max_length=1000)
+    require_signature: Name | None = None
+    referrers: bool = True
+    verify_after_copy: bool = True
+    immutable_tags: bool = False
+    propagate_deletions: bool = False
+    platforms: list[PlatformName] | None = Field(None, min_length=1, max_length=64)
+    interval: Interval = timedelta(minutes=5)
+    concurrency: int = Field(8, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for index, target in enumerate(self.targets):
+            if target == self.source:
+                problems.append((f"targets[{index}]", "the source cannot also be a target"))
+            elif target in seen:
+                problems.append((f"targets[{index}]", f"target {target!r} is listed twice"))
+            seen.add(target)
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+
+class Snapshots(BaseModel):
+    """Point-in-time snapshots of one endpoint's metadata, kept in a directory or S3."""
+
+    model_config = _MODEL_CONFIG
+
+    source: Name
+    store: str = Field("file:///var/lib/drd/snapshots", max_length=2048)
+    s3_endpoint_url: str | None = Field(None, max_length=2048)
+    s3_region: str | None = Field(None, min_length=1, max_length=64)
+    s3_sse: Literal["AES256", "aws:kms"] | None = None
+    s3_object_lock_days: int | None = Field(None, ge=1, le=36_500)
+    interval: Interval = timedelta(hours=1)
+    blobs: bool = False
+    keep_last: int = Field(48, ge=1, le=1_000_000)
+    keep_daily: int = Field(30, ge=0, le=100_000)
+    keep_weekly: int = Field(12, ge=0, le=100_000)
+    signing_key_file: ConfigPath | None = None
+    repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
+
+    _signing_key: SecretBytes | None = PrivateAttr(None)
+
+    @field_validator("store")
+    @classmethod
+    def _normal_store(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError("must not have a query, fragment or credentials")
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError('a file store is "file:///absolute/path"')
+            return "file://" + (parts.path.rstrip("/") or "/")
+        if parts.scheme == "s3":
+            if not _BUCKET.fullmatch(parts.netloc):
+                raise ValueError('an S3 store is "s3://bucket/prefix" with a valid bucket name')
+            prefix = parts.path.strip("/")
+            return f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
+        raise ValueError('must be "file:///path" or "s3://bucket/prefix"')
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _normal_s3_url(cls, value: str) -> str:
+        scheme, netloc, path = _http_url(value, allow_path=True)
+        return f"{scheme}://{netloc}{path}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.store_scheme == "s3":
+            return self
+        s3_only = ("s3_endpoint_url", "s3_region", "s3_sse", "s3_object_lock_days")
+        problems = [
+            (field, "applies only to an s3:// store")
+            for field in s3_only
+            if getattr(self, field) is not None
+        ]
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+    @property
+    def store_scheme(self) -> Literal["file", "s3"]:
+        return "s3" if self.store.startswith("s3://") else "file"
+
+    @property
+    def store_path(self) -> Path:
+        """The directory of a file:// store."""
+        if self.store_scheme != "file":
+            raise ValueError("not a file:// store")
+        return Path(self.store.removeprefix("file://"))
+
+    @property
+    def s3_bucket(self) -> str:
+        if self.store_scheme != "s3":
+            raise ValueError("not an s3:// store")
+        return self.store.removeprefix("s3://").partition("/")[0]
+
+    @property
+    def s3_prefix(self) -> str:
+        """The key prefix inside the bucket, without slashes at either end ("" for none)."""
+        if self.store_scheme != "s3":
+            raise ValueError("not an s3:// store")
+        return self.store.removeprefix("s3://").partition("/")[2]
+
+    def s3_client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for aiobotocore's `create_client("s3", ...)`."""
+        kwargs: dict[str, str] = {}
+        if self.s3_endpoint_url:
+            kwargs["endpoint_url"] = self.s3_endpoint_url
+        if self.s3_region:
+            kwargs["region_name"] = self.s3_region
+        return kwargs
+
+    def signing_key(self) -> bytes | None:
+        """The PEM private key that signs snapshot indexes, as loaded by `load_settings`."""
+        return None if self._signing_key is None else self._signing_key.get_secret_value()
+
+    def with_signing_key(self, pem: bytes | None) -> Snapshots:
+        """A copy of these settings holding *pem* as the signing key."""
+        copy = self.model_copy()
+        copy._signing_key = None if pem is None else SecretBytes(pem)
+        return copy
+
+
+class Drills(BaseModel):
+    """Scheduled restore drills and the RTO/RPO targets they are judged against."""
+
+    model_config = _MODEL_CONFIG
+
+    target: Name
+    interval: Interval = timedelta(hours=24)
+    sample: int = Field(0, ge=0, le=10_000_000)
+    rto: Interval = timedelta(hours=4)
+    rpo: Interval = timedelta(hours=1)
+    report_dir: ConfigPath = Path("/var/lib/drd/reports")
+    trust: Name | None = None
+    mode: Literal["restore", "replica"] = "restore"
+    replica: Name | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.mode == "replica" and self.replica is None:
+            raise _Invalid([("replica", 'mode = "replica" needs the replica endpoint to check')])
+        if self.mode == "restore" and self.replica is not None:
+            raise _Invalid([("replica", 'applies only with mode = "replica"')])
+        return self
+
+
+class Failover(BaseModel):
+    """What `drd failover` runs and records."""
+
+    model_config = _MODEL_CONFIG
+
+    hooks: list[Hook] = Field(default_factory=list, max_length=64)
+    overrides_file: ConfigPath = Path("/var/lib/drd/overrides.json")
+    max_drill_age: Interval = timedelta(hours=48)
+
+
+class Daemon(BaseModel):
+    """The long-running service: HTTP listener, state directory, shutdown."""
+
+    model_config = _MODEL_CONFIG
+
+    listen: str = Field("127.0.0.1:9477", max_length=300)
+    state_dir: ConfigPath = Path("/var/lib/drd")
+    webhook_token_file: ConfigPath | None = None
+    drain_timeout: Duration = timedelta(seconds=60)
+    jitter: float = Field(0.1, ge=0, le=0.5)
+
+    _webhook_token: SecretStr | None = PrivateAttr(None)
+
+    @field_validator("listen")
+    @classmethod
+    def _normal_listen(cls, value: str) -> str:
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not port.isdigit() or len(port) > 5 or int(port) > 65535:
+            raise ValueError('must be "host:port", e.g. "127.0.0.1:9477" or "[::1]:9477"')
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError("host is not a valid IPv6 address") from None
+        else:
+            _check_host(host.lower())
+        return _netloc(host.lower(), int(port))
+
+    @property
+    def listen_host(self) -> str:
+        """The host to bind, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def webhook_token(self) -> SecretStr | None:
+        """The token webhook callers must present, as loaded by `load_settings`."""
+        return self._webhook_token
+
+    def with_webhook_token(self, token: SecretStr | None) -> Daemon:
+        """A copy of these settings expecting *token* on the webhook."""
+        copy = self.model_copy()
+        copy._webhook_token = token
+        return copy
+
+
+class RetrySettings(BaseModel):
+    """How one registry or S3 request is retried."""
+
+    model_config = _MODEL_CONFIG
+
+    attempts: int = Field(5, ge=1, le=100)
+    budget: Interval = timedelta(seconds=60)
+    wait_initial: float = Field(0.2, ge=0, le=3600)
+    wait_max: float = Field(10.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.wait_max < self.wait_initial:
+            raise _Invalid([("wait_max", "must be at least wait_initial")])
+        return self
+
+    @property
+    def budget_s(self) -> float:
+        return self.budget.total_seconds()
+
+
+def _merge_indexed(base: Any, override: Any) -> Any:
+    """Merge an override into *base*, where {"0": {...}} edits item 0 of a list."""
+    if isinstance(override, dict) and isinstance(base, list):
+        if not all(isinstance(key, str) and key.isdigit() for key in override):
+            return override
+        merged = list(base)
+        for key, value in override.items():
+            index = int(key)
+            if index >= len(merged):
+                return override  # left for validation to reject, naming the variable
+            if isinstance(value, dict):
+                value = {field: _json_or_text(item) for field, item in value.items()}
+            merged[index] = _merge_indexed(merged[index], value)
+        return merged
+    if isinstance(override, dict) and isinstance(base, dict):
+        return {**base, **{key: _merge_indexed(base.get(key), v) for key, v in override.items()}}
+    return override
+
+
+def _json_or_text(value: Any) -> Any:
+    # pydantic-settings decodes JSON only for fields it can see; inside a list item it cannot.
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        with contextlib.suppress(ValueError, RecursionError):
+            return json.loads(value)
+    return value
+
+
+class _EnvOverrides(EnvSettingsSource):
+    """DRD_* variables, where `DRD_REPLICATION__<i>__<KEY>` edits one entry of the file's list."""
+
+    def __init__(self, settings_cls: type[BaseSettings], file_values: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._file_values = file_values
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            key: _merge_indexed(self._file_values.get(key), value)
+            for key, value in super().__call__().items()
+        }
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with `load_settings`, which also reads the secrets."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRD_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
+    )
+
+    version: Literal[1]
+    endpoints: dict[Name, Endpoint] = Field(min_length=1, max_length=256)
+    trust: dict[Name, Trust] = Field(default_factory=dict, max_length=256)
+    replication: list[Replication] = Field(default_factory=list, max_length=1000)
+    snapshots: Snapshots | None = None
+    drills: Drills | None = None
+    failover: Failover = Field(default_factory=Failover)
+    daemon: Daemon = Field(default_factory=Daemon)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    log_level: str = Field("info", max_length=16)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over file, and nothing else: no .env files, no secrets directory.
+        file_values = (
+            init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        )
+        return (_EnvOverrides(settings_cls, file_values), init_settings)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        if isinstance(value, bool):  # TOML `true` is not the number 1
+            raise PydanticCustomError("version", "must be 1")
+        return 1 if isinstance(value, str) and value.strip() == "1" else value
+
+    @field_validator("endpoints", "trust", mode="before")
+    @classmethod
+    def _named_tables(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        return {
+            key: {"name": key, **table} if isinstance(table, dict) else table
+            for key, table in value.items()
+        }
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        problems = _reference_problems(self)
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+
+def credential_env(endpoint: str) -> str:
+    """The prefix of an endpoint's secret variables: "dr-east" → "DRD_ENDPOINT_DR_EAST"."""
+    return "DRD_ENDPOINT_" + endpoint.upper().replace("-", "_")
+
+
+def _listing(names: Iterable[str]) -> str:
+    shown = sorted(names)
+    text = ", ".join(shown[:20]) + (", ..." if len(shown) > 20 else "")
+    return text or "none"
+
+
+def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
+    """Names that point nowhere, clash or repeat. Pure."""
+    problems: list[tuple[str, str]] = []
+    endpoints, trust = settings.endpoints, settings.trust
+
+    def endpoint(path: str, name: str | None) -> None:
+        if name is not None and name not in endpoints:
+            problems.append((path, f"unknown endpoint {name!r} (defined: {_listing(endpoints)})"))
+
+    def policy(path: str, name: str | None) -> None:
+        if name is not None and name not in trust:
+            problems.append((path, f"unknown trust policy {name!r} (defined: {_listing(trust)})"))
+
+    variables: dict[str, str] = {}
+    for key, ep in endpoints.items():
+        if ep.name != key:
+            problems.append((f"endpoints.{key}.name", "must equal the table name or be omitted"))
+        other = variables.setdefault(credential_env(key), key)
+        if other != key:
+            clash = f"shares the variables {credential_env(key)}_* with endpoint {other!r}"
+            problems.append((f"endpoints.{key}", clash))
+    for key, table in trust.items():
+        if table.name != key:
+            problems.append((f"trust.{key}.name", "must equal the table name or be omitted"))
+    first: dict[str, int] = {}
+    for index, rule in enumerate(settings.replication):
+        path = f"replication[{index}]"
+        if first.setdefault(rule.name, index) != index:
+            where = f"replication[{first[rule.name]}]"
+            problems.append((f"{path}.name", f"policy {rule.name!r} is already defined in {where}"))
+        endpoint(f"{path}.source", rule.source)
+        for position, target in enumerate(rule.targets):
+            endpoint(f"{path}.targets[{position}]", target)
+        policy(f"{path}.require_signature", rule.require_signature)
+    if settings.snapshots is not None:
+        endpoint("snapshots.source", settings.snapshots.source)
+    if settings.drills is not None:
+        endpoint("drills.target", settings.drills.target)
+        endpoint("drills.replica", settings.drills.replica)
+        policy("drills.trust", settings.drills.trust)
+    return problems
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def config_path(path: Path | None = None) -> Path:
+    """The config file to read: *path*, else `$DRD_CONFIG`, else /etc/drd/drd.toml."""
+    if path is not None:
+        return path
+    configured = os.environ.get("DRD_CONFIG")
+    return Path(configured) if configured else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """
+    Read, validate and resolve the configuration, and load every secret it names.
+
+    Raises:
+        ConfigError: listing every problem found, each with its dotted path.
+    """
+    where = config_path(path)
+    return parse_settings(_read_toml(where), base_dir=where.parent, source=str(where))
+
+
+def parse_settings(
+    data: Mapping[str, Any], *, base_dir: Path, source: str = "configuration"
+) -> Settings:
+    """
+    Validate already-parsed TOML *data* plus the environment, then load the files it names.
+
+    Relative paths resolve against *base_dir* (credential files against
+    `$CREDENTIALS_DIRECTORY` first). Raises `ConfigError`.
+    """
+    hidden = sorted(str(key) for key in data if str(key).startswith("_"))
+    if hidden:
+        # Keys such as `_env_file` would reach pydantic-settings as options, not as fields.
+        errors = [(_short(key), "extra inputs are not permitted") for key in hidden]
+        raise ConfigError(_summary(source, errors), errors=errors)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        errors = _hinted(
+            [item for error in exc.errors(include_url=False) for item in _explain(error)]
+        )
+        raise ConfigError(_summary(source, errors), errors=errors) from exc
+    except SettingsError as exc:
+        found = re.search(r'field "([^"]+)"', str(exc))
+        field = found.group(1) if found else "environment"
+        message = f"cannot parse the DRD_{field.upper()} environment variable(s) as JSON"
+        raise ConfigError(_summary(source, [(field, message)]), errors=[(field, message)]) from exc
+    except RecursionError as exc:
+        errors = [("", "the configuration is nested too deeply")]
+        raise ConfigError(_summary(source, errors), errors=errors) from exc
+    return _FileLoader(base_dir, os.environ, source).load(settings)
+
+
+def _read_toml(where: Path) -> dict[str, Any]:
+    try:
+        raw = _read_bounded(where, _MAX_CONFIG_BYTES)
+        return tomllib.loads(raw.decode("utf-8"))
+    except _Unreadable as exc:
+        reason = f"config file {exc}"
+    except UnicodeDecodeError:
+        reason = "config file is not valid UTF-8"
+    except tomllib.TOMLDecodeError as exc:
+        reason = f"invalid TOML: {_lower_first(str(exc))}"
+    except RecursionError:
+        reason = "invalid TOML: nested too deeply"
+    raise ConfigError(f"{where}: {reason}", errors=[(str(where), reason)])
+
+
+class _Unreadable(Exception):
+    """Why a file cannot be used; the text follows the file's path in a message."""
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """Read a regular file of at most *limit* bytes; FIFOs and devices are refused."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise _Unreadable("is not a regular file")
+        if info.st_size > limit:
+            raise _Unreadable(f"is larger than {limit} bytes")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise _Unreadable("does not exist") from None
+    except PermissionError:
+        raise _Unreadable("is not readable: permission denied") from None
+    except OSError as exc:
+        raise _Unreadable(f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:
+        raise _Unreadable("is not a valid path") from None
+    if len(data) > limit:
+        raise _Unreadable(f"is larger than {limit} bytes")
+    return data
+
+
+_M = TypeVar("_M", bound=BaseModel)
+# Credential files: a relative path is looked up in $CREDENTIALS_DIRECTORY first.
+_SECRET_PATHS = frozenset(
+    {
+        "password_file",
+        "token_file",
+        "docker_config",
+        "key_file",
+        "webhook_token_file",
+        "signing_key_file",
+    }
+)
+
+
+class _FileLoader:
+    """Resolve paths and read the files a validated `Settings` names, collecting problems."""
+
+    def __init__(self, base_dir: Path, environ: Mapping[str, str], source: str) -> None:
+        self._base = base_dir.absolute()
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        self._credentials_dir = Path(credentials).absolute() if credentials else None
+        self._environ = environ
+        self._source = source
+        self.problems: list[tuple[str, str]] = []
+
+    def load(self, settings: Settings) -> Settings:
+        update: dict[str, Any] = {
+            "endpoints": {key: self._endpoint(ep) for key, ep in settings.endpoints.items()},
+            "trust": {key: self._trust(table) for key, table in settings.trust.items()},
+            "failover": self._paths(settings.failover),
+            "daemon": self._daemon(self._paths(settings.daemon)),
+        }
+        if settings.snapshots is not None:
+            update["snapshots"] = self._snapshots(self._paths(settings.snapshots))
+        if settings.drills is not None:
+            update["drills"] = self._paths(settings.drills)
+        if self.problems:
+            errors = _hinted(self.problems)
+            raise ConfigError(_summary(self._source, errors), errors=errors)
+        return settings.model_copy(update=update)
+
+    def _resolve(self, path: Path, secret: bool) -> Path:
+        with contextlib.suppress(RuntimeError):  # no home for "~": keep the path as written
+            path = path.expanduser()
+        if path.is_absolute():
+            return path
+        if secret and self._credentials_dir is not None:
+            return self._credentials_dir / path
+        return self._base / path
+
+    def _paths(self, model: _M) -> _M:
+        update: dict[str, Any] = {}
+        for field, value in model:
+            secret = field in _SECRET_PATHS
+            if isinstance(value, Path):
+                update[field] = self._resolve(value, secret)
+            elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
+                update[field] = [self._resolve(item, secret) for item in value]
+        return model.model_copy(update=update)
+
+    def _read(self, path: Path, where: str, limit: int) -> bytes | None:
+        try:
+            return _read_bounded(path, limit)
+        except _Unreadable as exc:
+            self.problems.append((where, f"{path} {exc}"))
+            return None
+
+    def _secret_text(self, raw: bytes | str, where: str, label: str) -> SecretStr | None:
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            self.problems.append((where, f"{label} is not valid UTF-8"))
+            return None
+        text = text.removesuffix("\n").removesuffix("\r")
+        if not text:
+            self.problems.append((where, f"{label} is empty"))
+        elif any(char in text for char in "\r\n\0"):
+            self.problems.append((where, f"{label} must hold one line (a line break remains)"))
+        else:
+            return SecretStr(text)
+        return None
+
+    def _secret(self, variable: str, path: Path | None, where: str) -> tuple[SecretStr | None, str]:
+        """The secret from *variable* if set (it wins), else from the file at *path*."""
+        if (value := self._environ.get(variable)) is not None:
+            return self._secret_text(value, where.rpartition(".")[0], variable), variable
+        if path is None:
+            return None, ""
+        raw = self._read(path, where, _MAX_SECRET_BYTES)
+        return (None if raw is None else self._secret_text(raw, where, str(path))), str(path)
+
+    def _endpoint(self, ep: Endpoint) -> Endpoint:
+        ep = self._paths(ep)
+        where = f"endpoints.{ep.name}"
+        for field in ("ca_file", "cert_file", "key_file"):
+            if (path := getattr(ep, field)) is not None:
+                self._read(path, f"{where}.{field}", _MAX_PEM_BYTES)
+        return ep.with_credentials(self._credentials(ep, where))
+
+    def _credentials(self, ep: Endpoint, where: str) -> Credentials | None:
+        prefix = credential_env(ep.name)
+        count = len(self.problems)
+        token, token_from = self._secret(f"{prefix}_TOKEN", ep.token_file, f"{where}.token_file")
+        password, password_from = self._secret(
+            f"{prefix}_PASSWORD", ep.password_file, f"{where}.password_file"
+        )
+        if len(self.problems) > count:
+            return None
+        if token is not None and password is not None:
+            self.problems.append((where, f"both a token ({token_from}) and a password are set"))
+        elif token is not None and ep.username is not None:
+            self.problems.append((f"{where}.username", "does not apply to token authentication"))
+        elif token is not None:
+            return Credentials(token=token, source=token_from)
+        elif password is not None and ep.username is None:
+            self.problems.append((f"{where}.username", f"is required with {password_from}"))
+        elif password is not None and ep.username is not None:
+            return Credentials(username=ep.username, password=password, source=password_from)
+        elif ep.username is not None:
+            message = f"has no password: set password_file or {prefix}_PASSWORD"
+            self.problems.append((f"{where}.username", message))
+        elif ep.docker_config is not None:
+            return self._docker_credentials(ep.docker_config, ep.host, f"{where}.docker_config")
+        return None
+
+    def _docker_credentials(self, path: Path, host: str, where: str) -> Credentials | None:
+        raw = self._read(path, where, _MAX_DOCKER_CONFIG_BYTES)
+        if raw is None:
+            return None
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError):
+            self.problems.append((where, f"{path} is not valid JSON"))
+            return None
+        try:
+            return _docker_entry(document, host, str(path))
+        except _DockerConfigUnusable as exc:
+            self.problems.append((where, f"{path}: {exc}"))
+            return None
+
+    def _trust(self, table: Trust) -> Trust:
+        table = self._paths(table)
+        keys = self._pems(table.keys, f"trust.{table.name}.keys")
+        rekor = self._pems(table.rekor_keys, f"trust.{table.name}.rekor_keys")
+        return table.with_pems(keys, rekor)
+
+    def _pems(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
+        loaded: list[tuple[str, bytes]] = []
+        for index, path in enumerate(paths):
+            data = self._pem(path, f"{where}[{index}]")
+            if data is not None:
+                loaded.append((str(path), data))
+        return loaded
+
+    def _pem(self, path: Path, where: str) -> bytes | None:
+        data = self._read(path, where, _MAX_PEM_BYTES)
+        if data is not None and b"-----BEGIN " not in data:
+            self.problems.append((where, f"{path} is not a PEM file"))
+            return None
+        return data
+
+    def _snapshots(self, snapshots: Snapshots) -> Snapshots:
+        if snapshots.signing_key_file is None:
+            return snapshots
+        pem = self._pem(snapshots.signing_key_file, "snapshots.signing_key_file")
+        return snapshots.with_signing_key(pem)
+
+    def _daemon(self, daemon: Daemon) -> Daemon:
+        where = "daemon.webhook_token_file"
+        token, _ = self._secret("DRD_WEBHOOK_TOKEN", daemon.webhook_token_file, where)
+        return daemon.with_webhook_token(token)
+
+
+class _DockerConfigUnusable(Exception):
+    """Why a docker config.json gives no credentials for a host."""
+
+
+_DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def _auth_host(key: str) -> str:
+    """The host[:port] of a docker config `auths` key ("https://host/v1/" → "host")."""
+    if "://" in key:
+        key = key.split("://", 1)[1]
+    host = key.split("/", 1)[0].lower()
+    return "docker.io" if host in _DOCKER_HUB else host
+
+
+def _docker_entry(document: Any, host: str, source: str) -> Credentials:
+    """Credentials for *host* from a parsed docker config.json, or why there are none."""
+    if not isinstance(document, dict):
+        raise _DockerConfigUnusable("is not a docker config object")
+    auths = document.get("auths") or {}
+    if not isinstance(auths, dict):
+        raise _DockerConfigUnusable('"auths" is not an object')
+    wanted = _auth_host(host)
+    entry = next((v for k, v in auths.items() if _auth_host(str(k)) == wanted), None)
+    if not isinstance(entry, dict):
+        if document.get("credsStore") or wanted in (document.get("credHelpers") or {}):
+            raise _DockerConfigUnusable(
+                f"credentials for {host} are in a credential helper, not supported"
+            )
+        raise _DockerConfigUnusable(f"has no credentials for {host}")
+    for key in ("registrytoken", "identitytoken"):
+        if isinstance(token := entry.get(key), str) and token:
+            return Credentials(token=SecretStr(token), source=source)
+    username, password = entry.get("username"), entry.get("password")
+    if isinstance(auth := entry.get("auth"), str) and auth:
+        try:
+            username, sep, password = base64.b64decode(auth, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            sep = ""
+        if not sep:
+            raise _DockerConfigUnusable(
+                f'the "auth" entry for {host} is not base64 of user:password'
+            )
+    if isinstance(username, str) and username and isinstance(password, str) and password:
+        return Credentials(username=username, password=SecretStr(password), source=source)
+    raise _DockerConfigUnusable(f"the entry for {host} has no usable credentials")
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+def _short(text: str) -> str:
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _join(base: str, relative: str) -> str:
+    if not base or not relative:
+        return base or relative
+    return base + relative if relative.startswith("[") else f"{base}.{relative}"
+
+
+def _loc_path(loc: Iterable[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "[key]":  # the key itself failed: the path already ends with it
+            path = _join(path, _short(part))
+    return path
+
+
+def _env_hint(path: str) -> str:
+    """ " (from DRD_X__Y)" when an environment variable set the value at dotted *path*."""
+    names = {name.upper() for name in os.environ if name.upper().startswith("DRD_")}
+    variable = "DRD"
+    for part in filter(None, re.split(r"[.\[\]]+", path)):
+        variable += ("_" if variable == "DRD" else "__") + part.upper()
+        if variable in names:
+            return f" (from {variable})"
+    return ""
+
+
+def _explain(error: Any) -> list[tuple[str, str]]:
+    """One pydantic error as (path, message) pairs; an `_Invalid` expands to its problems."""
+    path = _loc_path(error["loc"])
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _Invalid):
+        return [(_join(path, rel), msg) for rel, msg in cause.problems]
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return [(path, _lower_first(message))]
+
+
+def _hinted(errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Name the variable behind each error that the environment caused."""
+    return [(path, message + _env_hint(path)) for path, message in errors]
+
+
+def _summary(source: str, errors: list[tuple[str, str]]) -> str:
+    count = len(errors)
+    return f"{source}: {count} configuration error{'s' if count != 1 else ''}"
+
+
+def format_errors(err: ConfigError) -> str:
+    """One line per problem: `path: message`."""
+    if not err.errors:
+        return err.message
+    return "\n".join(f"{path}: {message}" if path else message for path, message in err.errors)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, SecretStr | SecretBytes):
+        return MASK
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _describe_credentials(credentials: Credentials | None) -> dict[str, Any]:
+    if credentials is None:
+        return {"kind": "anonymous"}
+    if credentials.token is not None:
+        return {"kind": "token", "token": MASK, "source": credentials.source}
+    return {
+        "kind": "basic",
+        "username": credentials.username,
+        "password": MASK,
+        "source": credentials.source,
+    }
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The resolved configuration as JSON-able data, every secret replaced by `MASK`."""
+    data: dict[str, Any] = _plain(settings.model_dump())
+    for key, ep in settings.endpoints.items():
+        data["endpoints"][key]["credentials"] = _describe_credentials(ep.credentials())
+    for key, table in settings.trust.items():
+        data["trust"][key]["loaded_keys"] = len(table.key_pems())
+    data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
+    if settings.snapshots is not None:
+        signing = settings.snapshots.signing_key() is not None
+        data["snapshots"]["signing_key"] = MASK if signing else None
+    return data

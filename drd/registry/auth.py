@@ -1,0 +1,133 @@
+"""
+Registry authentication: WWW-Authenticate parsing, the bearer-token flow, credential lookup.
+
+The challenge parser is written here rather than taken from a library: the one on
+PyPI is unmaintained, and the grammar drd needs (RFC 7235 auth-params with quoted
+strings) fits in twenty lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from pydantic import SecretStr
+
+from drd.config import Credentials
+
+_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+_MAX_CHALLENGE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One parsed ``WWW-Authenticate`` challenge."""
+
+    scheme: str  # lower-case: "bearer", "basic"
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def realm(self) -> str:
+        return self.params.get("realm", "")
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """Parse a ``WWW-Authenticate`` value; None when it is empty, huge or unparseable."""
+    if not header or len(header) > _MAX_CHALLENGE:
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        match = _PARAM.match(rest, pos)
+        if match is None or match.end() == pos:
+            return None
+        key, value = match.group(1).lower(), match.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[key] = value
+        pos = match.end()
+    return Challenge(scheme.lower(), params)
+
+
+def basic_header(creds: Credentials) -> str:
+    """The ``Authorization: Basic`` value for username + password credentials."""
+    if creds.username is None or creds.password is None:
+        raise RuntimeError("basic_header called without a username and password")
+    raw = f"{creds.username}:{creds.password.get_secret_value()}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+def docker_config_credentials(host: str, path: Path | None = None) -> Credentials | None:
+    """
+    Credentials for *host* from a docker ``config.json`` (``$DOCKER_CONFIG`` honoured).
+
+    Only inline ``auths`` entries are read; credential helpers are not run.
+    """
+    if path is None:
+        base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+        path = Path(base) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    for key, entry in auths.items():
+        if _auth_key_host(key) != host or not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("identitytoken"), str):
+            return Credentials(token=SecretStr(entry["identitytoken"]), source=str(path))
+        encoded = entry.get("auth")
+        if isinstance(encoded, str):
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                return None
+            return Credentials(username=user, password=SecretStr(password), source=str(path))
+    return None
+
+
+def _auth_key_host(key: str) -> str:
+    if "://" in key:
+        return urlsplit(key).netloc
+    return key.split("/", 1)[0]
+
+
+def token_url(challenge: Challenge, scope: str) -> str | None:
+    """The token request URL for *challenge* and *scope*, or None without a usable realm."""
+    realm = challenge.realm
+    parts = urlsplit(realm)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    query = []
+    if service := challenge.params.get("service"):
+        query.append(("service", service))
+    if scope:
+        query.append(("scope", scope))
+    sep = "&" if parts.query else "?"
+    return realm + (sep + urlencode(query) if query else "")
+
+
+def may_send_credentials(registry_url: str, realm: str, allowed_hosts: frozenset[str]) -> bool:
+    """
+    Whether the registry's credentials may go to *realm*.
+
+    Only to the registry's own host or a host named in the endpoint's ``auth_hosts``,
+    and never over plain http to anything but loopback: a hostile challenge must not
+    harvest them.
+    """
+    reg, tok = urlsplit(registry_url), urlsplit(realm)
+    same = tok.hostname == reg.hostname or (tok.hostname or "") in allowed_hosts
+    secure = tok.scheme == "https" or _is_loopback(tok.hostname or "")
+    return same and secure
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")

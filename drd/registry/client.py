@@ -1,0 +1,668 @@
+"""RegistryClient: the distribution API, byte-exact, authenticated, limited and retried."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+
+from drd.config import Credentials
+from drd.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    NotFound,
+    RegistryError,
+    SizeMismatch,
+    Unauthorized,
+    UnsupportedAPI,
+)
+from drd.oci import mediatype
+from drd.oci.descriptor import Descriptor
+from drd.oci.digest import Digest
+from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from drd.oci.ref import validate_repository
+from drd.oci.referrers import fallback_tag
+from drd.registry.auth import (
+    Challenge,
+    basic_header,
+    may_send_credentials,
+    parse_challenge,
+    token_url,
+)
+from drd.registry.transport import error_for, transport_errors
+from drd.retry import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+# Stream buffers: large enough that per-chunk Python overhead vanishes behind the socket.
+CHUNK = 1024 * 1024
+# Blobs above this go up in PATCH chunks of this size, not one PUT.
+CHUNKED_UPLOAD_THRESHOLD = 512 * 1024 * 1024
+MAX_PAGES = 10_000
+MAX_LIST_BODY = 32 * 1024 * 1024
+_MAX_TOKEN_BODY = 1024 * 1024
+
+
+@dataclass
+class Limits:
+    """Per-endpoint limits shared by every request to it."""
+
+    concurrency: int = 16
+    requests_per_second: float | None = None
+    _sem: asyncio.Semaphore = field(init=False)
+    _rate: AsyncLimiter | None = field(init=False)
+    # Slow-down in seconds requested by a low ``RateLimit-Remaining``; applied before each call.
+    backoff_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._sem = asyncio.Semaphore(self.concurrency)
+        rps = self.requests_per_second
+        # One token per request, refilled at rps per second; no burst beyond one second's worth.
+        self._rate = AsyncLimiter(max(rps, 1.0), 1.0) if rps else None
+        if rps and rps < 1:
+            self._rate = AsyncLimiter(1, 1.0 / rps)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one concurrency slot, after waiting for the rate limiter."""
+        async with self._sem:
+            if self._rate is not None:
+                await self._rate.acquire()
+            if self.backoff_s > 0:
+                await asyncio.sleep(self.backoff_s)
+            yield
+
+
+@dataclass
+class _Tokens:
+    """Bearer tokens cached per (realm, service, scope)."""
+
+    by_key: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    challenge: Challenge | None = None
+
+
+class RegistryClient:
+    """
+    One registry endpoint: catalog, tags, manifests, blobs, mounts and referrers.
+
+    Manifests travel as bytes and are digest-checked both ways. Blob streams are
+    hashed as they flow. Every request is bounded by the endpoint's limits and
+    retried only on `TransientError`. Raises the `RegistryError` family.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        http: aiohttp.ClientSession,
+        retry: RetryPolicy,
+        *,
+        credentials: Credentials | None = None,
+        limits: Limits | None = None,
+        auth_hosts: frozenset[str] = frozenset(),
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self.host = parts.netloc
+        self._http = http
+        self._retry = retry
+        self._creds = credentials
+        self.limits = limits or Limits()
+        self._auth_hosts = auth_hosts
+        self._tokens = _Tokens()
+        self._referrers_api: bool | None = None
+        self.requests = 0  # how many HTTP requests this client sent (benchmarks read it)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _scope(self, repository: str, push: bool = False) -> str:
+        if not repository:
+            return "registry:catalog:*"
+        return f"repository:{repository}:{'pull,push' if push else 'pull'}"
+
+    def _auth_header(self, scope: str) -> str | None:
+        ch = self._tokens.challenge
+        if ch is not None and ch.scheme == "bearer":
+            token = self._tokens.by_key.get((ch.realm, ch.params.get("service", ""), scope))
+            return f"Bearer {token}" if token else None
+        if ch is not None and ch.scheme == "basic" and self._creds and not self._creds.is_token:
+            return basic_header(self._creds)
+        return None
+
+    async def _fetch_token(self, challenge: Challenge, scope: str) -> None:
+        url = token_url(challenge, scope)
+        if url is None:
+            raise Unauthorized(f"{self.host} sent an unusable auth challenge", registry=self.host)
+        headers: dict[str, str] = {}
+        if self._creds is not None and may_send_credentials(self.base_url, url, self._auth_hosts):
+            if not self._creds.is_token:
+                headers["Authorization"] = basic_header(self._creds)
+            elif self._creds.token is not None:
+                headers["Authorization"] = f"Bearer {self._creds.token.get_secret_value()}"
+        with transport_errors(self.host):
+            self.requests += 1
+            async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise await error_for(resp, self.host, what="token")
+                body = await resp.content.read(_MAX_TOKEN_BODY)
+        try:
+            data = json.loads(body)
+            token = data.get("token") or data.get("access_token")
+        except (ValueError, AttributeError) as exc:
+            raise Unauthorized(
+                f"token answer from {self.host} is not JSON", registry=self.host
+            ) from exc
+        if not isinstance(token, str) or not token:
+            raise Unauthorized(f"token answer from {self.host} has no token", registry=self.host)
+        key = (challenge.realm, challenge.params.get("service", ""), scope)
+        self._tokens.by_key[key] = token
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        repository: str = "",
+        push: bool = False,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        ok: tuple[int, ...] = (200,),
+        what: str = "",
+        allow_redirects: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """
+        Send one request with auth; on 401, authenticate once and resend.
+
+        Yields a response whose status is in *ok*; anything else raises. The
+        request body must be re-sendable (bytes or None) if a 401 can occur.
+        """
+        url = path_or_url if "://" in path_or_url else self._url(path_or_url)
+        scope = self._scope(repository, push)
+        for attempt in range(2):
+            hdrs = dict(headers or {})
+            if (auth := self._auth_header(scope)) is not None:
+                hdrs["Authorization"] = auth
+            async with self.limits.slot(), contextlib.AsyncExitStack() as stack:
+                with transport_errors(self.host, repository):
+                    self.requests += 1
+                    resp = await stack.enter_async_context(
+                        self._http.request(
+                            method, url, headers=hdrs, data=data, allow_redirects=allow_redirects
+                        )
+                    )
+                self._observe_rate_headers(resp)
+                if resp.status == 401 and attempt == 0:
+                    await self._on_unauthorized(resp, scope)
+                    continue
+                if resp.status not in ok:
+                    raise await error_for(resp, self.host, repository, what)
+                with transport_errors(self.host, repository):
+                    yield resp
+                return
+        raise Unauthorized(f"{self.host} refused our credentials", registry=self.host)
+
+    async def _on_unauthorized(self, resp: aiohttp.ClientResponse, scope: str) -> None:
+        challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+        if challenge is None:
+            raise Unauthorized(f"{self.host} answered 401 without a challenge", registry=self.host)
+        self._tokens.challenge = challenge
+        if challenge.scheme == "bearer":
+            await self._fetch_token(challenge, scope)
+        elif challenge.scheme != "basic" or not (self._creds and not self._creds.is_token):
+            raise Unauthorized(f"{self.host} wants credentials we do not have", registry=self.host)
+
+    def _observe_rate_headers(self, resp: aiohttp.ClientResponse) -> None:
+        """Slow down before a ``RateLimit-Remaining`` quota runs out, not after."""
+        remaining = resp.headers.get("RateLimit-Remaining", "")
+        limit = resp.headers.get("RateLimit-Limit", "")
+        try:
+            left = int(remaining.split(";")[0])
+            total = int(limit.split(";")[0]) if limit else max(left, 1)
+        except ValueError:
+            return
+        # Below a fifth of the quota, spread the remaining requests out; recover when refilled.
+        self.limits.backoff_s = 0.0 if left * 5 >= total else min(1.0, 1.0 / max(left, 1))
+
+    async def _retrying(self, op: str, fn: Any) -> Any:
+        async for attempt in self._retry.for_op(op):
+            with attempt:
+                return await fn()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ discovery
+
+    async def ping(self) -> None:
+        """Check that the endpoint speaks the distribution API (``GET /v2/``)."""
+
+        async def go() -> None:
+            async with self._request("GET", "/v2/", ok=(200,)):
+                pass
+
+        await self._retrying("registry.ping", go)
+
+    async def catalog(self) -> list[str]:
+        """Every repository name from ``/v2/_catalog``, following ``Link`` pages."""
+        names = await self._paged("/v2/_catalog?n=1000", "", "repositories")
+        valid = []
+        for name in names:
+            try:
+                valid.append(validate_repository(name))
+            except ValueError:
+                log.warning("registry.bad_repository_name", registry=self.host, name=name[:100])
+        return valid
+
+    async def list_tags(self, repository: str) -> list[str]:
+        """Every tag of *repository*, following ``Link`` pages; [] for an unknown repository."""
+        validate_repository(repository)
+        try:
+            return await self._paged(f"/v2/{repository}/tags/list?n=1000", repository, "tags")
+        except NotFound:
+            return []
+
+    async def _paged(self, first: str, repository: str, key: str) -> list[str]:
+        items: list[str] = []
+        seen: set[str] = set()
+        url: str | None = self._url(first)
+        while url is not None:
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise RegistryError(f"{self.host} pagination loops at {url}", registry=self.host)
+            seen.add(url)
+            page, link = await self._retrying(
+                "registry.list", lambda u=url: self._page(u, repository, key)
+            )
+            items.extend(page)
+            url = self._next_page(url, link)
+        return list(dict.fromkeys(items))
+
+    async def _page(self, url: str, repository: str, key: str) -> tuple[list[str], str]:
+        async with self._request("GET", url, repository=repository, what=key) as resp:
+            body = await resp.content.read(MAX_LIST_BODY + 1)
+            link = resp.headers.get("Link", "")
+        if len(body) > MAX_LIST_BODY:
+            raise RegistryError(f"{key} list from {self.host} is too large", registry=self.host)
+        try:
+            values = json.loads(body).get(key) or []
+        except (ValueError, AttributeError) as exc:
+            raise RegistryError(
+                f"{key} list from {self.host} is not JSON", registry=self.host
+            ) from exc
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise RegistryError(f"{key} list from {self.host} is malformed", registry=self.host)
+        return values, link
+
+    def _next_page(self, current: str, link: str) -> str | None:
+        """The next page from a ``Link: <…>; rel="next"`` header, refusing other hosts."""
+        if not link or 'rel="next"' not in link:
+            return None
+        target = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")
+        url = urljoin(current, target)
+        if urlsplit(url).netloc != self.host or urlsplit(url).scheme != urlsplit(current).scheme:
+            raise RegistryError(
+                f"{self.host} sent a pagination link to another host", registry=self.host
+            )
+        return url
+
+    # ------------------------------------------------------------------ manifests
+
+    async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        """The descriptor behind *reference* (tag or digest), or None when absent."""
+        validate_repository(repository)
+
+        async def go() -> Descriptor | None:
+            headers = {"Accept": mediatype.MANIFEST_ACCEPT}
+            try:
+                async with self._request(
+                    "HEAD",
+                    f"/v2/{repository}/manifests/{reference}",
+                    repository=repository,
+                    headers=headers,
+                    what=f"manifest {reference}",
+                ) as resp:
+                    digest = resp.headers.get("Docker-Content-Digest", "")
+                    media = resp.headers.get("Content-Type", "").split(";")[0]
+                    size = int(resp.headers.get("Content-Length", "0") or 0)
+            except NotFound:
+                return None
+            if not digest:
+                return None  # a registry that omits the digest forces a GET
+            return Descriptor(media, Digest.parse(digest), size)
+
+        result: Descriptor | None = await self._retrying("registry.head_manifest", go)
+        return result
+
+    async def get_manifest(self, repository: str, reference: str | Digest) -> Manifest:
+        """
+        GET a manifest as bytes and parse it.
+
+        A digest reference is checked against the bytes (`DigestMismatch`); a tag
+        is checked against ``Docker-Content-Digest`` when the registry sends it.
+        Bodies over 4 MiB are refused (`InvalidManifest`). Raises `NotFound`.
+        """
+        validate_repository(repository)
+        expected = reference if isinstance(reference, Digest) else None
+        if expected is None and str(reference).startswith(("sha256:", "sha512:")):
+            expected = Digest.parse(str(reference))
+
+        async def go() -> Manifest:
+            headers = {"Accept": mediatype.MANIFEST_ACCEPT}
+            async with self._request(
+                "GET",
+                f"/v2/{repository}/manifests/{reference}",
+                repository=repository,
+                headers=headers,
+                what=f"manifest {reference}",
+            ) as resp:
+                declared = int(resp.headers.get("Content-Length", "0") or 0)
+                if declared > MAX_MANIFEST_BYTES:
+                    raise InvalidManifest(
+                        f"manifest {repository}@{reference} is {declared} bytes, over the "
+                        f"{MAX_MANIFEST_BYTES} byte limit",
+                        repository=repository,
+                    )
+                raw = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+                served_as = resp.headers.get("Content-Type", "").split(";")[0]
+                header_digest = resp.headers.get("Docker-Content-Digest", "")
+            check = expected
+            if check is None and header_digest:
+                check = Digest.parse(header_digest)
+            return Manifest.parse(raw, served_as, check)
+
+        result: Manifest = await self._retrying("registry.get_manifest", go)
+        return result
+
+    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> Digest:
+        """PUT *manifest* byte for byte; raise `DigestMismatch` if the registry disagrees."""
+        validate_repository(repository)
+
+        async def go() -> Digest:
+            async with self._request(
+                "PUT",
+                f"/v2/{repository}/manifests/{reference}",
+                repository=repository,
+                push=True,
+                headers={"Content-Type": manifest.media_type},
+                data=manifest.raw,
+                ok=(200, 201, 202),
+                what=f"manifest {reference}",
+            ) as resp:
+                reported = resp.headers.get("Docker-Content-Digest", "")
+            if reported and Digest.parse(reported) != manifest.digest:
+                raise DigestMismatch(
+                    f"{self.host} stored {repository}@{manifest.digest} as {reported}",
+                    expected=str(manifest.digest),
+                    actual=reported,
+                )
+            return manifest.digest
+
+        result: Digest = await self._retrying("registry.put_manifest", go)
+        return result
+
+    async def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """DELETE a manifest by digest (and so every tag on it). Missing is not an error."""
+        validate_repository(repository)
+
+        async def go() -> None:
+            with contextlib.suppress(NotFound):
+                async with self._request(
+                    "DELETE",
+                    f"/v2/{repository}/manifests/{digest}",
+                    repository=repository,
+                    push=True,
+                    ok=(200, 202),
+                    what=f"manifest {digest}",
+                ):
+                    pass
+
+        await self._retrying("registry.delete_manifest", go)
+
+    # ------------------------------------------------------------------ referrers
+
+    async def referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
+        """
+        The manifests whose ``subject`` is *digest*: the referrers API when the registry
+        has it (remembered per client), else the ``sha256-<hex>`` fallback tag's index.
+        """
+        if self._referrers_api is not False:
+            try:
+                return await self._referrers_by_api(repository, digest)
+            except UnsupportedAPI:
+                self._referrers_api = False
+        try:
+            index = await self.get_manifest(repository, fallback_tag(digest))
+        except NotFound:
+            return []
+        return list(index.manifests) if index.is_index else []
+
+    async def _referrers_by_api(self, repository: str, digest: Digest) -> list[Descriptor]:
+        async def go() -> list[Descriptor]:
+            try:
+                async with self._request(
+                    "GET",
+                    f"/v2/{repository}/referrers/{digest}",
+                    repository=repository,
+                    headers={"Accept": mediatype.OCI_INDEX},
+                    what="referrers",
+                ) as resp:
+                    raw = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+                    is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
+            except NotFound as exc:
+                raise UnsupportedAPI(
+                    f"{self.host} has no referrers API", registry=self.host
+                ) from exc
+            if not is_index:
+                raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host)
+            self._referrers_api = True
+            return list(Manifest.parse(raw, mediatype.OCI_INDEX).manifests)
+
+        result: list[Descriptor] = await self._retrying("registry.referrers", go)
+        return result
+
+    # ------------------------------------------------------------------ blobs
+
+    async def has_blob(self, repository: str, digest: Digest) -> int | None:
+        """The blob's size when *repository* has it, else None (``HEAD``)."""
+        validate_repository(repository)
+
+        async def go() -> int | None:
+            try:
+                async with self._request(
+                    "HEAD",
+                    f"/v2/{repository}/blobs/{digest}",
+                    repository=repository,
+                    what=f"blob {digest}",
+                ) as resp:
+                    return int(resp.headers.get("Content-Length", "0") or 0)
+            except NotFound:
+                return None
+
+        result: int | None = await self._retrying("registry.head_blob", go)
+        return result
+
+    async def get_blob_bytes(self, repository: str, digest: Digest, max_size: int) -> bytes:
+        """A small blob, whole and digest-checked; `SizeMismatch` past *max_size*."""
+        validate_repository(repository)
+
+        async def go() -> bytes:
+            async with self._request(
+                "GET",
+                f"/v2/{repository}/blobs/{digest}",
+                repository=repository,
+                what=f"blob {digest}",
+            ) as resp:
+                data = await resp.content.read(max_size + 1)
+            if len(data) > max_size:
+                raise SizeMismatch(
+                    f"blob {digest} is larger than {max_size} bytes",
+                    expected=max_size,
+                    actual=len(data),
+                    digest=str(digest),
+                )
+            if not digest.matches(data):
+                actual = Digest.of(data, digest.algorithm)
+                raise DigestMismatch(
+                    f"blob {digest} from {self.host} hashes to {actual}",
+                    expected=str(digest),
+                    actual=str(actual),
+                )
+            return data
+
+        result: bytes = await self._retrying("registry.get_blob", go)
+        return result
+
+    @contextlib.asynccontextmanager
+    async def open_blob(
+        self, repository: str, digest: Digest
+    ) -> AsyncIterator[aiohttp.StreamReader]:
+        """A streaming GET of one blob; the caller hashes what it reads."""
+        validate_repository(repository)
+        async with self._request(
+            "GET", f"/v2/{repository}/blobs/{digest}", repository=repository, what=f"blob {digest}"
+        ) as resp:
+            yield resp.content
+
+    async def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Cross-repository mount; True when the registry mounted it (201)."""
+        validate_repository(repository)
+        validate_repository(from_repository)
+
+        async def go() -> bool:
+            async with self._request(
+                "POST",
+                f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
+                repository=repository,
+                push=True,
+                ok=(201, 202),
+                what="mount",
+            ) as resp:
+                mounted = resp.status == 201
+                location = resp.headers.get("Location", "")
+            if not mounted and location:
+                await self._cancel_upload(repository, location)
+            return mounted
+
+        result: bool = await self._retrying("registry.mount_blob", go)
+        return result
+
+    async def _start_upload(self, repository: str) -> str:
+        async with self._request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            repository=repository,
+            push=True,
+            ok=(202,),
+            what="upload",
+        ) as resp:
+            location = resp.headers.get("Location", "")
+        if not location:
+            raise RegistryError(f"{self.host} gave no upload location", registry=self.host)
+        url = urljoin(self._url("/"), location)
+        if urlsplit(url).netloc != self.host:
+            # Uploads to another host would carry our token there: refuse.
+            raise RegistryError(
+                f"{self.host} sent an upload location on another host", registry=self.host
+            )
+        return url
+
+    async def _cancel_upload(self, repository: str, location: str) -> None:
+        url = urljoin(self._url("/"), location)
+        with contextlib.suppress(RegistryError):
+            async with self._request(
+                "DELETE", url, repository=repository, push=True, ok=(204, 200, 404)
+            ):
+                pass
+
+    async def upload_blob_bytes(self, repository: str, digest: Digest, data: bytes) -> None:
+        """Monolithic upload of a small blob held in memory."""
+        validate_repository(repository)
+
+        async def go() -> None:
+            url = await self._start_upload(repository)
+            await self._finish_upload(repository, url, digest, data, len(data))
+
+        await self._retrying("registry.upload_blob", go)
+
+    async def upload_blob_stream(
+        self, repository: str, digest: Digest, size: int, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """
+        Upload one blob from a stream: one PUT up to the chunked threshold, PATCHes above.
+
+        Not retried here: the stream cannot be replayed. The caller restarts the
+        whole transfer with a new upload session.
+        """
+        validate_repository(repository)
+        url = await self._start_upload(repository)
+        try:
+            if size <= CHUNKED_UPLOAD_THRESHOLD:
+                await self._finish_upload(repository, url, digest, chunks, size)
+                return
+            url = await self._patch_chunks(repository, url, chunks, size)
+            await self._finish_upload(repository, url, digest, None, 0)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cancel_upload(repository, url))
+            raise
+
+    async def _patch_chunks(
+        self, repository: str, url: str, chunks: AsyncIterator[bytes], size: int
+    ) -> str:
+        offset = 0
+        buffer = bytearray()
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= CHUNKED_UPLOAD_THRESHOLD // 8:
+                url = await self._patch(repository, url, bytes(buffer), offset)
+                offset += len(buffer)
+                buffer.clear()
+        if buffer:
+            url = await self._patch(repository, url, bytes(buffer), offset)
+        return url
+
+    async def _patch(self, repository: str, url: str, data: bytes, offset: int) -> str:
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{offset}-{offset + len(data) - 1}",
+            "Content-Length": str(len(data)),
+        }
+        async with self._request(
+            "PATCH",
+            url,
+            repository=repository,
+            push=True,
+            headers=headers,
+            data=data,
+            ok=(202,),
+            what="upload chunk",
+        ) as resp:
+            location = resp.headers.get("Location", url)
+        return urljoin(self._url("/"), location)
+
+    async def _finish_upload(
+        self, repository: str, url: str, digest: Digest, data: Any, size: int
+    ) -> None:
+        sep = "&" if "?" in url else "?"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        async with self._request(
+            "PUT",
+            f"{url}{sep}digest={digest}",
+            repository=repository,
+            push=True,
+            headers=headers,
+            data=data,
+            ok=(201, 204),
+            what=f"blob {digest}",
+        ):
+            pass

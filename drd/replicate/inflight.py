@@ -1,0 +1,30 @@
+"""InFlight: at most one copy per key at a time; concurrent callers share its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any
+
+
+class InFlight:
+    """Share in-flight work by key: a blob shared by many images is fetched once."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Task[Any]] = {}
+
+    async def once(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Run *work* unless a task for *key* is already running; await its outcome."""
+        if (task := self._running.get(key)) is None:
+            task = asyncio.create_task(work())
+            self._running[key] = task
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        # One waiter giving up must not cancel the others' copy.
+        return await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        """Cancel copies still running at shutdown: shielded tasks have no other owner."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,79 @@
+"""What one replication pass must do for one repository and target. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from drd.oci.digest import Digest
+from drd.oci.referrers import subject_of_tag
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Copy *digest*'s graph and point *tag* at it. ``moved`` when the target had another digest."""
+
+    tag: str
+    digest: Digest
+    moved_from: Digest | None = None
+    attached: bool = False  # a signature/attestation/referrers tag riding on a copied digest
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing to do for *tag*."""
+
+    tag: str
+    digest: Digest
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    """*tag* moved at the source but the target is immutable: reported, never overwritten."""
+
+    tag: str
+    source: Digest
+    target: Digest
+
+
+Action = Copy | Skip | Drift
+
+
+def plan_repository(
+    selected: Mapping[str, Digest],
+    attached: Mapping[str, Digest],
+    target: Mapping[str, Digest],
+    *,
+    immutable: bool = False,
+) -> list[Action]:
+    """
+    Decide what to do for one repository at one target.
+
+    *selected* maps the policy's tags to their source digests; *attached* maps the
+    source's ``sha256-<hex>[.sig|.att|.sbom]`` tags to their digests; *target* maps
+    the target's tags to its digests (only those it knows). Attached tags are
+    planned only when their subject is one of the selected digests, and after them.
+    """
+    actions: list[Action] = []
+    for tag in sorted(selected):
+        actions.append(_decide(tag, selected[tag], target.get(tag), immutable, attached=False))
+    wanted = set(selected.values())
+    for tag in sorted(attached):
+        subject = subject_of_tag(tag)
+        if subject is not None and subject in wanted:
+            # Signatures are re-signed in place: their tag must follow, even when immutable.
+            actions.append(_decide(tag, attached[tag], target.get(tag), False, attached=True))
+    return actions
+
+
+def _decide(
+    tag: str, source: Digest, target: Digest | None, immutable: bool, *, attached: bool
+) -> Action:
+    if target == source:
+        return Skip(tag, source, "up to date")
+    if target is None:
+        return Copy(tag, source, attached=attached)
+    if immutable:
+        return Drift(tag, source, target)
+    return Copy(tag, source, moved_from=target, attached=attached)

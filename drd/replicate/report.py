@@ -1,0 +1,76 @@
+"""Replication results: one ItemResult per (repository, tag, target), rolled into a report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from drd.replicate.copier import CopyStats
+
+OUTCOMES = ("copied", "skipped", "failed", "drift", "rejected", "planned")
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What happened to one tag at one target."""
+
+    repository: str
+    tag: str
+    target: str
+    digest: str
+    outcome: str  # one of OUTCOMES
+    reason: str = ""
+    moved_from: str = ""
+    key: str = ""  # fingerprint of the key that verified it, when verified
+    error: str = ""  # error class name for failures, a bounded metric label
+
+
+@dataclass
+class PolicyReport:
+    """One policy's pass: every item, blob counts per target, duration."""
+
+    policy: str
+    source: str
+    dry_run: bool = False
+    items: list[ItemResult] = field(default_factory=list)
+    stats: dict[str, CopyStats] = field(default_factory=dict)
+    repositories: int = 0
+    duration_s: float = 0.0
+    error: str = ""  # a failure of the whole pass (listing the source failed)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for item in self.items if item.outcome == outcome)
+
+    @property
+    def ok(self) -> bool:
+        """No item failed or was rejected, and the pass itself completed."""
+        return not self.error and self.count("failed") == 0 and self.count("rejected") == 0
+
+    @property
+    def bytes_copied(self) -> int:
+        return sum(s.bytes_copied for s in self.stats.values())
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by outcome plus bytes and duration: the canonical log line's fields."""
+        counts = Counter(item.outcome for item in self.items)
+        return {
+            **{outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+            "moved": sum(1 for i in self.items if i.moved_from and i.outcome == "copied"),
+            "bytes": self.bytes_copied,
+            "repositories": self.repositories,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine form of the report (``--json``)."""
+        return {
+            "policy": self.policy,
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "error": self.error,
+            "summary": self.summary(),
+            "targets": {name: asdict(stats) for name, stats in self.stats.items()},
+            "items": [asdict(item) for item in self.items],
+        }

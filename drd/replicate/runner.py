@@ -1,0 +1,311 @@
+"""Run one replication policy end to end: discover, plan, verify, copy, tag → PolicyReport."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from drd.errors import DrdError, IntegrityError, VerificationError
+from drd.oci.digest import Digest
+from drd.oci.manifest import Manifest
+from drd.oci.referrers import subject_of_tag
+from drd.registry.client import RegistryClient
+from drd.replicate.copier import Copier, TargetState
+from drd.replicate.filters import RepoFilter, TagFilter
+from drd.replicate.plan import Action, Copy, Drift, Skip, plan_repository
+from drd.replicate.report import ItemResult, PolicyReport
+from drd.retry import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+# Verifies that *digest* in *repository* on *client* is signed by a trusted key; returns
+# the key's fingerprint or raises VerificationError. Supplied by the trust package.
+Verifier = Callable[[RegistryClient, str, Digest], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A replication policy with every default resolved: what the runner needs, nothing more."""
+
+    name: str
+    repositories: RepoFilter
+    tags: TagFilter
+    referrers: bool = True
+    verify_after_copy: bool = True
+    immutable_tags: bool = False
+    concurrency: int = 8
+    blob_concurrency: int = 8
+
+
+@dataclass
+class _Pass:
+    """Everything one pass shares: clients, copiers per target, the report being filled."""
+
+    policy: Policy
+    source: RegistryClient
+    targets: Mapping[str, RegistryClient]
+    retry: RetryPolicy
+    verifier: Verifier | None
+    dry_run: bool
+    report: PolicyReport
+    copiers: dict[str, Copier] = field(default_factory=dict)
+    done: set[tuple[str, str, str]] = field(default_factory=set)  # (target, repo, tag) handled
+
+
+async def run_policy(
+    policy: Policy,
+    source: RegistryClient,
+    targets: Mapping[str, RegistryClient],
+    retry: RetryPolicy,
+    *,
+    verifier: Verifier | None = None,
+    dry_run: bool = False,
+    only: Sequence[tuple[str, str | None]] | None = None,
+) -> PolicyReport:
+    """
+    One replication pass of *policy* from *source* to every target.
+
+    *only* narrows the pass to (repository, tag-or-None) pairs, as a webhook does.
+    Per-item failures go into the report; a failure to list the source is the
+    report's ``error``. With *dry_run* nothing is written: the plan is the report.
+    """
+    report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
+    state = _Pass(policy, source, targets, retry, verifier, dry_run, report)
+    for name, client in targets.items():
+        copier = Copier(
+            source, client, retry, blob_concurrency=policy.blob_concurrency, state=TargetState()
+        )
+        state.copiers[name] = copier
+        report.stats[name] = copier.stats
+    started = time.monotonic()
+    with structlog.contextvars.bound_contextvars(policy=policy.name):
+        try:
+            repos = await _repositories(state, only)
+            report.repositories = len(repos)
+            limit = asyncio.Semaphore(policy.concurrency)
+
+            async def one(repo: str) -> None:
+                async with limit:
+                    await _run_repository(state, repo, _only_tags(only, repo))
+
+            async with asyncio.TaskGroup() as group:
+                for repo in repos:
+                    group.create_task(one(repo))
+        except* DrdError as group_error:
+            first = group_error.exceptions[0]
+            report.error = f"{type(first).__name__}: {first}"
+            # An unreachable source is an operating condition, not a bug: no traceback.
+            log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
+        finally:
+            for copier in state.copiers.values():
+                await copier.state.inflight.aclose()
+        report.duration_s = time.monotonic() - started
+        log.info("replicate.run_finished", **report.summary(), ok=report.ok)
+    return report
+
+
+def _only_tags(only: Sequence[tuple[str, str | None]] | None, repo: str) -> set[str] | None:
+    if only is None:
+        return None
+    tags = {tag for r, tag in only if r == repo}
+    return None if None in tags else {t for t in tags if t is not None}
+
+
+async def _repositories(state: _Pass, only: Sequence[tuple[str, str | None]] | None) -> list[str]:
+    wanted = state.policy.repositories
+    if only is not None:
+        return sorted({repo for repo, _ in only if wanted(repo)})
+    literal = wanted.literal_names()
+    if literal is not None:
+        return literal
+    return sorted(name for name in await state.source.catalog() if wanted(name))
+
+
+async def _digests(
+    client: RegistryClient, repo: str, tags: Sequence[str], limit: int
+) -> dict[str, Digest]:
+    """HEAD every tag concurrently; a tag that vanished in between is left out."""
+    sem = asyncio.Semaphore(limit)
+    found: dict[str, Digest] = {}
+
+    async def head(tag: str) -> None:
+        async with sem:
+            desc = await client.head_manifest(repo, tag)
+        if desc is not None:
+            found[tag] = desc.digest
+
+    async with asyncio.TaskGroup() as group:
+        for tag in tags:
+            group.create_task(head(tag))
+    return found
+
+
+async def _run_repository(state: _Pass, repo: str, only_tags: set[str] | None) -> None:
+    policy = state.policy
+    source_tags = await state.source.list_tags(repo)
+    selected_names = [
+        t for t in policy.tags.select(source_tags) if only_tags is None or t in only_tags
+    ]
+    attached_names = (
+        [t for t in source_tags if subject_of_tag(t) is not None] if policy.referrers else []
+    )
+    width = max(policy.blob_concurrency, 4)
+    selected = await _digests(state.source, repo, selected_names, width)
+    attached = await _digests(state.source, repo, attached_names, width)
+    for target_name, client in state.targets.items():
+        target_tags = set(await client.list_tags(repo))
+        known = [t for t in [*selected, *attached] if t in target_tags]
+        target = await _digests(client, repo, known, width)
+        actions = plan_repository(selected, attached, target, immutable=policy.immutable_tags)
+        await _execute(state, repo, target_name, actions)
+
+
+async def _execute(state: _Pass, repo: str, target: str, actions: list[Action]) -> None:
+    """Release tags first (concurrently), then the tags attached to what was copied."""
+    attached = [a for a in actions if isinstance(a, Copy) and a.attached]
+    primary = [a for a in actions if not (isinstance(a, Copy) and a.attached)]
+    results = await asyncio.gather(*(_act(state, repo, target, a, attached) for a in primary))
+    present = {item.digest for item in results if item.outcome in ("copied", "skipped", "planned")}
+    present |= {str(d) for d in state.copiers[target].seen}
+    # A signature rides only on content that made it: a rejected image takes its .sig with it.
+    riding = [
+        a
+        for a in attached
+        if str(subject_of_tag(a.tag)) in present and (target, repo, a.tag) not in state.done
+    ]
+    await asyncio.gather(*(_act(state, repo, target, a, []) for a in riding))
+
+
+async def _act(
+    state: _Pass, repo: str, target: str, action: Action, attached: list[Copy]
+) -> ItemResult:
+    result = await _outcome(state, repo, target, action, attached)
+    _record(state, repo, target, result)
+    return result
+
+
+def _record(state: _Pass, repo: str, target: str, result: ItemResult) -> None:
+    state.report.items.append(result)
+    state.done.add((target, repo, result.tag))
+    if result.outcome in ("failed", "rejected", "drift"):
+        log.warning(
+            f"replicate.{result.outcome}"
+            if result.outcome != "failed"
+            else "replicate.item_failed",
+            repository=repo,
+            tag=result.tag,
+            target=target,
+            digest=result.digest,
+            reason=result.reason,
+        )
+    else:
+        log.debug(
+            "replicate.item",
+            repository=repo,
+            tag=result.tag,
+            target=target,
+            digest=result.digest,
+            outcome=result.outcome,
+        )
+
+
+async def _outcome(
+    state: _Pass, repo: str, target: str, action: Action, attached: list[Copy]
+) -> ItemResult:
+    match action:
+        case Skip(tag, digest, reason):
+            return ItemResult(repo, tag, target, str(digest), "skipped", reason)
+        case Drift(tag, source, current):
+            return ItemResult(
+                repo,
+                tag,
+                target,
+                str(source),
+                "drift",
+                f"tag moved at the source; immutable target keeps {current}",
+                str(current),
+            )
+        case Copy(tag, digest, moved_from):
+            moved = str(moved_from) if moved_from else ""
+            if state.dry_run:
+                return ItemResult(repo, tag, target, str(digest), "planned", "", moved)
+            return await _copy(state, repo, target, action, moved, attached)
+    raise AssertionError(f"unknown action {action!r}")  # pragma: no cover
+
+
+async def _copy(
+    state: _Pass, repo: str, target: str, action: Copy, moved: str, attached: list[Copy]
+) -> ItemResult:
+    copier = state.copiers[target]
+    digest = action.digest
+    key = ""
+    try:
+        trusted = state.verifier is not None and not action.attached
+        if trusted and state.verifier is not None:
+            # Verify by digest, then copy by that same digest: a tag moved meanwhile is ignored.
+            key = await state.verifier(state.source, repo, digest)
+        manifest = await copier.copy_graph(repo, repo, digest)
+        if state.policy.verify_after_copy:
+            await _read_back(copier, repo, manifest)
+        if trusted and state.verifier is not None:
+            # Signatures before the tag, then verify there: the tag is the commit point.
+            await _copy_signatures(state, repo, target, digest, attached)
+            if state.policy.verify_after_copy:
+                await _verify_at_target(state, repo, target, digest)
+        await copier.tag(repo, action.tag, manifest)
+    except VerificationError as exc:
+        return ItemResult(repo, action.tag, target, str(digest), "rejected", exc.reason, moved)
+    except DrdError as exc:
+        return ItemResult(
+            repo,
+            action.tag,
+            target,
+            str(digest),
+            "failed",
+            str(exc),
+            moved,
+            error=type(exc).__name__,
+        )
+    return ItemResult(repo, action.tag, target, str(digest), "copied", "", moved, key)
+
+
+async def _copy_signatures(
+    state: _Pass, repo: str, target: str, digest: Digest, attached: list[Copy]
+) -> None:
+    """Copy the attached tags hanging off *digest* now, ahead of the release tag."""
+    for action in attached:
+        if subject_of_tag(action.tag) != digest or (target, repo, action.tag) in state.done:
+            continue
+        copier = state.copiers[target]
+        manifest = await copier.copy_graph(repo, repo, action.digest)
+        await copier.tag(repo, action.tag, manifest)
+        moved = str(action.moved_from) if action.moved_from else ""
+        _record(
+            state,
+            repo,
+            target,
+            ItemResult(repo, action.tag, target, str(action.digest), "copied", "", moved),
+        )
+
+
+async def _verify_at_target(state: _Pass, repo: str, target: str, digest: Digest) -> None:
+    """The copy must verify where it landed, or the item fails (it is not promoted)."""
+    if state.verifier is None:
+        return
+    try:
+        await state.verifier(state.targets[target], repo, digest)
+    except VerificationError as exc:
+        raise IntegrityError(
+            f"signature of {digest} does not verify at {target}: {exc.reason}"
+        ) from exc
+
+
+async def _read_back(copier: Copier, repo: str, manifest: Manifest) -> None:
+    """Read the manifest back from the target by digest: the bytes must be the same."""
+    stored = await copier.target.get_manifest(repo, manifest.digest)
+    if stored.raw != manifest.raw:
+        raise IntegrityError(f"{copier.target.host} returned other bytes for {manifest.digest}")

@@ -1,0 +1,113 @@
+"""Open every client a command or the daemon needs, from Settings; close them on the way out."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from drd.config import Credentials, Endpoint, Replication, RetrySettings, Settings, Trust
+from drd.registry.auth import docker_config_credentials
+from drd.registry.client import Limits, RegistryClient
+from drd.registry.transport import TLSSettings, build_http_client
+from drd.replicate.filters import RepoFilter, tag_filter
+from drd.replicate.runner import Policy, Verifier
+from drd.retry import RetryHook, RetryPolicy
+from drd.trust.keys import TrustPolicy, load_public_key
+from drd.trust.verify import fingerprint_verifier
+
+
+@dataclass
+class Resources:
+    """Long-lived clients, one per endpoint, opened together and closed together."""
+
+    registries: dict[str, RegistryClient]
+    retry: RetryPolicy
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def retry_policy(settings: RetrySettings, on_retry: RetryHook | None = None) -> RetryPolicy:
+    """The RetryPolicy the config asks for."""
+    policy = RetryPolicy(
+        attempts=settings.attempts,
+        budget_s=settings.budget.total_seconds(),
+        wait_initial=settings.wait_initial,
+        wait_max=settings.wait_max,
+    )
+    if on_retry is not None:
+        policy = dataclasses.replace(policy, on_retry=on_retry)
+    return policy
+
+
+def credentials_for(endpoint: Endpoint) -> Credentials | None:
+    """What drd presents to *endpoint*: its configured secret, else docker config.json."""
+    creds = endpoint.credentials()
+    if creds is not None:
+        return creds
+    if endpoint.docker_config is not None:
+        return docker_config_credentials(endpoint.host, endpoint.docker_config)
+    return docker_config_credentials(endpoint.host)
+
+
+@contextlib.asynccontextmanager
+async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator[RegistryClient]:
+    """One RegistryClient for *endpoint*, its HTTP session closed on exit."""
+    tls = TLSSettings(endpoint.ca_file, endpoint.cert_file, endpoint.key_file)
+    async with build_http_client(
+        tls, concurrency=endpoint.concurrency, timeout_s=endpoint.timeout
+    ) as http:
+        yield RegistryClient(
+            endpoint.name,
+            endpoint.url,
+            http,
+            retry,
+            credentials=credentials_for(endpoint),
+            limits=Limits(endpoint.concurrency, endpoint.requests_per_second),
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_resources(
+    settings: Settings, on_retry: RetryHook | None = None
+) -> AsyncIterator[Resources]:
+    """Open a client for every endpoint; close all of them, in reverse, on the way out."""
+    retry = retry_policy(settings.retry, on_retry)
+    async with contextlib.AsyncExitStack() as stack:
+        registries = {
+            name: await stack.enter_async_context(open_registry(endpoint, retry))
+            for name, endpoint in settings.endpoints.items()
+        }
+        yield Resources(registries=registries, retry=retry)
+
+
+def policy_from_config(rep: Replication) -> Policy:
+    """Resolve a `[[replication]]` table into the runner's Policy. Pure."""
+    repos = tuple(rep.repositories) if rep.repositories is not None else None
+    return Policy(
+        name=rep.name,
+        repositories=RepoFilter(repos, tuple(rep.exclude_repositories)),
+        tags=tag_filter(rep.tags, rep.exclude_tags),
+        referrers=rep.referrers,
+        verify_after_copy=rep.verify_after_copy,
+        immutable_tags=rep.immutable_tags,
+        concurrency=rep.concurrency,
+    )
+
+
+def verifier_for(settings: Settings, rep: Replication) -> Verifier | None:
+    """The signature check a policy's ``require_signature`` asks for, or None."""
+    if rep.require_signature is None:
+        return None
+    return fingerprint_verifier(trust_policy(settings.trust[rep.require_signature]))
+
+
+def trust_policy(trust: Trust) -> TrustPolicy:
+    """Load a `[trust.NAME]` table's keys into a TrustPolicy; raises ConfigError on bad keys."""
+    return TrustPolicy(
+        name=trust.name,
+        keys=tuple(load_public_key(pem, source) for source, pem in trust.key_pems()),
+        rekor_keys=tuple(load_public_key(pem, source) for source, pem in trust.rekor_pems()),
+        require_rekor=trust.require_rekor,
+        require_children=trust.require_children,
+    )
