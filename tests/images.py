@@ -600,7 +600,8 @@ class RegistryWriter:
         """PUT *raw* as-is under *reference* (tag or digest); check the digest returned."""
         digest = Digest.of(raw)
         url = self._url(repository, "manifests", str(reference))
-        async with self.session.put(url, data=raw, headers={"Content-Type": media_type}) as resp:
+        body = io.BytesIO(raw)  # not bytes: aiohttp warns on large raw bodies
+        async with self.session.put(url, data=body, headers={"Content-Type": media_type}) as resp:
             if resp.status != 201:
                 raise RegistryRequestError(
                     f"PUT manifest {repository}:{reference}", resp.status, await resp.text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from drd.registry.auth import (
     parse_challenge,
     token_url,
 )
-from drd.registry.transport import error_for, transport_errors
+from drd.registry.transport import error_for, read_body, transport_errors
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,8 @@ log = structlog.get_logger(__name__)
 CHUNK = 1024 * 1024
 # Blobs above this go up in PATCH chunks of this size, not one PUT.
 CHUNKED_UPLOAD_THRESHOLD = 512 * 1024 * 1024
+# Entries asked for per catalog or tags page (``?n=``); registries may send fewer.
+PAGE_SIZE = 1000
 MAX_PAGES = 10_000
 MAX_LIST_BODY = 32 * 1024 * 1024
 _MAX_TOKEN_BODY = 1024 * 1024
@@ -87,6 +90,8 @@ class _Tokens:
 
     by_key: dict[tuple[str, str, str], str] = field(default_factory=dict)
     challenge: Challenge | None = None
+    # One fetch per key at a time: concurrent 401s for one scope share a single token.
+    locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
 
 
 class RegistryClient:
@@ -141,13 +146,28 @@ class RegistryClient:
             return basic_header(self._creds)
         return None
 
-    async def _fetch_token(self, challenge: Challenge, scope: str) -> None:
+    async def _fetch_token(self, challenge: Challenge, scope: str, stale: str | None) -> None:
+        """Fetch a token for *scope* unless another request replaced *stale* meanwhile."""
+        key = (challenge.realm, challenge.params.get("service", ""), scope)
+        async with self._tokens.locks.setdefault(key, asyncio.Lock()):
+            current = self._tokens.by_key.get(key)
+            if current is not None and f"Bearer {current}" != stale:
+                return
+            self._tokens.by_key[key] = await self._new_token(challenge, scope)
+
+    async def _new_token(self, challenge: Challenge, scope: str) -> str:
         url = token_url(challenge, scope)
         if url is None:
             raise Unauthorized(f"{self.host} sent an unusable auth challenge", registry=self.host)
         headers: dict[str, str] = {}
-        if self._creds is not None and may_send_credentials(self.base_url, url, self._auth_hosts):
-            if not self._creds.is_token:
+        if self._creds is not None:
+            if not may_send_credentials(self.base_url, url, self._auth_hosts):
+                log.warning(
+                    "registry.credentials_withheld",
+                    registry=self.host,
+                    realm_host=urlsplit(url).netloc[:100],
+                )
+            elif not self._creds.is_token:
                 headers["Authorization"] = basic_header(self._creds)
             elif self._creds.token is not None:
                 headers["Authorization"] = f"Bearer {self._creds.token.get_secret_value()}"
@@ -156,7 +176,7 @@ class RegistryClient:
             async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise await error_for(resp, self.host, what="token")
-                body = await resp.content.read(_MAX_TOKEN_BODY)
+                body = await read_body(resp, _MAX_TOKEN_BODY)
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
@@ -166,8 +186,7 @@ class RegistryClient:
             ) from exc
         if not isinstance(token, str) or not token:
             raise Unauthorized(f"token answer from {self.host} has no token", registry=self.host)
-        key = (challenge.realm, challenge.params.get("service", ""), scope)
-        self._tokens.by_key[key] = token
+        return token
 
     @contextlib.asynccontextmanager
     async def _request(
@@ -200,12 +219,16 @@ class RegistryClient:
                     self.requests += 1
                     resp = await stack.enter_async_context(
                         self._http.request(
-                            method, url, headers=hdrs, data=data, allow_redirects=allow_redirects
+                            method,
+                            url,
+                            headers=hdrs,
+                            data=_body(data),
+                            allow_redirects=allow_redirects,
                         )
                     )
                 self._observe_rate_headers(resp)
                 if resp.status == 401 and attempt == 0:
-                    await self._on_unauthorized(resp, scope)
+                    await self._on_unauthorized(resp, scope, auth)
                     continue
                 if resp.status not in ok:
                     raise await error_for(resp, self.host, repository, what)
@@ -214,13 +237,15 @@ class RegistryClient:
                 return
         raise Unauthorized(f"{self.host} refused our credentials", registry=self.host)
 
-    async def _on_unauthorized(self, resp: aiohttp.ClientResponse, scope: str) -> None:
+    async def _on_unauthorized(
+        self, resp: aiohttp.ClientResponse, scope: str, sent: str | None
+    ) -> None:
         challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
         if challenge is None:
             raise Unauthorized(f"{self.host} answered 401 without a challenge", registry=self.host)
         self._tokens.challenge = challenge
         if challenge.scheme == "bearer":
-            await self._fetch_token(challenge, scope)
+            await self._fetch_token(challenge, scope, sent)
         elif challenge.scheme != "basic" or not (self._creds and not self._creds.is_token):
             raise Unauthorized(f"{self.host} wants credentials we do not have", registry=self.host)
 
@@ -255,7 +280,7 @@ class RegistryClient:
 
     async def catalog(self) -> list[str]:
         """Every repository name from ``/v2/_catalog``, following ``Link`` pages."""
-        names = await self._paged("/v2/_catalog?n=1000", "", "repositories")
+        names = await self._paged(f"/v2/_catalog?n={PAGE_SIZE}", "", "repositories")
         valid = []
         for name in names:
             try:
@@ -268,7 +293,8 @@ class RegistryClient:
         """Every tag of *repository*, following ``Link`` pages; [] for an unknown repository."""
         validate_repository(repository)
         try:
-            return await self._paged(f"/v2/{repository}/tags/list?n=1000", repository, "tags")
+            first = f"/v2/{repository}/tags/list?n={PAGE_SIZE}"
+            return await self._paged(first, repository, "tags")
         except NotFound:
             return []
 
@@ -289,7 +315,7 @@ class RegistryClient:
 
     async def _page(self, url: str, repository: str, key: str) -> tuple[list[str], str]:
         async with self._request("GET", url, repository=repository, what=key) as resp:
-            body = await resp.content.read(MAX_LIST_BODY + 1)
+            body = await read_body(resp, MAX_LIST_BODY)
             link = resp.headers.get("Link", "")
         if len(body) > MAX_LIST_BODY:
             raise RegistryError(f"{key} list from {self.host} is too large", registry=self.host)
@@ -372,7 +398,7 @@ class RegistryClient:
                         f"{MAX_MANIFEST_BYTES} byte limit",
                         repository=repository,
                     )
-                raw = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+                raw = await read_body(resp, MAX_MANIFEST_BYTES)
                 served_as = resp.headers.get("Content-Type", "").split(";")[0]
                 header_digest = resp.headers.get("Docker-Content-Digest", "")
             check = expected
@@ -456,7 +482,7 @@ class RegistryClient:
                     headers={"Accept": mediatype.OCI_INDEX},
                     what="referrers",
                 ) as resp:
-                    raw = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+                    raw = await read_body(resp, MAX_MANIFEST_BYTES)
                     is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
             except NotFound as exc:
                 raise UnsupportedAPI(
@@ -502,7 +528,7 @@ class RegistryClient:
                 repository=repository,
                 what=f"blob {digest}",
             ) as resp:
-                data = await resp.content.read(max_size + 1)
+                data = await read_body(resp, max_size)
             if len(data) > max_size:
                 raise SizeMismatch(
                     f"blob {digest} is larger than {max_size} bytes",
@@ -664,5 +690,18 @@ class RegistryClient:
             data=data,
             ok=(201, 204),
             what=f"blob {digest}",
-        ):
-            pass
+        ) as resp:
+            reported = resp.headers.get("Docker-Content-Digest", "")
+        if reported and reported != str(digest):
+            raise DigestMismatch(
+                f"{self.host} stored blob {digest} as {reported[:80]}",
+                expected=str(digest),
+                actual=reported[:80],
+            )
+
+
+def _body(data: Any) -> Any:
+    """Bytes over 1 MiB go as a fresh BytesIO: aiohttp warns that raw bytes block the loop."""
+    if isinstance(data, bytes) and len(data) > 1024 * 1024:
+        return io.BytesIO(data)
+    return data

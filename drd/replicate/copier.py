@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 import structlog
 
-from drd.errors import DigestMismatch, InvalidManifest, SizeMismatch
+from drd.errors import DigestMismatch, IntegrityError, InvalidManifest, SizeMismatch
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
-from drd.replicate.inflight import InFlight
+from drd.replicate.inflight import InFlight, KeyedLocks
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,9 @@ class TargetState:
 
     blob_home: dict[Digest, str] = field(default_factory=dict)
     inflight: InFlight = field(default_factory=InFlight)
+    # distribution rejects one of two concurrent writes of the same content ("digest did
+    # not match"): one writer per digest at a target, blob or manifest, whatever the repository.
+    write_locks: KeyedLocks = field(default_factory=KeyedLocks)
 
 
 class Copier:
@@ -75,12 +78,37 @@ class Copier:
     async def copy_graph(self, src_repo: str, dst_repo: str, digest: Digest) -> Manifest:
         """Make *digest* and everything under it present in *dst_repo*; return its manifest."""
         manifest = await self.source.get_manifest(src_repo, digest)
-        await self._ensure(src_repo, dst_repo, manifest, depth=0, path=frozenset())
+        await self._ensure_once(src_repo, dst_repo, manifest, depth=0, path=frozenset())
         return manifest
 
     async def tag(self, dst_repo: str, tag: str, manifest: Manifest) -> None:
         """Point *tag* at *manifest* (already present): the last step, the commit point."""
-        await self.target.put_manifest(dst_repo, tag, manifest)
+        await self._put(dst_repo, tag, manifest)
+
+    async def read_back(self, dst_repo: str, manifest: Manifest) -> None:
+        """
+        Read *manifest* back from the target by digest: the bytes must be the same.
+
+        Under the digest's write lock: distribution rewrites a revision link in place
+        when another tag is put on the same digest, and a read racing it sees garbage.
+        Raises `IntegrityError` on different bytes.
+        """
+        async with self.state.write_locks.hold(manifest.digest):
+            stored = await self.target.get_manifest(dst_repo, manifest.digest)
+        if stored.raw != manifest.raw:
+            raise IntegrityError(f"{self.target.host} returned other bytes for {manifest.digest}")
+
+    async def _put(self, dst_repo: str, reference: str, manifest: Manifest) -> None:
+        async with self.state.write_locks.hold(manifest.digest):
+            await self.target.put_manifest(dst_repo, reference, manifest)
+
+    async def _ensure_once(
+        self, src_repo: str, dst_repo: str, manifest: Manifest, depth: int, path: frozenset[Digest]
+    ) -> None:
+        key = ("manifest", self.target.base_url, dst_repo, manifest.digest)
+        await self.state.inflight.once(
+            key, lambda: self._ensure(src_repo, dst_repo, manifest, depth, path)
+        )
 
     async def _ensure(
         self, src_repo: str, dst_repo: str, manifest: Manifest, depth: int, path: frozenset[Digest]
@@ -93,7 +121,7 @@ class Copier:
             await self._children(src_repo, dst_repo, manifest, depth, path | {manifest.digest})
         else:
             await self._gather(self._copy_blob(src_repo, dst_repo, d) for d in manifest.blobs)
-        await self.target.put_manifest(dst_repo, str(manifest.digest), manifest)
+        await self._put(dst_repo, str(manifest.digest), manifest)
         self.stats.manifests_written += 1
         self.seen.add(manifest.digest)
 
@@ -109,7 +137,7 @@ class Copier:
                 self.stats.manifests_present += 1
                 return
             manifest = await self.source.get_manifest(src_repo, desc.digest)
-            await self._ensure(src_repo, dst_repo, manifest, depth + 1, path)
+            await self._ensure_once(src_repo, dst_repo, manifest, depth + 1, path)
 
         await self._gather(child(d) for d in dict((d.digest, d) for d in index.manifests).values())
 
@@ -126,6 +154,10 @@ class Copier:
         await self.state.inflight.once(key, lambda: self._place_blob(src_repo, dst_repo, desc))
 
     async def _place_blob(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
+        async with self.state.write_locks.hold(desc.digest):
+            await self._place_blob_locked(src_repo, dst_repo, desc)
+
+    async def _place_blob_locked(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
         digest = desc.digest
         if await self.target.has_blob(dst_repo, digest) is not None:
             self.stats.blobs_present += 1

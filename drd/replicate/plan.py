@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from drd.oci.digest import Digest
@@ -26,6 +26,7 @@ class Skip:
     tag: str
     digest: Digest
     reason: str
+    attached: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,38 +41,41 @@ class Drift:
 Action = Copy | Skip | Drift
 
 
-def plan_repository(
-    selected: Mapping[str, Digest],
-    attached: Mapping[str, Digest],
-    target: Mapping[str, Digest],
-    *,
-    immutable: bool = False,
+def plan_tags(
+    selected: Mapping[str, Digest], target: Mapping[str, Digest], *, immutable: bool = False
 ) -> list[Action]:
     """
-    Decide what to do for one repository at one target.
+    Decide what to do for the policy's tags in one repository at one target.
 
-    *selected* maps the policy's tags to their source digests; *attached* maps the
-    source's ``sha256-<hex>[.sig|.att|.sbom]`` tags to their digests; *target* maps
-    the target's tags to its digests (only those it knows). Attached tags are
-    planned only when their subject is one of the selected digests, and after them.
+    *selected* maps the policy's tags to their source digests; *target* maps the
+    target's tags to its digests (only those it knows).
+    """
+    return [
+        _decide(tag, selected[tag], target.get(tag), immutable, False) for tag in sorted(selected)
+    ]
+
+
+def plan_attached(
+    attached: Mapping[str, Digest], target: Mapping[str, Digest], wanted: Set[Digest]
+) -> list[Action]:
+    """
+    Decide what to do for ``sha256-<hex>[.sig|.att|.sbom]`` tags: only those whose subject
+    is in *wanted* (what this pass copied or found in place). Signatures are re-signed
+    in place, so their tags follow even when release tags are immutable.
     """
     actions: list[Action] = []
-    for tag in sorted(selected):
-        actions.append(_decide(tag, selected[tag], target.get(tag), immutable, attached=False))
-    wanted = set(selected.values())
     for tag in sorted(attached):
         subject = subject_of_tag(tag)
         if subject is not None and subject in wanted:
-            # Signatures are re-signed in place: their tag must follow, even when immutable.
-            actions.append(_decide(tag, attached[tag], target.get(tag), False, attached=True))
+            actions.append(_decide(tag, attached[tag], target.get(tag), False, True))
     return actions
 
 
 def _decide(
-    tag: str, source: Digest, target: Digest | None, immutable: bool, *, attached: bool
+    tag: str, source: Digest, target: Digest | None, immutable: bool, attached: bool
 ) -> Action:
     if target == source:
-        return Skip(tag, source, "up to date")
+        return Skip(tag, source, "up to date", attached=attached)
     if target is None:
         return Copy(tag, source, attached=attached)
     if immutable:

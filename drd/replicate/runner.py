@@ -16,11 +16,13 @@ from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
 from drd.replicate.copier import Copier, TargetState
 from drd.replicate.filters import RepoFilter, TagFilter
-from drd.replicate.plan import Action, Copy, Drift, Skip, plan_repository
+from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
+
+_LANDED = ("copied", "skipped", "planned")
 
 # Verifies that *digest* in *repository* on *client* is signed by a trusted key; returns
 # the key's fingerprint or raises VerificationError. Supplied by the trust package.
@@ -160,24 +162,66 @@ async def _run_repository(state: _Pass, repo: str, only_tags: set[str] | None) -
         target_tags = set(await client.list_tags(repo))
         known = [t for t in [*selected, *attached] if t in target_tags]
         target = await _digests(client, repo, known, width)
-        actions = plan_repository(selected, attached, target, immutable=policy.immutable_tags)
-        await _execute(state, repo, target_name, actions)
+        await _execute(state, repo, target_name, selected, attached, target)
 
 
-async def _execute(state: _Pass, repo: str, target: str, actions: list[Action]) -> None:
-    """Release tags first (concurrently), then the tags attached to what was copied."""
-    attached = [a for a in actions if isinstance(a, Copy) and a.attached]
-    primary = [a for a in actions if not (isinstance(a, Copy) and a.attached)]
-    results = await asyncio.gather(*(_act(state, repo, target, a, attached) for a in primary))
-    present = {item.digest for item in results if item.outcome in ("copied", "skipped", "planned")}
-    present |= {str(d) for d in state.copiers[target].seen}
+async def _execute(
+    state: _Pass,
+    repo: str,
+    target: str,
+    selected: dict[str, Digest],
+    attached: dict[str, Digest],
+    current: dict[str, Digest],
+) -> None:
+    """Release tags first (concurrently), then the tags attached to what made it."""
+    primary = plan_tags(selected, current, immutable=state.policy.immutable_tags)
+    # Signatures of the release digests are offered to trusted copies, which move them first.
+    offered = [
+        a for a in plan_attached(attached, current, set(selected.values())) if isinstance(a, Copy)
+    ]
+    results = await asyncio.gather(*(_act(state, repo, target, a, offered) for a in primary))
     # A signature rides only on content that made it: a rejected image takes its .sig with it.
+    present = {Digest.parse(i.digest) for i in results if i.outcome in _LANDED}
+    present |= state.copiers[target].seen
+    if _unexplained(attached, current, present):
+        present |= await _children(state, repo, {Digest.parse(i.digest) for i in results} & present)
+    # Attached tags already in place are reported as such, whatever their subject.
+    in_place = (subject_of_tag(t) for t, d in attached.items() if current.get(t) == d)
+    present |= {subject for subject in in_place if subject is not None}
     riding = [
         a
-        for a in attached
-        if str(subject_of_tag(a.tag)) in present and (target, repo, a.tag) not in state.done
+        for a in plan_attached(attached, current, present)
+        if (target, repo, a.tag) not in state.done
     ]
     await asyncio.gather(*(_act(state, repo, target, a, []) for a in riding))
+
+
+def _unexplained(
+    attached: dict[str, Digest], current: dict[str, Digest], present: set[Digest]
+) -> bool:
+    """Attached tags not yet at the target whose subject this pass has not seen."""
+    return any(
+        current.get(tag) != digest and subject_of_tag(tag) not in present
+        for tag, digest in attached.items()
+    )
+
+
+async def _children(state: _Pass, repo: str, roots: set[Digest]) -> set[Digest]:
+    """
+    Every manifest under *roots* (indexes read from the source; manifests are immutable).
+
+    Only needed when a signature hangs off a platform child of an index this pass left
+    alone: a no-op pass with nothing new attached never pays for it.
+    """
+    found: set[Digest] = set()
+    todo = list(roots)
+    while todo and len(found) < 10_000:
+        manifest = await state.source.get_manifest(repo, todo.pop())
+        for child in manifest.manifests:
+            if child.digest not in found:
+                found.add(child.digest)
+                todo.append(child.digest)
+    return found
 
 
 async def _act(
@@ -217,7 +261,7 @@ async def _outcome(
     state: _Pass, repo: str, target: str, action: Action, attached: list[Copy]
 ) -> ItemResult:
     match action:
-        case Skip(tag, digest, reason):
+        case Skip(tag, digest, reason, _):
             return ItemResult(repo, tag, target, str(digest), "skipped", reason)
         case Drift(tag, source, current):
             return ItemResult(
@@ -250,10 +294,10 @@ async def _copy(
             key = await state.verifier(state.source, repo, digest)
         manifest = await copier.copy_graph(repo, repo, digest)
         if state.policy.verify_after_copy:
-            await _read_back(copier, repo, manifest)
+            await copier.read_back(repo, manifest)
         if trusted and state.verifier is not None:
             # Signatures before the tag, then verify there: the tag is the commit point.
-            await _copy_signatures(state, repo, target, digest, attached)
+            await _copy_signatures(state, repo, target, manifest, attached)
             if state.policy.verify_after_copy:
                 await _verify_at_target(state, repo, target, digest)
         await copier.tag(repo, action.tag, manifest)
@@ -274,22 +318,41 @@ async def _copy(
 
 
 async def _copy_signatures(
-    state: _Pass, repo: str, target: str, digest: Digest, attached: list[Copy]
+    state: _Pass, repo: str, target: str, manifest: Manifest, attached: list[Copy]
 ) -> None:
-    """Copy the attached tags hanging off *digest* now, ahead of the release tag."""
+    """
+    Copy the attached tags hanging off *manifest* now, ahead of the release tag.
+
+    For an index, each child's ``.sig`` tag goes along when the source has one: a trust
+    policy that requires the children's signatures re-verifies them at the target.
+    """
+    digest = manifest.digest
+    copier = state.copiers[target]
+
+    async def put(tag: str, signature: Digest, moved: str) -> None:
+        copied = await copier.copy_graph(repo, repo, signature)
+        await copier.tag(repo, tag, copied)
+        # Two release tags on one digest copy its signatures concurrently: the same
+        # bytes twice is harmless, but the report counts the tag once.
+        if (target, repo, tag) not in state.done:
+            item = ItemResult(repo, tag, target, str(signature), "copied", "", moved)
+            _record(state, repo, target, item)
+
+    async def child_signature(child: Digest) -> None:
+        tag = f"{child.tag_form}.sig"
+        if (target, repo, tag) in state.done:
+            return
+        found = await state.source.head_manifest(repo, tag)
+        if found is None:
+            return
+        present = await copier.target.head_manifest(repo, tag)
+        if present is None or present.digest != found.digest:
+            await put(tag, found.digest, str(present.digest) if present is not None else "")
+
     for action in attached:
-        if subject_of_tag(action.tag) != digest or (target, repo, action.tag) in state.done:
-            continue
-        copier = state.copiers[target]
-        manifest = await copier.copy_graph(repo, repo, action.digest)
-        await copier.tag(repo, action.tag, manifest)
-        moved = str(action.moved_from) if action.moved_from else ""
-        _record(
-            state,
-            repo,
-            target,
-            ItemResult(repo, action.tag, target, str(action.digest), "copied", "", moved),
-        )
+        if subject_of_tag(action.tag) == digest and (target, repo, action.tag) not in state.done:
+            await put(action.tag, action.digest, str(action.moved_from or ""))
+    await asyncio.gather(*(child_signature(child.digest) for child in manifest.manifests))
 
 
 async def _verify_at_target(state: _Pass, repo: str, target: str, digest: Digest) -> None:
@@ -302,10 +365,3 @@ async def _verify_at_target(state: _Pass, repo: str, target: str, digest: Digest
         raise IntegrityError(
             f"signature of {digest} does not verify at {target}: {exc.reason}"
         ) from exc
-
-
-async def _read_back(copier: Copier, repo: str, manifest: Manifest) -> None:
-    """Read the manifest back from the target by digest: the bytes must be the same."""
-    stored = await copier.target.get_manifest(repo, manifest.digest)
-    if stored.raw != manifest.raw:
-        raise IntegrityError(f"{copier.target.host} returned other bytes for {manifest.digest}")

@@ -6,7 +6,7 @@ import pytest
 
 from drd.oci.digest import Digest
 from drd.replicate.filters import RepoFilter, TagFilter, glob_match
-from drd.replicate.plan import Copy, Drift, Skip, plan_repository
+from drd.replicate.plan import Copy, Drift, Skip, plan_attached, plan_tags
 
 A, B = Digest("sha256", "a" * 64), Digest("sha256", "b" * 64)
 SIG_A = f"sha256-{'a' * 64}.sig"
@@ -24,19 +24,22 @@ SIG_B = f"sha256-{'b' * 64}.sig"
 )
 def test_plan_for_one_tag(target: dict[str, Digest], immutable: bool, expected: list) -> None:
     """Each target state yields exactly one action for the tag."""
-    assert plan_repository({"v1": A}, {}, target, immutable=immutable) == expected
+    assert plan_tags({"v1": A}, target, immutable=immutable) == expected
 
 
-def test_attached_tags_ride_only_on_selected_digests() -> None:
-    """A .sig tag is planned after release tags, and only when its subject is selected."""
-    plan = plan_repository({"v1": A}, {SIG_A: B, SIG_B: A}, {})
-    assert plan == [Copy("v1", A), Copy(SIG_A, B, attached=True)]
+def test_attached_tags_ride_only_on_wanted_digests() -> None:
+    """A .sig tag is planned only when its subject made it to the target."""
+    plan = plan_attached({SIG_A: B, SIG_B: A}, {}, {A})
+    assert plan == [Copy(SIG_A, B, attached=True)]
+    assert plan_attached({SIG_A: B}, {SIG_A: B}, {A}) == [
+        Skip(SIG_A, B, "up to date", attached=True)
+    ]
 
 
-def test_attached_tags_follow_even_on_immutable_targets() -> None:
-    """A re-signed image's signature tag moves even when release tags are immutable."""
-    plan = plan_repository({"v1": A}, {SIG_A: B}, {"v1": A, SIG_A: A}, immutable=True)
-    assert plan == [Skip("v1", A, "up to date"), Copy(SIG_A, B, moved_from=A, attached=True)]
+def test_attached_tags_follow_a_re_signing() -> None:
+    """A re-signed image's signature tag moves: attached tags are never held immutable."""
+    plan = plan_attached({SIG_A: B}, {SIG_A: A}, {A})
+    assert plan == [Copy(SIG_A, B, moved_from=A, attached=True)]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,35 @@
+"""drd clients for the test servers: a RegistryClient per LocalRegistry, a Policy per test."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from drd.registry.client import RegistryClient
+from drd.registry.transport import TLSSettings, build_http_client
+from drd.replicate.filters import RepoFilter, TagFilter
+from drd.replicate.runner import Policy
+from drd.retry import RetryPolicy
+from tests.servers import LocalRegistry
+
+RETRY = RetryPolicy.no_wait(attempts=2)
+
+
+@contextlib.asynccontextmanager
+async def open_client(
+    registry: LocalRegistry | str, name: str = "", retry: RetryPolicy = RETRY
+) -> AsyncIterator[RegistryClient]:
+    """A RegistryClient for *registry* (a LocalRegistry or a base URL), closed on exit."""
+    url = registry if isinstance(registry, str) else registry.url
+    async with build_http_client(TLSSettings()) as http:
+        yield RegistryClient(name or url, url, http, retry)
+
+
+def policy_for(*repos: str, tags: tuple[str, ...] | None = None, **options: object) -> Policy:
+    """A Policy selecting exactly *repos* (and *tags* regexes, when given)."""
+    return Policy(
+        name=str(options.pop("name", "test")),
+        repositories=RepoFilter(repos),
+        tags=TagFilter(tags),
+        **options,  # type: ignore[arg-type]
+    )
