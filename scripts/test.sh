@@ -22,58 +22,7 @@ step() {
     fi
 }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "need root for: $*" >&2
-        return 1
-    fi
-}
-
-apt_updated=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || {
-        echo "missing $*, and no apt-get to install it with" >&2
-        return 1
-    }
-    if [ "${apt_updated}" -eq 0 ]; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q || return 1
-        apt_updated=1
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
-}
-
-system_packages() {
-    local wanted=()
-    [ -x /usr/bin/docker-registry ] || wanted+=(docker-registry)
-    command -v skopeo >/dev/null 2>&1 || wanted+=(skopeo)
-    command -v openssl >/dev/null 2>&1 || wanted+=(openssl)
-    # libcrypt makes the bcrypt hashes of htpasswd test registries.
-    { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libcrypt\.so\.1' ||
-        wanted+=(libcrypt1)
-    if [ "${#wanted[@]}" -gt 0 ]; then
-        apt_install "${wanted[@]}" || return 1
-    fi
-    # The Debian package starts its own registry on :5000 where systemd runs; the tests
-    # use free ports on 127.0.0.1, so that service is left alone.
-    /usr/bin/docker-registry --version && skopeo --version
-}
-
-venv() {
-    if [ ! -x .venv/bin/python ]; then
-        local python=${PYTHON:-python3}
-        if ! "${python}" -m venv .venv; then
-            # Debian's python3 needs python3-venv for ensurepip.
-            rm -rf .venv
-            apt_install python3-venv || return 1
-            "${python}" -m venv .venv || return 1
-        fi
-    fi
-    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
-}
+source scripts/setup.sh
 
 existing() {
     local dir

@@ -1,0 +1,172 @@
+"""
+The embedded demo: drd's main job end to end on this machine, nothing outside loopback.
+
+Starts three local registries (Debian's docker-registry on 127.0.0.1: a primary, a
+DR replica, a drill registry), pushes a small sample set built here (a signed
+multi-arch image, a signed single image, an unsigned image), writes a drd config,
+then runs the real CLI: `drd replicate` with a trust policy, and - where this
+checkout has them - `drd snapshot create`, `drd snapshot list` and `drd drill`.
+
+    .venv/bin/python scripts/demo.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.images import (  # noqa: E402  (the sample builders live with the tests)
+    make_cosign_signature,
+    make_image,
+    make_multiarch,
+    push_image,
+    push_index,
+    signature_tag,
+)
+from tests.servers import LocalRegistry, registry_binary  # noqa: E402
+
+CONFIG = """\
+version = 1
+
+[endpoints.primary]
+url = "{primary}"
+region = "local-a"
+
+[endpoints.dr]
+url = "{dr}"
+region = "local-b"
+
+[endpoints.drill]
+url = "{drill}"
+
+[trust.release]
+keys = ["{key}"]
+
+[[replication]]
+name = "prod"
+source = "primary"
+targets = ["dr"]
+repositories = ["demo/**"]
+require_signature = "release"
+interval = "5m"
+
+[snapshots]
+source = "primary"
+store = "file://{work}/snapshots"
+interval = "1h"
+blobs = true
+
+[drills]
+target = "drill"
+trust = "release"
+rto = "15m"
+rpo = "1h"
+report_dir = "{work}/reports"
+
+[daemon]
+state_dir = "{work}/state"
+"""
+
+
+def has_command(module: str) -> bool:
+    """Whether this checkout's CLI has the command group (the demo grows with drd)."""
+    return importlib.util.find_spec(f"drd.commands.{module}") is not None
+
+
+def drd(config: Path, *args: str) -> int:
+    """Run the real CLI, its output straight to the terminal."""
+    cmd = [sys.executable, "-m", "drd", *args, "--config", str(config), "--log-level", "warning"]
+    print(f"\n$ drd {' '.join(args)}", flush=True)
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode
+
+
+async def push_samples(primary: LocalRegistry, key: ec.EllipticCurvePrivateKey) -> None:
+    """A signed multi-arch index, a signed image, and an unsigned one."""
+    index = make_multiarch("demo-multi", layers=2, layer_size=256 * 1024)
+    await push_index(primary, "demo/web", index, "v1.0.0")
+    ref = f"{primary.host}/demo/web"
+    await push_image(
+        primary,
+        "demo/web",
+        make_cosign_signature(index, key, docker_reference=ref),
+        signature_tag(index.digest),
+    )
+    api = make_image("demo-api", layers=2, layer_size=128 * 1024)
+    await push_image(primary, "demo/api", api, "v2.3.1")
+    ref = f"{primary.host}/demo/api"
+    await push_image(
+        primary,
+        "demo/api",
+        make_cosign_signature(api, key, docker_reference=ref),
+        signature_tag(api.digest),
+    )
+    await push_image(primary, "demo/api", make_image("demo-unsigned"), "v2.4.0-unsigned")
+
+
+@contextlib.contextmanager
+def registries(work: Path) -> Iterator[tuple[LocalRegistry, LocalRegistry, LocalRegistry]]:
+    binary = registry_binary()
+    with (
+        LocalRegistry.start(binary, work / "primary") as primary,
+        LocalRegistry.start(binary, work / "dr") as dr,
+        LocalRegistry.start(binary, work / "drill") as drill,
+    ):
+        yield primary, dr, drill
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", type=Path, help="work in DIR and keep it afterwards")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="drd-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = work / "release.pub"
+    key_file.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    failures = 0
+    try:
+        with registries(work) as (primary, dr, drill):
+            print(f"primary {primary.url}, dr {dr.url}, drill {drill.url}; work in {work}")
+            asyncio.run(push_samples(primary, key))
+            config = work / "drd.toml"
+            config.write_text(
+                CONFIG.format(
+                    primary=primary.url, dr=dr.url, drill=drill.url, key=key_file, work=work
+                )
+            )
+            # Exit 1 is the expected answer here: the unsigned image must be rejected.
+            failures += drd(config, "replicate") not in (0, 1)
+            if has_command("snapshot"):
+                failures += drd(config, "snapshot", "create") != 0
+                failures += drd(config, "snapshot", "list") != 0
+            if has_command("drill"):
+                failures += drd(config, "drill", "--report-dir", str(work / "reports")) != 0
+                for report in sorted((work / "reports").glob("**/*.html")):
+                    print(f"drill report: {report}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\ndemo finished" + (" with failures" if failures else ""))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
