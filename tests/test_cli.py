@@ -1,0 +1,141 @@
+"""`python -m drd …` end to end: exit codes, JSON on stdout, errors that name the field."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drd.cli import build_parser, main
+from tests.images import make_image, push_image
+from tests.servers import LocalRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def drd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drd", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def write_config(path: Path, source: str, target: str, extra: str = "", repo: str = "") -> Path:
+    repos = f'repositories = ["{repo}"]\n' if repo else ""
+    path.write_text(
+        f"""version = 1
+[endpoints.src]
+url = "{source}"
+[endpoints.dst]
+url = "{target}"
+[[replication]]
+name = "p"
+source = "src"
+targets = ["dst"]
+{repos}{extra}"""
+    )
+    return path
+
+
+def test_version_and_usage_errors() -> None:
+    """`drd version` exits 0; an unknown command or flag exits 2 with the reason."""
+    assert main(["version"]) == 0
+    assert main(["no-such-command"]) == 2
+    assert main(["replicate", "--no-such-flag"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param("tagz = []\n", "replication[0].tagz", id="misspelt-key"),
+        pytest.param('require_signature = "nope"\n', "require_signature", id="unknown-trust"),
+    ],
+)
+def test_invalid_config_exits_78_naming_the_field(tmp_path: Path, body: str, field: str) -> None:
+    """A bad key or a dangling trust reference exits 78 and names the field."""
+    config = write_config(tmp_path / "drd.toml", "http://127.0.0.1:1", "http://127.0.0.1:2", body)
+    result = drd("replicate", "--config", str(config))
+    assert result.returncode == 78, result.stderr
+    assert field in result.stderr
+
+
+def test_missing_credential_file_and_plain_http_exit_78(tmp_path: Path) -> None:
+    """A missing password file, and plain http to a non-loopback host, are config errors."""
+    config = tmp_path / "drd.toml"
+    config.write_text(
+        """version = 1
+[endpoints.src]
+url = "http://registry.example.com"
+username = "drd"
+password_file = "/nonexistent/secret"
+"""
+    )
+    result = drd("config", "check", "--config", str(config))
+    assert result.returncode == 78
+    assert "endpoints.src.url" in result.stderr
+    assert "plain http" in result.stderr
+    config.write_text(config.read_text().replace("http://registry", "https://registry"))
+    result = drd("config", "check", "--config", str(config))
+    assert result.returncode == 78
+    assert "endpoints.src.password_file" in result.stderr
+    assert "/nonexistent/secret" in result.stderr
+
+
+def test_missing_config_file_exits_78(tmp_path: Path) -> None:
+    """No config file at the given path is a config error, said plainly."""
+    result = drd("config", "check", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 78
+    assert "absent.toml" in result.stderr
+
+
+async def test_replicate_json_and_exit_codes(
+    tmp_path: Path, source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """A pass prints one JSON document; 0 when all copied, 2 for an unknown policy."""
+    await push_image(source_registry, repo, make_image("cli"), "v1")
+    config = write_config(tmp_path / "drd.toml", source_registry.url, target_registry.url, "", repo)
+
+    result = drd("replicate", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (policy,) = doc["policies"]
+    assert policy["summary"]["copied"] == 1
+    assert [(i["tag"], i["outcome"]) for i in policy["items"]] == [("v1", "copied")]
+    assert drd("replicate", "--config", str(config), "--policy", "nope").returncode == 2
+
+
+async def test_unreachable_target_exits_69(
+    tmp_path: Path, source_registry: LocalRegistry, repo: str
+):
+    """A target nobody listens on fails the pass as unavailable (69), after retries."""
+    await push_image(source_registry, repo, make_image("cli-69"), "v1")
+    retry = "[retry]\nattempts = 2\nwait_initial = 0.0\nwait_max = 0.0\n"
+    config = write_config(
+        tmp_path / "drd.toml", source_registry.url, "http://127.0.0.1:9", "", repo
+    )
+    config.write_text(config.read_text() + retry)
+    result = drd("replicate", "--config", str(config), "--json")
+    assert result.returncode == 69, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["policies"][0]["error"].startswith("RegistryUnavailable")
+
+
+def test_every_interface_command_parses() -> None:
+    """The command lines of the interface contract parse."""
+    parser = build_parser()
+    for line in [
+        "replicate --policy prod --dry-run",
+        "replicate --json",
+        "config check",
+        "version",
+    ]:
+        parser.parse_args(line.split())
