@@ -800,6 +800,13 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
 # --- loading -----------------------------------------------------------------------------------
 
 
+def _ambient_docker_config() -> Path | None:
+    """``$DOCKER_CONFIG/config.json`` when the variable is set and the file exists."""
+    base = os.environ.get("DOCKER_CONFIG")
+    path = Path(base) / "config.json" if base else None
+    return path if path is not None and path.is_file() else None
+
+
 def config_path(path: Path | None = None) -> Path:
     """The config file to read: *path*, else `$DRD_CONFIG`, else /etc/drd/drd.toml."""
     if path is not None:
@@ -1016,6 +1023,9 @@ class _FileLoader:
             self.problems.append((f"{where}.username", message))
         elif ep.docker_config is not None:
             return self._docker_credentials(ep.docker_config, ep.host, f"{where}.docker_config")
+        elif (ambient := _ambient_docker_config()) is not None:
+            # Like docker and skopeo: $DOCKER_CONFIG/config.json when nothing else is set.
+            return self._docker_credentials(ambient, ep.host, "DOCKER_CONFIG")
         return None
 
     def _docker_credentials(self, path: Path, host: str, where: str) -> Credentials | None:

@@ -7,14 +7,16 @@ import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from drd.config import Credentials, Endpoint, Replication, RetrySettings, Settings, Trust
-from drd.registry.auth import docker_config_credentials
+from drd.config import Endpoint, Replication, RetrySettings, Settings, Trust
+from drd.errors import VerificationError
+from drd.oci.digest import Digest
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.replicate.filters import RepoFilter, tag_filter
 from drd.replicate.runner import Policy, Verifier
 from drd.retry import RetryHook, RetryPolicy
 from drd.trust.keys import TrustPolicy, load_public_key
+from drd.trust.policy import children_to_verify
 from drd.trust.verify import fingerprint_verifier
 
 
@@ -40,16 +42,6 @@ def retry_policy(settings: RetrySettings, on_retry: RetryHook | None = None) -> 
     return policy
 
 
-def credentials_for(endpoint: Endpoint) -> Credentials | None:
-    """What drd presents to *endpoint*: its configured secret, else docker config.json."""
-    creds = endpoint.credentials()
-    if creds is not None:
-        return creds
-    if endpoint.docker_config is not None:
-        return docker_config_credentials(endpoint.host, endpoint.docker_config)
-    return docker_config_credentials(endpoint.host)
-
-
 @contextlib.asynccontextmanager
 async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator[RegistryClient]:
     """One RegistryClient for *endpoint*, its HTTP session closed on exit."""
@@ -62,7 +54,7 @@ async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator
             endpoint.url,
             http,
             retry,
-            credentials=credentials_for(endpoint),
+            credentials=endpoint.credentials(),
             limits=Limits(endpoint.concurrency, endpoint.requests_per_second),
         )
 
@@ -96,10 +88,37 @@ def policy_from_config(rep: Replication) -> Policy:
 
 
 def verifier_for(settings: Settings, rep: Replication) -> Verifier | None:
-    """The signature check a policy's ``require_signature`` asks for, or None."""
+    """
+    The signature check a policy's ``require_signature`` asks for, or None.
+
+    With the trust policy's ``require_children``, an index verifies only when every
+    child `children_to_verify` names verifies too, in the same repository; the
+    first child that does not is the error, its reason kept.
+    """
     if rep.require_signature is None:
         return None
-    return fingerprint_verifier(trust_policy(settings.trust[rep.require_signature]))
+    policy = trust_policy(settings.trust[rep.require_signature])
+    verify_one = fingerprint_verifier(policy)
+    if not policy.require_children:
+        return verify_one
+
+    async def verify_with_children(client: RegistryClient, repository: str, digest: Digest) -> str:
+        key = await verify_one(client, repository, digest)
+        # Children are read from the verified digest's own bytes, not from any tag.
+        manifest = await client.get_manifest(repository, digest)
+        for child in children_to_verify(manifest, policy):
+            try:
+                await verify_one(client, repository, child)
+            except VerificationError as exc:
+                raise VerificationError(
+                    f"index {digest}: child {child} is not verified: {exc.message}",
+                    reason=exc.reason,
+                    digest=str(digest),
+                    child=str(child),
+                ) from exc
+        return key
+
+    return verify_with_children
 
 
 def trust_policy(trust: Trust) -> TrustPolicy:

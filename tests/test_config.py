@@ -906,3 +906,21 @@ def test_durations_accept_iso_and_seconds(tmp_path: Path, toml: str, expected: t
     path = minimal_with(tmp_path, f"[retry]\nbudget = {toml}\n")
 
     assert expected == load_settings(path).retry.budget
+
+
+def test_docker_config_env_supplies_credentials(tmp_path: Path, monkeypatch) -> None:
+    """With nothing else configured, $DOCKER_CONFIG/config.json's entry for the host is used."""
+    import base64 as _b64
+
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    auth = _b64.b64encode(b"robot:s3cr3t-docker").decode()
+    (docker / "config.json").write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker))
+    config = tmp_path / "drd.toml"
+    config.write_text('version = 1\n[endpoints.a]\nurl = "http://127.0.0.1:5000"\n')
+    creds = load_settings(config).endpoints["a"].credentials()
+    assert creds is not None
+    assert creds.username == "robot"
+    assert creds.password is not None
+    assert creds.password.get_secret_value() == "s3cr3t-docker"

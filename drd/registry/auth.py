@@ -9,14 +9,9 @@ strings) fits in twenty lines.
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
-
-from pydantic import SecretStr
 
 from drd.config import Credentials
 
@@ -61,43 +56,6 @@ def basic_header(creds: Credentials) -> str:
         raise RuntimeError("basic_header called without a username and password")
     raw = f"{creds.username}:{creds.password.get_secret_value()}".encode()
     return "Basic " + base64.b64encode(raw).decode()
-
-
-def docker_config_credentials(host: str, path: Path | None = None) -> Credentials | None:
-    """
-    Credentials for *host* from a docker ``config.json`` (``$DOCKER_CONFIG`` honoured).
-
-    Only inline ``auths`` entries are read; credential helpers are not run.
-    """
-    if path is None:
-        base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-        path = Path(base) / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    auths = data.get("auths") if isinstance(data, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    for key, entry in auths.items():
-        if _auth_key_host(key) != host or not isinstance(entry, dict):
-            continue
-        if isinstance(entry.get("identitytoken"), str):
-            return Credentials(token=SecretStr(entry["identitytoken"]), source=str(path))
-        encoded = entry.get("auth")
-        if isinstance(encoded, str):
-            try:
-                user, _, password = base64.b64decode(encoded).decode().partition(":")
-            except ValueError:
-                return None
-            return Credentials(username=user, password=SecretStr(password), source=str(path))
-    return None
-
-
-def _auth_key_host(key: str) -> str:
-    if "://" in key:
-        return urlsplit(key).netloc
-    return key.split("/", 1)[0]
 
 
 def token_url(challenge: Challenge, scope: str) -> str | None:
