@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from drd.errors import DigestMismatch, IntegrityError, InvalidManifest, SizeMismatch
+from drd.errors import DigestMismatch, DrdError, IntegrityError, InvalidManifest, SizeMismatch
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
@@ -99,7 +99,10 @@ class Copier:
             raise IntegrityError(f"{self.target.host} returned other bytes for {manifest.digest}")
 
     async def _put(self, dst_repo: str, reference: str, manifest: Manifest) -> None:
-        async with self.state.write_locks.hold(manifest.digest):
+        # An index PUT makes the registry read its children's revision links; a tag PUT of a
+        # child rewrites that link in place. Hold the children's locks too, in sorted order.
+        digests = sorted({manifest.digest, *(d.digest for d in manifest.manifests)})
+        async with self.state.write_locks.hold_all(digests):
             await self.target.put_manifest(dst_repo, reference, manifest)
 
     async def _ensure_once(
@@ -143,9 +146,18 @@ class Copier:
 
     @staticmethod
     async def _gather(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
-        async with asyncio.TaskGroup() as group:
-            for coro in coros:
-                group.create_task(coro)
+        """Run *coros* together; the first drd error fails them all, raised as itself."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for coro in coros:
+                    group.create_task(coro)
+        except ExceptionGroup as group_error:
+            # Unwrapped, not re-raised as a group: a group slips past the runner's per-item
+            # `except DrdError` and fails the whole pass with "unhandled errors in a TaskGroup".
+            leaves = _leaves(group_error)
+            if all(isinstance(leaf, DrdError) for leaf in leaves):
+                raise leaves[0] from None
+            raise
 
     # ------------------------------------------------------------------ blobs
 
@@ -198,6 +210,14 @@ class Copier:
                 raise
         if check.failure is not None:
             raise check.failure
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in *group*, nested groups flattened, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 class _StreamCheck:

@@ -14,6 +14,7 @@ from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
+from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
 from drd.replicate.filters import RepoFilter, TagFilter
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
@@ -56,6 +57,7 @@ class _Pass:
     report: PolicyReport
     copiers: dict[str, Copier] = field(default_factory=dict)
     done: set[tuple[str, str, str]] = field(default_factory=set)  # (target, repo, tag) handled
+    cache: TagCache | None = None
 
 
 async def run_policy(
@@ -67,6 +69,7 @@ async def run_policy(
     verifier: Verifier | None = None,
     dry_run: bool = False,
     only: Sequence[tuple[str, str | None]] | None = None,
+    cache: TagCache | None = None,
 ) -> PolicyReport:
     """
     One replication pass of *policy* from *source* to every target.
@@ -74,9 +77,11 @@ async def run_policy(
     *only* narrows the pass to (repository, tag-or-None) pairs, as a webhook does.
     Per-item failures go into the report; a failure to list the source is the
     report's ``error``. With *dry_run* nothing is written: the plan is the report.
+    With a *cache*, target tags it knows to hold the source's digest are not asked
+    for (see `drd.replicate.cache`); it is flushed at the end of the pass.
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
-    state = _Pass(policy, source, targets, retry, verifier, dry_run, report)
+    state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache)
     for name, client in targets.items():
         copier = Copier(
             source, client, retry, blob_concurrency=policy.blob_concurrency, state=TargetState()
@@ -105,6 +110,8 @@ async def run_policy(
         finally:
             for copier in state.copiers.values():
                 await copier.state.inflight.aclose()
+            if cache is not None:
+                await cache.flush()
         report.duration_s = time.monotonic() - started
         log.info("replicate.run_finished", **report.summary(), ok=report.ok)
     return report
@@ -161,8 +168,22 @@ async def _run_repository(state: _Pass, repo: str, only_tags: set[str] | None) -
     for target_name, client in state.targets.items():
         target_tags = set(await client.list_tags(repo))
         known = [t for t in [*selected, *attached] if t in target_tags]
-        target = await _digests(client, repo, known, width)
+        target = await _cached(state, client, repo, {**selected, **attached}, target_tags)
+        ask = [t for t in known if t not in target]
+        target |= await _digests(client, repo, ask, width)
+        if state.cache is not None:
+            for tag in ask:
+                state.cache.observed(client.base_url, repo, tag, target.get(tag))
         await _execute(state, repo, target_name, selected, attached, target)
+
+
+async def _cached(
+    state: _Pass, client: RegistryClient, repo: str, wanted: dict[str, Digest], listed: set[str]
+) -> dict[str, Digest]:
+    """The wanted tags the cache knows *client* holds at the source's digest: no HEAD."""
+    if state.cache is None:
+        return {}
+    return await state.cache.lookup(client.base_url, repo, wanted, listed)
 
 
 async def _execute(
@@ -235,6 +256,10 @@ async def _act(
 def _record(state: _Pass, repo: str, target: str, result: ItemResult) -> None:
     state.report.items.append(result)
     state.done.add((target, repo, result.tag))
+    if state.cache is not None and result.outcome in ("copied", "failed"):
+        # A failed copy may have left the tag anywhere: forget it, the next pass asks.
+        landed = Digest.parse(result.digest) if result.outcome == "copied" else None
+        state.cache.observed(state.targets[target].base_url, repo, result.tag, landed)
     if result.outcome in ("failed", "rejected", "drift"):
         log.warning(
             f"replicate.{result.outcome}"

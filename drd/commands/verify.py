@@ -1,0 +1,277 @@
+"""`drd verify REFERENCE`: is this artifact verified under a trust policy? Which key, where."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import ipaddress
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from drd.commands.output import emit
+from drd.config import Endpoint, Settings, load_settings
+from drd.errors import InvalidReference, NotFound, VerificationError
+from drd.oci.digest import Digest
+from drd.oci.ref import Ref
+from drd.registry.client import RegistryClient
+from drd.registry.transport import TLSSettings, build_http_client
+from drd.resources import open_registry, retry_policy, trust_policy
+from drd.retry import RetryPolicy
+from drd.trust.keys import TrustPolicy
+from drd.trust.policy import Verified, children_to_verify, signature_tag
+from drd.trust.verify import verify_artifact
+
+log = structlog.get_logger(__name__)
+
+EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_USAGE = 0, 1, 2
+NOT_FOUND = "not-found"
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def register(sub: Any, command: Any) -> None:
+    """Add `verify`."""
+    p = command("verify", "is this artifact verified? which key, which digest", verify)
+    p.add_argument("reference", help="registry/repository:tag or registry/repository@sha256:…")
+    p.add_argument(
+        "--trust", default=None, help="trust policy ([trust.NAME]); default: the only one"
+    )
+
+
+@dataclass
+class Check:
+    """The answer for one digest: verified (with the key and where the signature was) or not."""
+
+    digest: Digest
+    verified: Verified | None = None
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether a trusted signature names exactly this digest."""
+        return self.verified is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """Machine form: digest, verdict, reason, key and signature location."""
+        doc: dict[str, Any] = {
+            "digest": str(self.digest),
+            "verified": self.ok,
+            "reason": self.reason,
+            "message": self.message,
+            "key": None,
+            "signature": None,
+            "rekor": None,
+        }
+        v = self.verified
+        if v is None:
+            return doc
+        doc["key"] = {"fingerprint": v.key_fingerprint, "source": v.key_source}
+        doc["signature"] = _signature_location(v)
+        if v.rekor:
+            doc["rekor"] = {"log_index": v.log_index, "integrated_time": v.integrated_time}
+        if v.docker_reference:
+            doc["docker_reference"] = v.docker_reference
+        return doc
+
+
+@dataclass
+class Outcome:
+    """The whole answer for a reference: the artifact itself and, when required, its children."""
+
+    reference: Ref
+    policy: str
+    endpoint: str | None
+    top: Check | None = None
+    children: list[Check] = field(default_factory=list)
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Verified, and every child the policy requires verified too."""
+        return self.top is not None and self.top.ok and all(c.ok for c in self.children)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        pinned = str(self.reference.digest) if self.reference.digest else None
+        top = self.top.to_json() if self.top is not None else {"digest": pinned}
+        return {
+            "reference": str(self.reference),
+            "registry": self.reference.registry,
+            "endpoint": self.endpoint,
+            "repository": self.reference.repository,
+            "tag": self.reference.tag,
+            "trust": self.policy,
+            "verified": self.ok,
+            "digest": top.get("digest"),
+            "reason": self.reason,
+            "message": self.message,
+            "key": top.get("key"),
+            "signature": top.get("signature"),
+            "rekor": top.get("rekor"),
+            "docker_reference": top.get("docker_reference", ""),
+            "children": [c.to_json() for c in self.children],
+        }
+
+    def human(self) -> str:
+        """Human text: the verdict, then one aligned line per fact."""
+        verdict = "verified" if self.ok else "NOT verified"
+        lines = [f"{verdict}: {self.reference}"]
+        top = self.top
+        if top is not None:
+            lines.append(f"  digest     {top.digest}")
+        lines.append(f"  trust      {self.policy}")
+        if top is not None and top.verified is not None:
+            lines += _verified_lines(top.verified)
+        if self.reason:
+            lines.append(f"  reason     {self.reason}: {self.message}")
+        for child in self.children:
+            state = "verified" if child.ok else f"NOT verified ({child.reason})"
+            lines.append(f"  child      {child.digest} {state}")
+        return "\n".join(lines)
+
+
+def _signature_location(v: Verified) -> dict[str, Any]:
+    if v.form == "cosign":
+        layer = str(v.signature_digest) if v.signature_digest else None
+        return {"form": v.form, "tag": signature_tag(v.digest), "layer": layer}
+    referrer = str(v.signature_digest) if v.signature_digest else None
+    return {"form": v.form, "referrer": referrer}
+
+
+def _verified_lines(v: Verified) -> list[str]:
+    lines = [f"  key        {v.key_fingerprint} ({v.key_source})"]
+    if v.form == "cosign":
+        lines.append(f"  signature  tag {signature_tag(v.digest)}, layer {v.signature_digest}")
+    else:
+        lines.append(f"  signature  {v.form} referrer {v.signature_digest}")
+    if v.rekor:
+        when = (
+            dt.datetime.fromtimestamp(v.integrated_time, dt.UTC).isoformat()
+            if v.integrated_time is not None
+            else "?"
+        )
+        lines.append(f"  rekor      log index {v.log_index}, integrated {when}")
+    return lines
+
+
+async def verify(args: argparse.Namespace) -> int:
+    """Verify one reference; exit 0 verified, 1 not (or not found), 2 usage, 78 bad config."""
+    try:
+        ref = Ref.parse(args.reference)
+    except InvalidReference as exc:
+        sys.stderr.write(f"drd: {exc}\n")
+        return EXIT_USAGE
+    settings = load_settings(args.config)
+    name = _trust_name(settings, args.trust)
+    if name is None:
+        return EXIT_USAGE
+    policy = trust_policy(settings.trust[name])
+    endpoint = endpoint_for(settings, ref.registry)
+    retry = retry_policy(settings.retry)
+    async with _client(endpoint, ref.registry, retry) as client:
+        outcome = await check_reference(client, ref, policy)
+    outcome.endpoint = endpoint.name if endpoint is not None else None
+    log.info(
+        "verify.finished",
+        reference=str(ref),
+        digest=str(outcome.top.digest) if outcome.top else None,
+        verified=outcome.ok,
+        reason=outcome.reason,
+    )
+    emit(args, outcome.to_json(), outcome.human())
+    return EXIT_VERIFIED if outcome.ok else EXIT_NOT_VERIFIED
+
+
+def _trust_name(settings: Settings, wanted: str | None) -> str | None:
+    """The trust policy to use, or None after saying on stderr why there is none."""
+    names = sorted(settings.trust)
+    if wanted is not None:
+        if wanted in settings.trust:
+            return wanted
+        known = ", ".join(names) or "none configured"
+        sys.stderr.write(f"drd: no trust policy named {wanted} (known: {known})\n")
+        return None
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        sys.stderr.write("drd: no [trust.NAME] policy is configured\n")
+    else:
+        sys.stderr.write(f"drd: several trust policies ({', '.join(names)}): choose one, --trust\n")
+    return None
+
+
+async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy) -> Outcome:
+    """
+    Verify what *ref* names at *client* under *policy*.
+
+    A tag is resolved once, to the digest of the bytes it serves; that digest is
+    what is verified. With ``require_children``, each child of an index must
+    verify too. Registry failures other than "not found" propagate.
+    """
+    outcome = Outcome(reference=ref, policy=policy.name, endpoint=None)
+    reference = ref.digest if ref.digest is not None else (ref.tag or "latest")
+    try:
+        manifest = await client.get_manifest(ref.repository, reference)
+    except NotFound as exc:
+        outcome.reason, outcome.message = NOT_FOUND, str(exc)
+        return outcome
+    outcome.top = await _check(client, ref.repository, manifest.digest, policy)
+    if outcome.top.ok:
+        for child in children_to_verify(manifest, policy):
+            outcome.children.append(await _check(client, ref.repository, child, policy))
+    failed = next((c for c in [outcome.top, *outcome.children] if not c.ok), None)
+    if failed is not None:
+        outcome.reason = failed.reason
+        prefix = "" if failed is outcome.top else f"child {failed.digest}: "
+        outcome.message = prefix + failed.message
+    return outcome
+
+
+async def _check(client: RegistryClient, repo: str, digest: Digest, policy: TrustPolicy) -> Check:
+    try:
+        return Check(digest, verified=await verify_artifact(client, repo, digest, policy))
+    except VerificationError as exc:
+        return Check(digest, reason=exc.reason, message=exc.message)
+
+
+def endpoint_for(settings: Settings, registry: str) -> Endpoint | None:
+    """The configured endpoint serving *registry* (host[:port]), or None."""
+    wanted = registry.lower()
+    for endpoint in settings.endpoints.values():
+        host = endpoint.host.lower()
+        default = _DEFAULT_PORTS.get(endpoint.scheme, "")
+        if wanted in (host, f"{host}:{default}") or host == f"{wanted}:{default}":
+            return endpoint
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _client(
+    endpoint: Endpoint | None, registry: str, retry: RetryPolicy
+) -> AsyncIterator[RegistryClient]:
+    """The configured endpoint's client (its credentials and TLS), else an anonymous one."""
+    if endpoint is not None:
+        async with open_registry(endpoint, retry) as client:
+            yield client
+        return
+    # Plain http only for loopback, as for configured endpoints; https everywhere else.
+    scheme = "http" if _is_loopback(registry) else "https"
+    async with build_http_client(TLSSettings()) as http:
+        yield RegistryClient(registry, f"{scheme}://{registry}", http, retry)
+
+
+def _is_loopback(registry: str) -> bool:
+    hostname = urlsplit(f"//{registry}").hostname or ""
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
