@@ -1,0 +1,29 @@
+"""`drd run`: the daemon. Policies, snapshots and drills on their schedules, until stopped."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from drd import logs
+from drd.config import Settings, load_settings
+from drd.daemon.service import run_daemon
+
+
+def register(sub: Any, command: Any) -> None:
+    """Add `run`."""
+    command("run", "the daemon: every policy, snapshot and drill on its schedule", run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT (exit 0 after the drain); SIGHUP reloads the configuration."""
+    level = args.log_level
+
+    def load(path: Path | None) -> Settings:
+        settings = load_settings(path)
+        # --log-level wins; otherwise the configuration's, applied again on every reload.
+        logs.configure(level=level or settings.log_level)
+        return settings
+
+    return await run_daemon(load, args.config)

@@ -1,0 +1,260 @@
+"""`drd snapshot create | list | show ID | diff ID1 ID2 | verify ID | prune [--dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from drd.commands.output import emit
+from drd.config import Settings, Snapshots, load_settings
+from drd.errors import ConfigError, DrdError, TransientError
+from drd.replicate.filters import RepoFilter
+from drd.resources import open_registry, retry_policy
+from drd.snapshot.catalog import (
+    LATEST,
+    SnapshotEntry,
+    list_snapshots,
+    load_snapshot,
+    prune,
+    verify_snapshot,
+)
+from drd.snapshot.collect import SnapshotReport, run_snapshot
+from drd.snapshot.model import Snapshot, SnapshotDiff, diff
+from drd.snapshot.sign import IndexKey
+from drd.snapshot.store import open_store
+
+EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 69
+
+
+def register(sub: Any, command: Any) -> None:
+    """Add `snapshot` and its actions."""
+    snap = command("snapshot", "take, list, show, compare, verify and prune snapshots", snapshot)
+    actions = snap.add_subparsers(dest="action", required=True, parser_class=type(snap))
+
+    def action(name: str, help_: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help_)
+        add_late_common(p)
+        p.add_argument(
+            "--source",
+            default=None,
+            help="snapshots of this endpoint (default: [snapshots].source)",
+        )
+        return p
+
+    action("create", "take a snapshot of the source endpoint now")
+    action("list", "list committed snapshots, oldest first")
+    action("show", "print one snapshot's repositories and tags").add_argument(
+        "id", help=f"snapshot id or {LATEST!r}"
+    )
+    diff_p = action("diff", "tags added, removed and moved between two snapshots")
+    diff_p.add_argument("old", help=f"snapshot id or {LATEST!r}")
+    diff_p.add_argument("new", help=f"snapshot id or {LATEST!r}")
+    action("verify", "re-hash every object a snapshot references").add_argument(
+        "id", help=f"snapshot id or {LATEST!r}"
+    )
+    action("prune", "apply keep_last / keep_daily / keep_weekly").add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
+    )
+
+
+def add_late_common(p: argparse.ArgumentParser) -> None:
+    """--config/--json/--log-level also after the action; unset ones keep the earlier value."""
+    p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="config file")
+    p.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document"
+    )
+    p.add_argument("--log-level", default=argparse.SUPPRESS, help="debug, info, warning, error")
+
+
+def snapshots_config(settings: Settings) -> Snapshots:
+    """The ``[snapshots]`` table; `ConfigError` when it is missing."""
+    if settings.snapshots is None:
+        raise ConfigError(
+            "snapshots are not configured", errors=[("snapshots", "add a [snapshots] table")]
+        )
+    return settings.snapshots
+
+
+def index_key_for(config: Snapshots) -> IndexKey | None:
+    """The configured snapshot signing key (signs, and verifies what is read), or None."""
+    pem = config.signing_key()
+    if pem is None:
+        return None
+    return IndexKey.from_pem(pem, str(config.signing_key_file or "snapshots.signing_key_file"))
+
+
+async def snapshot(args: argparse.Namespace) -> int:
+    """Dispatch one `drd snapshot` action; exit 0, 1 (something failed) or 69."""
+    settings = load_settings(args.config)
+    config = snapshots_config(settings)
+    source = args.source or config.source
+    key = index_key_for(config)
+    retry = retry_policy(settings.retry)
+    async with open_store(config, retry) as store:
+        match args.action:
+            case "create":
+                if source not in settings.endpoints:
+                    raise ConfigError(
+                        f"no endpoint named {source}",
+                        errors=[("snapshots.source", f"{source} is not in [endpoints]")],
+                    )
+                wanted = RepoFilter(tuple(config.repositories)) if config.repositories else None
+                async with open_registry(settings.endpoints[source], retry) as client:
+                    report = await run_snapshot(
+                        client,
+                        store,
+                        source_name=source,
+                        repositories=wanted,
+                        blobs=config.blobs,
+                        signing_key=key,
+                        retry=retry,
+                    )
+                emit(args, report.to_json(), render_create(report))
+                if isinstance(report.exception, TransientError):
+                    return EXIT_UNAVAILABLE
+                return EXIT_OK if report.ok else EXIT_FAILED
+            case "list":
+                entries = await list_snapshots(store, source)
+                document = {
+                    "source": source,
+                    "store": store.url,
+                    "snapshots": [e.to_json() for e in entries],
+                }
+                emit(args, document, render_list(source, entries))
+                return EXIT_OK
+            case "show":
+                snap = await load_snapshot(store, source, args.id, verify_key=key)
+                emit(args, show_json(snap), render_show(snap))
+                return EXIT_OK
+            case "diff":
+                old = await load_snapshot(store, source, args.old, verify_key=key)
+                new = await load_snapshot(store, source, args.new, verify_key=key)
+                change = diff(old, new)
+                emit(args, change.to_json(), render_diff(change))
+                return EXIT_OK
+            case "verify":
+                return await _verify(args, store, source, key)
+            case "prune":
+                return await _prune(args, store, source, config)
+    raise AssertionError(f"unknown action {args.action!r}")  # pragma: no cover
+
+
+async def _verify(args: argparse.Namespace, store: Any, source: str, key: IndexKey | None) -> int:
+    try:
+        snap = await load_snapshot(store, source, args.id, verify_key=key)
+    except TransientError:
+        raise
+    except DrdError as exc:
+        document = {"snapshot": args.id, "ok": False, "problems": [_problem("index", exc)]}
+        emit(args, document, f"snapshot {args.id}: FAILED\n  index: {exc}")
+        return EXIT_FAILED
+    report = await verify_snapshot(store, snap)
+    lines = [
+        f"snapshot {snap.id}: {'ok' if report.ok else 'FAILED'}: "
+        f"{report.manifests_checked} manifests, {report.blobs_checked} blobs, "
+        f"{report.bytes_checked} bytes re-hashed in {report.duration_s:.2f}s"
+    ]
+    lines += [f"  {p.kind} {p.digest}: {p.reason}" for p in report.problems]
+    emit(args, report.to_json(), "\n".join(lines))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+async def _prune(args: argparse.Namespace, store: Any, source: str, config: Snapshots) -> int:
+    report = await prune(
+        store,
+        source,
+        keep_last=config.keep_last,
+        keep_daily=config.keep_daily,
+        keep_weekly=config.keep_weekly,
+        dry_run=args.dry_run,
+    )
+    verb = "to delete" if report.dry_run else "deleted"
+    lines = [
+        f"prune of {source}{' (dry run)' if report.dry_run else ''}: "
+        f"{len(report.deleted)} snapshots, {report.objects_deleted} objects, "
+        f"{report.bytes_freed} bytes {verb}; {len(report.kept)} snapshots kept"
+    ]
+    lines += [f"  delete {sid}" for sid in report.deleted]
+    emit(args, report.to_json(), "\n".join(lines))
+    return EXIT_OK
+
+
+def _problem(kind: str, exc: DrdError) -> dict[str, str]:
+    return {"kind": kind, "digest": "", "reason": f"{type(exc).__name__}: {exc}"}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_create(report: SnapshotReport) -> str:
+    """Human text for `snapshot create`."""
+    s = report.summary()
+    if report.snapshot is None:
+        return f"snapshot of {report.source} FAILED after {s['duration_s']}s: {report.error}"
+    lines = [
+        f"snapshot {s['id']} of {report.source}: {s['repositories']} repositories, "
+        f"{s['tags']} tags, {s['manifests']} manifests ({s['manifests_uploaded']} uploaded), "
+        f"{s['blobs']} blobs ({s['blobs_uploaded']} uploaded), {s['bytes_uploaded']} bytes, "
+        f"{s['registry_requests']} registry and {s['store_requests']} store requests "
+        f"in {s['duration_s']}s",
+        f"  key {report.key}",
+    ]
+    lines += [f"  skipped {i.repository}:{i.tag}: {i.reason}" for i in report.skipped]
+    return "\n".join(lines)
+
+
+def render_list(source: str, entries: list[SnapshotEntry]) -> str:
+    """Human text for `snapshot list`."""
+    if not entries:
+        return f"no snapshots of {source}"
+    return "\n".join(f"{e.id}  {e.source}  {e.size:>10} bytes  {e.key}" for e in entries)
+
+
+def show_json(snap: Snapshot) -> dict[str, Any]:
+    """`snapshot show --json`: the summary, then repositories → tags → digest."""
+    return {
+        **snap.summary(),
+        "source_url": snap.source_url,
+        "duration_s": snap.duration_s,
+        "repositories": {
+            name: {tag: str(d) for tag, d in sorted(repo.tags.items())}
+            for name, repo in sorted(snap.repositories.items())
+        },
+        "skipped": [
+            {"repository": s.repository, "tag": s.tag, "reason": s.reason} for s in snap.skipped
+        ],
+    }
+
+
+def render_show(snap: Snapshot) -> str:
+    """Human text for `snapshot show`."""
+    s = snap.summary()
+    lines = [
+        f"snapshot {snap.id} of {snap.source} ({snap.source_url}) taken {s['taken_at']}",
+        f"  {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, "
+        f"{s['blobs']} blobs{' (stored)' if snap.blobs_stored else ''}, "
+        f"{'signed' if snap.signature else 'unsigned'}, index {s['digest']}",
+    ]
+    for name, repo in sorted(snap.repositories.items()):
+        lines.append(f"  {name}")
+        lines += [f"    {tag:40} {d}" for tag, d in sorted(repo.tags.items())]
+    return "\n".join(lines)
+
+
+def render_diff(change: SnapshotDiff) -> str:
+    """Human text for `snapshot diff`."""
+    lines = [f"{change.old} → {change.new}"]
+    lines += [f"  + repository {r}" for r in change.repositories_added]
+    lines += [f"  - repository {r}" for r in change.repositories_removed]
+    for c in change.tags:
+        if c.kind == "added":
+            lines.append(f"  + {c.repository}:{c.tag} {c.after}")
+        elif c.kind == "removed":
+            lines.append(f"  - {c.repository}:{c.tag} (was {c.before})")
+        else:
+            lines.append(f"  ~ {c.repository}:{c.tag} {c.before} → {c.after}")
+    lines.append(f"  {len(change.manifests_added)} new manifests")
+    if len(lines) == 2 and not change.manifests_added:
+        lines.insert(1, "  no tag changes")
+    return "\n".join(lines)

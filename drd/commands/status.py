@@ -1,0 +1,78 @@
+"""`drd status`: what the daemon's state database says, while it runs or after."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from drd.commands.output import emit
+from drd.config import load_settings
+from drd.state import read_status
+
+
+def register(sub: Any, command: Any) -> None:
+    """Add `status`."""
+    status_ = command(
+        "status", "replication lag, last runs and drift from the daemon's state", status
+    )
+    status_.add_argument(
+        "--state-dir", type=Path, default=None, help="read this state directory, not the config's"
+    )
+    status_.add_argument("--runs", type=int, default=20, help="how many recent runs to show")
+
+
+async def status(args: argparse.Namespace) -> int:
+    """Print the state document; exit 0, or 1 when there is no readable state database."""
+    state_dir = args.state_dir or load_settings(args.config).daemon.state_dir
+    try:
+        document = await asyncio.to_thread(read_status, state_dir, time.time(), runs=args.runs)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        sys.stderr.write(f"drd: cannot read the daemon's state: {exc}\n")
+        return 1
+    emit(args, document, render(document))
+    return 0
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def render(document: dict[str, Any]) -> str:
+    """Human text: replication per policy and target, jobs, recent runs."""
+    lines = [f"state: {document['state_db']} at {document['now']}", "replication:"]
+    for rep in document["replication"]:
+        lines.append(
+            f"  {rep['policy']} -> {rep['target']}: lag {_age(rep['lag_s'])}, "
+            f"last success {rep['last_success'] or 'never'}, "
+            f"{rep['pending']} pending, {rep['drift']} drifted"
+        )
+    if not document["replication"]:
+        lines.append("  (no replication policy has run)")
+    lines.append("jobs:")
+    for job in document["jobs"]:
+        error = f" ({job['last_error'][:120]})" if job["last_error"] else ""
+        lines.append(
+            f"  {job['job']}: last run {job['last_finished'] or 'never'} "
+            f"{job['last_outcome'] or ''}{error}, last success {job['last_success'] or 'never'}"
+        )
+    lines.append("recent runs:")
+    for run in document["runs"]:
+        counts = ", ".join(
+            f"{k} {v}"
+            for k, v in run["summary"].items()
+            if k in ("copied", "failed", "rejected", "drift") and v
+        )
+        lines.append(
+            f"  {run['started_at']} {run['job']} ({run['trigger']}) {run['outcome']} "
+            f"in {run['duration_s']}s{': ' + counts if counts else ''}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,602 @@
+"""
+`drd run`: the long-running service around the scheduler.
+
+`run_daemon` owns the process: signals, the state database, the HTTP endpoint,
+and one *generation* at a time: the clients of one configuration and a
+`Scheduler` running its jobs. SIGTERM/SIGINT stop scheduling, drain runs in
+progress up to ``daemon.drain_timeout``, cancel the rest and return 0; a second
+signal exits at once. SIGHUP loads the configuration again: a valid one drains
+the current generation and starts the next, an invalid one is logged and the
+configuration in force stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from drd.config import Replication, Settings, Snapshots
+from drd.daemon import sdnotify
+from drd.daemon.http import HttpHooks, Push, build_app, serve_http
+from drd.daemon.scheduler import Job, Scheduler, Trigger
+from drd.drill.runner import drill_job
+from drd.errors import ConfigError, DrdError, TransientError
+from drd.metrics import Metrics, process_registry
+from drd.oci.referrers import is_attached_tag
+from drd.replicate.filters import RepoFilter
+from drd.replicate.runner import Policy, Verifier, run_policy
+from drd.resources import Resources, open_resources, policy_from_config, verifier_for
+from drd.snapshot.catalog import prune
+from drd.snapshot.collect import run_snapshot
+from drd.snapshot.sign import IndexKey
+from drd.snapshot.store import SnapshotStore, open_store
+from drd.state import RunRecord, State
+
+__all__ = ["PING_INTERVAL", "PUSH_WINDOW", "SettingsLoader", "run_daemon"]
+
+log = structlog.get_logger(__name__)
+
+SettingsLoader = Callable[[Path | None], Settings]
+
+# Endpoint checks behind /readyz: often enough to notice an outage within a scrape or two.
+PING_INTERVAL = timedelta(seconds=30)
+# Pushes arriving within this window after the first one are replicated in the same run.
+PUSH_WINDOW = 1.0
+# The RPO replication lag is judged against when no [drills] section sets one.
+DEFAULT_RPO = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class _PolicyPlan:
+    """One `[[replication]]` table, resolved: filters, verifier."""
+
+    rep: Replication
+    policy: Policy
+    verifier: Verifier | None
+
+
+@dataclass(frozen=True)
+class _Config:
+    """A configuration, validated beyond the file: trust keys loaded, policies resolved."""
+
+    settings: Settings
+    policies: dict[str, _PolicyPlan]
+
+    @classmethod
+    def prepare(cls, settings: Settings) -> _Config:
+        """Resolve every policy; raises `ConfigError` (e.g. an unusable trust key)."""
+        return cls(
+            settings,
+            {
+                rep.name: _PolicyPlan(rep, policy_from_config(rep), verifier_for(settings, rep))
+                for rep in settings.replication
+            },
+        )
+
+
+@dataclass
+class _Generation:
+    """One configuration in force: its clients and its scheduler."""
+
+    config: _Config
+    resources: Resources
+    health: dict[str, str]  # endpoint → "" (answered its last check) or the error
+    scheduler: Scheduler = field(init=False)
+
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
+
+
+def _datetime(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _only_item(repository: str, tag: str) -> Hashable:
+    """
+    The `run_policy(only=…)` item for a pushed tag.
+
+    A signature or attestation tag means "the whole repository", not just the tag:
+    it rides only on content the same run confirms, which a run for its tag alone
+    would not list.
+    """
+    return (repository, None if is_attached_tag(tag) else tag)
+
+
+def _selects(plan: _PolicyPlan, push: Push) -> bool:
+    """Whether a policy replicates this push: its repository, and its tag or an attached tag."""
+    if not plan.policy.repositories(push.repository):
+        return False
+    if is_attached_tag(push.tag):
+        return plan.rep.referrers
+    return plan.policy.tags(push.tag)
+
+
+class _Service:
+    """The process-wide parts: metrics, state, signals, the HTTP endpoint, generations."""
+
+    def __init__(self, loader: SettingsLoader, config_path: Path | None, config: _Config) -> None:
+        self._loader = loader
+        self._config_path = config_path
+        self.config = config
+        self.metrics = Metrics(process_registry())
+        self.stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._signals = 0
+        self.current: _Generation | None = None
+        self._state: State | None = None
+
+    @property
+    def state(self) -> State:
+        """The state database (open while `run` runs)."""
+        if self._state is None:
+            raise RuntimeError("the state database is not open")
+        return self._state
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+
+    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("daemon.stop_requested", signal=sig.name)
+            self.stop.set()
+            return
+        # A second signal: the operator will not wait for the drain. Tags are written
+        # last, so a copy cut here leaves unreferenced blobs, never a tag on partial content.
+        log.warning("daemon.forced_exit", signal=sig.name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + sig.value)
+
+    # ------------------------------------------------------------------ the main loop
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                self._state = await stack.enter_async_context(await self._open_state())
+                port = await stack.enter_async_context(self._serve())
+                daemon = self.config.settings.daemon
+                log.info("daemon.listening", address=f"{daemon.listen_host}:{port}")
+                watchdog = asyncio.create_task(self._watchdog())
+                try:
+                    await self._generations()
+                finally:
+                    watchdog.cancel()
+        finally:
+            self._remove_signals(loop)
+        log.info("daemon.stopped")
+        return 0
+
+    async def _open_state(self) -> State:
+        state_dir = self.config.settings.daemon.state_dir
+        try:
+            return await State.open(state_dir)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open the state database in {state_dir}: {exc.strerror or exc}",
+                errors=[("daemon.state_dir", f"{state_dir} is not a writable directory")],
+            ) from exc
+
+    @contextlib.asynccontextmanager
+    async def _serve(self) -> AsyncIterator[int]:
+        daemon = self.config.settings.daemon
+        hooks = HttpHooks(token=self._token, on_push=self._on_push, readiness=self._readiness)
+        try:
+            async with serve_http(
+                build_app(self.metrics, hooks), daemon.listen_host, daemon.listen_port
+            ) as port:
+                yield port
+        except OSError as exc:
+            # Retryable, not a config error: the previous process may still hold the port.
+            raise TransientError(f"cannot listen on {daemon.listen}: {exc.strerror}") from exc
+
+    async def _generations(self) -> None:
+        started = False
+        while True:
+            generation_stop = asyncio.Event()
+            async with open_resources(self.config.settings, self.metrics.on_retry) as resources:
+                generation = await self._start_generation(resources)
+                runs = asyncio.create_task(generation.scheduler.run(generation_stop))
+                sdnotify.notify("READY=1")
+                if not started:
+                    started = True
+                    log.info("daemon.started", jobs=len(generation.scheduler.jobs))
+                new_config = await self._wait_for_stop_or_reload(runs)
+                sdnotify.notify("STOPPING=1" if new_config is None else "RELOADING=1")
+                generation_stop.set()
+                await runs
+            if new_config is None or self.stop.is_set():
+                return
+            self._apply(new_config)
+
+    async def _wait_for_stop_or_reload(self, runs: asyncio.Task[Any]) -> _Config | None:
+        """Wait for a stop signal (None) or a SIGHUP with a valid configuration (returned)."""
+        stop = asyncio.create_task(self.stop.wait())
+        try:
+            while True:
+                reload = asyncio.create_task(self._reload.wait())
+                await asyncio.wait({stop, reload, runs}, return_when=asyncio.FIRST_COMPLETED)
+                if self.stop.is_set() or runs.done():
+                    reload.cancel()
+                    return None
+                self._reload.clear()
+                config = await self._load()
+                if config is not None:
+                    return config
+        finally:
+            stop.cancel()
+
+    async def _load(self) -> _Config | None:
+        """Load and prepare the configuration again; None (logged) when it is invalid."""
+        try:
+            settings = await asyncio.to_thread(self._loader, self._config_path)
+            config = _Config.prepare(settings)
+        except ConfigError as exc:
+            self.metrics.record_reload(False)
+            log.error(  # noqa: TRY400 - a refused config is an operating condition, no traceback
+                "daemon.reload_failed",
+                error=str(exc),
+                errors=[f"{path}: {message}" for path, message in exc.errors],
+                keeping="the configuration in force",
+            )
+            return None
+        log.info("daemon.reloading")
+        return config
+
+    def _apply(self, config: _Config) -> None:
+        old, new = self.config.settings.daemon, config.settings.daemon
+        if (old.listen, old.state_dir) != (new.listen, new.state_dir):
+            log.warning(
+                "daemon.restart_required",
+                reason="daemon.listen and daemon.state_dir apply at the next start",
+            )
+        self.config = config
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------ one generation
+
+    async def _start_generation(self, resources: Resources) -> _Generation:
+        config = self.config
+        settings = config.settings
+        previous = self.current.health if self.current is not None else {}
+        # Endpoints keep their last check across a reload: /readyz does not flap.
+        health = {name: previous[name] for name in settings.endpoints if name in previous}
+        generation = _Generation(config, resources, health)
+        now = time.time()
+        jobs = [
+            Job(f"ping:{name}", "ping", PING_INTERVAL, self._pinger(generation, name))
+            for name in settings.endpoints
+        ]
+        triggers = []
+        for name, plan in config.policies.items():
+            await self.state.register_policy(name, plan.rep.targets, now)
+            record = await self.state.register_job(f"replicate:{name}", "replicate", now)
+            jobs.append(
+                Job(
+                    f"replicate:{name}",
+                    "replicate",
+                    plan.rep.interval,
+                    self._replicator(generation, name, None),
+                    last_run=_datetime(record.last_started),
+                )
+            )
+            triggers.append(
+                Trigger(f"push:{name}", "push", self._pusher(generation, name), PUSH_WINDOW)
+            )
+        jobs += await snapshot_jobs(self, generation)
+        jobs += await drill_jobs(self, generation)
+        generation.scheduler = Scheduler(
+            jobs,
+            triggers,
+            drain=settings.daemon.drain_timeout.total_seconds(),
+            jitter=settings.daemon.jitter,
+            observe=self.metrics.record_job,
+        )
+        self.current = generation
+        self._configure_metrics(settings)
+        await self.refresh_replication_metrics()
+        await self._resume_pending(generation)
+        return generation
+
+    def _configure_metrics(self, settings: Settings) -> None:
+        metrics = self.metrics
+        metrics.record_reload(True)
+        metrics.forget_endpoints()
+        for name, status in (self.current.health if self.current else {}).items():
+            metrics.record_endpoint_check(name, not status)
+        metrics.set_intervals({r.name: r.interval.total_seconds() for r in settings.replication})
+        drills = settings.drills
+        metrics.set_rpo((drills.rpo if drills else DEFAULT_RPO).total_seconds())
+
+    async def _resume_pending(self, generation: _Generation) -> None:
+        """Pushes announced before a restart or reload are replicated now, not at the interval."""
+        for name in generation.config.policies:
+            items = [_only_item(repo, tag) for repo, tag in await self.state.pending(name)]
+            if items:
+                generation.scheduler.request(f"push:{name}", items)
+
+    async def refresh_replication_metrics(self) -> None:
+        """Reload lag, last success, pending and drift of the configured policies from state."""
+        configured = {
+            (name, target)
+            for name, plan in self.config.policies.items()
+            for target in plan.rep.targets
+        }
+        records = [s for s in await self.state.syncs() if (s.policy, s.target) in configured]
+        self.metrics.set_replication_state(
+            watermarks={(s.policy, s.target): s.watermark for s in records},
+            last_success={(s.policy, s.target): s.success_mark for s in records},
+            pending={(s.policy, s.target): s.pending for s in records},
+            drift={(s.policy, s.target): s.drift for s in records},
+        )
+
+    # ------------------------------------------------------------------ jobs
+
+    def _pinger(self, generation: _Generation, name: str) -> Callable[[], Awaitable[None]]:
+        client = generation.resources.registries[name]
+
+        async def ping() -> None:
+            try:
+                await client.ping()
+            except DrdError as exc:
+                generation.health[name] = f"{type(exc).__name__}: {exc}"
+                log.warning("endpoint.unavailable", endpoint=name, error=generation.health[name])
+                self.metrics.record_endpoint_check(name, False)
+                return
+            if generation.health.get(name):
+                log.info("endpoint.available", endpoint=name)
+            generation.health[name] = ""
+            self.metrics.record_endpoint_check(name, True)
+
+        return ping
+
+    def _pusher(self, generation: _Generation, name: str) -> Callable[[list[Any]], Awaitable[None]]:
+        async def push(items: list[Any]) -> None:
+            await self._replicator(generation, name, items)()
+
+        return push
+
+    def _replicator(
+        self, generation: _Generation, name: str, only: list[Any] | None
+    ) -> Callable[[], Awaitable[None]]:
+        """One run of policy *name*: a full pass (*only* None) or the pushed items."""
+        plan = generation.config.policies[name]
+        registries = generation.resources.registries
+        full = only is None
+        trigger = "schedule" if full else "push"
+        job = f"replicate:{name}" if full else f"push:{name}"
+
+        async def replicate() -> None:
+            started = time.time()
+            with structlog.contextvars.bound_contextvars(
+                job=job, run_id=uuid.uuid4().hex[:12], trigger=trigger
+            ):
+                report = await run_policy(
+                    plan.policy,
+                    registries[plan.rep.source],
+                    {target: registries[target] for target in plan.rep.targets},
+                    generation.resources.retry,
+                    verifier=plan.verifier,
+                    only=only,
+                )
+            finished = time.time()
+            await self.state.record_replication(
+                report, full=full, started_at=started, finished_at=finished
+            )
+            outcome = "ok" if report.ok else ("error" if report.error else "failed")
+            await self.state.record_run(
+                RunRecord(
+                    job,
+                    "replicate",
+                    trigger,
+                    started,
+                    finished,
+                    outcome,
+                    report.summary(),
+                    report.error,
+                )
+            )
+            self.metrics.record_replication(report, full=full, finished_at=finished)
+            await self.refresh_replication_metrics()
+
+        return replicate
+
+    # ------------------------------------------------------------------ HTTP hooks
+
+    def _token(self) -> str | None:
+        secret = self.config.settings.daemon.webhook_token()
+        return None if secret is None else secret.get_secret_value()
+
+    def _readiness(self) -> tuple[bool, Mapping[str, str]]:
+        generation = self.current
+        if generation is None:
+            return False, {"config": "not loaded yet"}
+        reasons: dict[str, str] = {}
+        for name in generation.settings.endpoints:
+            status = generation.health.get(name)
+            if status is None:
+                reasons[f"endpoint:{name}"] = "not checked yet"
+            elif status:
+                reasons[f"endpoint:{name}"] = status
+        return not reasons, reasons
+
+    async def _on_push(self, pushes: list[Push]) -> tuple[int, int]:
+        """Route each push to every policy selecting it; remember it as pending first."""
+        generation = self.current
+        if generation is None:
+            return 0, len(pushes)
+        accepted = ignored = 0
+        now = time.time()
+        for push in pushes:
+            routed = False
+            for name, plan in generation.config.policies.items():
+                if not _selects(plan, push):
+                    continue
+                # Pending first: a push that arrives mid-reload is replicated by the next
+                # generation (`_resume_pending`), even though this scheduler is stopping.
+                await self.state.note_push(name, plan.rep.targets, push.repository, push.tag, now)
+                generation.scheduler.request(
+                    f"push:{name}", [_only_item(push.repository, push.tag)]
+                )
+                routed = True
+            accepted += routed
+            ignored += not routed
+        if accepted:
+            await self.refresh_replication_metrics()
+        return accepted, ignored
+
+
+# ---------------------------------------------------------------------- plug-in points
+
+
+async def snapshot_jobs(service: _Service, generation: _Generation) -> list[Job]:
+    """
+    The snapshot job of ``[snapshots]``, when configured; retention is applied after each.
+
+    Each run opens the store (`open_store`), takes a snapshot of the source
+    (`run_snapshot`), prunes by ``keep_*``, and records the run in state and metrics.
+    """
+    config = generation.settings.snapshots
+    if config is None:
+        service.metrics.configure_snapshots(None, 0.0, 0.0)
+        return []
+    record = await service.state.register_job("snapshot", "snapshot", time.time())
+    since = record.last_success if record.last_success is not None else record.first_seen
+    service.metrics.configure_snapshots(config.source, config.interval.total_seconds(), since)
+    pem = config.signing_key()
+    key = None if pem is None else IndexKey.from_pem(pem, "snapshots.signing_key_file")
+    client = generation.resources.registries[config.source]
+    retry = generation.resources.retry
+    wanted = RepoFilter(tuple(config.repositories)) if config.repositories else None
+
+    async def snapshot() -> None:
+        started = time.time()
+        with structlog.contextvars.bound_contextvars(job="snapshot", run_id=uuid.uuid4().hex[:12]):
+            async with open_store(config, retry) as store:
+                report = await run_snapshot(
+                    client,
+                    store,
+                    source_name=config.source,
+                    repositories=wanted,
+                    blobs=config.blobs,
+                    signing_key=key,
+                    retry=retry,
+                )
+                if report.snapshot is not None:
+                    await _prune(store, config)
+        finished = time.time()
+        outcome = "ok" if report.ok else ("error" if report.snapshot is None else "failed")
+        await service.state.record_run(
+            RunRecord(
+                "snapshot",
+                "snapshot",
+                "schedule",
+                started,
+                finished,
+                outcome,
+                report.summary(),
+                report.error,
+            )
+        )
+        service.metrics.record_snapshot(
+            config.source,
+            ok=report.snapshot is not None,
+            duration_s=report.duration_s,
+            finished_at=finished,
+            manifests=len(report.snapshot.manifests) if report.snapshot else None,
+            uploaded_bytes=report.bytes_uploaded,
+        )
+
+    last = _datetime(record.last_started)
+    return [Job("snapshot", "snapshot", config.interval, snapshot, last_run=last)]
+
+
+async def _prune(store: SnapshotStore, config: Snapshots) -> None:
+    """Apply retention after a committed snapshot; a failed prune leaves the snapshot be."""
+    try:
+        pruned = await prune(
+            store,
+            config.source,
+            keep_last=config.keep_last,
+            keep_daily=config.keep_daily,
+            keep_weekly=config.keep_weekly,
+        )
+    except DrdError as exc:
+        log.warning("snapshot.prune_failed", error=f"{type(exc).__name__}: {exc}")
+        return
+    if pruned.deleted or pruned.objects_deleted:
+        log.info(
+            "snapshot.pruned",
+            snapshots=len(pruned.deleted),
+            objects=pruned.objects_deleted,
+            bytes_freed=pruned.bytes_freed,
+        )
+
+
+async def drill_jobs(service: _Service, generation: _Generation) -> list[Job]:
+    """
+    The drill job of ``[drills]``, when configured: `drd.drill.runner.drill_job` on
+    ``[drills] interval``. It writes the reports into ``[drills] report_dir`` and records
+    each drill with `State.record_run` and `Metrics.record_drill`.
+    """
+    drills = generation.settings.drills
+    if drills is None:
+        service.metrics.configure_drills(None, 0.0, 0.0, 0.0)
+        return []
+    state = service.state
+    record = await state.register_job("drill", "drill", time.time())
+    since = record.last_success if record.last_success is not None else record.first_seen
+    service.metrics.configure_drills(
+        drills.target, drills.interval.total_seconds(), drills.rto.total_seconds(), since
+    )
+    run = drill_job(
+        generation.settings,
+        generation.resources.registries,
+        generation.resources.retry,
+        state=state,
+        metrics=service.metrics,
+    )
+    last = _datetime(record.last_started)
+    return [Job("drill", "drill", drills.interval, run, last_run=last)]
+
+
+async def run_daemon(settings_loader: SettingsLoader, config_path: Path | None) -> int:
+    """
+    Run the daemon until SIGTERM or SIGINT; return the exit code (0 after a drain).
+
+    Raises:
+        ConfigError: the configuration (or the state directory) is unusable at start.
+        TransientError: the listen address cannot be bound.
+    """
+    settings = await asyncio.to_thread(settings_loader, config_path)
+    return await _Service(settings_loader, config_path, _Config.prepare(settings)).run()

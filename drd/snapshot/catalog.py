@@ -1,0 +1,406 @@
+"""
+Snapshots in a store: write an index (the commit point), list, load, verify and prune.
+
+An index is written create-only and read back before the ``latest`` pointer moves,
+so a listed snapshot is always complete. Loading parses the index as untrusted
+input and, when a key is configured, checks its signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from drd.errors import (
+    DrdError,
+    InvalidManifest,
+    InvalidReference,
+    SnapshotCorrupt,
+    SnapshotNotFound,
+    StorageError,
+)
+from drd.oci.digest import Digest
+from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from drd.snapshot.model import (
+    MAX_INDEX_OBJECT_BYTES,
+    Snapshot,
+    blob_key,
+    index_key,
+    index_prefix,
+    latest_key,
+    manifest_key,
+    object_digest,
+    parse_index,
+    parse_index_key,
+    parse_snapshot_id,
+    record_of,
+    select_retention,
+)
+from drd.snapshot.sign import IndexKey
+from drd.snapshot.store import SnapshotStore, StoredObject
+
+log = structlog.get_logger(__name__)
+
+LATEST = "latest"
+# Unreferenced objects younger than this survive a prune: a snapshot being taken
+# right now may have uploaded them and not yet written its index.
+PRUNE_GRACE = dt.timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    """One listed snapshot: what its key says, without reading it."""
+
+    id: str
+    source: str
+    key: str
+    taken_at: dt.datetime
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "key": self.key,
+            "taken_at": self.taken_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "size": self.size,
+        }
+
+
+async def write_index(store: SnapshotStore, snapshot: Snapshot) -> str:
+    """
+    Commit *snapshot*: write its index create-only (locked where the store can), read it
+    back and compare, then move the ``latest`` pointer. Returns the index key.
+
+    Raises `StorageError` when an index with this id exists, `SnapshotCorrupt` when
+    the read-back differs.
+    """
+    key = snapshot.key
+    data = snapshot.to_bytes()
+    if not await store.put_bytes(key, data, create_only=True, lock=True):
+        raise StorageError(f"snapshot index {key} already exists", key=key)
+    back = await store.get_bytes(key, max_size=MAX_INDEX_OBJECT_BYTES)
+    if back != data or parse_index(back, key=key).digest != snapshot.digest:
+        raise SnapshotCorrupt(f"snapshot index {key} did not read back as written", key=key)
+    pointer = {"id": snapshot.id, "key": key, "index_digest": str(snapshot.digest)}
+    await store.put_bytes(latest_key(snapshot.source), json.dumps(pointer).encode() + b"\n")
+    return key
+
+
+async def list_snapshots(store: SnapshotStore, source: str | None = None) -> list[SnapshotEntry]:
+    """
+    Committed snapshots, oldest first: of *source*, or of every source when None.
+
+    Only well-formed index keys count; temporary files and partial uploads never
+    appear, because an index exists only once it is complete.
+    """
+    prefix = index_prefix(source) if source is not None else "snapshots/"
+    found: list[SnapshotEntry] = []
+    async for obj in store.list(prefix):
+        named = parse_index_key(obj.key)
+        if named is None:
+            continue
+        src, snap_id = named
+        found.append(SnapshotEntry(snap_id, src, obj.key, parse_snapshot_id(snap_id), obj.size))
+    found.sort(key=lambda e: (e.taken_at, e.source, e.id))
+    return found
+
+
+async def resolve(store: SnapshotStore, source: str, ref: str) -> str:
+    """The id *ref* names: ``latest`` is the newest listed snapshot of *source*."""
+    if ref == LATEST:
+        entries = await list_snapshots(store, source)
+        if not entries:
+            raise SnapshotNotFound(f"no snapshot of {source} in {store.url}")
+        return entries[-1].id
+    try:
+        parse_snapshot_id(ref)
+    except InvalidReference as exc:
+        raise SnapshotNotFound(f"{exc}; use an id from `drd snapshot list`") from exc
+    return ref
+
+
+async def load_snapshot(
+    store: SnapshotStore, source: str, ref: str, *, verify_key: IndexKey | None = None
+) -> Snapshot:
+    """
+    Read and validate one snapshot (``latest`` or an id) of *source*.
+
+    Raises `SnapshotNotFound`, `SnapshotCorrupt` (a malformed or hostile index), or
+    `VerificationError` when *verify_key* is given and the signature does not hold.
+    """
+    snap_id = await resolve(store, source, ref)
+    key = index_key(source, snap_id)
+    try:
+        data = await store.get_bytes(key, max_size=MAX_INDEX_OBJECT_BYTES)
+    except SnapshotNotFound as exc:
+        raise SnapshotNotFound(
+            f"no snapshot {snap_id} of {source} in {store.url}", key=key
+        ) from exc
+    snapshot = parse_index(data, key=key)
+    if verify_key is not None:
+        verify_key.verify(snapshot)
+    return snapshot
+
+
+async def load_manifest(store: SnapshotStore, snapshot: Snapshot, digest: Digest) -> Manifest:
+    """
+    One stored manifest, re-hashed and checked against the snapshot's record of it.
+
+    Raises `SnapshotCorrupt` naming the digest when the object is missing, hashes to
+    something else, or disagrees with the index about its type, children or blobs.
+    """
+    record = snapshot.manifests.get(digest)
+    if record is None:
+        raise SnapshotCorrupt(f"snapshot {snapshot.id} does not hold manifest {digest}")
+    key = manifest_key(digest)
+    try:
+        raw = await store.get_bytes(key, max_size=MAX_MANIFEST_BYTES)
+    except SnapshotNotFound as exc:
+        raise SnapshotCorrupt(
+            f"manifest {digest} of snapshot {snapshot.id} is missing from the store", key=key
+        ) from exc
+    if not digest.matches(raw):
+        actual = Digest.of(raw, digest.algorithm)
+        raise SnapshotCorrupt(
+            f"stored manifest {digest} is corrupt: its bytes hash to {actual}", key=key
+        )
+    try:
+        manifest = Manifest.parse(raw, record.media_type, digest)
+    except (InvalidManifest, DrdError) as exc:
+        raise SnapshotCorrupt(f"stored manifest {digest} does not parse: {exc}", key=key) from exc
+    if record_of(manifest) != record:
+        raise SnapshotCorrupt(
+            f"stored manifest {digest} disagrees with snapshot {snapshot.id}'s record of it",
+            key=key,
+        )
+    return manifest
+
+
+async def run_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """
+    Run *coros* in one task group; on failure, cancel the rest and raise the first error
+    itself, not an ExceptionGroup, so callers and the CLI see drd's own error types.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectProblem:
+    """One referenced object that failed verification."""
+
+    kind: str  # "manifest" or "blob"
+    digest: str
+    reason: str
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_snapshot` checked and what failed, by digest."""
+
+    snapshot: str
+    manifests_checked: int = 0
+    blobs_checked: int = 0
+    bytes_checked: int = 0
+    problems: list[ObjectProblem] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No object failed."""
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "snapshot": self.snapshot,
+            "ok": self.ok,
+            "manifests_checked": self.manifests_checked,
+            "blobs_checked": self.blobs_checked,
+            "bytes_checked": self.bytes_checked,
+            "duration_s": round(self.duration_s, 3),
+            "problems": [
+                {"kind": p.kind, "digest": p.digest, "reason": p.reason} for p in self.problems
+            ],
+        }
+
+
+async def verify_snapshot(
+    store: SnapshotStore, snapshot: Snapshot, *, concurrency: int = 8
+) -> VerifyReport:
+    """
+    Re-hash every object *snapshot* references: each manifest (against its digest and
+    its record) and, when blobs were stored, each blob streamed. Failures are listed
+    by digest in the report; storage outages raise.
+    """
+    report = VerifyReport(snapshot.id)
+    started = time.monotonic()
+    limit = asyncio.Semaphore(concurrency)
+
+    async def manifest(digest: Digest) -> None:
+        async with limit:
+            try:
+                await load_manifest(store, snapshot, digest)
+            except SnapshotCorrupt as exc:
+                report.problems.append(ObjectProblem("manifest", str(digest), str(exc)))
+            report.manifests_checked += 1
+            report.bytes_checked += snapshot.manifests[digest].size
+
+    async def blob(digest: Digest, size: int) -> None:
+        async with limit:
+            reason = await _check_blob(store, digest, size)
+            if reason:
+                report.problems.append(ObjectProblem("blob", str(digest), reason))
+            report.blobs_checked += 1
+            report.bytes_checked += size
+
+    blobs = snapshot.blobs.items() if snapshot.blobs_stored else ()
+    await run_all([manifest(d) for d in snapshot.manifests] + [blob(d, size) for d, size in blobs])
+    report.problems.sort(key=lambda p: (p.kind, p.digest))
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+async def _check_blob(store: SnapshotStore, digest: Digest, size: int) -> str:
+    """Stream one stored blob through a hasher; the reason it fails, or ''."""
+    hasher = digest.hasher()
+    count = 0
+    try:
+        async with store.open_stream(blob_key(digest)) as chunks:
+            async for chunk in chunks:
+                hasher.update(chunk)
+                count += len(chunk)
+    except SnapshotNotFound:
+        return f"blob {digest} is missing from the store"
+    if count != size:
+        return f"blob {digest} is {count} bytes in the store, not {size}"
+    if hasher.hexdigest() != digest.hex:
+        return (
+            f"stored blob {digest} is corrupt: it hashes to {digest.algorithm}:{hasher.hexdigest()}"
+        )
+    return ""
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@dataclass
+class PruneReport:
+    """What a prune kept, deleted (or, in a dry run, would delete), and why."""
+
+    source: str
+    dry_run: bool
+    kept: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    objects_deleted: int = 0
+    bytes_freed: int = 0
+    objects_kept_young: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "kept": {k: list(v) for k, v in sorted(self.kept.items())},
+            "deleted": self.deleted,
+            "objects_deleted": self.objects_deleted,
+            "bytes_freed": self.bytes_freed,
+            "objects_kept_young": self.objects_kept_young,
+        }
+
+
+async def prune(
+    store: SnapshotStore,
+    source: str,
+    *,
+    keep_last: int,
+    keep_daily: int = 0,
+    keep_weekly: int = 0,
+    dry_run: bool = False,
+    grace: dt.timedelta = PRUNE_GRACE,
+    now: dt.datetime | None = None,
+) -> PruneReport:
+    """
+    Apply retention to *source*'s snapshots, then delete objects no remaining snapshot
+    (of any source in the store) references.
+
+    Every remaining index is read first; if one cannot be read, nothing is deleted,
+    since its references are unknown. Indexes go before objects, so a crash midway
+    leaves only unreferenced objects. Objects younger than *grace* stay.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    report = PruneReport(source, dry_run)
+    every = await list_snapshots(store, None)
+    mine = [e for e in every if e.source == source]
+    retention = select_retention(
+        [(e.id, e.taken_at) for e in mine],
+        keep_last=keep_last,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+    )
+    report.kept = dict(retention.keep)
+    doomed = set(retention.delete)
+    remaining = [e for e in every if not (e.source == source and e.id in doomed)]
+    referenced: set[str] = set()
+    for entry in remaining:
+        snap = await load_snapshot(store, entry.source, entry.id)
+        referenced |= snap.object_keys()
+    unreferenced: list[StoredObject] = []
+    for prefix in ("manifests/", "blobs/"):
+        async for obj in store.list(prefix):
+            if object_digest(obj.key) is None or obj.key in referenced:
+                continue
+            if now - obj.modified < grace:
+                report.objects_kept_young += 1
+                continue
+            unreferenced.append(obj)
+    report.deleted = [e.id for e in mine if e.id in doomed]
+    report.objects_deleted = len(unreferenced)
+    report.bytes_freed = sum(o.size for o in unreferenced)
+    if dry_run:
+        return report
+    for entry in mine:
+        if entry.id in doomed:
+            await store.delete(entry.key)
+            log.info("snapshot.pruned", source=source, id=entry.id)
+    await _delete_all(store, [o.key for o in unreferenced])
+    log.info(
+        "snapshot.prune_finished",
+        source=source,
+        snapshots_deleted=len(report.deleted),
+        objects_deleted=report.objects_deleted,
+        bytes_freed=report.bytes_freed,
+    )
+    return report
+
+
+async def _delete_all(store: SnapshotStore, keys: Sequence[str], concurrency: int = 16) -> None:
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(key: str) -> None:
+        async with limit:
+            await store.delete(key)
+
+    await run_all(one(key) for key in keys)

@@ -1,0 +1,587 @@
+"""
+The daemon's memory across restarts: a small SQLite database in ``state_dir``.
+
+It holds the run history, the last run and last success of every job, the
+replication bookkeeping behind ``drd_replication_lag_seconds`` (last clean run
+per policy and target, pending changes) and the drift records. The daemon
+writes it through `State` (the stdlib ``sqlite3`` in a worker thread);
+``drd status`` reads it with `read_status` while the daemon runs (WAL mode).
+See `drd.metrics` for what the lag bookkeeping means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from drd.replicate.report import PolicyReport
+
+__all__ = ["DB_NAME", "JobRecord", "RunRecord", "State", "SyncRecord", "read_status"]
+
+DB_NAME = "state.db"
+SCHEMA_VERSION = 1
+# Runs kept per job: enough for weeks of history at a 5-minute interval, a few MB at most.
+KEEP_RUNS = 2000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}',
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
+CREATE TABLE IF NOT EXISTS jobs (
+    job TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_started REAL,
+    last_finished REAL,
+    last_outcome TEXT,
+    last_success REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sync (
+    policy TEXT NOT NULL,
+    target TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_clean REAL,
+    last_success REAL,
+    PRIMARY KEY (policy, target)
+);
+CREATE TABLE IF NOT EXISTS pending (
+    policy TEXT NOT NULL,
+    target TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (policy, target, repository, tag)
+);
+CREATE TABLE IF NOT EXISTS drift (
+    policy TEXT NOT NULL,
+    target TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    source_digest TEXT NOT NULL,
+    target_digest TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (policy, target, repository, tag)
+);
+"""
+
+_T = TypeVar("_T")
+
+_CLEARS_PENDING = ("copied", "skipped", "drift", "rejected")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run of a job."""
+
+    job: str
+    kind: str
+    trigger: str
+    started_at: float
+    finished_at: float
+    outcome: str
+    summary: dict[str, Any]
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What is known of one job: when it was first scheduled, last ran, last succeeded."""
+
+    job: str
+    kind: str
+    first_seen: float
+    last_started: float | None
+    last_finished: float | None
+    last_outcome: str | None
+    last_success: float | None
+    last_error: str
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    """Replication bookkeeping of one policy at one target."""
+
+    policy: str
+    target: str
+    first_seen: float
+    last_clean: float | None
+    last_success: float | None
+    pending: int
+    oldest_pending: float | None
+    drift: int
+
+    @property
+    def watermark(self) -> float:
+        """Every source change before this instant is known to be at the target."""
+        base = self.last_clean if self.last_clean is not None else self.first_seen
+        return base if self.oldest_pending is None else min(base, self.oldest_pending)
+
+    @property
+    def success_mark(self) -> float:
+        """The last success, or when the policy was first scheduled (see drd.metrics)."""
+        return self.last_success if self.last_success is not None else self.first_seen
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    else:
+        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class _Db:
+    """The synchronous core: one connection, one lock, one transaction per call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = _connect(path)
+        with self._tx() as db:
+            # WAL, not the rollback journal: `drd status` reads while the daemon writes.
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._conn:
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._tx() as db:
+            return fn(db)
+
+    def register_job(self, job: str, kind: str, now: float) -> JobRecord:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (job, kind, first_seen) VALUES (?, ?, ?)",
+                (job, kind, now),
+            )
+            row = db.execute("SELECT * FROM jobs WHERE job = ?", (job,)).fetchone()
+        return _job(row)
+
+    def record_run(self, run: RunRecord) -> None:
+        ok = run.outcome == "ok"
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (job, kind, trigger, started_at, finished_at, outcome, summary,"
+                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.job,
+                    run.kind,
+                    run.trigger,
+                    run.started_at,
+                    run.finished_at,
+                    run.outcome,
+                    json.dumps(run.summary, default=str),
+                    run.error[:2000],
+                ),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (job, kind, first_seen) VALUES (?, ?, ?)",
+                (run.job, run.kind, run.started_at),
+            )
+            db.execute(
+                "UPDATE jobs SET last_started = ?, last_finished = ?, last_outcome = ?,"
+                " last_error = ?, last_success = CASE WHEN ? THEN ? ELSE last_success END"
+                " WHERE job = ?",
+                (
+                    run.started_at,
+                    run.finished_at,
+                    run.outcome,
+                    run.error[:2000],
+                    ok,
+                    run.finished_at,
+                    run.job,
+                ),
+            )
+            db.execute(
+                "DELETE FROM runs WHERE job = ? AND id <= ("
+                " SELECT id FROM runs WHERE job = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (run.job, run.job, KEEP_RUNS),
+            )
+
+    def register_policy(self, policy: str, targets: Iterable[str], now: float) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO sync (policy, target, first_seen) VALUES (?, ?, ?)",
+                [(policy, target, now) for target in targets],
+            )
+
+    def note_push(
+        self, policy: str, targets: Iterable[str], repository: str, tag: str, at: float
+    ) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO pending (policy, target, repository, tag, since)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (policy, target, repository, tag)"
+                " DO UPDATE SET since = min(since, excluded.since)",
+                [(policy, target, repository, tag, at) for target in targets],
+            )
+
+    def record_replication(
+        self, report: PolicyReport, full: bool, started_at: float, finished_at: float
+    ) -> None:
+        policy = report.policy
+        with self._tx() as db:
+            for target in report.stats:
+                db.execute(
+                    "INSERT OR IGNORE INTO sync (policy, target, first_seen) VALUES (?, ?, ?)",
+                    (policy, target, started_at),
+                )
+            failed_at: dict[str, set[tuple[str, str]]] = {t: set() for t in report.stats}
+            drifted: dict[str, set[tuple[str, str]]] = {t: set() for t in report.stats}
+            for item in report.items:
+                key = (policy, item.target, item.repository, item.tag)
+                if item.outcome == "failed":
+                    failed_at.setdefault(item.target, set()).add((item.repository, item.tag))
+                    db.execute(
+                        "INSERT INTO pending (policy, target, repository, tag, since)"
+                        " VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (policy, target, repository, tag)"
+                        " DO UPDATE SET since = min(since, excluded.since)",
+                        (*key, started_at),
+                    )
+                elif item.outcome in _CLEARS_PENDING:
+                    db.execute(
+                        "DELETE FROM pending WHERE policy = ? AND target = ? AND repository = ?"
+                        " AND tag = ?",
+                        key,
+                    )
+                if item.outcome == "drift":
+                    drifted.setdefault(item.target, set()).add((item.repository, item.tag))
+                    db.execute(
+                        "INSERT INTO drift (policy, target, repository, tag, source_digest,"
+                        " target_digest, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (policy, target, repository, tag)"
+                        " DO UPDATE SET source_digest = excluded.source_digest,"
+                        " target_digest = excluded.target_digest, last_seen = excluded.last_seen",
+                        (*key, item.digest, item.moved_from, finished_at, finished_at),
+                    )
+                elif item.outcome in ("copied", "skipped"):
+                    db.execute(
+                        "DELETE FROM drift WHERE policy = ? AND target = ? AND repository = ?"
+                        " AND tag = ?",
+                        key,
+                    )
+            if report.error:
+                return  # the pass did not complete: the watermark stays where it was
+            for target in report.stats:
+                failed = failed_at.get(target, set())
+                ok = not failed and not any(
+                    i.target == target and i.outcome == "rejected" for i in report.items
+                )
+                db.execute(
+                    "UPDATE sync SET last_clean = ?,"
+                    " last_success = CASE WHEN ? THEN ? ELSE last_success END"
+                    " WHERE policy = ? AND target = ?",
+                    (finished_at, full and ok, finished_at, policy, target),
+                )
+                if full:
+                    _forget_unseen(db, policy, target, started_at, failed, drifted[target])
+
+
+def _forget_unseen(
+    db: sqlite3.Connection,
+    policy: str,
+    target: str,
+    started_at: float,
+    failed: set[tuple[str, str]],
+    drifted: set[tuple[str, str]],
+) -> None:
+    """After a complete full pass: what it did not see failing or drifting is gone."""
+    rows = db.execute(
+        "SELECT repository, tag FROM pending WHERE policy = ? AND target = ? AND since < ?",
+        (policy, target, started_at),
+    ).fetchall()
+    stale = [(policy, target, r, t) for r, t in rows if (r, t) not in failed]
+    db.executemany(
+        "DELETE FROM pending WHERE policy = ? AND target = ? AND repository = ? AND tag = ?",
+        stale,
+    )
+    rows = db.execute(
+        "SELECT repository, tag FROM drift WHERE policy = ? AND target = ?", (policy, target)
+    ).fetchall()
+    resolved = [(policy, target, r, t) for r, t in rows if (r, t) not in drifted]
+    db.executemany(
+        "DELETE FROM drift WHERE policy = ? AND target = ? AND repository = ? AND tag = ?",
+        resolved,
+    )
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        job=row["job"],
+        kind=row["kind"],
+        first_seen=row["first_seen"],
+        last_started=row["last_started"],
+        last_finished=row["last_finished"],
+        last_outcome=row["last_outcome"],
+        last_success=row["last_success"],
+        last_error=row["last_error"],
+    )
+
+
+def _jobs(db: sqlite3.Connection) -> list[JobRecord]:
+    return [_job(row) for row in db.execute("SELECT * FROM jobs ORDER BY job")]
+
+
+def _syncs(db: sqlite3.Connection) -> list[SyncRecord]:
+    rows = db.execute(
+        "SELECT s.policy, s.target, s.first_seen, s.last_clean, s.last_success,"
+        " (SELECT count(*) FROM pending p WHERE p.policy = s.policy AND p.target = s.target)"
+        "   AS pending,"
+        " (SELECT min(since) FROM pending p WHERE p.policy = s.policy AND p.target = s.target)"
+        "   AS oldest,"
+        " (SELECT count(*) FROM drift d WHERE d.policy = s.policy AND d.target = s.target)"
+        "   AS drift"
+        " FROM sync s ORDER BY s.policy, s.target"
+    ).fetchall()
+    return [
+        SyncRecord(
+            policy=r["policy"],
+            target=r["target"],
+            first_seen=r["first_seen"],
+            last_clean=r["last_clean"],
+            last_success=r["last_success"],
+            pending=r["pending"],
+            oldest_pending=r["oldest"],
+            drift=r["drift"],
+        )
+        for r in rows
+    ]
+
+
+def _runs(db: sqlite3.Connection, limit: int) -> list[RunRecord]:
+    rows = db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return [
+        RunRecord(
+            job=r["job"],
+            kind=r["kind"],
+            trigger=r["trigger"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            outcome=r["outcome"],
+            summary=json.loads(r["summary"]),
+            error=r["error"],
+        )
+        for r in rows
+    ]
+
+
+def _drift_rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = db.execute("SELECT * FROM drift ORDER BY policy, target, repository, tag").fetchall()
+    return [dict(row) for row in rows]
+
+
+class State:
+    """
+    The state database, used from asyncio: every call runs in a worker thread.
+
+    Open it with ``async with await State.open(state_dir) as state``. Raises
+    `sqlite3.Error` when the database is unusable (a bug or a broken disk).
+    """
+
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    @property
+    def path(self) -> Path:
+        """Where the database file is."""
+        return self._db.path
+
+    @classmethod
+    async def open(cls, state_dir: Path) -> State:
+        """Open (creating when missing) ``state_dir/state.db``."""
+
+        def go() -> _Db:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return _Db(state_dir / DB_NAME)
+
+        return cls(await asyncio.to_thread(go))
+
+    async def close(self) -> None:
+        """Close the database."""
+        await asyncio.to_thread(self._db.close)
+
+    async def __aenter__(self) -> State:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def register_job(self, job: str, kind: str, now: float) -> JobRecord:
+        """Remember when *job* was first scheduled; return what is known of it."""
+        return await asyncio.to_thread(self._db.register_job, job, kind, now)
+
+    async def record_run(self, run: RunRecord) -> None:
+        """Append *run* to the history and update its job's last run and last success."""
+        await asyncio.to_thread(self._db.record_run, run)
+
+    async def register_policy(self, policy: str, targets: Iterable[str], now: float) -> None:
+        """Remember when each (policy, target) was first scheduled: the lag's first watermark."""
+        await asyncio.to_thread(self._db.register_policy, policy, list(targets), now)
+
+    async def note_push(
+        self, policy: str, targets: Iterable[str], repository: str, tag: str, at: float
+    ) -> None:
+        """A push the source announced: pending at every target until a run brings it there."""
+        await asyncio.to_thread(self._db.note_push, policy, list(targets), repository, tag, at)
+
+    async def record_replication(
+        self, report: PolicyReport, *, full: bool, started_at: float, finished_at: float
+    ) -> None:
+        """
+        Update pending changes, drift and the watermark from one replication run.
+
+        Failed items become (or stay) pending; copied, skipped, drifted and rejected
+        ones stop being pending. A run that completed its pass moves ``last_clean``;
+        a complete *full* pass also sets ``last_success`` (when nothing failed or was
+        rejected at that target) and forgets pending and drift entries it no longer saw.
+        """
+        await asyncio.to_thread(self._db.record_replication, report, full, started_at, finished_at)
+
+    async def jobs(self) -> list[JobRecord]:
+        """Every job ever scheduled."""
+        return await self._read(_jobs)
+
+    async def syncs(self) -> list[SyncRecord]:
+        """The replication bookkeeping of every (policy, target)."""
+        return await self._read(_syncs)
+
+    async def pending(self, policy: str) -> list[tuple[str, str]]:
+        """The (repository, tag) pairs still pending at any target of *policy*."""
+
+        def go(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = db.execute(
+                "SELECT DISTINCT repository, tag FROM pending WHERE policy = ?"
+                " ORDER BY repository, tag",
+                (policy,),
+            ).fetchall()
+            return [(r["repository"], r["tag"]) for r in rows]
+
+        return await self._read(go)
+
+    async def runs(self, limit: int = 50) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+        return await self._read(lambda db: _runs(db, limit))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await asyncio.to_thread(self._db.read, fn)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any]:
+    """
+    The status document of ``drd status``, read-only from ``state_dir/state.db``.
+
+    Raises:
+        FileNotFoundError: there is no state database (the daemon never ran there).
+        sqlite3.Error: the file is not a usable database.
+    """
+    path = state_dir / DB_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no state database at {path}")
+    conn = _connect(path, read_only=True)
+    try:
+        jobs, syncs = _jobs(conn), _syncs(conn)
+        history, drift = _runs(conn, runs), _drift_rows(conn)
+    finally:
+        conn.close()
+    return {
+        "state_db": str(path),
+        "now": _iso(now),
+        "jobs": [
+            {
+                "job": j.job,
+                "kind": j.kind,
+                "first_seen": _iso(j.first_seen),
+                "last_started": _iso(j.last_started),
+                "last_finished": _iso(j.last_finished),
+                "last_outcome": j.last_outcome,
+                "last_success": _iso(j.last_success),
+                "last_error": j.last_error,
+            }
+            for j in jobs
+        ],
+        "replication": [
+            {
+                "policy": s.policy,
+                "target": s.target,
+                "lag_s": round(max(0.0, now - s.watermark), 3),
+                "last_clean": _iso(s.last_clean),
+                "last_success": _iso(s.last_success),
+                "pending": s.pending,
+                "oldest_pending": _iso(s.oldest_pending),
+                "drift": s.drift,
+            }
+            for s in syncs
+        ],
+        "drift": [
+            {
+                "policy": d["policy"],
+                "target": d["target"],
+                "repository": d["repository"],
+                "tag": d["tag"],
+                "source_digest": d["source_digest"],
+                "target_digest": d["target_digest"],
+                "first_seen": _iso(d["first_seen"]),
+                "last_seen": _iso(d["last_seen"]),
+            }
+            for d in drift
+        ],
+        "runs": [
+            {
+                "job": r.job,
+                "kind": r.kind,
+                "trigger": r.trigger,
+                "started_at": _iso(r.started_at),
+                "duration_s": round(r.finished_at - r.started_at, 3),
+                "outcome": r.outcome,
+                "summary": r.summary,
+                "error": r.error,
+            }
+            for r in history
+        ],
+    }
