@@ -99,6 +99,11 @@ async def snapshot(args: argparse.Namespace) -> int:
                         f"no endpoint named {source}",
                         errors=[("snapshots.source", f"{source} is not in [endpoints]")],
                     )
+                if key is not None and not key.can_sign:
+                    raise ConfigError(
+                        "the snapshot signing key is a public key",
+                        errors=[("snapshots.signing_key_file", "signing needs the private key")],
+                    )
                 wanted = RepoFilter(tuple(config.repositories)) if config.repositories else None
                 async with open_registry(settings.endpoints[source], retry) as client:
                     report = await run_snapshot(

@@ -378,13 +378,18 @@ class _Walk:
         heads = await self._heads(repo, tags)
         members: set[Digest] = set()
         tag_map: dict[str, Digest] = {}
-        for tag, digest in sorted(heads.items()):
-            try:
-                await self._node(repo, digest, members, frozenset())
-            except _Incomplete as exc:
-                self._skip(repo, tag, str(exc))
-                continue
+        limit = asyncio.Semaphore(16)
+
+        async def walk(tag: str, digest: Digest) -> None:
+            async with limit:
+                try:
+                    await self._node(repo, digest, members, frozenset())
+                except _Incomplete as exc:
+                    self._skip(repo, tag, str(exc))
+                    return
             tag_map[tag] = digest
+
+        await run_all(walk(tag, digest) for tag, digest in sorted(heads.items()))
         referrers = await self._referrers(repo, members)
         return RepositoryRecord(tags=tag_map, manifests=frozenset(members), referrers=referrers)
 

@@ -21,6 +21,7 @@ from tests import skopeo
 from tests.clients import open_client
 from tests.faults import fault_proxy
 from tests.images import (
+    RegistryWriter,
     delete_tag,
     get_manifest,
     list_tags,
@@ -138,11 +139,12 @@ async def test_total_loss_restore_reproduces_every_fixture_tag(
     assert report.ok, report.failures
     assert report.stats.blobs_from_endpoints == 0
     assert report.stats.blobs_from_store > 0
-    for repo, layout in layouts.items():
-        assert await list_tags(empty, repo) == sorted(layout.tags), repo
-        for tag, digest in layout.tags.items():
-            raw, _ = await get_manifest(empty, repo, tag)
-            assert raw == layout.manifests[digest], f"{repo}:{tag}"
+    async with RegistryWriter(empty) as reader:
+        for repo, layout in layouts.items():
+            assert await reader.list_tags(repo) == sorted(layout.tags), repo
+            for tag, digest in layout.tags.items():
+                raw, _ = await reader.get_manifest(repo, tag)
+                assert raw == layout.manifests[digest], f"{repo}:{tag}"
     # An independent client agrees, one tag per fixture.
     for repo, layout in layouts.items():
         tag = sorted(layout.tags)[0]

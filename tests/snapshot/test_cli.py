@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from drd.errors import SnapshotNotFound
+from drd.errors import ConfigError, SnapshotNotFound
 from drd.snapshot.model import manifest_key
 from tests.images import make_image, push_image
 from tests.servers import LocalRegistry, free_port
 from tests.snapshot.helpers import drd_here, json_out, run_drd, store_config, write_config
+from tests.snapshot.test_sign import private_pem, public_pem
 
 
 async def test_create_and_list_through_the_command_line(
@@ -113,3 +115,44 @@ async def test_unknown_snapshot_ids_fail_with_a_reason(
         await drd_here("snapshot", "show", "20200101T000000.000000Z", config=config, capsys=capsys)
     with pytest.raises(SnapshotNotFound, match="is not of the form"):
         await drd_here("snapshot", "show", "../../etc/passwd", config=config, capsys=capsys)
+
+
+async def test_a_configured_signing_key_signs_and_is_checked_on_read(
+    source_registry: LocalRegistry, repo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    With ``signing_key_file``, create signs the index and show verifies it; a public key
+    alone can verify but not sign.
+    """
+    await push_image(source_registry, repo, make_image(f"{repo}/signed"), "v1")
+    key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "index.key").write_bytes(private_pem(key))
+    store = store_config("dir", tmp_path)
+    endpoints = {"primary": source_registry}
+    config = write_config(
+        tmp_path,
+        endpoints,
+        source="primary",
+        store=store,
+        repositories=[repo],
+        signing_key_file=str(tmp_path / "index.key"),
+    )
+    code, created = await drd_here("snapshot", "create", config=config, capsys=capsys)
+    assert code == 0
+    assert created["signed"] is True
+    code, shown = await drd_here("snapshot", "show", "latest", config=config, capsys=capsys)
+    assert shown["signed"] is True
+
+    (tmp_path / "index.pub").write_bytes(public_pem(key))
+    public = write_config(
+        tmp_path,
+        endpoints,
+        source="primary",
+        store=store,
+        repositories=[repo],
+        signing_key_file=str(tmp_path / "index.pub"),
+    )
+    code, shown = await drd_here("snapshot", "show", created["id"], config=public, capsys=capsys)
+    assert shown["digest"] == created["digest"]
+    with pytest.raises(ConfigError, match="public key"):
+        await drd_here("snapshot", "create", config=public, capsys=capsys)

@@ -101,7 +101,11 @@ class StallingProxy:
 async def wait_for_partial_upload(store: Path) -> list[str]:
     """Wait until a temporary blob file with data exists in the store folder."""
     while True:
-        partial = [f for f in files_under(store) if f.rpartition("/")[2].startswith(".")]
+        partial = [
+            f
+            for f in files_under(store)
+            if f.startswith("blobs/") and f.rpartition("/")[2].startswith(".")
+        ]
         if partial and _size(store / partial[0]) > 0:
             return partial
         await asyncio.sleep(0.02)
