@@ -5,7 +5,8 @@ Starts three local registries (Debian's docker-registry on 127.0.0.1: a primary,
 DR replica, a drill registry), pushes a small sample set built here (a signed
 multi-arch image, a signed single image, an unsigned image), writes a drd config,
 then runs the real CLI: `drd replicate` with a trust policy, and - where this
-checkout has them - `drd snapshot create`, `drd snapshot list` and `drd drill`.
+checkout has them - `drd snapshot create`, `drd snapshot list`, `drd drill` (its
+HTML report is kept and its path printed) and the `drd failover --dry-run` pre-flight.
 
     .venv/bin/python scripts/demo.py [--keep DIR]
 """
@@ -159,8 +160,15 @@ def main() -> int:
                 failures += drd(config, "snapshot", "list") != 0
             if has_command("drill"):
                 failures += drd(config, "drill", "--report-dir", str(work / "reports")) != 0
-                for report in sorted((work / "reports").glob("**/*.html")):
+                reports = work / "reports"
+                if args.keep is None and reports.is_dir():
+                    # The work folder goes away at the end; the reports are worth keeping.
+                    reports = Path(tempfile.mkdtemp(prefix="drd-demo-reports-"))
+                    shutil.copytree(work / "reports", reports, dirs_exist_ok=True)
+                for report in sorted(reports.glob("**/*.html")):
                     print(f"drill report: {report}")
+            if has_command("failover"):
+                failures += drd(config, "failover", "--to", "dr", "--dry-run") != 0
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
