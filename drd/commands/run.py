@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from drd import logs
-from drd.config import Settings, load_settings
+from drd.config import Settings
 from drd.daemon.service import run_daemon
+from drd.failover.runner import load_active_settings
 
 
 def register(sub: Any, command: Any) -> None:
@@ -21,7 +22,7 @@ async def run(args: argparse.Namespace) -> int:
     level = args.log_level
 
     def load(path: Path | None) -> Settings:
-        settings = load_settings(path)
+        settings = load_active_settings(path)
         # --log-level wins; otherwise the configuration's, applied again on every reload.
         logs.configure(level=level or settings.log_level)
         return settings
