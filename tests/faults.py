@@ -79,13 +79,15 @@ _HOP = frozenset(
 )
 
 _NAME = r"(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
+_MANIFEST_PATH = re.compile(rf"^/v2/{_NAME}/manifests/(?P<ref>[^/]+)$")
+_REFERRERS_PATH = re.compile(rf"^/v2/{_NAME}/referrers/(?P<ref>[^/]+)$")
 _REGISTRY_PATHS = (
     (re.compile(rf"^/v2/{_NAME}/tags/list$"), "tags_list"),
-    (re.compile(rf"^/v2/{_NAME}/manifests/(?P<ref>[^/]+)$"), "manifest"),
+    (_MANIFEST_PATH, "manifest"),
     (re.compile(rf"^/v2/{_NAME}/blobs/uploads/?$"), "upload_start"),
     (re.compile(rf"^/v2/{_NAME}/blobs/uploads/(?P<uuid>[^/]+)$"), "upload"),
     (re.compile(rf"^/v2/{_NAME}/blobs/(?P<ref>[^/]+)$"), "blob"),
-    (re.compile(rf"^/v2/{_NAME}/referrers/(?P<ref>[^/]+)$"), "referrers"),
+    (_REFERRERS_PATH, "referrers"),
 )
 
 
@@ -465,6 +467,19 @@ class FaultProxy(ThreadedServer):
         """How many requests of that kind (method, path) arrived."""
         return len(self.requests(kind, method=method, path=path))
 
+    def wait_idle(self, path: str | None = None, timeout: float = 15.0) -> None:
+        """
+        Block until no request (matching *path*) is still being handled.
+
+        A client that gave up may leave a complete request behind: the proxy still
+        forwards it, and the upstream still acts on it, as a real registry would.
+        """
+        deadline = time.monotonic() + timeout
+        while any(s.done is None for s in self.requests(path=path)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} still busy after {timeout}s")
+            time.sleep(0.02)
+
     def add_referrer(self, repository: str, subject: str, descriptor: Mapping[str, Any]) -> None:
         """List *descriptor* among *subject*'s referrers in *repository* (emulated API)."""
         with self._lock:
@@ -592,8 +607,7 @@ class FaultProxy(ThreadedServer):
             headers.pop("Content-Length", None)
             return web.Response(status=reply.status, headers=headers, body=reply.body)
         # Bodiless (HEAD): keep the upstream's Content-Length, it is the answer.
-        response = web.Response(status=reply.status, headers=headers)
-        return response
+        return web.Response(status=reply.status, headers=headers)
 
     def _reset(self, request: web.Request) -> web.Response:
         transport = request.transport
@@ -627,7 +641,7 @@ class FaultProxy(ThreadedServer):
     # -- the emulated referrers API
 
     def _note_referrer(self, request: web.Request, body: bytes, reply: Reply) -> None:
-        match = _REGISTRY_PATHS[1][0].match(request.path)
+        match = _MANIFEST_PATH.match(request.path)
         try:
             doc = json.loads(body)
         except ValueError:
@@ -639,7 +653,7 @@ class FaultProxy(ThreadedServer):
         self.add_referrer(match.group("name"), subject, _descriptor_of(body, doc, request))
 
     async def _referrers_reply(self, request: web.Request) -> Reply:
-        match = _REGISTRY_PATHS[5][0].match(request.path)
+        match = _REFERRERS_PATH.match(request.path)
         assert match is not None
         assert self._session is not None
         name, subject = match.group("name"), match.group("ref")
@@ -664,14 +678,12 @@ class FaultProxy(ThreadedServer):
         """Referrers found under the repository's tags at the upstream."""
         assert self._session is not None
         base = self._upstream_for(request.path)
-        auth = (
-            {"Authorization": request.headers["Authorization"]}
-            if "Authorization" in (request.headers)
-            else {}
-        )
+        given = request.headers.get("Authorization")
+        auth = {"Authorization": given} if given else {}
         found: dict[str, dict[str, Any]] = {}
         async with self._session.get(f"{base}/v2/{name}/tags/list", headers=auth) as resp:
-            tags = (await resp.json()).get("tags") or [] if resp.status == 200 else []
+            listing = await resp.json() if resp.status == 200 else {}
+        tags = listing.get("tags") or []
         accept = {
             **auth,
             "Accept": "application/vnd.oci.image.manifest.v1+json,"
@@ -691,6 +703,7 @@ class FaultProxy(ThreadedServer):
 
 
 def _descriptor_of(body: bytes, doc: dict[str, Any], request: web.Request) -> dict[str, Any]:
+    """The referrers-API descriptor of a manifest with a subject."""
     desc: dict[str, Any] = {
         "mediaType": doc.get("mediaType") or request.headers.get("Content-Type", ""),
         "digest": "sha256:" + hashlib.sha256(body).hexdigest(),

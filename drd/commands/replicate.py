@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from drd.commands.output import emit
-from drd.config import load_settings
 from drd.errors import RegistryUnavailable, StorageUnavailable
+from drd.failover.runner import load_active_settings
+from drd.replicate.cache import open_tag_cache
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
 from drd.resources import open_resources, policy_from_config, verifier_for
@@ -19,18 +20,24 @@ def register(sub: Any, command: Any) -> None:
     rep = command("replicate", "one replication pass", replicate)
     rep.add_argument("--policy", action="append", help="only this policy (repeatable)")
     rep.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    rep.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="ask every target for every tag, ignoring the known digests in the state directory",
+    )
 
 
 async def replicate(args: argparse.Namespace) -> int:
     """Run the selected policies once; exit 0, 1 (an item failed) or 69 (unavailable)."""
-    settings = load_settings(args.config)
+    settings = load_active_settings(args.config)
     names = set(args.policy or [])
     unknown = names - {rep.name for rep in settings.replication}
     if unknown:
         sys.stderr.write(f"drd: no replication policy named {', '.join(sorted(unknown))}\n")
         return 2
     reports: list[PolicyReport] = []
-    async with open_resources(settings) as res:
+    state_dir = None if args.no_cache else settings.daemon.state_dir
+    async with open_resources(settings) as res, open_tag_cache(state_dir) as cache:
         for rep in settings.replication:
             if names and rep.name not in names:
                 continue
@@ -43,6 +50,7 @@ async def replicate(args: argparse.Namespace) -> int:
                     res.retry,
                     verifier=verifier_for(settings, rep),
                     dry_run=args.dry_run,
+                    cache=cache,
                 )
             )
     emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))

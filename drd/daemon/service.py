@@ -32,7 +32,7 @@ from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, Push, build_app, serve_http
 from drd.daemon.scheduler import Job, Scheduler, Trigger
 from drd.drill.runner import drill_job
-from drd.errors import ConfigError, DrdError, TransientError
+from drd.errors import ConfigError, DrdError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.filters import RepoFilter
@@ -52,6 +52,8 @@ SettingsLoader = Callable[[Path | None], Settings]
 
 # Endpoint checks behind /readyz: often enough to notice an outage within a scrape or two.
 PING_INTERVAL = timedelta(seconds=30)
+# The key under which the snapshot store's last outcome sits beside the endpoints' checks.
+STORE = "store:snapshots"  # not a valid endpoint name, so never one
 # Pushes arriving within this window after the first one are replicated in the same run.
 PUSH_WINDOW = 1.0
 # The RPO replication lag is judged against when no [drills] section sets one.
@@ -448,6 +450,8 @@ class _Service:
                 reasons[f"endpoint:{name}"] = "not checked yet"
             elif status:
                 reasons[f"endpoint:{name}"] = status
+        if store := generation.health.get(STORE):
+            reasons[STORE] = store
         return not reasons, reasons
 
     async def _on_push(self, pushes: list[Push]) -> tuple[int, int]:
@@ -515,6 +519,11 @@ async def snapshot_jobs(service: _Service, generation: _Generation) -> list[Job]
                 if report.snapshot is not None:
                     await _prune(store, config)
         finished = time.time()
+        # /readyz names the store while it fails, and clears once a snapshot commits.
+        if isinstance(report.exception, StorageError):
+            generation.health[STORE] = f"{type(report.exception).__name__}: {report.exception}"
+        elif report.snapshot is not None:
+            generation.health[STORE] = ""
         outcome = "ok" if report.ok else ("error" if report.snapshot is None else "failed")
         await service.state.record_run(
             RunRecord(

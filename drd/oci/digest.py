@@ -31,7 +31,7 @@ class Digest:
         expected = _HEX_LENGTH.get(algorithm)
         if expected is None:
             raise InvalidReference(f"digest algorithm {algorithm[:20]!r} is not supported")
-        if len(hexpart) != expected or not _HEX.match(hexpart):
+        if len(hexpart) != expected or not _HEX.fullmatch(hexpart):
             raise InvalidReference(
                 f"digest {text[:80]!r} must have {expected} lower-case hex characters"
             )

@@ -27,14 +27,14 @@ def validate_repository(name: str) -> str:
         raise InvalidReference(f"repository name is longer than {MAX_REPOSITORY_LENGTH} characters")
     if name.startswith("/") or ".." in name.split("/") or "//" in name:
         raise InvalidReference(f"repository name {name[:80]!r} is an absolute or traversing path")
-    if not _REPOSITORY.match(name):
+    if not _REPOSITORY.fullmatch(name):
         raise InvalidReference(f"repository name {name[:80]!r} is outside the OCI name grammar")
     return name
 
 
 def validate_tag(tag: str) -> str:
     """Return *tag* if it is a valid tag; raise `InvalidReference` otherwise."""
-    if not isinstance(tag, str) or not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise InvalidReference(f"tag {str(tag)[:80]!r} is outside the OCI tag grammar")
     return tag
 
@@ -56,7 +56,7 @@ class Ref:
         name, _, digest_text = text.partition("@")
         digest = Digest.parse(digest_text) if digest_text else None
         registry, slash, rest = name.partition("/")
-        if not slash or not _DOMAIN.match(registry):
+        if not slash or not _DOMAIN.fullmatch(registry):
             raise InvalidReference(f"reference {text[:80]!r} does not start with a registry host")
         repository, tag = rest, None
         last = rest.rsplit("/", 1)[-1]

@@ -25,7 +25,7 @@ def cosign_tags(digest: Digest) -> list[str]:
 
 def subject_of_tag(tag: str) -> Digest | None:
     """The digest a ``sha256-<hex>[.suffix]`` tag hangs off, or None for an ordinary tag."""
-    match = _DIGEST_TAG.match(tag)
+    match = _DIGEST_TAG.fullmatch(tag)
     if match is None:
         return None
     algorithm, hexpart = match.group(1), match.group(2)

@@ -9,6 +9,7 @@ strings) fits in twenty lines.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -88,4 +89,10 @@ def may_send_credentials(registry_url: str, realm: str, allowed_hosts: frozenset
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    # An address, not a prefix: "127.0.0.1.example.com" is a name anyone can own.
+    if host == "localhost":
+        return True
+    try:
+        return bool(ipaddress.ip_address(host).is_loopback)
+    except ValueError:
+        return False

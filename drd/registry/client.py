@@ -19,6 +19,7 @@ from drd.config import Credentials
 from drd.errors import (
     DigestMismatch,
     InvalidManifest,
+    InvalidReference,
     NotFound,
     RegistryError,
     SizeMismatch,
@@ -29,7 +30,7 @@ from drd.oci import mediatype
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
-from drd.oci.ref import validate_repository
+from drd.oci.ref import validate_repository, validate_tag
 from drd.oci.referrers import fallback_tag
 from drd.registry.auth import (
     Challenge,
@@ -38,14 +39,14 @@ from drd.registry.auth import (
     parse_challenge,
     token_url,
 )
-from drd.registry.transport import error_for, read_body, transport_errors
+from drd.registry.transport import error_for, read_body, retry_after, transport_errors
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
 # Stream buffers: large enough that per-chunk Python overhead vanishes behind the socket.
 CHUNK = 1024 * 1024
-# Blobs above this go up in PATCH chunks of this size, not one PUT.
+# Blobs above this go up in PATCH requests of an eighth of it each, not one PUT.
 CHUNKED_UPLOAD_THRESHOLD = 512 * 1024 * 1024
 # Entries asked for per catalog or tags page (``?n=``); registries may send fewer.
 PAGE_SIZE = 1000
@@ -62,11 +63,15 @@ class Limits:
     requests_per_second: float | None = None
     _sem: asyncio.Semaphore = field(init=False)
     _rate: AsyncLimiter | None = field(init=False)
-    # Slow-down in seconds requested by a low ``RateLimit-Remaining``; applied before each call.
+    # Spacing in seconds asked for by a low ``RateLimit-Remaining``, between request starts.
     backoff_s: float = 0.0
+    _pace: asyncio.Lock = field(init=False)
+    _last_start: float = field(init=False, default=0.0)
+    _paused_until: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
+        self._pace = asyncio.Lock()
         rps = self.requests_per_second
         # One token per request, refilled at rps per second; no burst beyond one second's worth.
         self._rate = AsyncLimiter(max(rps, 1.0), 1.0) if rps else None
@@ -75,13 +80,50 @@ class Limits:
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one concurrency slot, after waiting for the rate limiter."""
+        """Hold one concurrency slot, after waiting for the rate limiter and any backoff."""
         async with self._sem:
             if self._rate is not None:
                 await self._rate.acquire()
-            if self.backoff_s > 0:
-                await asyncio.sleep(self.backoff_s)
+            await self._spaced()
             yield
+
+    async def _spaced(self) -> None:
+        # Starts spaced backoff_s apart across every slot, not one sleep per slot: sixteen
+        # concurrent sleepers would still spend a low quota sixteen times as fast.
+        async with self._pace:
+            loop = asyncio.get_running_loop()
+            wait = max(self._last_start + self.backoff_s, self._paused_until) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_start = loop.time()
+
+    def pause(self, seconds: float) -> None:
+        """Start no request for *seconds* (a 429's ``Retry-After`` holds for the endpoint)."""
+        until = asyncio.get_running_loop().time() + seconds
+        self._paused_until = max(self._paused_until, until)
+
+
+class _Portions:
+    """One byte stream cut into consecutive streamed portions; a chunk may straddle two."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = aiter(chunks)
+        self._carry = b""
+
+    async def take(self, length: int) -> AsyncIterator[bytes]:
+        """The next *length* bytes (fewer when the stream ends first), chunk by chunk."""
+        while length > 0:
+            if self._carry:
+                chunk, self._carry = self._carry, b""
+            else:
+                try:
+                    chunk = await anext(self._chunks)
+                except StopAsyncIteration:
+                    return
+            if len(chunk) > length:
+                chunk, self._carry = chunk[:length], chunk[length:]
+            length -= len(chunk)
+            yield chunk
 
 
 @dataclass
@@ -142,9 +184,15 @@ class RegistryClient:
         if ch is not None and ch.scheme == "bearer":
             token = self._tokens.by_key.get((ch.realm, ch.params.get("service", ""), scope))
             return f"Bearer {token}" if token else None
-        if ch is not None and ch.scheme == "basic" and self._creds and not self._creds.is_token:
+        if ch is not None and ch.scheme == "basic" and self._creds and self._basic_allowed():
             return basic_header(self._creds)
         return None
+
+    def _basic_allowed(self) -> bool:
+        """A password may go to this registry: we have one, and not over plain http afar."""
+        if self._creds is None or self._creds.is_token:
+            return False
+        return may_send_credentials(self.base_url, self.base_url, frozenset())
 
     async def _fetch_token(self, challenge: Challenge, scope: str, stale: str | None) -> None:
         """Fetch a token for *scope* unless another request replaced *stale* meanwhile."""
@@ -227,6 +275,9 @@ class RegistryClient:
                         )
                     )
                 self._observe_rate_headers(resp)
+                if resp.status == 429 and (wait := retry_after(resp)):
+                    # Every request to the endpoint waits, not only the one refused.
+                    self.limits.pause(min(wait, self._retry.wait_max_rate_limit))
                 if resp.status == 401 and attempt == 0:
                     await self._on_unauthorized(resp, scope, auth)
                     continue
@@ -248,6 +299,11 @@ class RegistryClient:
             await self._fetch_token(challenge, scope, sent)
         elif challenge.scheme != "basic" or not (self._creds and not self._creds.is_token):
             raise Unauthorized(f"{self.host} wants credentials we do not have", registry=self.host)
+        elif not self._basic_allowed():
+            raise Unauthorized(
+                f"{self.host} asks for a password over plain http; it was not sent",
+                registry=self.host,
+            )
 
     def _observe_rate_headers(self, resp: aiohttp.ClientResponse) -> None:
         """Slow down before a ``RateLimit-Remaining`` quota runs out, not after."""
@@ -290,13 +346,30 @@ class RegistryClient:
         return valid
 
     async def list_tags(self, repository: str) -> list[str]:
-        """Every tag of *repository*, following ``Link`` pages; [] for an unknown repository."""
+        """
+        Every tag of *repository*, following ``Link`` pages; [] for an unknown repository.
+
+        Names outside the tag grammar are dropped with a warning: a hostile registry's
+        ``../other/manifests/x`` must never become part of a URL drd sends.
+        """
         validate_repository(repository)
         try:
             first = f"/v2/{repository}/tags/list?n={PAGE_SIZE}"
-            return await self._paged(first, repository, "tags")
+            names = await self._paged(first, repository, "tags")
         except NotFound:
             return []
+        valid = []
+        for name in names:
+            try:
+                valid.append(validate_tag(name))
+            except InvalidReference:
+                log.warning(
+                    "registry.bad_tag_name",
+                    registry=self.host,
+                    repository=repository,
+                    tag=name[:100],
+                )
+        return valid
 
     async def _paged(self, first: str, repository: str, key: str) -> list[str]:
         items: list[str] = []
@@ -346,6 +419,7 @@ class RegistryClient:
     async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
         """The descriptor behind *reference* (tag or digest), or None when absent."""
         validate_repository(repository)
+        reference = checked_reference(reference)
 
         async def go() -> Descriptor | None:
             headers = {"Accept": mediatype.MANIFEST_ACCEPT}
@@ -378,9 +452,8 @@ class RegistryClient:
         Bodies over 4 MiB are refused (`InvalidManifest`). Raises `NotFound`.
         """
         validate_repository(repository)
-        expected = reference if isinstance(reference, Digest) else None
-        if expected is None and str(reference).startswith(("sha256:", "sha512:")):
-            expected = Digest.parse(str(reference))
+        reference = checked_reference(reference)
+        expected = Digest.parse(reference) if ":" in reference else None
 
         async def go() -> Manifest:
             headers = {"Accept": mediatype.MANIFEST_ACCEPT}
@@ -412,6 +485,7 @@ class RegistryClient:
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> Digest:
         """PUT *manifest* byte for byte; raise `DigestMismatch` if the registry disagrees."""
         validate_repository(repository)
+        reference = checked_reference(reference)
 
         async def go() -> Digest:
             async with self._request(
@@ -594,17 +668,22 @@ class RegistryClient:
             location = resp.headers.get("Location", "")
         if not location:
             raise RegistryError(f"{self.host} gave no upload location", registry=self.host)
+        return self._upload_url(location)
+
+    def _upload_url(self, location: str) -> str:
+        """An upload ``Location`` made absolute; `RegistryError` when it leaves this registry."""
         url = urljoin(self._url("/"), location)
-        if urlsplit(url).netloc != self.host:
-            # Uploads to another host would carry our token there: refuse.
+        parts, ours = urlsplit(url), urlsplit(self.base_url)
+        if (parts.scheme, parts.netloc) != (ours.scheme, ours.netloc):
+            # Uploads elsewhere would carry our credentials there: refuse.
             raise RegistryError(
                 f"{self.host} sent an upload location on another host", registry=self.host
             )
         return url
 
     async def _cancel_upload(self, repository: str, location: str) -> None:
-        url = urljoin(self._url("/"), location)
         with contextlib.suppress(RegistryError):
+            url = self._upload_url(location)
             async with self._request(
                 "DELETE", url, repository=repository, push=True, ok=(204, 200, 404)
             ):
@@ -645,23 +724,24 @@ class RegistryClient:
     async def _patch_chunks(
         self, repository: str, url: str, chunks: AsyncIterator[bytes], size: int
     ) -> str:
+        # Each PATCH body streams from the blob stream, not from a buffer: memory stays at
+        # one read chunk per transfer whatever the PATCH size (64 MiB buffers, 8 at once,
+        # would be half a GiB).
+        portions = _Portions(chunks)
         offset = 0
-        buffer = bytearray()
-        async for chunk in chunks:
-            buffer += chunk
-            if len(buffer) >= CHUNKED_UPLOAD_THRESHOLD // 8:
-                url = await self._patch(repository, url, bytes(buffer), offset)
-                offset += len(buffer)
-                buffer.clear()
-        if buffer:
-            url = await self._patch(repository, url, bytes(buffer), offset)
+        while offset < size:
+            length = min(CHUNKED_UPLOAD_THRESHOLD // 8, size - offset)
+            url = await self._patch(repository, url, portions.take(length), offset, length)
+            offset += length
         return url
 
-    async def _patch(self, repository: str, url: str, data: bytes, offset: int) -> str:
+    async def _patch(
+        self, repository: str, url: str, data: AsyncIterator[bytes], offset: int, length: int
+    ) -> str:
         headers = {
             "Content-Type": "application/octet-stream",
-            "Content-Range": f"{offset}-{offset + len(data) - 1}",
-            "Content-Length": str(len(data)),
+            "Content-Range": f"{offset}-{offset + length - 1}",
+            "Content-Length": str(length),
         }
         async with self._request(
             "PATCH",
@@ -674,7 +754,7 @@ class RegistryClient:
             what="upload chunk",
         ) as resp:
             location = resp.headers.get("Location", url)
-        return urljoin(self._url("/"), location)
+        return self._upload_url(location)
 
     async def _finish_upload(
         self, repository: str, url: str, digest: Digest, data: Any, size: int
@@ -705,3 +785,16 @@ def _body(data: Any) -> Any:
     if isinstance(data, bytes) and len(data) > 1024 * 1024:
         return io.BytesIO(data)
     return data
+
+
+def checked_reference(reference: str | Digest) -> str:
+    """
+    *reference* as it may appear in a URL: a digest, or a tag in the OCI grammar.
+
+    Raises `InvalidReference` for anything else, before a request is made.
+    """
+    if isinstance(reference, Digest):
+        return str(reference)
+    if ":" in reference:
+        return str(Digest.parse(reference))
+    return validate_tag(reference)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
 import json
+import math
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -46,8 +49,11 @@ async def build_http_client(
     tls: TLSSettings, *, concurrency: int = 16, timeout_s: float = 60.0
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """One `aiohttp.ClientSession` per registry; closed on exit."""
+    # aiohttp's own verifying context (the system store, loaded once at import), not another
+    # copy of it: loading the store costs a tenth of a second per endpoint at every start.
+    custom = tls.ca_file is not None or tls.cert_file is not None
     connector = aiohttp.TCPConnector(
-        limit=concurrency * 2, ssl=ssl_context(tls), enable_cleanup_closed=True
+        limit=concurrency * 2, ssl=ssl_context(tls) if custom else True, enable_cleanup_closed=True
     )
     # Read timeout per socket read, not per request: a 1 GiB blob takes as long as it takes.
     timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15, sock_read=timeout_s)
@@ -62,18 +68,44 @@ async def build_http_client(
 
 
 def retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta form only), or None."""
-    value = resp.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+    """Seconds from a ``Retry-After`` header (delay seconds or an HTTP date), or None."""
+    value = resp.headers.get("Retry-After", "").strip()[:100]
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """
+    The whole body, or its first ``limit + 1`` bytes when it is longer than *limit*.
+
+    A loop, not one ``content.read(n)``: that returns whatever is buffered, so a body
+    spread over several packets would come back cut short. A connection lost
+    mid-body raises `aiohttp.ClientPayloadError`.
+    """
+    buffer = bytearray()
+    while len(buffer) <= limit:
+        chunk = await resp.content.read(limit + 1 - len(buffer))
+        if not chunk:
+            break
+        buffer += chunk
+    return bytes(buffer)
 
 
 async def spec_error_code(resp: aiohttp.ClientResponse) -> str | None:
     """The first distribution-spec error code in the body (e.g. ``MANIFEST_UNKNOWN``)."""
     with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-        body = await resp.content.read(64 * 1024)
+        body = await read_body(resp, 64 * 1024)
         errors = json.loads(body).get("errors") or []
         if errors and isinstance(errors[0], dict):
             code = errors[0].get("code")
@@ -117,9 +149,31 @@ def transport_errors(registry: str, repository: str = "") -> Iterator[None]:
         raise RegistryError(
             f"TLS verification of {registry} failed: {exc}", registry=registry
         ) from exc
+    except aiohttp.ClientOSError as exc:
+        if (reason := _certificate_alert(exc)) is not None:
+            # The registry refused our certificate (or its absence): no retry will change that.
+            raise RegistryError(
+                f"TLS with {registry} failed: it refused the client certificate ({reason}); "
+                "check cert_file and key_file",
+                registry=registry,
+            ) from exc
+        raise RegistryUnavailable(
+            f"cannot talk to {registry}: {type(exc).__name__}: {exc}",
+            registry=registry,
+            repository=repository,
+        ) from exc
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise RegistryUnavailable(
             f"cannot talk to {registry}: {type(exc).__name__}: {exc}",
             registry=registry,
             repository=repository,
         ) from exc
+
+
+def _certificate_alert(exc: BaseException) -> str | None:
+    """The TLS alert when the peer rejected our certificate, e.g. ``..._CERTIFICATE_REQUIRED``."""
+    cause = exc.__cause__
+    reason = getattr(cause, "reason", None) if isinstance(cause, ssl.SSLError) else None
+    if isinstance(reason, str) and "ALERT" in reason and "CERTIFICATE" in reason:
+        return reason
+    return None

@@ -121,9 +121,7 @@ class _Db:
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None or row[0] != str(SCHEMA_VERSION):
-                raise sqlite3.DatabaseError(f"unknown schema version {row and row[0]}")
+                _check_schema(db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone())
         except BaseException:
             self._conn.close()
             raise
@@ -162,6 +160,11 @@ class _Db:
             self._conn.close()
 
 
+def _check_schema(row: tuple[str] | None) -> None:
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        raise sqlite3.DatabaseError(f"unknown cache schema version {row and row[0]}")
+
+
 _Key = tuple[str, str, str]  # (target base URL, repository, tag)
 
 
@@ -185,6 +188,8 @@ class TagCache:
         self._max_age = max_age.total_seconds()
         self._clock = clock
         self._pending: dict[_Key, Entry | None] = {}
+        # Changes being written right now: still newer than what a concurrent read returns.
+        self._writing: list[dict[_Key, Entry | None]] = []
 
     @classmethod
     async def open(
@@ -206,9 +211,9 @@ class TagCache:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 return _Db(path)
+            except sqlite3.OperationalError:
+                raise  # locked or unwritable: not the file's fault, keep it
             except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) and path.exists() is False:
-                    raise
                 aside = path.with_name(f"{path.name}.unreadable")
                 log.warning("cache.unreadable", path=str(path), error=str(exc), moved_to=str(aside))
                 path.replace(aside)
@@ -229,12 +234,13 @@ class TagCache:
         known = await asyncio.to_thread(self._db.entries, target, repository)
         for tag in wanted:
             key = (target, repository, tag)
-            if key in self._pending:
-                pending = self._pending[key]
-                if pending is None:
-                    known.pop(tag, None)
-                else:
-                    known[tag] = pending
+            for newer in (*self._writing, self._pending):
+                if key in newer:
+                    entry = newer[key]
+                    if entry is None:
+                        known.pop(tag, None)
+                    else:
+                        known[tag] = entry
             if tag not in listed and tag in known:
                 self._pending[key] = None
         return trusted(
@@ -256,16 +262,27 @@ class TagCache:
         self._pending[(target, repository, tag)] = entry
 
     async def flush(self) -> None:
-        """Write what was observed since the last flush. Raises `sqlite3.Error`."""
+        """
+        Write what was observed since the last flush, in one transaction.
+
+        A failed write is logged and kept for the next flush, not raised: without the
+        cache a pass asks the targets again, it is never wrong.
+        """
         if not self._pending:
             return
-        changes, self._pending = list(self._pending.items()), {}
+        changes, self._pending = self._pending, {}
+        self._writing.append(changes)
         try:
-            await asyncio.to_thread(self._db.write, changes)
-        except BaseException:
+            await asyncio.to_thread(self._db.write, list(changes.items()))
+        except (OSError, sqlite3.Error) as exc:
             # Keep what was not written, unless newer observations replaced it meanwhile.
-            self._pending = {**dict(changes), **self._pending}
+            self._pending = {**changes, **self._pending}
+            log.warning("cache.write_failed", error=str(exc), entries=len(changes))
+        except BaseException:
+            self._pending = {**changes, **self._pending}
             raise
+        finally:
+            self._writing = [w for w in self._writing if w is not changes]
 
     async def aclose(self) -> None:
         """Flush, then close the file."""
@@ -276,11 +293,15 @@ class TagCache:
 
 
 @contextlib.asynccontextmanager
-async def open_tag_cache(state_dir: Path) -> AsyncIterator[TagCache | None]:
+async def open_tag_cache(state_dir: Path | None) -> AsyncIterator[TagCache | None]:
     """
-    The tag cache of *state_dir*, flushed and closed on exit; None (with a warning) when
-    the directory cannot hold it: a pass without the cache is slower, never wrong.
+    The tag cache of *state_dir*, flushed and closed on exit; None when *state_dir* is
+    None, or (with a warning) when the directory cannot hold it: a pass without the
+    cache is slower, never wrong.
     """
+    if state_dir is None:
+        yield None
+        return
     try:
         cache = await TagCache.open(state_dir)
     except (OSError, sqlite3.Error) as exc:
@@ -290,7 +311,4 @@ async def open_tag_cache(state_dir: Path) -> AsyncIterator[TagCache | None]:
     try:
         yield cache
     finally:
-        try:
-            await cache.aclose()
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("cache.write_failed", state_dir=str(state_dir), error=str(exc))
+        await cache.aclose()

@@ -41,6 +41,9 @@ class TargetState:
     """What is known of one target during a pass: which repository holds which blob."""
 
     blob_home: dict[Digest, str] = field(default_factory=dict)
+    # (repository, blob) placed or found at the target in this pass: asked about once, not
+    # once per image (a base layer under a hundred tags costs one HEAD, not a hundred).
+    placed: set[tuple[str, Digest]] = field(default_factory=set)
     inflight: InFlight = field(default_factory=InFlight)
     # distribution rejects one of two concurrent writes of the same content ("digest did
     # not match"): one writer per digest at a target, blob or manifest, whatever the repository.
@@ -162,12 +165,16 @@ class Copier:
     # ------------------------------------------------------------------ blobs
 
     async def _copy_blob(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
+        if (dst_repo, desc.digest) in self.state.placed:
+            self.stats.blobs_present += 1
+            return
         key = (self.target.base_url, dst_repo, desc.digest)
         await self.state.inflight.once(key, lambda: self._place_blob(src_repo, dst_repo, desc))
 
     async def _place_blob(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
         async with self.state.write_locks.hold(desc.digest):
             await self._place_blob_locked(src_repo, dst_repo, desc)
+        self.state.placed.add((dst_repo, desc.digest))
 
     async def _place_blob_locked(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
         digest = desc.digest

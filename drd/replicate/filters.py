@@ -33,7 +33,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 def glob_match(pattern: str, name: str) -> bool:
     """Whether repository *name* matches *pattern* (``team-a/**``, ``base/*``)."""
-    return _glob_regex(pattern).match(name) is not None
+    return _glob_regex(pattern).fullmatch(name) is not None
 
 
 def is_literal(pattern: str) -> bool:

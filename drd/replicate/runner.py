@@ -163,8 +163,10 @@ async def _run_repository(state: _Pass, repo: str, only_tags: set[str] | None) -
         [t for t in source_tags if subject_of_tag(t) is not None] if policy.referrers else []
     )
     width = max(policy.blob_concurrency, 4)
-    selected = await _digests(state.source, repo, selected_names, width)
-    attached = await _digests(state.source, repo, attached_names, width)
+    async with asyncio.TaskGroup() as group:
+        heads = group.create_task(_digests(state.source, repo, selected_names, width))
+        signatures = group.create_task(_digests(state.source, repo, attached_names, width))
+    selected, attached = heads.result(), signatures.result()
     for target_name, client in state.targets.items():
         target_tags = set(await client.list_tags(repo))
         known = [t for t in [*selected, *attached] if t in target_tags]
