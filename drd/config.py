@@ -298,6 +298,11 @@ class Endpoint(BaseModel):
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None
     insecure: bool = False
+    # Token services on other hosts that may receive this endpoint's credentials
+    # (e.g. "auth.docker.io" for Docker Hub); by default only the registry's own host.
+    auth_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=16
+    )
     requests_per_second: float | None = Field(None, gt=0, le=1_000_000)
     concurrency: int = Field(16, ge=1, le=1024)
     timeout: float = Field(60.0, gt=0, le=86400)

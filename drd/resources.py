@@ -56,6 +56,7 @@ async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator
             retry,
             credentials=endpoint.credentials(),
             limits=Limits(endpoint.concurrency, endpoint.requests_per_second),
+            auth_hosts=frozenset(host.lower() for host in endpoint.auth_hosts),
         )
 
 

@@ -924,3 +924,15 @@ def test_docker_config_env_supplies_credentials(tmp_path: Path, monkeypatch) -> 
     assert creds.username == "robot"
     assert creds.password is not None
     assert creds.password.get_secret_value() == "s3cr3t-docker"
+
+
+def test_auth_hosts_are_listed_per_endpoint(tmp_path: Path) -> None:
+    """auth_hosts names token services on other hosts; it defaults to none."""
+    config = tmp_path / "drd.toml"
+    config.write_text(
+        'version = 1\n[endpoints.hub]\nurl = "https://registry-1.docker.io"\n'
+        'auth_hosts = ["auth.docker.io"]\n[endpoints.other]\nurl = "https://r.example.com"\n'
+    )
+    settings = load_settings(config)
+    assert settings.endpoints["hub"].auth_hosts == ["auth.docker.io"]
+    assert settings.endpoints["other"].auth_hosts == []

@@ -15,7 +15,7 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
-from drd.replicate.inflight import InFlight, KeyedLocks
+from drd.replicate.inflight import InFlight, KeyedLocks, exception_leaves
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -157,7 +157,7 @@ class Copier:
         except ExceptionGroup as group_error:
             # Unwrapped, not re-raised as a group: a group slips past the runner's per-item
             # `except DrdError` and fails the whole pass with "unhandled errors in a TaskGroup".
-            leaves = _leaves(group_error)
+            leaves = exception_leaves(group_error)
             if all(isinstance(leaf, DrdError) for leaf in leaves):
                 raise leaves[0] from None
             raise
@@ -217,14 +217,6 @@ class Copier:
                 raise
         if check.failure is not None:
             raise check.failure
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions in *group*, nested groups flattened, in order."""
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return found
 
 
 class _StreamCheck:

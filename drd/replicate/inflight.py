@@ -19,9 +19,16 @@ class InFlight:
         if (task := self._running.get(key)) is None:
             task = asyncio.create_task(work())
             self._running[key] = task
-            task.add_done_callback(lambda _: self._running.pop(key, None))
+            task.add_done_callback(lambda done: self._settle(key, done))
         # One waiter giving up must not cancel the others' copy.
         return await asyncio.shield(task)
+
+    def _settle(self, key: Hashable, task: asyncio.Task[Any]) -> None:
+        self._running.pop(key, None)
+        # Retrieved here, not only by waiters: when every waiter was cancelled, asyncio
+        # would otherwise log "Task exception was never retrieved".
+        if not task.cancelled():
+            task.exception()
 
     async def aclose(self) -> None:
         """Cancel copies still running at shutdown: shielded tasks have no other owner."""
@@ -59,3 +66,11 @@ class KeyedLocks:
             for key in keys:
                 await stack.enter_async_context(self.hold(key))
             yield
+
+
+def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in *group*, nested groups flattened, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(exception_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found

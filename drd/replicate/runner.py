@@ -17,6 +17,7 @@ from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
 from drd.replicate.filters import RepoFilter, TagFilter
+from drd.replicate.inflight import exception_leaves
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
@@ -103,7 +104,7 @@ async def run_policy(
                 for repo in repos:
                     group.create_task(one(repo))
         except* DrdError as group_error:
-            first = group_error.exceptions[0]
+            first = exception_leaves(group_error)[0]
             report.error = f"{type(first).__name__}: {first}"
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400

@@ -19,6 +19,9 @@ from tests.images import OCI_LAYER_TAR, Blob, MiB, RegistryWriter
 from tests.servers import LocalRegistry
 
 LAYERS = (20 * MiB, 30 * MiB, 40 * MiB)
+# One botocore session for every store: a session loads the S3 service model once, and
+# loading it takes a good part of a second.
+_SESSION = get_session()
 
 
 def compact_json(document: object) -> bytes:
@@ -70,8 +73,7 @@ async def s3_store(
         read_timeout=read_timeout,
         s3={"addressing_style": "path"},
     )
-    session = get_session()
-    async with session.create_client(
+    async with _SESSION.create_client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", config=config
     ) as client:
         yield S3Store(client, bucket, prefix, retry=retry or RetryPolicy.no_wait(3))

@@ -6,9 +6,11 @@ the source to a token-authenticated target, both behind fault proxies, with
 ``RetryPolicy.no_wait(attempts=3)``. A brief fault fires on the first matching
 request at each proxy; a lasting one on every matching request. Whatever happens,
 the target must hold no tag pointing at incomplete or corrupt content, and a pass
-that says it succeeded must have copied everything. The eight cells of one row run
-concurrently, each in its own repository. The table is printed at the end of the
-run and written to ``fault-matrix.txt`` in pytest's base temporary directory.
+that says it succeeded must have copied everything. The sixteen cells of one row
+(eight faults, brief and lasting) run concurrently, each in its own repository; a
+brief retryable fault that was not absorbed gets one second try, counted in the
+table. The table is printed at the end of the run and written to
+``fault-matrix.txt`` in pytest's base temporary directory.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -50,8 +52,8 @@ from tests.servers import LocalRegistry
 
 RETRY = RetryPolicy.no_wait(attempts=3)
 # Seconds of socket silence before drd gives up on a read; stalls last longer.
-TIMEOUT = 2.0
-STALL = 3.0
+TIMEOUT = 1.0
+STALL = 1.5
 LAYER = 40 * 1024
 THRESHOLD = 32 * 1024  # layers go up in PATCH chunks, configs in one PUT
 
@@ -112,7 +114,8 @@ def table(cells: list[Cell]) -> str:
     counts = Counter(c.outcome for c in cells)
     lines.append(
         f"cells tried {len(cells)}, survived {counts['survived']}, "
-        f"failed loudly {counts['failed-loudly']}, silent damage {counts['damage']}"
+        f"failed loudly {counts['failed-loudly']}, silent damage {counts['damage']}, "
+        f"second tries {sum(c.detail.startswith('second try') for c in cells)}"
     )
     return "\n".join(lines)
 
@@ -211,6 +214,21 @@ async def run_cell(
     return Cell(fault, kind, mode, outcome, detail)
 
 
+async def second_tries(cells: list[Cell], again: Callable[[Cell], Awaitable[Cell]]) -> list[Cell]:
+    """
+    Give a brief, retryable fault that was not absorbed one more try, in a fresh
+    repository: on a loaded machine a request the fault never touched can time out too.
+    Damage is never tried again.
+    """
+    judged = []
+    for cell in cells:
+        if cell.mode == "brief" and cell.fault in RETRIED and cell.outcome == "failed-loudly":
+            second = await again(cell)
+            cell = replace(second, detail=f"second try ({second.detail}); first: {cell.detail}")
+        judged.append(cell)
+    return judged
+
+
 def assert_row(cells: list[Cell]) -> None:
     """No damage anywhere; every brief fault a retry can absorb was absorbed."""
     damaged = [
@@ -260,6 +278,13 @@ async def test_fault_row(
             for mode in MODES
         )
     )
+
+    async def again(cell: Cell) -> Cell:
+        proxies = (source_proxy, target_proxy)
+        args = (source_registry, proxies, auth_target, token_server)
+        return await run_cell(kind, cell.fault, cell.mode, f"{base}x", *args)
+
+    cells = await second_tries(cells, again)
     RESULTS.extend(cells)
     assert_row(cells)
 
@@ -359,12 +384,14 @@ async def snapshot_cell(
     repo: str,
     source: LocalRegistry,
     s3: FaultProxy,
+    *,
+    attempt: str = "",
 ) -> Cell:
     """
     Snapshot *repo* (blobs included) through the faulty store, then load and verify it
     through the same store; then judge what the store really holds, read directly.
     """
-    prefix = f"c{fault}{mode}"
+    prefix = f"c{fault}{mode}{attempt}"
     rule = s3.add(FAULTS[fault], kinds=kind, path=f"{bucket}.*{prefix}", times=MODES[mode])
     read = ""
     async with (
@@ -431,5 +458,11 @@ async def test_s3_fault_row(
             for mode in MODES
         )
     )
+
+    async def again(cell: Cell) -> Cell:
+        args = (bucket, repo, source_registry, s3_proxy)
+        return await snapshot_cell(kind, cell.fault, cell.mode, *args, attempt="x")
+
+    cells = await second_tries(cells, again)
     RESULTS.extend(cells)
     assert_row(cells)
