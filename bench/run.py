@@ -5,8 +5,9 @@ For each corpus: start a source registry and push the corpus into it; give each
 tool a fresh, empty target registry; then, phase by phase (cold, warm no-op,
 incremental), run each tool as a subprocess under ``/usr/bin/time -v``, count
 the requests it caused in the registries' access logs, and check that every
-source tag is at its target with the same digest. Results go to a JSON file and
-a Markdown table (`bench.report`).
+source tag is at its target with the same digest. Last, ``drd snapshot create``
+(cold, then unchanged) and ``drd drill`` against the raw pull reference. Results
+go to a JSON file and a Markdown table (`bench.report`).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from drd.drill.runner import drill_job
 from drd.errors import ConfigError, DrdError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
+from drd.replicate.cache import TagCache, open_tag_cache
 from drd.replicate.filters import RepoFilter
 from drd.replicate.runner import Policy, Verifier, run_policy
 from drd.resources import Resources, open_resources, policy_from_config, verifier_for
@@ -139,6 +140,7 @@ class _Service:
         self._signals = 0
         self.current: _Generation | None = None
         self._state: State | None = None
+        self._tags: TagCache | None = None
 
     @property
     def state(self) -> State:
@@ -179,6 +181,9 @@ class _Service:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self._state = await stack.enter_async_context(await self._open_state())
+                # One known-target-tags cache for the process: no-op passes skip target HEADs.
+                state_dir = self.config.settings.daemon.state_dir
+                self._tags = await stack.enter_async_context(open_tag_cache(state_dir))
                 port = await stack.enter_async_context(self._serve())
                 daemon = self.config.settings.daemon
                 log.info("daemon.listening", address=f"{daemon.listen_host}:{port}")
@@ -410,6 +415,7 @@ class _Service:
                     generation.resources.retry,
                     verifier=plan.verifier,
                     only=only,
+                    cache=self._tags,
                 )
             finished = time.time()
             await self.state.record_replication(

@@ -1,0 +1,99 @@
+"""The benchmark harness: deterministic corpora, honest counting, a run that checks itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.corpus import Corpus
+from bench.report import render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_corpus_is_the_same_bytes_every_time() -> None:
+    """Two builds of one corpus at one scale name the same digests for the same tags."""
+    first, second = Corpus("small", 0.01), Corpus("small", 0.01)
+    assert first.tags == second.tags
+    assert len(first.tags) == 65
+    assert len(first.release) == 50
+
+
+def test_the_incremental_step_adds_five_and_moves_two_percent() -> None:
+    """many-tags' step: 100 new tags, 40 moved ones, and only new blobs in the change."""
+    corpus = Corpus("many-tags", 1.0)
+    before = dict(corpus.tags)
+    change = corpus.evolve()
+
+    new = set(change.tags) - set(before)
+    moved = {key for key in change.tags if key in before and before[key] != change.tags[key]}
+    assert (len(new), len(moved), change.moved) == (100, 40, 40)
+    assert not set(change.blobs) & set(corpus.initial.blobs)
+
+
+def test_the_raw_plan_copies_each_blob_once_and_mounts_the_rest() -> None:
+    """Every unique blob appears once, homed in its first repository, mounted in the others."""
+    corpus = Corpus("big-blobs", 0.001)
+    plan = corpus.initial.raw_plan("http://127.0.0.1:1", "http://127.0.0.1:2")
+    digests = [b["digest"] for b in plan["blobs"]]
+    assert len(digests) == len(set(digests))
+    shared = [b for b in plan["blobs"] if len(b["repos"]) == 3]
+    assert len(shared) == 1, "the common layer lives in all three repositories"
+    assert [len(level) for level in plan["levels"]] == [9, 0]
+    assert len(plan["tags"]) == 9
+
+
+def test_the_report_states_ratios_against_skopeo_and_raw() -> None:
+    """A drd row twice as fast as skopeo and at 80 % of raw reads as 2.00x and 80%."""
+
+    def row(tool: str, wall: float) -> dict[str, object]:
+        return {
+            "corpus": "small",
+            "phase": "cold",
+            "tool": tool,
+            "wall_s": wall,
+            "cpu_s": 1.0,
+            "rss_mib": 50.0,
+            "requests": 100,
+            "tags": 10,
+            "changed_tags": 0,
+            "bytes": 1024 * 1024,
+            "verified": True,
+            "failed": "",
+            "extra": {"duration_s": 4.0},
+        }
+
+    text = render(
+        {
+            "machine": {"cpu": "test"},
+            "versions": {},
+            "scale": 1.0,
+            "rows": [row("raw", 4.0), row("skopeo", 10.0), row("drd", 5.0)],
+        }
+    )
+    assert "| cold | 2.00x | n/a | 80% | 1.00 | 1.00 | 4.00 | 2.5x |" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skopeo
+def test_a_smoke_run_verifies_every_tool(tmp_path: Path) -> None:
+    """A tiny run of every tool through every phase ends with the same digests everywhere."""
+    out = tmp_path / "results.json"
+    argv = [sys.executable, "-m", "bench", "--corpus", "small", "--scale", "0.01"]
+    proc = subprocess.run(
+        [*argv, "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["tool"] for r in rows} >= {"raw", "skopeo", "skopeo-yaml", "drd", "drd-stateless"}
+    assert all(r["verified"] and not r["failed"] for r in rows)
+    warm = {r["tool"]: r for r in rows if r["phase"] == "warm"}
+    assert warm["drd"]["requests"] < warm["drd-stateless"]["requests"]
