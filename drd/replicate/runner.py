@@ -12,6 +12,7 @@ import structlog
 from drd.errors import DrdError, IntegrityError, VerificationError
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
+from drd.oci.mediatype import is_index
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
@@ -58,6 +59,9 @@ class _Pass:
     report: PolicyReport
     copiers: dict[str, Copier] = field(default_factory=dict)
     done: set[tuple[str, str, str]] = field(default_factory=set)  # (target, repo, tag) handled
+    indexes: set[Digest] = field(default_factory=set)  # source digests served as an index
+    # Children of source indexes read this pass: manifests are immutable, one GET each.
+    children: dict[Digest, tuple[tuple[Digest, bool], ...]] = field(default_factory=dict)
     cache: TagCache | None = None
 
 
@@ -136,9 +140,17 @@ async def _repositories(state: _Pass, only: Sequence[tuple[str, str | None]] | N
 
 
 async def _digests(
-    client: RegistryClient, repo: str, tags: Sequence[str], limit: int
+    client: RegistryClient,
+    repo: str,
+    tags: Sequence[str],
+    limit: int,
+    indexes: set[Digest] | None = None,
 ) -> dict[str, Digest]:
-    """HEAD every tag concurrently; a tag that vanished in between is left out."""
+    """
+    HEAD every tag concurrently; a tag that vanished in between is left out.
+
+    Digests served as an index or manifest list are added to *indexes* when given.
+    """
     sem = asyncio.Semaphore(limit)
     found: dict[str, Digest] = {}
 
@@ -147,6 +159,8 @@ async def _digests(
             desc = await client.head_manifest(repo, tag)
         if desc is not None:
             found[tag] = desc.digest
+            if indexes is not None and is_index(desc.media_type):
+                indexes.add(desc.digest)
 
     async with asyncio.TaskGroup() as group:
         for tag in tags:
@@ -165,7 +179,9 @@ async def _run_repository(state: _Pass, repo: str, only_tags: set[str] | None) -
     )
     width = max(policy.blob_concurrency, 4)
     async with asyncio.TaskGroup() as group:
-        heads = group.create_task(_digests(state.source, repo, selected_names, width))
+        heads = group.create_task(
+            _digests(state.source, repo, selected_names, width, state.indexes)
+        )
         signatures = group.create_task(_digests(state.source, repo, attached_names, width))
     selected, attached = heads.result(), signatures.result()
     for target_name, client in state.targets.items():
@@ -208,7 +224,8 @@ async def _execute(
     present = {Digest.parse(i.digest) for i in results if i.outcome in _LANDED}
     present |= state.copiers[target].seen
     if _unexplained(attached, current, present):
-        present |= await _children(state, repo, {Digest.parse(i.digest) for i in results} & present)
+        roots = {Digest.parse(i.digest) for i in results} & present & state.indexes
+        present |= await _children(state, repo, roots)
     # Attached tags already in place are reported as such, whatever their subject.
     in_place = (subject_of_tag(t) for t, d in attached.items() if current.get(t) == d)
     present |= {subject for subject in in_place if subject is not None}
@@ -232,19 +249,26 @@ def _unexplained(
 
 async def _children(state: _Pass, repo: str, roots: set[Digest]) -> set[Digest]:
     """
-    Every manifest under *roots* (indexes read from the source; manifests are immutable).
+    Every manifest under the index digests *roots*, read from the source once per pass.
 
     Only needed when a signature hangs off a platform child of an index this pass left
-    alone: a no-op pass with nothing new attached never pays for it.
+    alone: a no-op pass with nothing new attached never pays for it, and image
+    manifests (no children) are never fetched for it.
     """
     found: set[Digest] = set()
     todo = list(roots)
     while todo and len(found) < 10_000:
-        manifest = await state.source.get_manifest(repo, todo.pop())
-        for child in manifest.manifests:
-            if child.digest not in found:
-                found.add(child.digest)
-                todo.append(child.digest)
+        digest = todo.pop()
+        if digest not in state.children:
+            manifest = await state.source.get_manifest(repo, digest)
+            state.children[digest] = tuple(
+                (d.digest, is_index(d.media_type)) for d in manifest.manifests
+            )
+        for child, nested in state.children[digest]:
+            if child not in found:
+                found.add(child)
+                if nested:
+                    todo.append(child)
     return found
 
 

@@ -210,3 +210,22 @@ async def test_source_manifest_whose_bytes_do_not_match_fails_that_item_only(
     async with open_client(target_registry) as dst:
         assert await dst.list_tags(repo) == ["good"]
         assert await dst.head_manifest(repo, str(bad.digest)) is None
+
+
+async def test_a_dangling_signature_costs_a_no_op_pass_nothing_extra(
+    source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    A signature of a digest no tag selects never reaches the target, and a no-op pass
+    asks the source only for the tag list and one HEAD per tag: no manifest GETs.
+    """
+    await push_image(source_registry, repo, make_image("lonely"), "v1")
+    dangling = f"sha256-{'1' * 64}.sig"
+    await push_image(source_registry, repo, make_image("orphan-sig"), dangling)
+    first, _, _ = await replicate(source_registry, target_registry, repo)
+    assert [(i.tag, i.outcome) for i in first.items] == [("v1", "copied")]
+
+    again, src_requests, _ = await replicate(source_registry, target_registry, repo)
+
+    assert [(i.tag, i.outcome) for i in again.items] == [("v1", "skipped")]
+    assert src_requests == 3, "tags list, HEAD v1, HEAD of the dangling signature tag"
