@@ -1,26 +1,17 @@
-"""Referrers and cosign tag schemas: tag names, and reading a fallback index. Pure."""
+"""Referrers and cosign tag schemas: the ``sha256-<hex>[.suffix]`` tag names. Pure."""
 
 from __future__ import annotations
 
 import re
 
-from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
-from drd.oci.manifest import Manifest
 
-# cosign's attached-artifact suffixes: signatures, attestations, SBOMs.
-COSIGN_SUFFIXES = ("sig", "att", "sbom")
 _DIGEST_TAG = re.compile(r"^(sha256|sha512)-([a-f0-9]{64}|[a-f0-9]{128})(?:\.(\w+))?$")
 
 
 def fallback_tag(digest: Digest) -> str:
     """The referrers-API fallback tag for *digest*: ``sha256-<hex>``."""
     return digest.tag_form
-
-
-def cosign_tags(digest: Digest) -> list[str]:
-    """The cosign tags that may hang off *digest*: ``sha256-<hex>.sig`` and friends."""
-    return [f"{digest.tag_form}.{suffix}" for suffix in COSIGN_SUFFIXES]
 
 
 def subject_of_tag(tag: str) -> Digest | None:
@@ -37,8 +28,3 @@ def subject_of_tag(tag: str) -> Digest | None:
 def is_attached_tag(tag: str) -> bool:
     """Whether *tag* is a cosign or referrers-fallback tag rather than a release tag."""
     return subject_of_tag(tag) is not None
-
-
-def referrers_from_index(index: Manifest, subject: Digest) -> list[Descriptor]:
-    """The descriptors of a fallback-tag index (or an API answer) that refer to *subject*."""
-    return list(index.manifests)
