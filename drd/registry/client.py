@@ -650,10 +650,42 @@ class RegistryClient:
                 mounted = resp.status == 201
                 location = resp.headers.get("Location", "")
             if not mounted and location:
-                await self._cancel_upload(repository, location)
+                await self.cancel_upload(repository, location)
             return mounted
 
         result: bool = await self._retrying("registry.mount_blob", go)
+        return result
+
+    async def claim_blob(self, repository: str, digest: Digest, from_repository: str) -> str | None:
+        """
+        Mount *digest* from *from_repository* or open its upload: one POST either way.
+
+        None when the blob is now in *repository*: mounted (201), or already there when
+        *from_repository* is *repository* itself. Otherwise the URL of the upload the
+        registry opened instead (202), for `upload_blob_stream`: a registry that cannot
+        mount falls back to an upload (OCI distribution spec), so a miss costs nothing.
+        """
+        validate_repository(repository)
+        validate_repository(from_repository)
+
+        async def go() -> str | None:
+            async with self._request(
+                "POST",
+                f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
+                repository=repository,
+                push=True,
+                ok=(201, 202),
+                what="mount",
+            ) as resp:
+                mounted = resp.status == 201
+                location = resp.headers.get("Location", "")
+            if mounted:
+                return None
+            if not location:
+                raise RegistryError(f"{self.host} gave no upload location", registry=self.host)
+            return self._upload_url(location)
+
+        result: str | None = await self._retrying("registry.claim_blob", go)
         return result
 
     async def _start_upload(self, repository: str) -> str:
@@ -681,7 +713,8 @@ class RegistryClient:
             )
         return url
 
-    async def _cancel_upload(self, repository: str, location: str) -> None:
+    async def cancel_upload(self, repository: str, location: str) -> None:
+        """Abandon an upload session (best effort: a registry error is swallowed)."""
         with contextlib.suppress(RegistryError):
             url = self._upload_url(location)
             async with self._request(
@@ -700,16 +733,23 @@ class RegistryClient:
         await self._retrying("registry.upload_blob", go)
 
     async def upload_blob_stream(
-        self, repository: str, digest: Digest, size: int, chunks: AsyncIterator[bytes]
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        upload_url: str | None = None,
     ) -> None:
         """
         Upload one blob from a stream: one PUT up to the chunked threshold, PATCHes above.
 
+        Into *upload_url* when `claim_blob` opened one, else into a new upload session.
         Not retried here: the stream cannot be replayed. The caller restarts the
         whole transfer with a new upload session.
         """
         validate_repository(repository)
-        url = await self._start_upload(repository)
+        url = upload_url or await self._start_upload(repository)
         try:
             if size <= CHUNKED_UPLOAD_THRESHOLD:
                 await self._finish_upload(repository, url, digest, chunks, size)
@@ -718,7 +758,7 @@ class RegistryClient:
             await self._finish_upload(repository, url, digest, None, 0)
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._cancel_upload(repository, url))
+                await asyncio.shield(self.cancel_upload(repository, url))
             raise
 
     async def _patch_chunks(

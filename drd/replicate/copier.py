@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +57,7 @@ class Copier:
 
     Every manifest is pushed with the exact bytes fetched (digest-checked on
     both sides); every blob is hashed while it streams and the upload aborted on
-    a digest or size mismatch. Blobs the target has are skipped (HEAD), blobs it
+    a digest or size mismatch. Blobs the target has are skipped, blobs it
     has in another repository are mounted. Raises `RegistryError`,
     `IntegrityError` or `InvalidManifest`; writes nothing under a tag.
     """
@@ -78,9 +79,18 @@ class Copier:
         self.seen: set[Digest] = set()  # every manifest digest made or found present
         self._same_registry = source.base_url == target.base_url
 
-    async def copy_graph(self, src_repo: str, dst_repo: str, digest: Digest) -> Manifest:
-        """Make *digest* and everything under it present in *dst_repo*; return its manifest."""
-        manifest = await self.source.get_manifest(src_repo, digest)
+    async def copy_graph(
+        self, src_repo: str, dst_repo: str, digest: Digest, fetched: Manifest | None = None
+    ) -> Manifest:
+        """
+        Make *digest* and everything under it present in *dst_repo*; return its manifest.
+
+        *fetched* is the source manifest of *digest* when the caller already read it.
+        """
+        if fetched is not None and fetched.digest == digest:
+            manifest = fetched
+        else:
+            manifest = await self.source.get_manifest(src_repo, digest)
         await self._ensure_once(src_repo, dst_repo, manifest, depth=0, path=frozenset())
         return manifest
 
@@ -178,37 +188,56 @@ class Copier:
 
     async def _place_blob_locked(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
         digest = desc.digest
-        if await self.target.has_blob(dst_repo, digest) is not None:
-            self.stats.blobs_present += 1
-            self.state.blob_home.setdefault(digest, dst_repo)
-            return
-        # Mount before pull, not after: a mount is free and a pull costs egress.
+        # Mount before pull, not after: a mount is free and a pull costs egress. Where no
+        # other home is known, "mount" from the repository itself: the registry answers
+        # 201 when the blob is already there. Either way, one POST does the HEAD's job and
+        # a miss opens the upload (a new blob costs POST+PUT, not HEAD+POST+PUT).
         home = self.state.blob_home.get(digest)
         if home is None and self._same_registry:
             home = src_repo
-        if (
-            home is not None
-            and home != dst_repo
-            and await self.target.mount_blob(dst_repo, digest, home)
-        ):
-            self.stats.blobs_mounted += 1
+        mount_from = home or dst_repo
+        upload: str | None = await self.target.claim_blob(dst_repo, digest, mount_from)
+        if upload is None:
+            if mount_from == dst_repo:
+                self.stats.blobs_present += 1
+            else:
+                self.stats.blobs_mounted += 1
             self.state.blob_home.setdefault(digest, dst_repo)
             return
-        async with self._blobs:
-            async for attempt in self._retry.for_op("registry.copy_blob"):
-                # The whole transfer is the retried unit: a half-sent stream cannot be replayed.
-                with attempt:
-                    await self._stream(src_repo, dst_repo, desc)
+        try:
+            async with self._blobs:
+                async for attempt in self._retry.for_op("registry.copy_blob"):
+                    # The whole transfer is the retried unit: a half-sent stream cannot be
+                    # replayed. A retry opens a new upload; the claimed one is given back.
+                    with attempt:
+                        url, upload = upload, None
+                        try:
+                            await self._stream(src_repo, dst_repo, desc, url)
+                        except BaseException:
+                            if url is not None:
+                                await self._give_back(dst_repo, url)
+                            raise
+        finally:
+            # Stopped before the transfer began (a shutdown while waiting for a slot).
+            if upload is not None:
+                await self._give_back(dst_repo, upload)
         self.stats.blobs_copied += 1
         self.stats.bytes_copied += desc.size
         self.state.blob_home.setdefault(digest, dst_repo)
 
-    async def _stream(self, src_repo: str, dst_repo: str, desc: Descriptor) -> None:
+    async def _give_back(self, dst_repo: str, upload_url: str) -> None:
+        """Cancel a claimed upload nothing will be sent to; leftovers are the registry's."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.target.cancel_upload(dst_repo, upload_url))
+
+    async def _stream(
+        self, src_repo: str, dst_repo: str, desc: Descriptor, upload_url: str | None
+    ) -> None:
         check = _StreamCheck(desc)
         async with self.source.open_blob(src_repo, desc.digest) as reader:
             try:
                 await self.target.upload_blob_stream(
-                    dst_repo, desc.digest, desc.size, check.chunks(reader)
+                    dst_repo, desc.digest, desc.size, check.chunks(reader), upload_url=upload_url
                 )
             except Exception as exc:
                 # The payload generator's own verdict wins over how aiohttp reported the abort.

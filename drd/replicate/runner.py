@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from drd.errors import DrdError, IntegrityError, VerificationError
+from drd.errors import DrdError, IntegrityError, NotFound, VerificationError
+from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.mediatype import is_index
@@ -26,6 +27,8 @@ from drd.retry import RetryPolicy
 log = structlog.get_logger(__name__)
 
 _LANDED = ("copied", "skipped", "planned")
+# Memory for source manifests kept between resolving a new tag and copying it.
+MAX_FETCHED_BYTES = 64 * 1024 * 1024
 
 # Verifies that *digest* in *repository* on *client* is signed by a trusted key; returns
 # the key's fingerprint or raises VerificationError. Supplied by the trust package.
@@ -63,6 +66,21 @@ class _Pass:
     # Children of source indexes read this pass: manifests are immutable, one GET each.
     children: dict[Digest, tuple[tuple[Digest, bool], ...]] = field(default_factory=dict)
     cache: TagCache | None = None
+    # Source manifests read whole (GET by tag) while resolving tags no target holds yet:
+    # the copy starts from them instead of reading them again. Dropped per repository.
+    fetched: dict[tuple[str, Digest], Manifest] = field(default_factory=dict)
+    fetched_bytes: int = 0
+
+    def keep(self, repo: str, manifest: Manifest) -> None:
+        """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
+        if self.fetched_bytes + len(manifest.raw) <= MAX_FETCHED_BYTES:
+            self.fetched[(repo, manifest.digest)] = manifest
+            self.fetched_bytes += len(manifest.raw)
+
+    def forget(self, repo: str) -> None:
+        """Drop what was kept for *repo*: its copies are over."""
+        for key in [k for k in self.fetched if k[0] == repo]:
+            self.fetched_bytes -= len(self.fetched.pop(key).raw)
 
 
 async def run_policy(
@@ -145,49 +163,97 @@ async def _digests(
     tags: Sequence[str],
     limit: int,
     indexes: set[Digest] | None = None,
+    *,
+    fetch: Callable[[str], bool] | None = None,
+    keep: Callable[[Manifest], None] | None = None,
 ) -> dict[str, Digest]:
     """
-    HEAD every tag concurrently; a tag that vanished in between is left out.
+    Resolve every tag concurrently; a tag that vanished in between is left out.
 
-    Digests served as an index or manifest list are added to *indexes* when given.
+    A tag *fetch* selects is read whole (GET) and its manifest handed to *keep*: one
+    request where a copy would need HEAD then GET. The others cost a HEAD. Digests
+    served as an index or manifest list are added to *indexes* when given.
     """
     sem = asyncio.Semaphore(limit)
     found: dict[str, Digest] = {}
 
-    async def head(tag: str) -> None:
+    async def resolve(tag: str) -> None:
         async with sem:
-            desc = await client.head_manifest(repo, tag)
-        if desc is not None:
-            found[tag] = desc.digest
-            if indexes is not None and is_index(desc.media_type):
-                indexes.add(desc.digest)
+            desc = None
+            if fetch is not None and keep is not None and fetch(tag):
+                try:
+                    manifest = await client.get_manifest(repo, tag)
+                except NotFound:
+                    return
+                except DrdError:
+                    # A bad manifest fails its own item when the copy reads it, not the pass.
+                    manifest = None
+                if manifest is not None:
+                    keep(manifest)
+                    desc = Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+            if desc is None:
+                desc = await client.head_manifest(repo, tag)
+                if desc is None:
+                    return
+        found[tag] = desc.digest
+        if indexes is not None and is_index(desc.media_type):
+            indexes.add(desc.digest)
 
     async with asyncio.TaskGroup() as group:
         for tag in tags:
-            group.create_task(head(tag))
+            group.create_task(resolve(tag))
     return found
 
 
 async def _run_repository(state: _Pass, repo: str, only_tags: set[str] | None) -> None:
+    try:
+        await _resolve_and_copy(state, repo, only_tags)
+    finally:
+        state.forget(repo)
+
+
+async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None) -> None:
     policy = state.policy
-    source_tags = await state.source.list_tags(repo)
+    async with asyncio.TaskGroup() as group:
+        listing = group.create_task(state.source.list_tags(repo))
+        at_targets = {n: group.create_task(c.list_tags(repo)) for n, c in state.targets.items()}
+    source_tags = listing.result()
+    target_tags = {name: set(task.result()) for name, task in at_targets.items()}
     selected_names = [
         t for t in policy.tags.select(source_tags) if only_tags is None or t in only_tags
     ]
     attached_names = (
         [t for t in source_tags if subject_of_tag(t) is not None] if policy.referrers else []
     )
+
+    def new_everywhere(tag: str) -> bool:
+        # No target lists it: the copy will read its manifest anyway, so read it now.
+        return not state.dry_run and all(tag not in listed for listed in target_tags.values())
+
+    def keep(manifest: Manifest) -> None:
+        state.keep(repo, manifest)
+
     width = max(policy.blob_concurrency, 4)
     async with asyncio.TaskGroup() as group:
         heads = group.create_task(
-            _digests(state.source, repo, selected_names, width, state.indexes)
+            _digests(
+                state.source,
+                repo,
+                selected_names,
+                width,
+                state.indexes,
+                fetch=new_everywhere,
+                keep=keep,
+            )
         )
-        signatures = group.create_task(_digests(state.source, repo, attached_names, width))
+        signatures = group.create_task(
+            _digests(state.source, repo, attached_names, width, fetch=new_everywhere, keep=keep)
+        )
     selected, attached = heads.result(), signatures.result()
     for target_name, client in state.targets.items():
-        target_tags = set(await client.list_tags(repo))
-        known = [t for t in [*selected, *attached] if t in target_tags]
-        target = await _cached(state, client, repo, {**selected, **attached}, target_tags)
+        listed = target_tags[target_name]
+        known = [t for t in [*selected, *attached] if t in listed]
+        target = await _cached(state, client, repo, {**selected, **attached}, listed)
         ask = [t for t in known if t not in target]
         target |= await _digests(client, repo, ask, width)
         if state.cache is not None:
@@ -344,7 +410,7 @@ async def _copy(
         if trusted and state.verifier is not None:
             # Verify by digest, then copy by that same digest: a tag moved meanwhile is ignored.
             key = await state.verifier(state.source, repo, digest)
-        manifest = await copier.copy_graph(repo, repo, digest)
+        manifest = await copier.copy_graph(repo, repo, digest, state.fetched.get((repo, digest)))
         if state.policy.verify_after_copy:
             await copier.read_back(repo, manifest)
         if trusted and state.verifier is not None:
@@ -382,7 +448,9 @@ async def _copy_signatures(
     copier = state.copiers[target]
 
     async def put(tag: str, signature: Digest, moved: str) -> None:
-        copied = await copier.copy_graph(repo, repo, signature)
+        copied = await copier.copy_graph(
+            repo, repo, signature, state.fetched.get((repo, signature))
+        )
         await copier.tag(repo, tag, copied)
         # Two release tags on one digest copy its signatures concurrently: the same
         # bytes twice is harmless, but the report counts the tag once.

@@ -279,6 +279,39 @@ async def test_a_cross_repository_mount_shares_a_blob(
     assert proxy.calls("upload_delete") == 1
 
 
+async def test_a_claim_answers_present_mounted_or_opens_the_upload(
+    source_registry: LocalRegistry, repo: str
+) -> None:
+    """One POST: None for a blob already there or mounted; else an upload URL that works."""
+    data = pseudo_random(repo, 20_000)
+    digest = Digest.of(data)
+    other = repo.replace("/app", "/claimed")
+    await push_blob(source_registry, repo, data)
+    fresh = pseudo_random(repo + "/fresh", 30_000)
+    fresh_digest = Digest.of(fresh)
+    with fault_proxy(source_registry.url) as proxy:
+        async with open_client(proxy.url) as client:
+            assert await client.claim_blob(repo, digest, repo) is None
+            assert await client.claim_blob(other, digest, repo) is None
+            assert await client.has_blob(other, digest) == len(data)
+            upload = await client.claim_blob(other, fresh_digest, other)
+            assert upload is not None
+            assert upload.startswith(proxy.url)
+            await client.upload_blob_stream(
+                other, fresh_digest, len(fresh), chunks_of(fresh, 7000), upload_url=upload
+            )
+    # The claim's upload carried the blob: no second POST, no HEAD.
+    assert [s.kind for s in proxy.requests()] == [
+        "blob_mount",
+        "blob_mount",
+        "blob_head",
+        "blob_mount",
+        "upload_put",
+    ]
+    async with RegistryWriter(source_registry) as writer:
+        assert await writer.get_blob(other, fresh_digest) == fresh
+
+
 # ---------------------------------------------------------------------------
 # referrers
 

@@ -64,7 +64,7 @@ KINDS = (
     "manifest_head",
     "manifest_get",
     "manifest_put",
-    "blob_head",
+    "blob_mount",
     "blob_get",
     "upload_post",
     "upload_patch",

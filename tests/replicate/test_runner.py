@@ -229,3 +229,25 @@ async def test_a_dangling_signature_costs_a_no_op_pass_nothing_extra(
 
     assert [(i.tag, i.outcome) for i in again.items] == [("v1", "skipped")]
     assert src_requests == 3, "tags list, HEAD v1, HEAD of the dangling signature tag"
+
+
+async def test_a_new_image_costs_one_request_per_step(
+    source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    A tag no target holds is read whole once (no HEAD then GET), and a new blob costs a
+    claim and its upload (no HEAD first): the cold copy's request count, exactly.
+    """
+    image = make_image("counted", layers=2, layer_size=4096)
+    await push_image(source_registry, repo, image, "v1")
+
+    report, src_requests, dst_requests = await replicate(source_registry, target_registry, repo)
+
+    assert [(i.tag, i.outcome) for i in report.items] == [("v1", "copied")]
+    blobs = len(image.blobs)
+    assert blobs == 3
+    assert src_requests == 1 + 1 + blobs, "tags list, manifest GET by tag, one GET per blob"
+    # tags list; a claim and a PUT per blob; the manifest by digest, read back, then the tag
+    assert dst_requests == 1 + 2 * blobs + 3
+    async with open_client(target_registry) as dst:
+        assert (await dst.get_manifest(repo, "v1")).raw == image.raw
