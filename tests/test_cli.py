@@ -139,3 +139,61 @@ def test_every_interface_command_parses() -> None:
         "version",
     ]:
         parser.parse_args(line.split())
+
+
+HEAVY = ("aiohttp", "aiobotocore", "botocore", "cryptography")
+
+
+def imported_after(code: str, cwd: Path = ROOT) -> list[str]:
+    """Run *code* in a fresh interpreter; its last stdout line is a JSON list it printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    names: list[str] = json.loads(result.stdout.splitlines()[-1])
+    return names
+
+
+def test_building_the_parser_imports_no_engine() -> None:
+    """`drd --version` and `drd X --help` load neither an HTTP client, S3, nor cryptography."""
+    loaded = imported_after(
+        "import json, sys\n"
+        "from drd.cli import build_parser\n"
+        "build_parser()\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+    )
+    assert loaded == []
+
+
+def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None:
+    """A whole `drd replicate` pass imports no S3 client, and no drill/snapshot/restore/daemon."""
+    config = write_config(tmp_path / "drd.toml", "http://127.0.0.1:9", "http://127.0.0.1:9")
+    config.write_text(
+        config.read_text()
+        + f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        + "[retry]\nattempts = 1\nwait_initial = 0.0\nwait_max = 0.0\n"
+    )
+    loaded = imported_after(
+        "import json, sys\n"
+        "from drd.cli import main\n"
+        f"code = main(['replicate', '--config', {str(config)!r}, '--dry-run', '--json'])\n"
+        "assert code == 69, code\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    assert {"drd.replicate.runner", "drd.resources", "drd.failover.active"} <= set(loaded)
+    unwanted = ("aiobotocore", "botocore", "drd.drill", "drd.snapshot", "drd.restore")
+    assert [m for m in loaded if m.startswith(unwanted)] == []
+    assert [m for m in loaded if m.startswith(("drd.daemon", "drd.failover.runner"))] == []
+
+
+def test_latest_is_the_catalogs_name_for_the_newest_snapshot() -> None:
+    """The commands repeat `LATEST` so as not to import the snapshot package; same value."""
+    from drd.commands.snapshot import LATEST
+    from drd.snapshot.catalog import LATEST as CATALOG_LATEST
+
+    assert LATEST == CATALOG_LATEST

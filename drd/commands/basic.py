@@ -8,7 +8,6 @@ from typing import Any
 
 from drd import __version__
 from drd.commands.output import emit
-from drd.config import describe, load_settings
 
 
 def register(sub: Any, command: Any) -> None:
@@ -26,6 +25,9 @@ async def version(args: argparse.Namespace) -> int:
 
 async def config(args: argparse.Namespace) -> int:
     """Load, resolve and print the configuration with secrets masked (exit 78 when invalid)."""
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.config import describe, load_settings
+
     resolved = describe(load_settings(args.config))
     emit(args, resolved, json.dumps(resolved, indent=2, default=str))
     return 0

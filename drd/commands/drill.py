@@ -6,15 +6,14 @@ import argparse
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd.commands.output import emit
-from drd.drill.report import DrillReport, render_text
-from drd.drill.runner import drill_from_settings, drills_config, record_drill, write_reports
-from drd.failover.runner import load_active_settings
-from drd.resources import open_resources
-from drd.snapshot.catalog import LATEST
-from drd.state import State
+from drd.commands.snapshot import LATEST
+
+if TYPE_CHECKING:
+    from drd.drill.report import DrillReport
+    from drd.state import State
 
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 69
 _UNAVAILABLE = ("RegistryUnavailable", "StorageUnavailable", "RateLimited")
@@ -38,6 +37,9 @@ def register(sub: Any, command: Any) -> None:
 
 
 async def _open_state(state_dir: Path) -> State | None:
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.state import State
+
     try:
         return await State.open(state_dir)
     except (OSError, sqlite3.Error) as exc:
@@ -47,6 +49,10 @@ async def _open_state(state_dir: Path) -> State | None:
 
 async def drill(args: argparse.Namespace) -> int:
     """Run one drill, write its reports; exit 0 (passed), 1 (failed or missed) or 69."""
+    from drd.drill.runner import drill_from_settings, drills_config, record_drill, write_reports
+    from drd.failover.active import load_active_settings
+    from drd.resources import open_resources
+
     # The configuration as it applies now: after a failover, snapshots of the new primary.
     settings = load_active_settings(args.config)
     drills = drills_config(settings)
@@ -85,6 +91,8 @@ def exit_code(report: DrillReport) -> int:
 
 def render(report: DrillReport, paths: dict[str, Path]) -> str:
     """The verdict, the numbers, the failures, and where the reports are."""
+    from drd.drill.report import render_text
+
     lines = [render_text(report)]
     for kind in ("html", "md", "json"):
         if kind in paths:

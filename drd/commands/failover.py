@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd.commands.output import emit
-from drd.config import load_settings
-from drd.failover.runner import FailoverRefused, FailoverReport, run_failback, run_failover
-from drd.resources import open_resources
-from drd.state import State
+
+if TYPE_CHECKING:
+    from drd.failover.runner import FailoverReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +40,12 @@ async def failback(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, to: str | None) -> int:
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.config import load_settings
+    from drd.failover.runner import FailoverRefused, run_failback, run_failover
+    from drd.resources import open_resources
+    from drd.state import State
+
     settings = load_settings(args.config)
     state: State | None
     try:

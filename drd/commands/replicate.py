@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd.commands.output import emit
 from drd.errors import RegistryUnavailable, StorageUnavailable
-from drd.failover.runner import load_active_settings
-from drd.replicate.cache import open_tag_cache
-from drd.replicate.report import PolicyReport
-from drd.replicate.runner import run_policy
-from drd.resources import open_resources, policy_from_config, verifier_for
+
+if TYPE_CHECKING:
+    from drd.replicate.report import PolicyReport
 
 
 def register(sub: Any, command: Any) -> None:
@@ -29,6 +27,12 @@ def register(sub: Any, command: Any) -> None:
 
 async def replicate(args: argparse.Namespace) -> int:
     """Run the selected policies once; exit 0, 1 (an item failed) or 69 (unavailable)."""
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.failover.active import load_active_settings
+    from drd.replicate.cache import open_tag_cache
+    from drd.replicate.runner import run_policy
+    from drd.resources import open_resources, policy_from_config, verifier_for
+
     settings = load_active_settings(args.config)
     names = set(args.policy or [])
     unknown = names - {rep.name for rep in settings.replication}

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd.commands.output import emit
-from drd.commands.snapshot import index_key_for, snapshots_config
-from drd.config import load_settings
-from drd.resources import open_resources
-from drd.restore.plan import Selection
-from drd.restore.runner import RestoreReport, restore_snapshot
-from drd.snapshot.catalog import LATEST, load_snapshot
-from drd.snapshot.store import open_store
+from drd.commands.snapshot import LATEST, index_key_for, snapshots_config
+
+if TYPE_CHECKING:
+    from drd.restore.runner import RestoreReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +38,14 @@ def register(sub: Any, command: Any) -> None:
 
 async def restore(args: argparse.Namespace) -> int:
     """Restore one snapshot into one endpoint; exit 0, 1 (something failed) or 2 (usage)."""
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.config import load_settings
+    from drd.resources import open_resources
+    from drd.restore.plan import Selection
+    from drd.restore.runner import restore_snapshot
+    from drd.snapshot.catalog import load_snapshot
+    from drd.snapshot.store import open_store
+
     settings = load_settings(args.config)
     config = snapshots_config(settings)
     if args.to not in settings.endpoints:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd import logs
-from drd.config import Settings
-from drd.daemon.service import run_daemon
-from drd.failover.runner import load_active_settings
+
+if TYPE_CHECKING:
+    from drd.config import Settings
 
 
 def register(sub: Any, command: Any) -> None:
@@ -19,6 +19,10 @@ def register(sub: Any, command: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT (exit 0 after the drain); SIGHUP reloads the configuration."""
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.daemon.service import run_daemon
+    from drd.failover.active import load_active_settings
+
     level = args.log_level
 
     def load(path: Path | None) -> Settings:

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd.commands.output import emit
-from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
-from drd.replicate.filters import RepoFilter
-from drd.resources import open_registry, retry_policy
-from drd.snapshot.catalog import (
-    LATEST,
-    SnapshotEntry,
-    list_snapshots,
-    load_snapshot,
-    prune,
-    verify_snapshot,
-)
-from drd.snapshot.collect import SnapshotReport, run_snapshot
-from drd.snapshot.model import Snapshot, SnapshotDiff, diff
-from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import open_store
+
+if TYPE_CHECKING:
+    from drd.config import Settings, Snapshots
+    from drd.snapshot.catalog import SnapshotEntry
+    from drd.snapshot.collect import SnapshotReport
+    from drd.snapshot.model import Snapshot, SnapshotDiff
+    from drd.snapshot.sign import IndexKey
 
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 69
+# The name of the newest snapshot: `drd.snapshot.catalog.LATEST`, repeated here so that
+# registering the commands does not import the snapshot package (tests/test_cli.py checks).
+LATEST = "latest"
 
 
 def register(sub: Any, command: Any) -> None:
@@ -81,11 +76,22 @@ def index_key_for(config: Snapshots) -> IndexKey | None:
     pem = config.signing_key()
     if pem is None:
         return None
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.snapshot.sign import IndexKey
+
     return IndexKey.from_pem(pem, str(config.signing_key_file or "snapshots.signing_key_file"))
 
 
 async def snapshot(args: argparse.Namespace) -> int:
     """Dispatch one `drd snapshot` action; exit 0, 1 (something failed) or 69."""
+    from drd.config import load_settings
+    from drd.replicate.filters import RepoFilter
+    from drd.resources import open_registry, retry_policy
+    from drd.snapshot.catalog import list_snapshots, load_snapshot
+    from drd.snapshot.collect import run_snapshot
+    from drd.snapshot.model import diff
+    from drd.snapshot.store import open_store
+
     settings = load_settings(args.config)
     config = snapshots_config(settings)
     source = args.source or config.source
@@ -146,6 +152,8 @@ async def snapshot(args: argparse.Namespace) -> int:
 
 
 async def _verify(args: argparse.Namespace, store: Any, source: str, key: IndexKey | None) -> int:
+    from drd.snapshot.catalog import load_snapshot, verify_snapshot
+
     try:
         snap = await load_snapshot(store, source, args.id, verify_key=key)
     except TransientError:
@@ -166,6 +174,8 @@ async def _verify(args: argparse.Namespace, store: Any, source: str, key: IndexK
 
 
 async def _prune(args: argparse.Namespace, store: Any, source: str, config: Snapshots) -> int:
+    from drd.snapshot.catalog import prune
+
     report = await prune(
         store,
         source,

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from drd.commands.output import emit
-from drd.config import load_settings
-from drd.state import read_status
 
 
 def register(sub: Any, command: Any) -> None:
@@ -28,6 +26,10 @@ def register(sub: Any, command: Any) -> None:
 
 async def status(args: argparse.Namespace) -> int:
     """Print the state document; exit 0, or 1 when there is no readable state database."""
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.config import load_settings
+    from drd.state import read_status
+
     state_dir = args.state_dir or load_settings(args.config).daemon.state_dir
     try:
         document = await asyncio.to_thread(read_status, state_dir, time.time(), runs=args.runs)

@@ -9,23 +9,22 @@ import ipaddress
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
 
 from drd.commands.output import emit
-from drd.config import Endpoint, Settings, load_settings
 from drd.errors import InvalidReference, NotFound, VerificationError
-from drd.oci.digest import Digest
-from drd.oci.ref import Ref
-from drd.registry.client import RegistryClient
-from drd.registry.transport import TLSSettings, build_http_client
-from drd.resources import open_registry, retry_policy, trust_policy
-from drd.retry import RetryPolicy
-from drd.trust.keys import TrustPolicy
-from drd.trust.policy import Verified, children_to_verify, signature_tag
-from drd.trust.verify import verify_artifact
+
+if TYPE_CHECKING:
+    from drd.config import Endpoint, Settings
+    from drd.oci.digest import Digest
+    from drd.oci.ref import Ref
+    from drd.registry.client import RegistryClient
+    from drd.retry import RetryPolicy
+    from drd.trust.keys import TrustPolicy
+    from drd.trust.policy import Verified
 
 log = structlog.get_logger(__name__)
 
@@ -138,6 +137,9 @@ class Outcome:
 
 
 def _signature_location(v: Verified) -> dict[str, Any]:
+    # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.trust.policy import signature_tag
+
     if v.form == "cosign":
         layer = str(v.signature_digest) if v.signature_digest else None
         return {"form": v.form, "tag": signature_tag(v.digest), "layer": layer}
@@ -146,6 +148,8 @@ def _signature_location(v: Verified) -> dict[str, Any]:
 
 
 def _verified_lines(v: Verified) -> list[str]:
+    from drd.trust.policy import signature_tag
+
     lines = [f"  key        {v.key_fingerprint} ({v.key_source})"]
     if v.form == "cosign":
         lines.append(f"  signature  tag {signature_tag(v.digest)}, layer {v.signature_digest}")
@@ -163,6 +167,10 @@ def _verified_lines(v: Verified) -> list[str]:
 
 async def verify(args: argparse.Namespace) -> int:
     """Verify one reference; exit 0 verified, 1 not (or not found), 2 usage, 78 bad config."""
+    from drd.config import load_settings
+    from drd.oci.ref import Ref
+    from drd.resources import retry_policy, trust_policy
+
     try:
         ref = Ref.parse(args.reference)
     except InvalidReference as exc:
@@ -215,6 +223,8 @@ async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy)
     what is verified. With ``require_children``, each child of an index must
     verify too. Registry failures other than "not found" propagate.
     """
+    from drd.trust.policy import children_to_verify
+
     outcome = Outcome(reference=ref, policy=policy.name, endpoint=None)
     reference = ref.digest if ref.digest is not None else (ref.tag or "latest")
     try:
@@ -235,6 +245,8 @@ async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy)
 
 
 async def _check(client: RegistryClient, repo: str, digest: Digest, policy: TrustPolicy) -> Check:
+    from drd.trust.verify import verify_artifact
+
     try:
         return Check(digest, verified=await verify_artifact(client, repo, digest, policy))
     except VerificationError as exc:
@@ -257,6 +269,10 @@ async def _client(
     endpoint: Endpoint | None, registry: str, retry: RetryPolicy
 ) -> AsyncIterator[RegistryClient]:
     """The configured endpoint's client (its credentials and TLS), else an anonymous one."""
+    from drd.registry.client import RegistryClient
+    from drd.registry.transport import TLSSettings, build_http_client
+    from drd.resources import open_registry
+
     if endpoint is not None:
         async with open_registry(endpoint, retry) as client:
             yield client

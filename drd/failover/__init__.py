@@ -1,38 +1,11 @@
 """
 Failover: pre-flight checks on the standby, the switch, digest-pinned overrides, hooks.
 
-`run_failover` / `run_failback` do the work; `drd.failover.preflight` is the pure
-judgement of the standby's readiness; `load_active_settings` is the configuration
-as it applies while a failover is in force (the reverse policies).
+`drd.failover.runner` does the work (`run_failover`, `run_failback`);
+`drd.failover.preflight` is the pure judgement of the standby's readiness;
+`drd.failover.active` is the recorded failover and the configuration as it applies
+while one is in force (`load_active_settings`, the reverse policies).
+
+Nothing is imported here: `drd.failover.active` is read on every `drd replicate`,
+`drd drill` and `drd run`, and must not load the runner with it.
 """
-
-from drd.failover.preflight import Finding, LastDrill, Preflight, preflight
-from drd.failover.runner import (
-    Active,
-    FailoverRefused,
-    FailoverReport,
-    HookResult,
-    apply_active,
-    events,
-    load_active_settings,
-    read_active,
-    run_failback,
-    run_failover,
-)
-
-__all__ = [
-    "Active",
-    "FailoverRefused",
-    "FailoverReport",
-    "Finding",
-    "HookResult",
-    "LastDrill",
-    "Preflight",
-    "apply_active",
-    "events",
-    "load_active_settings",
-    "preflight",
-    "read_active",
-    "run_failback",
-    "run_failover",
-]

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import shlex
 import time
 import uuid
@@ -36,10 +35,22 @@ from typing import Any
 
 import structlog
 
-from drd.config import Settings, load_settings
+from drd.config import Settings
 from drd.drill.report import Phase, TagCheck
 from drd.drill.runner import ReplicaScope, check_replica, replica_scopes, replication_lag
 from drd.errors import DrdError, InvalidReference, TransientError
+from drd.failover.active import (
+    Active,
+    apply_active,
+    atomic_write,
+    read_active,
+    read_document,
+    write_document,
+)
+
+# Re-exported: they lived here before `drd.failover.active`.
+from drd.failover.active import events as events
+from drd.failover.active import load_active_settings as load_active_settings
 from drd.failover.preflight import LastDrill, Preflight, pins, preflight
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
@@ -49,7 +60,6 @@ from drd.state import RunRecord, State
 
 log = structlog.get_logger(__name__)
 
-STATE_FILE = "failover.json"
 # A hook that has not finished after this long is killed and recorded as timed out.
 HOOK_TIMEOUT_S = 300.0
 # Output kept per hook stream; the rest is cut (the hook's own logs have it all).
@@ -60,115 +70,6 @@ MAX_EVENTS = 200
 
 class FailoverRefused(DrdError):
     """The switch cannot be made as asked (unknown endpoint, already active, nothing to undo)."""
-
-
-# --------------------------------------------------------------------------- active endpoint
-
-
-@dataclass(frozen=True, slots=True)
-class Active:
-    """
-    A failover in force: *standby* serves as the primary in place of *primary*, the
-    endpoint the configuration names as the source of the policies that copy to it.
-    """
-
-    primary: str
-    standby: str
-    since: float
-    event: str
-    forced: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "primary": self.primary,
-            "standby": self.standby,
-            "since": self.since,
-            "event": self.event,
-            "forced": self.forced,
-        }
-
-
-def _state_path(state_dir: Path) -> Path:
-    return state_dir / STATE_FILE
-
-
-def _read_document(state_dir: Path) -> dict[str, Any]:
-    path = _state_path(state_dir)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"schema_version": 1, "active": None, "events": []}
-    except (OSError, ValueError) as exc:
-        raise DrdError(f"cannot read the failover state {path}: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("events", []), list):
-        raise DrdError(f"the failover state {path} is not a drd failover document")
-    return doc
-
-
-def _write_document(state_dir: Path, doc: Mapping[str, Any]) -> None:
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write(_state_path(state_dir), json.dumps(doc, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write *text* to a temporary file beside *path*, fsync it, and rename it over *path*."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_active(state_dir: Path) -> Active | None:
-    """The failover in force, or None. Raises `DrdError` for an unreadable state file."""
-    active = _read_document(state_dir).get("active")
-    if not isinstance(active, dict):
-        return None
-    try:
-        return Active(
-            primary=str(active["primary"]),
-            standby=str(active["standby"]),
-            since=float(active["since"]),
-            event=str(active.get("event", "")),
-            forced=bool(active.get("forced", False)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DrdError(f"the failover state in {state_dir} is malformed: {exc}") from exc
-
-
-def apply_active(settings: Settings, active: Active | None) -> Settings:
-    """
-    The configuration as it applies while *active* is in force. Pure.
-
-    Every policy copying *primary* to *standby* is turned around: it copies from the
-    standby to the old primary (and to its other targets). Snapshots of the old
-    primary become snapshots of the standby. Everything else is unchanged.
-    """
-    if active is None:
-        return settings
-    reps = []
-    for rep in settings.replication:
-        if rep.source == active.primary and active.standby in rep.targets:
-            targets = [active.primary] + [t for t in rep.targets if t != active.standby]
-            reps.append(rep.model_copy(update={"source": active.standby, "targets": targets}))
-        else:
-            reps.append(rep)
-    update: dict[str, Any] = {"replication": reps}
-    if settings.snapshots is not None and settings.snapshots.source == active.primary:
-        update["snapshots"] = settings.snapshots.model_copy(update={"source": active.standby})
-    return settings.model_copy(update=update)
-
-
-def load_active_settings(path: Path | None = None) -> Settings:
-    """`load_settings`, then `apply_active` with the failover recorded in the state directory."""
-    settings = load_settings(path)
-    return apply_active(settings, read_active(settings.daemon.state_dir))
 
 
 # --------------------------------------------------------------------------- hooks
@@ -599,7 +500,7 @@ async def _switch(
         report.refused = True
         return
     with timer.phase("switch") as detail:
-        doc = await asyncio.to_thread(_read_document, settings.daemon.state_dir)
+        doc = await asyncio.to_thread(read_document, settings.daemon.state_dir)
         if report.action == "failback":
             report.active = None
             doc["active"] = None
@@ -608,7 +509,7 @@ async def _switch(
                 source, to, report.started_at, report.event, report.forced and not _ok(report)
             )
             doc["active"] = report.active.to_json()
-        await asyncio.to_thread(_write_document, settings.daemon.state_dir, doc)
+        await asyncio.to_thread(write_document, settings.daemon.state_dir, doc)
         report.switched = True
         detail.append(f"{to} is the active primary")
     log.warning(
@@ -671,9 +572,9 @@ async def _record(report: FailoverReport, state_dir: Path, state: State | None) 
     event["forced"] = report.forced and report.switched and not _ok(report)
 
     def append() -> None:
-        doc = _read_document(state_dir)
+        doc = read_document(state_dir)
         doc["events"] = [*doc.get("events", []), event][-MAX_EVENTS:]
-        _write_document(state_dir, doc)
+        write_document(state_dir, doc)
 
     try:
         await asyncio.to_thread(append)
@@ -700,8 +601,3 @@ async def _record(report: FailoverReport, state_dir: Path, state: State | None) 
                 report.error,
             )
         )
-
-
-def events(state_dir: Path) -> list[dict[str, Any]]:
-    """Every recorded failover and failback event, oldest first."""
-    return list(_read_document(state_dir).get("events", []))

@@ -13,17 +13,8 @@ import pytest
 
 from drd.config import Settings, load_settings
 from drd.errors import InvalidReference
-from drd.failover.runner import (
-    FailoverRefused,
-    apply_active,
-    events,
-    hook_argv,
-    load_active_settings,
-    read_active,
-    run_failback,
-    run_failover,
-    run_hook,
-)
+from drd.failover.active import Active, apply_active, events, load_active_settings, read_active
+from drd.failover.runner import FailoverRefused, hook_argv, run_failback, run_failover, run_hook
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
 from drd.resources import open_resources, policy_from_config, verifier_for
@@ -352,8 +343,6 @@ source = "a"
 store = "file:///tmp/x"
 """
     settings = load_settings(write_toml(tmp_path / "drd.toml", text))
-    from drd.failover.runner import Active
-
     switched = apply_active(settings, Active("a", "b", 0.0, "e1"))
 
     assert [(r.name, r.source, r.targets) for r in switched.replication] == [
