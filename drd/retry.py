@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 import tenacity
@@ -11,6 +12,8 @@ import tenacity
 from drd.errors import RateLimited, TransientError
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 RetryHook = Callable[[str, tenacity.RetryCallState], None]
 
@@ -50,6 +53,26 @@ class RetryPolicy:
             before_sleep=lambda state: self._before_sleep(op, state),
             reraise=True,
         )
+
+    async def call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """
+        ``await fn()``, retried per this policy as the request named *op*.
+
+        The first attempt runs bare: a no-op pass sends thousands of requests that never
+        fail, and building tenacity's machinery for each cost more CPU than the request.
+        Only a `TransientError` pays for it; the failure counts as the first attempt.
+        """
+        try:
+            return await fn()
+        except TransientError as exc:
+            first: TransientError | None = exc
+        async for attempt in self.for_op(op):
+            with attempt:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await fn()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

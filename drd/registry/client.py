@@ -84,7 +84,11 @@ class Limits:
         async with self._sem:
             if self._rate is not None:
                 await self._rate.acquire()
-            await self._spaced()
+            if self.backoff_s or self._paused_until:
+                await self._spaced()
+            else:
+                # No lock while nothing asks for spacing; the next spaced start counts from here.
+                self._last_start = asyncio.get_running_loop().time()
             yield
 
     async def _spaced(self) -> None:
@@ -262,30 +266,32 @@ class RegistryClient:
             hdrs = dict(headers or {})
             if (auth := self._auth_header(scope)) is not None:
                 hdrs["Authorization"] = auth
-            async with self.limits.slot(), contextlib.AsyncExitStack() as stack:
+            async with self.limits.slot():
                 with transport_errors(self.host, repository):
                     self.requests += 1
-                    resp = await stack.enter_async_context(
-                        self._http.request(
-                            method,
-                            url,
-                            headers=hdrs,
-                            data=_body(data),
-                            allow_redirects=allow_redirects,
-                        )
+                    resp = await self._http.request(
+                        method,
+                        url,
+                        headers=hdrs,
+                        data=_body(data),
+                        allow_redirects=allow_redirects,
                     )
-                self._observe_rate_headers(resp)
-                if resp.status == 429 and (wait := retry_after(resp)):
-                    # Every request to the endpoint waits, not only the one refused.
-                    self.limits.pause(min(wait, self._retry.wait_max_rate_limit))
-                if resp.status == 401 and attempt == 0:
-                    await self._on_unauthorized(resp, scope, auth)
-                    continue
-                if resp.status not in ok:
-                    raise await error_for(resp, self.host, repository, what)
-                with transport_errors(self.host, repository):
-                    yield resp
-                return
+                try:
+                    if "RateLimit-Remaining" in resp.headers:
+                        self._observe_rate_headers(resp)
+                    if resp.status == 429 and (wait := retry_after(resp)):
+                        # Every request to the endpoint waits, not only the one refused.
+                        self.limits.pause(min(wait, self._retry.wait_max_rate_limit))
+                    if resp.status == 401 and attempt == 0:
+                        await self._on_unauthorized(resp, scope, auth)
+                        continue
+                    if resp.status not in ok:
+                        raise await error_for(resp, self.host, repository, what)
+                    with transport_errors(self.host, repository):
+                        yield resp
+                    return
+                finally:
+                    resp.release()
         raise Unauthorized(f"{self.host} refused our credentials", registry=self.host)
 
     async def _on_unauthorized(
@@ -318,10 +324,7 @@ class RegistryClient:
         self.limits.backoff_s = 0.0 if left * 5 >= total else min(1.0, 1.0 / max(left, 1))
 
     async def _retrying(self, op: str, fn: Any) -> Any:
-        async for attempt in self._retry.for_op(op):
-            with attempt:
-                return await fn()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._retry.call(op, fn)
 
     # ------------------------------------------------------------------ discovery
 

@@ -64,9 +64,8 @@ KINDS = (
     "manifest_head",
     "manifest_get",
     "manifest_put",
-    "blob_mount",
+    "blob_mount",  # the claim: opens every upload of a cold copy (a plain POST only on retry)
     "blob_get",
-    "upload_post",
     "upload_patch",
     "upload_put",
 )

@@ -100,13 +100,14 @@ async def test_retry_after_is_honoured_during_a_replication(
     source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
 ) -> None:
     """
-    A 429 on one blob upload mid-pass holds every request to that registry for the
-    Retry-After seconds, not only the refused one; then the copy completes.
+    A 429 on one blob claim (the POST that opens an upload) mid-pass holds every request
+    to that registry for the Retry-After seconds, not only the refused one; then the copy
+    completes.
     """
     index = make_multiarch(repo)
     await push_index(source_registry, repo, index, "v1")
     with fault_proxy(target_registry.url) as proxy:
-        proxy.add(Fault.http(429, retry_after=1), kinds="upload_post", times=1)
+        proxy.add(Fault.http(429, retry_after=1), kinds="blob_mount", times=1)
         async with (
             open_client(source_registry, "source") as src,
             open_client(proxy.url, "target", retry=RATE_LIMITED) as dst,
@@ -119,7 +120,7 @@ async def test_retry_after_is_honoured_during_a_replication(
     # requests already on their way when it came back (a margin covers them).
     during = [s.kind for s in proxy.requests() if refused.at + MARGIN < s.at < refused.at + 1.0]
     assert not during, during
-    retried = proxy.requests("upload_post", path=refused.path)
+    retried = proxy.requests("blob_mount", path=refused.path)
     assert retried[-1].at - refused.at >= 1.0
     await assert_target_consistent(target_registry, repo)
 
