@@ -204,19 +204,22 @@ class Copier:
                 self.stats.blobs_mounted += 1
             self.state.blob_home.setdefault(digest, dst_repo)
             return
+
+        async def transfer() -> None:
+            # The whole transfer is the retried unit: a half-sent stream cannot be replayed.
+            # A retry opens a new upload; a claimed one the failure left open is given back.
+            nonlocal upload
+            url, upload = upload, None
+            try:
+                await self._stream(src_repo, dst_repo, desc, url)
+            except BaseException:
+                if url is not None:
+                    await self._give_back(dst_repo, url)
+                raise
+
         try:
             async with self._blobs:
-                async for attempt in self._retry.for_op("registry.copy_blob"):
-                    # The whole transfer is the retried unit: a half-sent stream cannot be
-                    # replayed. A retry opens a new upload; the claimed one is given back.
-                    with attempt:
-                        url, upload = upload, None
-                        try:
-                            await self._stream(src_repo, dst_repo, desc, url)
-                        except BaseException:
-                            if url is not None:
-                                await self._give_back(dst_repo, url)
-                            raise
+                await self._retry.call("registry.copy_blob", transfer)
         finally:
             # Stopped before the transfer began (a shutdown while waiting for a slot).
             if upload is not None:

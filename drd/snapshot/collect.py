@@ -551,7 +551,4 @@ def _referrers_api_absent(client: RegistryClient) -> bool:
 
 async def retrying(policy: RetryPolicy, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
     """Run *fn* under *policy*: a whole stream transfer is the retried unit, not one read."""
-    async for attempt in policy.for_op(op):
-        with attempt:
-            return await fn()
-    raise AssertionError("unreachable")  # pragma: no cover
+    return await policy.call(op, fn)

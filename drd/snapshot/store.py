@@ -505,15 +505,16 @@ class S3Store:
 
     async def _call(self, op: str, key: str, fn: Callable[[], Awaitable[T]]) -> T:
         """One S3 request, retried on `StorageUnavailable`, errors mapped."""
-        async for attempt in self._retry.for_op(f"store.{op}"):
-            with attempt:
-                try:
-                    return await fn()
-                except (StorageError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:
-                    raise storage_error(exc, bucket=self.bucket, key=key, op=op) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def mapped() -> T:
+            try:
+                return await fn()
+            except (StorageError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                raise storage_error(exc, bucket=self.bucket, key=key, op=op) from exc
+
+        return await self._retry.call(f"store.{op}", mapped)
 
     def _lock_args(self) -> dict[str, Any]:
         days = self._options.object_lock_days
