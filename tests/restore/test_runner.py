@@ -180,6 +180,41 @@ async def test_blobs_come_from_an_endpoint_when_the_store_has_none(
     assert raw == pushed["index"].raw
 
 
+async def test_an_endpoint_without_the_blob_costs_one_get_and_the_next_serves_it(
+    source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    """
+    Endpoints are tried in order with a GET, no HEAD first: one that lacks the blob
+    answers 404 once per blob, and the next one streams it.
+    """
+    pushed = await push_release(source_registry, repo)
+    with fault_proxy(target_registry.url) as empty_proxy:
+        async with (
+            opened(store_config("dir", tmp_path)) as store,
+            open_client(source_registry, "primary") as source,
+            open_client(empty_proxy.url, "empty") as empty,
+            open_client(target_registry, "dr") as target,
+        ):
+            snap = await take_snapshot(
+                source, store, source_name="primary", repositories=RepoFilter((repo,)), blobs=False
+            )
+            report = await restore_snapshot(
+                store,
+                snap,
+                target,
+                # The snapshot's own endpoint is tried first: here it lost the blobs.
+                sources={"primary": empty, "mirror": source},
+                repository_prefix="x/",
+            )
+    assert report.ok, report.failures
+    assert report.stats.blobs_from_endpoints == len(snap.blobs)
+    asked = empty_proxy.requests()
+    assert [s.kind for s in asked] == ["blob_get"] * len(snap.blobs)
+    assert {s.status for s in asked} == {404}
+    raw, _ = await get_manifest(target_registry, f"x/{repo}", "v2")
+    assert raw == pushed["index"].raw
+
+
 async def test_a_tag_regex_restores_only_those_tags_and_their_signatures(
     source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str, tmp_path: Path
 ) -> None:
