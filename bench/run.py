@@ -162,7 +162,8 @@ class Bench:
         if self.profile is not None:
             self.profile.mkdir(parents=True, exist_ok=True)
             out = self.profile / f"{self.corpus.name}-{phase}-{tool}.txt"
-            argv = ["py-spy", "record", "--format", "raw", "-r", "250", "-o", str(out), "--", *argv]
+            spy = shutil.which("py-spy") or str(PYTHON.parent / "py-spy")
+            argv = [spy, "record", "--format", "raw", "-r", "250", "-o", str(out), "--", *argv]
         run, stdout = timed(argv, env=_env(), logs=logs, log_file=self.workdir / f"{tool}.log")
         with contextlib.suppress(ValueError, KeyError, IndexError):
             summary = json.loads(stdout)["policies"][0]["summary"]

@@ -638,26 +638,10 @@ class RegistryClient:
 
     async def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
         """Cross-repository mount; True when the registry mounted it (201)."""
-        validate_repository(repository)
-        validate_repository(from_repository)
-
-        async def go() -> bool:
-            async with self._request(
-                "POST",
-                f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
-                repository=repository,
-                push=True,
-                ok=(201, 202),
-                what="mount",
-            ) as resp:
-                mounted = resp.status == 201
-                location = resp.headers.get("Location", "")
-            if not mounted and location:
-                await self.cancel_upload(repository, location)
-            return mounted
-
-        result: bool = await self._retrying("registry.mount_blob", go)
-        return result
+        mounted, location = await self._mount(repository, digest, from_repository)
+        if not mounted and location:
+            await self.cancel_upload(repository, location)
+        return mounted
 
     async def claim_blob(self, repository: str, digest: Digest, from_repository: str) -> str | None:
         """
@@ -668,10 +652,21 @@ class RegistryClient:
         registry opened instead (202), for `upload_blob_stream`: a registry that cannot
         mount falls back to an upload (OCI distribution spec), so a miss costs nothing.
         """
+        mounted, location = await self._mount(repository, digest, from_repository)
+        if mounted:
+            return None
+        if not location:
+            raise RegistryError(f"{self.host} gave no upload location", registry=self.host)
+        return self._upload_url(location)
+
+    async def _mount(
+        self, repository: str, digest: Digest, from_repository: str
+    ) -> tuple[bool, str]:
+        """POST a mount: (mounted, the ``Location`` of the upload opened instead)."""
         validate_repository(repository)
         validate_repository(from_repository)
 
-        async def go() -> str | None:
+        async def go() -> tuple[bool, str]:
             async with self._request(
                 "POST",
                 f"/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}",
@@ -680,15 +675,9 @@ class RegistryClient:
                 ok=(201, 202),
                 what="mount",
             ) as resp:
-                mounted = resp.status == 201
-                location = resp.headers.get("Location", "")
-            if mounted:
-                return None
-            if not location:
-                raise RegistryError(f"{self.host} gave no upload location", registry=self.host)
-            return self._upload_url(location)
+                return resp.status == 201, resp.headers.get("Location", "")
 
-        result: str | None = await self._retrying("registry.claim_blob", go)
+        result: tuple[bool, str] = await self._retrying("registry.mount_blob", go)
         return result
 
     async def _start_upload(self, repository: str) -> str:
