@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from drd.config import Endpoint, Replication, RetrySettings, Settings, Trust
 from drd.errors import VerificationError
@@ -15,9 +16,9 @@ from drd.registry.transport import TLSSettings, build_http_client
 from drd.replicate.filters import RepoFilter, tag_filter
 from drd.replicate.runner import Policy, Verifier
 from drd.retry import RetryHook, RetryPolicy
-from drd.trust.keys import TrustPolicy, load_public_key
-from drd.trust.policy import children_to_verify
-from drd.trust.verify import fingerprint_verifier
+
+if TYPE_CHECKING:
+    from drd.trust.keys import TrustPolicy
 
 
 @dataclass
@@ -98,6 +99,10 @@ def verifier_for(settings: Settings, rep: Replication) -> Verifier | None:
     """
     if rep.require_signature is None:
         return None
+    # Imported on use: a policy without signatures never loads cryptography (start-up).
+    from drd.trust.policy import children_to_verify
+    from drd.trust.verify import fingerprint_verifier
+
     policy = trust_policy(settings.trust[rep.require_signature])
     verify_one = fingerprint_verifier(policy)
     if not policy.require_children:
@@ -124,6 +129,8 @@ def verifier_for(settings: Settings, rep: Replication) -> Verifier | None:
 
 def trust_policy(trust: Trust) -> TrustPolicy:
     """Load a `[trust.NAME]` table's keys into a TrustPolicy; raises ConfigError on bad keys."""
+    from drd.trust.keys import TrustPolicy, load_public_key
+
     return TrustPolicy(
         name=trust.name,
         keys=tuple(load_public_key(pem, source) for source, pem in trust.key_pems()),

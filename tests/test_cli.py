@@ -171,7 +171,10 @@ def test_building_the_parser_imports_no_engine() -> None:
 
 
 def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None:
-    """A whole `drd replicate` pass imports no S3 client, and no drill/snapshot/restore/daemon."""
+    """
+    A whole `drd replicate` pass imports no S3 client, and no drill/snapshot/restore/daemon;
+    without `require_signature` it loads no cryptography either.
+    """
     config = write_config(tmp_path / "drd.toml", "http://127.0.0.1:9", "http://127.0.0.1:9")
     config.write_text(
         config.read_text()
@@ -186,7 +189,15 @@ def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     assert {"drd.replicate.runner", "drd.resources", "drd.failover.active"} <= set(loaded)
-    unwanted = ("aiobotocore", "botocore", "drd.drill", "drd.snapshot", "drd.restore")
+    unwanted = (
+        "aiobotocore",
+        "botocore",
+        "cryptography",
+        "drd.trust",
+        "drd.drill",
+        "drd.snapshot",
+        "drd.restore",
+    )
     assert [m for m in loaded if m.startswith(unwanted)] == []
     assert [m for m in loaded if m.startswith(("drd.daemon", "drd.failover.runner"))] == []
 
