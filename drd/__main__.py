@@ -1,7 +1,5 @@
 """`python -m drd` runs the command line."""
 
-import sys
+from drd.cli import run
 
-from drd.cli import main
-
-sys.exit(main())
+run()

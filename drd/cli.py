@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import pkgutil
 import sys
@@ -95,3 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("drd.internal_error")
         return EXIT_SOFTWARE
     return code
+
+
+def run() -> None:
+    """
+    The console entry point (``drd``, ``python -m drd``): `main`, then exit with its code.
+
+    Everything still alive is frozen out of the garbage collector first: the
+    interpreter's last full collection walks every object the imports made (pydantic's
+    schemas above all), 0.15 to 0.2 s of every command's wall time, to free memory the
+    process is about to give back anyway. Files and connections are closed by then.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
