@@ -62,7 +62,6 @@ from drd.restore.plan import RepositoryPlan
 from drd.restore.runner import restore_snapshot
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import LATEST, list_snapshots, load_snapshot, run_all
-from drd.snapshot.collect import retrying
 from drd.snapshot.model import Snapshot, object_digest
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.store import SnapshotStore, open_store
@@ -401,8 +400,7 @@ class _Drill:
         expected = self.snapshot.blobs[digest]
         async with self.limit:
             try:
-                count = await retrying(
-                    self.retry,
+                count = await self.retry.call(
                     "drill.pull_blob",
                     lambda: pull_blob(self.target, repo, digest, expected),
                 )

@@ -34,7 +34,7 @@ from drd.registry.client import CHUNK, RegistryClient
 from drd.restore.plan import RepositoryPlan, RestorePlan, Selection, TagStep, plan_restore
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import load_manifest, run_all
-from drd.snapshot.collect import retrying, verified_chunks
+from drd.snapshot.collect import verified_chunks
 from drd.snapshot.model import Snapshot, blob_key, object_digest
 from drd.snapshot.store import SnapshotStore
 
@@ -361,8 +361,7 @@ class _Run:
         async with self.blob_limit:
             if self.snapshot.blobs_stored and digest in self.snapshot.blobs:
                 try:
-                    await retrying(
-                        self.retry,
+                    await self.retry.call(
                         "restore.blob_from_store",
                         lambda: self._from_store(repo, digest, size),
                     )
@@ -403,8 +402,7 @@ class _Run:
         source_repo = plan.repository
         for name, client in self.sources:
             try:
-                found = await retrying(
-                    self.retry,
+                found = await self.retry.call(
                     "restore.blob_from_endpoint",
                     functools.partial(
                         self._stream_from, client, source_repo, plan.target, digest, size

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -525,8 +525,9 @@ class _Walk:
     async def _upload_blob(self, digest: Digest) -> None:
         repo, size = self.blob_home[digest], self.blob_sizes[digest]
         async with self.blob_limit:
-            written = await retrying(
-                self.retry, "snapshot.copy_blob", lambda: self._stream_blob(repo, digest, size)
+            # The whole stream transfer is the retried unit, not one read.
+            written = await self.retry.call(
+                "snapshot.copy_blob", lambda: self._stream_blob(repo, digest, size)
             )
         if written:
             self.report.blobs_uploaded += 1
@@ -547,8 +548,3 @@ class _Walk:
 def _referrers_api_absent(client: RegistryClient) -> bool:
     # TODO(registry): use a public RegistryClient.referrers_api once it exposes one.
     return getattr(client, "_referrers_api", None) is False
-
-
-async def retrying(policy: RetryPolicy, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-    """Run *fn* under *policy*: a whole stream transfer is the retried unit, not one read."""
-    return await policy.call(op, fn)
