@@ -101,6 +101,8 @@ def timed(
 ) -> tuple[Run, bytes]:
     """Run *argv* under ``/usr/bin/time -v``; return its figures and its stdout."""
     logs = list(logs)
+    # Earlier runs' writes reach the disk now, not in the middle of this run.
+    os.sync()
     for log in logs:
         log.mark()
     started = time.monotonic()
