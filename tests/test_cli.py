@@ -116,7 +116,7 @@ async def test_replicate_json_and_exit_codes(
 async def test_unreachable_target_exits_69(
     tmp_path: Path, source_registry: LocalRegistry, repo: str
 ):
-    """A target nobody listens on fails the pass as unavailable (69), after retries."""
+    """A target nobody listens on is reported unreachable (69), after retries."""
     await push_image(source_registry, repo, make_image("cli-69"), "v1")
     retry = "[retry]\nattempts = 2\nwait_initial = 0.0\nwait_max = 0.0\n"
     config = write_config(
@@ -125,8 +125,11 @@ async def test_unreachable_target_exits_69(
     config.write_text(config.read_text() + retry)
     result = drd("replicate", "--config", str(config), "--json")
     assert result.returncode == 69, result.stderr
-    doc = json.loads(result.stdout)
-    assert doc["policies"][0]["error"].startswith("RegistryUnavailable")
+    [policy] = json.loads(result.stdout)["policies"]
+    assert [why[:30] for why in policy["unreachable"].values()] == [
+        "cannot talk to 127.0.0.1:9: Cl"
+    ]
+    assert [(i["tag"], i["outcome"]) for i in policy["items"]] == [("v1", "failed")]
 
 
 def test_every_interface_command_parses() -> None:

@@ -62,9 +62,12 @@ async def replicate(args: argparse.Namespace) -> int:
 
 
 def exit_code(reports: list[PolicyReport]) -> int:
-    """0 all good; 69 a pass could not reach a registry; 1 an item failed or was rejected."""
+    """
+    0 all good; 69 a pass could not reach a registry, or a target was unreachable for the
+    rest of a pass; 1 an item failed or was rejected.
+    """
     unavailable = (RegistryUnavailable.__name__, StorageUnavailable.__name__, "RateLimited")
-    if any(r.error.startswith(unavailable) for r in reports):
+    if any(r.error.startswith(unavailable) or r.unreachable for r in reports):
         return 69
     return 0 if all(r.ok for r in reports) else 1
 
@@ -82,6 +85,8 @@ def render(reports: list[PolicyReport]) -> str:
         )
         if report.error:
             lines.append(f"  error: {report.error}")
+        for target, why in sorted(report.unreachable.items()):
+            lines.append(f"  target {target} unreachable for the rest of the pass: {why}")
         for item in sorted(report.items, key=lambda i: (i.target, i.repository, i.tag)):
             if item.outcome == "skipped":
                 continue

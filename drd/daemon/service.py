@@ -431,7 +431,7 @@ class _Service:
                     finished,
                     outcome,
                     report.summary(),
-                    report.error,
+                    report.problem,
                 )
             )
             self.metrics.record_replication(report, full=full, finished_at=finished)

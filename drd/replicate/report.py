@@ -38,14 +38,25 @@ class PolicyReport:
     repositories: int = 0
     duration_s: float = 0.0
     error: str = ""  # a failure of the whole pass (listing the source failed)
+    # Targets that could not be reached even after retries, with why: the rest of the
+    # pass failed their items without asking them again. The other targets went on.
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     def count(self, outcome: str) -> int:
         return sum(1 for item in self.items if item.outcome == outcome)
 
     @property
     def ok(self) -> bool:
-        """No item failed or was rejected, and the pass itself completed."""
-        return not self.error and self.count("failed") == 0 and self.count("rejected") == 0
+        """No item failed or was rejected, every target answered, and the pass completed."""
+        if self.error or self.unreachable:
+            return False
+        return self.count("failed") == 0 and self.count("rejected") == 0
+
+    @property
+    def problem(self) -> str:
+        """The pass's own error, else the targets it found unreachable; "" when neither."""
+        unreachable = sorted(self.unreachable.items())
+        return self.error or "; ".join(f"target {t} unreachable: {why}" for t, why in unreachable)
 
     @property
     def bytes_copied(self) -> int:
@@ -70,6 +81,7 @@ class PolicyReport:
             "dry_run": self.dry_run,
             "ok": self.ok,
             "error": self.error,
+            "unreachable": dict(self.unreachable),
             "summary": self.summary(),
             "targets": {name: asdict(stats) for name, stats in self.stats.items()},
             "items": [asdict(item) for item in self.items],

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from drd.errors import DrdError, IntegrityError, NotFound, VerificationError
+from drd.errors import (
+    DrdError,
+    IntegrityError,
+    NotFound,
+    RateLimited,
+    RegistryUnavailable,
+    VerificationError,
+)
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
@@ -70,6 +77,8 @@ class _Pass:
     # the copy starts from them instead of reading them again. Dropped per repository.
     fetched: dict[tuple[str, Digest], Manifest] = field(default_factory=dict)
     fetched_bytes: int = 0
+    # Targets found unreachable this pass (after retries), with why: skipped from then on.
+    down: dict[str, DrdError] = field(default_factory=dict)
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -131,6 +140,7 @@ async def run_policy(
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
         finally:
+            report.unreachable = {name: str(exc) for name, exc in state.down.items()}
             for copier in state.copiers.values():
                 await copier.state.inflight.aclose()
             if cache is not None:
@@ -216,9 +226,13 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
     policy = state.policy
     async with asyncio.TaskGroup() as group:
         listing = group.create_task(state.source.list_tags(repo))
-        at_targets = {n: group.create_task(c.list_tags(repo)) for n, c in state.targets.items()}
+        at_targets = {
+            n: group.create_task(_target_tags(c, repo))
+            for n, c in state.targets.items()
+            if n not in state.down
+        }
     source_tags = listing.result()
-    target_tags = {name: set(task.result()) for name, task in at_targets.items()}
+    target_tags: dict[str, set[str] | DrdError] = {n: t.result() for n, t in at_targets.items()}
     selected_names = [
         t for t in policy.tags.select(source_tags) if only_tags is None or t in only_tags
     ]
@@ -228,7 +242,9 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
 
     def new_everywhere(tag: str) -> bool:
         # No target lists it: the copy will read its manifest anyway, so read it now.
-        return not state.dry_run and all(tag not in listed for listed in target_tags.values())
+        return not state.dry_run and all(
+            isinstance(listed, DrdError) or tag not in listed for listed in target_tags.values()
+        )
 
     def keep(manifest: Manifest) -> None:
         state.keep(repo, manifest)
@@ -251,15 +267,64 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
         )
     selected, attached = heads.result(), signatures.result()
     for target_name, client in state.targets.items():
-        listed = target_tags[target_name]
-        known = [t for t in [*selected, *attached] if t in listed]
-        target = await _cached(state, client, repo, {**selected, **attached}, listed)
+        listed = target_tags[target_name] if target_name in target_tags else state.down[target_name]
+        wanted = {**selected, **attached}
+        if isinstance(listed, DrdError):
+            # This target fails this repository's items; the other targets go on.
+            _target_failed(state, repo, target_name, wanted, listed)
+            continue
+        known = [t for t in wanted if t in listed]
+        target = await _cached(state, client, repo, wanted, listed)
         ask = [t for t in known if t not in target]
-        target |= await _digests(client, repo, ask, width)
+        failure: DrdError | None = None
+        try:
+            target |= await _digests(client, repo, ask, width)
+        except* DrdError as group_error:
+            failure = next(e for e in exception_leaves(group_error) if isinstance(e, DrdError))
+        if failure is not None:
+            _target_failed(state, repo, target_name, wanted, failure)
+            continue
         if state.cache is not None:
             for tag in ask:
                 state.cache.observed(client.base_url, repo, tag, target.get(tag))
         await _execute(state, repo, target_name, selected, attached, target)
+
+
+async def _target_tags(client: RegistryClient, repo: str) -> set[str] | DrdError:
+    """The tags *client* lists for *repo*, or why it could not list them."""
+    try:
+        return set(await client.list_tags(repo))
+    except DrdError as exc:
+        return exc
+
+
+def _target_failed(
+    state: _Pass, repo: str, target: str, tags: Mapping[str, Digest], exc: DrdError
+) -> None:
+    """Every tag of *repo* fails at *target* for *exc*; the other targets go on."""
+    if state.down.get(target) is exc:
+        reason = f"not tried: {target} was unreachable earlier in this pass ({exc})"
+    else:
+        reason = str(exc)
+        _mark_down(state, target, exc)
+    error = type(exc).__name__
+    for tag, digest in sorted(tags.items()):
+        failed = ItemResult(repo, tag, target, str(digest), "failed", reason, error=error)
+        _record(state, repo, target, failed)
+
+
+def _mark_down(state: _Pass, target: str, exc: DrdError) -> None:
+    """
+    Remember that *target* could not be reached even after retries: the rest of the
+    pass fails its items at once instead of retrying against it repository by repository.
+    """
+    host = state.targets[target].host
+    if (
+        isinstance(exc, (RegistryUnavailable, RateLimited))
+        and getattr(exc, "registry", "") == host
+        and host != state.source.host
+    ):
+        state.down.setdefault(target, exc)
 
 
 async def _cached(
@@ -422,6 +487,7 @@ async def _copy(
     except VerificationError as exc:
         return ItemResult(repo, action.tag, target, str(digest), "rejected", exc.reason, moved)
     except DrdError as exc:
+        _mark_down(state, target, exc)
         return ItemResult(
             repo,
             action.tag,

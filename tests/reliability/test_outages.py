@@ -80,7 +80,10 @@ def test_a_target_down_from_the_start_exits_69_and_the_next_run_copies(
     registry_factory: Callable[..., LocalRegistry],
     repo: str,
 ) -> None:
-    """`drd replicate` against a stopped target exits 69 (unavailable); after it is back, 0."""
+    """
+    `drd replicate` against a stopped target exits 69 (unavailable), names the target as
+    unreachable and fails its items; after it is back, 0.
+    """
     target = registry_factory()
     index = make_multiarch(repo)
     asyncio.run(push_index(source_registry, repo, index, "v1"))
@@ -94,13 +97,68 @@ def test_a_target_down_from_the_start_exits_69_and_the_next_run_copies(
     down = run_drd("replicate", "--config", config, "--json")
     assert down.returncode == 69, down.stderr.decode()
     [policy] = json.loads(down.stdout)["policies"]
-    assert policy["error"].startswith("RegistryUnavailable: cannot talk to")
+    assert policy["error"] == ""
+    assert policy["unreachable"]["dst"].startswith(f"cannot talk to {target.host}")
+    assert [(i["tag"], i["outcome"], i["error"]) for i in policy["items"]] == [
+        ("v1", "failed", "RegistryUnavailable")
+    ]
+    assert (
+        b"target dst unreachable for the rest of the pass: cannot talk to"
+        in run_drd("replicate", "--config", config).stdout
+    )
 
     target.resume()
     up = run_drd("replicate", "--config", config)
     assert up.returncode == 0, up.stderr.decode()
     walked = asyncio.run(assert_target_consistent(target, repo))
     assert walked.tags == {"v1": str(index.digest)}
+
+
+async def test_one_target_down_does_not_stop_the_others(
+    source_registry: LocalRegistry, registry_factory: Callable[..., LocalRegistry], repo: str
+) -> None:
+    """
+    With two targets and one stopped, the live one gets every repository; the stopped
+    one fails every item with a reason, and after its first failure is not asked again.
+    """
+    repos = [f"{repo}-{n}" for n in range(3)]
+    pushed = {}
+    for name in repos:
+        image = make_image(name)
+        await push_image(source_registry, name, image, "v1")
+        pushed[name] = str(image.digest)
+    live, dead = registry_factory(), registry_factory()
+    await asyncio.to_thread(dead.stop)
+    async with (
+        open_client(source_registry, "src") as src,
+        open_client(live, "live") as to_live,
+        open_client(dead, "dead") as to_dead,
+    ):
+        # One repository at a time: the first finds "dead" down, the others skip it.
+        policy = policy_for(*repos, concurrency=1)
+        report = await run_policy(policy, src, {"live": to_live, "dead": to_dead}, RETRY)
+
+    assert not report.ok
+    assert report.error == ""
+    assert list(report.unreachable) == ["dead"]
+    assert report.unreachable["dead"].startswith(f"cannot talk to {dead.host}")
+    by_target = {
+        t: sorted((i.repository, i.outcome) for i in report.items if i.target == t)
+        for t in ("live", "dead")
+    }
+    assert by_target == {
+        "live": [(name, "copied") for name in repos],
+        "dead": [(name, "failed") for name in repos],
+    }
+    dead_reasons = [
+        i.reason for i in sorted(report.items, key=lambda i: i.repository) if i.target == "dead"
+    ]
+    assert dead_reasons[0].startswith(f"cannot talk to {dead.host}")
+    for reason in dead_reasons[1:]:
+        assert reason.startswith("not tried: dead was unreachable earlier in this pass")
+    for name in repos:
+        walked = await assert_target_consistent(live, name)
+        assert walked.tags == {"v1": pushed[name]}
 
 
 def daemon_config(
