@@ -293,6 +293,16 @@ class Corpus:
             ],
         }
 
+    def heads_plan(self, registry: str) -> dict[str, Any]:
+        """The raw no-op reference's input: every tag pushed so far, with its digest."""
+        return {
+            "source": registry,
+            "tags": [
+                {"repo": repo, "tag": tag, "digest": str(digest)}
+                for (repo, tag), digest in self.tags.items()
+            ],
+        }
+
     @property
     def bytes(self) -> int:
         """Unique blob bytes pushed so far."""

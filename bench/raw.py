@@ -8,6 +8,10 @@ no checks: the floor a careful replicator is measured against.
 
 ``python -m bench.raw --pull PLAN.json`` GETs every unique blob once (8 at a time)
 and hashes it: the floor a drill's pull-and-re-hash phase is measured against.
+
+``python -m bench.raw --heads PLAN.json`` HEADs every source tag once (16 at a
+time) and checks its digest: the floor of a no-op pass that notices moved tags,
+since a tags list carries no digests.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ import yarl
 
 CHUNK = 1024 * 1024
 STREAMS = 8
+HEADS = 16
+ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
 
 
 class Raw:
@@ -111,6 +124,23 @@ async def pull(plan: dict[str, Any]) -> None:
         await asyncio.gather(*(one(http, b) for b in plan["blobs"]))
 
 
+async def heads(plan: dict[str, Any]) -> None:
+    """HEAD every tag once, 16 at a time, and check its digest: the no-op pass's floor."""
+    src = plan["source"].rstrip("/")
+    sem = asyncio.Semaphore(HEADS)
+
+    async def one(http: aiohttp.ClientSession, item: dict[str, Any]) -> None:
+        url = f"{src}/v2/{item['repo']}/manifests/{item['tag']}"
+        async with sem, http.head(url, headers={"Accept": ACCEPT}) as r:
+            _ok(r, 200)
+            if r.headers.get("Docker-Content-Digest") != item["digest"]:
+                raise RuntimeError(f"{item['repo']}:{item['tag']} is not at {item['digest']}")
+
+    connector = aiohttp.TCPConnector(limit=HEADS)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(one(http, t) for t in plan["tags"]))
+
+
 async def copy(plan: dict[str, Any]) -> None:
     """Blobs, then manifests level by level, then tags."""
     connector = aiohttp.TCPConnector(limit=STREAMS * 2)
@@ -124,10 +154,11 @@ async def copy(plan: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m bench.raw [--pull] PLAN.json``."""
-    pulling = argv[:1] == ["--pull"]
+    """``python -m bench.raw [--pull | --heads] PLAN.json``."""
+    modes = {"--pull": pull, "--heads": heads}
+    run = modes[argv[0]] if argv[:1] and argv[0] in modes else copy
     plan = json.loads(Path(argv[-1]).read_text())
-    asyncio.run(pull(plan) if pulling else copy(plan))
+    asyncio.run(run(plan))
     return 0
 
 

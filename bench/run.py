@@ -87,7 +87,7 @@ class Bench:
         Run every tool through *phase*, each *repeat* times interleaved (the incremental
         phase once: it changes the target); keep each tool's median run by wall time.
         """
-        tools = [t for t in self.tools if not (t == "raw" and change is None)]
+        tools = list(self.tools)
         if phase == "warm" and "drd" in tools:
             tools.append(DRD_STATELESS)
         rounds = {"cold": self.repeat, "warm": self.warm_repeat}.get(phase, 1)
@@ -121,10 +121,15 @@ class Bench:
         log_file = self.workdir / f"{tool}.log"
         match tool:
             case "raw":
-                assert change is not None
                 plan = self.workdir / f"raw-{phase}.json"
-                plan.write_text(json.dumps(change.raw_plan(self.source.url, target.registry.url)))
-                argv = [str(PYTHON), "-m", "bench.raw", str(plan)]
+                if change is None:  # nothing to copy: the floor is one source HEAD per tag
+                    plan.write_text(json.dumps(self.corpus.heads_plan(self.source.url)))
+                    argv = [str(PYTHON), "-m", "bench.raw", "--heads", str(plan)]
+                else:
+                    plan.write_text(
+                        json.dumps(change.raw_plan(self.source.url, target.registry.url))
+                    )
+                    argv = [str(PYTHON), "-m", "bench.raw", str(plan)]
                 return timed(argv, env=_env(), logs=logs, log_file=log_file)[0]
             case "skopeo":
                 total = Run()

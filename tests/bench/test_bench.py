@@ -97,3 +97,5 @@ def test_a_smoke_run_verifies_every_tool(tmp_path: Path) -> None:
     assert all(r["verified"] and not r["failed"] for r in rows)
     warm = {r["tool"]: r for r in rows if r["phase"] == "warm"}
     assert warm["drd"]["requests"] < warm["drd-stateless"]["requests"]
+    # The no-op floor: one source HEAD per tag, and nothing else.
+    assert warm["raw"]["requests_by_method"] == {"src HEAD": warm["raw"]["tags"]}
