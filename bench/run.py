@@ -84,16 +84,19 @@ class Bench:
 
     def phase(self, phase: str, change: Change | None) -> None:
         """
-        Run every tool through *phase*, each *repeat* times interleaved (the incremental
-        phase once: it changes the target); keep each tool's median run by wall time.
+        Run every tool through *phase*, each *repeat* times interleaved, each round
+        starting one tool later (the incremental phase once: it changes the target);
+        keep each tool's median run by wall time.
         """
         tools = list(self.tools)
         if phase == "warm" and "drd" in tools:
             tools.append(DRD_STATELESS)
         rounds = {"cold": self.repeat, "warm": self.warm_repeat}.get(phase, 1)
         runs: dict[str, list[tuple[Run, list[str]]]] = {tool: [] for tool in tools}
-        for _ in range(rounds):
-            for tool in tools:
+        for round_ in range(rounds):
+            # Each round starts with the next tool: no tool always runs right after the same
+            # other one (whose writes, heap or sockets the machine may still be settling).
+            for tool in tools[round_ % len(tools) :] + tools[: round_ % len(tools)]:
                 if phase == "cold":
                     self.fresh_target(tool)
                 target = self.targets["drd" if tool == DRD_STATELESS else tool]
