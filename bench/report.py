@@ -23,8 +23,9 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Scale: {results['scale']}. Cold runs per tool: {results.get('repeat', 1)}, warm runs: "
-        f"{results.get('warm_repeat', results.get('repeat', 1))} (interleaved; the median "
-        "by wall time is shown).",
+        f"{results.get('warm_repeat', results.get('repeat', 1))} (interleaved, each round "
+        "starting with the next tool, the disk synced before every run; the median by wall "
+        "time is shown).",
         "",
     ]
     rows = results["rows"]
