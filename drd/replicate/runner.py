@@ -107,8 +107,11 @@ async def run_policy(
     One replication pass of *policy* from *source* to every target.
 
     *only* narrows the pass to (repository, tag-or-None) pairs, as a webhook does.
-    Per-item failures go into the report; a failure to list the source is the
-    report's ``error``. With *dry_run* nothing is written: the plan is the report.
+    Per-item failures go into the report, and so does a target that cannot be reached
+    (``unreachable``). A repository the source cannot serve does not stop the others;
+    the first such failure, with how many there were, is the report's ``error``. An
+    unreachable source ends the pass. With *dry_run* nothing is written: the plan is
+    the report.
     With a *cache*, target tags it knows to hold the source's digest are not asked
     for (see `drd.replicate.cache`); it is flushed at the end of the pass.
     """
@@ -126,17 +129,34 @@ async def run_policy(
             repos = await _repositories(state, only)
             report.repositories = len(repos)
             limit = asyncio.Semaphore(policy.concurrency)
+            failed: dict[str, DrdError] = {}
 
             async def one(repo: str) -> None:
                 async with limit:
-                    await _run_repository(state, repo, _only_tags(only, repo))
+                    try:
+                        await _run_repository(state, repo, _only_tags(only, repo))
+                    except* DrdError as group_error:
+                        failure = _first(group_error)
+                        if _unreachable(failure, source.host):
+                            raise  # the source is down: the pass ends here
+                        failed[repo] = failure
+                        log.warning(
+                            "replicate.repository_failed",
+                            repository=repo,
+                            error=f"{type(failure).__name__}: {failure}",
+                        )
 
             async with asyncio.TaskGroup() as group:
                 for repo in repos:
                     group.create_task(one(repo))
+            if failed:
+                repo, first = min(failed.items())
+                more = f"; {len(failed) - 1} more repositories failed" if len(failed) > 1 else ""
+                report.error = f"{type(first).__name__}: {first} (repository {repo}{more})"
+                log.error("replicate.pass_failed", error=report.error)
         except* DrdError as group_error:
-            first = exception_leaves(group_error)[0]
-            report.error = f"{type(first).__name__}: {first}"
+            fatal = _first(group_error)
+            report.error = f"{type(fatal).__name__}: {fatal}"
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
         finally:
@@ -280,7 +300,7 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
         try:
             target |= await _digests(client, repo, ask, width)
         except* DrdError as group_error:
-            failure = next(e for e in exception_leaves(group_error) if isinstance(e, DrdError))
+            failure = _first(group_error)
         if failure is not None:
             _target_failed(state, repo, target_name, wanted, failure)
             continue
@@ -319,12 +339,18 @@ def _mark_down(state: _Pass, target: str, exc: DrdError) -> None:
     pass fails its items at once instead of retrying against it repository by repository.
     """
     host = state.targets[target].host
-    if (
-        isinstance(exc, (RegistryUnavailable, RateLimited))
-        and getattr(exc, "registry", "") == host
-        and host != state.source.host
-    ):
+    if host != state.source.host and _unreachable(exc, host):
         state.down.setdefault(target, exc)
+
+
+def _unreachable(exc: DrdError, host: str) -> bool:
+    """*exc* says that *host* could not be reached, even after retries."""
+    return isinstance(exc, (RegistryUnavailable, RateLimited)) and exc.registry == host
+
+
+def _first(group: BaseExceptionGroup[DrdError]) -> DrdError:
+    """The first drd error in *group*, nested groups flattened."""
+    return next(e for e in exception_leaves(group) if isinstance(e, DrdError))
 
 
 async def _cached(

@@ -407,6 +407,39 @@ async def test_a_link_header_that_loops_is_an_error(
     await assert_nothing_written(target_registry, repo)
 
 
+async def test_one_repository_the_source_cannot_list_does_not_stop_the_others(
+    hostile_source: FaultProxy,
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+) -> None:
+    """A looping tags list fails its own repository; the others are still copied."""
+    repos = [f"{repo}-{name}" for name in ("a", "b", "c")]
+    images = {name: make_image(name) for name in repos}
+    for name, image in images.items():
+        await push_image(source_registry, name, image, "v1")
+    broken = repos[1]
+    loop = link_to(f"/v2/{broken}/tags/list?n=1000&last=v1")
+    hostile_source.add(loop, kinds="tags_list", path=f"^/v2/{broken}/tags/list")
+
+    async with (
+        open_client(hostile_source.url, "source", RETRY) as src,
+        open_client(target_registry) as dst,
+    ):
+        report = await run_policy(policy_for(*repos), src, {"target": dst}, RETRY)
+
+    assert "pagination loops" in report.error
+    assert report.error.endswith(f"(repository {broken})")
+    assert sorted((i.repository, i.outcome) for i in report.items) == [
+        (repos[0], "copied"),
+        (repos[2], "copied"),
+    ]
+    for name in (repos[0], repos[2]):
+        walked = await check_target(target_registry, name)
+        assert walked.tags == {"v1": str(images[name].digest)}
+    await assert_nothing_written(target_registry, broken)
+
+
 @pytest.mark.parametrize("where", ["other-host", "other-scheme"])
 async def test_a_link_header_to_another_host_is_not_followed(
     where: str,
