@@ -37,7 +37,9 @@ class PolicyReport:
     stats: dict[str, CopyStats] = field(default_factory=dict)
     repositories: int = 0
     duration_s: float = 0.0
-    error: str = ""  # a failure of the whole pass (listing the source failed)
+    # What went wrong at the source: unreachable (the pass ended there), or repositories
+    # it could not serve (the first one, and how many; the others were still copied).
+    error: str = ""
     # Targets that could not be reached even after retries, with why: the rest of the
     # pass failed their items without asking them again. The other targets went on.
     unreachable: dict[str, str] = field(default_factory=dict)
