@@ -27,17 +27,11 @@ from typing import Any
 import aiohttp
 import yarl
 
+from drd.oci import mediatype
+
 CHUNK = 1024 * 1024
 STREAMS = 8
 HEADS = 16
-ACCEPT = ", ".join(
-    [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
 
 
 class Raw:
@@ -131,7 +125,7 @@ async def heads(plan: dict[str, Any]) -> None:
 
     async def one(http: aiohttp.ClientSession, item: dict[str, Any]) -> None:
         url = f"{src}/v2/{item['repo']}/manifests/{item['tag']}"
-        async with sem, http.head(url, headers={"Accept": ACCEPT}) as r:
+        async with sem, http.head(url, headers={"Accept": mediatype.MANIFEST_ACCEPT}) as r:
             _ok(r, 200)
             if r.headers.get("Docker-Content-Digest") != item["digest"]:
                 raise RuntimeError(f"{item['repo']}:{item['tag']} is not at {item['digest']}")

@@ -322,7 +322,7 @@ def _target_failed(
     state: _Pass, repo: str, target: str, tags: Mapping[str, Digest], exc: DrdError
 ) -> None:
     """Every tag of *repo* fails at *target* for *exc*; the other targets go on."""
-    if state.down.get(target) is exc:
+    if state.down.get(target) is exc:  # found down by an earlier repository: not asked now
         reason = f"not tried: {target} was unreachable earlier in this pass ({exc})"
     else:
         reason = str(exc)
