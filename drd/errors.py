@@ -17,6 +17,8 @@ DrdError
 │   ├── RateLimited             + TransientError, .retry_after
 │   └── RegistryUnavailable     + TransientError (5xx, connect/read errors, timeouts)
 ├── VerificationError           a signature did not verify; .reason
+├── StateError                  the state database is unusable; .path
+│   └── StateCorrupt            not a database, or it fails its integrity check
 └── StorageError                .bucket .key
     ├── SnapshotNotFound
     ├── SnapshotCorrupt         + IntegrityError
@@ -157,3 +159,15 @@ class SnapshotCorrupt(StorageError, IntegrityError):
 
 class StorageUnavailable(StorageError, TransientError):
     """The store is unreachable or throttling."""
+
+
+class StateError(DrdError):
+    """The daemon's state database cannot be used; `.path` is the file."""
+
+    def __init__(self, message: str, *, path: str = "", **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.path = path
+
+
+class StateCorrupt(StateError):
+    """The state database is not a database, or fails SQLite's integrity check."""

@@ -315,6 +315,11 @@ class Metrics:
             "When the configuration in force was loaded.",
             registry=r,
         )
+        self.state_resets = Counter(
+            "drd_state_reset",
+            "State databases found corrupt at start, moved aside and started afresh.",
+            registry=r,
+        )
 
     # ------------------------------------------------------------------ replication
 
@@ -484,6 +489,10 @@ class Metrics:
     def record_job(self, kind: str, outcome: str) -> None:
         """One scheduler run: finished, failed (raised) or cancelled."""
         self.job_runs.labels(kind, outcome).inc()
+
+    def record_state_reset(self) -> None:
+        """The state database was corrupt and has been replaced by an empty one."""
+        self.state_resets.inc()
 
     def record_reload(self, ok: bool, at: float | None = None) -> None:
         """The outcome of loading the configuration (at start or on SIGHUP)."""

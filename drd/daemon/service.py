@@ -200,12 +200,16 @@ class _Service:
     async def _open_state(self) -> State:
         state_dir = self.config.settings.daemon.state_dir
         try:
-            return await State.open(state_dir)
+            # The state is a cache of history: a corrupt file is set aside, not a restart loop.
+            state = await State.open(state_dir, reset_corrupt=True)
         except OSError as exc:
             raise ConfigError(
                 f"cannot open the state database in {state_dir}: {exc.strerror or exc}",
                 errors=[("daemon.state_dir", f"{state_dir} is not a writable directory")],
             ) from exc
+        if state.moved_aside is not None:
+            self.metrics.record_state_reset()
+        return state
 
     @contextlib.asynccontextmanager
     async def _serve(self) -> AsyncIterator[int]:
