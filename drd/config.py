@@ -575,8 +575,33 @@ class Daemon(BaseModel):
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
+    # The listener: a client has header_timeout for each request head (and the TLS
+    # handshake), body_timeout for a webhook body; max_connections caps open connections.
+    header_timeout: Interval = timedelta(seconds=10)
+    body_timeout: Interval = timedelta(seconds=30)
+    max_connections: int = Field(64, ge=1, le=100_000)
+    tls_cert_file: ConfigPath | None = None
+    tls_key_file: ConfigPath | None = None
+    tls_client_ca_file: ConfigPath | None = None  # set: clients must present a cert it signed
 
     _webhook_token: SecretStr | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        problems = []
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            problems.append((missing, "tls_cert_file and tls_key_file go together"))
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            problems.append(("tls_client_ca_file", "needs tls_cert_file and tls_key_file"))
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the listener serves HTTPS."""
+        return self.tls_cert_file is not None
 
     @field_validator("listen")
     @classmethod
@@ -915,6 +940,7 @@ _SECRET_PATHS = frozenset(
         "key_file",
         "webhook_token_file",
         "signing_key_file",
+        "tls_key_file",
     }
 )
 
@@ -1076,6 +1102,9 @@ class _FileLoader:
         return snapshots.with_signing_key(pem)
 
     def _daemon(self, daemon: Daemon) -> Daemon:
+        for field in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+            if (path := getattr(daemon, field)) is not None:
+                self._pem(path, f"daemon.{field}")
         where = "daemon.webhook_token_file"
         token, _ = self._secret("DRD_WEBHOOK_TOKEN", daemon.webhook_token_file, where)
         return daemon.with_webhook_token(token)

@@ -234,6 +234,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.http_dropped = Counter(
+            "drd_http_connections_dropped_total",
+            "Connections the HTTP listener closed: header_timeout, body_timeout, evicted"
+            " (the oldest slow one, for a new connection over max_connections) or refused.",
+            ["reason"],
+            registry=r,
+        )
 
         # Snapshots and drills, labelled by endpoint (the snapshot source, the drill target)
         # so that nothing is exported, and no alert fires, where they are not configured.
@@ -412,6 +419,10 @@ class Metrics:
             self.webhook_events.labels("accepted").inc(accepted)
         if ignored:
             self.webhook_events.labels("ignored").inc(ignored)
+
+    def record_http_drop(self, reason: str) -> None:
+        """The HTTP listener closed a connection, for *reason*."""
+        self.http_dropped.labels(_reason(reason)).inc()
 
     # ------------------------------------------------------------------ snapshots and drills
 
