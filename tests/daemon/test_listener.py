@@ -1,29 +1,46 @@
 """
 The daemon's HTTP listener on loopback: slow clients, the connection cap, TLS.
 
-Each test serves `build_app` through `serve_http`, the daemon's own server, and
-talks to it with raw sockets (to be slow on purpose) and with aiohttp.
+Most tests serve `build_app` through `serve_http`, the daemon's own server, and
+talk to it with raw sockets (to be slow on purpose) and with aiohttp; the last
+ones run `drd run` itself with the ``[daemon]`` settings in its config file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from drd.config import load_settings
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
 from drd.daemon.listener import GUARD, ConnectionGuard, tls_context
 from drd.errors import ConfigError
 from drd.metrics import Metrics
-from tests.servers import TlsFiles, make_tls
+from tests.daemon.process import (
+    REPO_ROOT,
+    daemon_env,
+    http_get,
+    render_config,
+    run_drd,
+    running_daemon,
+)
+from tests.servers import LocalRegistry, TlsFiles, free_port, make_tls
 
 TOKEN = "listener-test-token"  # noqa: S105 - a test value, not a credential
 # How long a test waits for something that must happen; never how long it should take.
@@ -282,3 +299,169 @@ def test_an_unusable_certificate_or_key_is_a_config_error_naming_the_field(
     with pytest.raises(ConfigError) as raised:
         tls_context(tls_files.cert, tls_files.key, tmp_path / "ca.pem")
     assert [path for path, _ in raised.value.errors] == ["daemon.tls_client_ca_file"]
+
+
+# --- [daemon] settings -------------------------------------------------------------------------
+
+BASE = 'version = 1\n[endpoints.dst]\nurl = "https://dst.example.com"\n[daemon]\n'
+
+
+@pytest.fixture(autouse=True)
+def no_drd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings tests see no DRD_* variable but their own."""
+    for name in list(os.environ):
+        if name.upper().startswith("DRD_") or name == "CREDENTIALS_DIRECTORY":
+            monkeypatch.delenv(name)
+
+
+def daemon_errors(tmp_path: Path, text: str) -> dict[str, str]:
+    (tmp_path / "drd.toml").write_text(BASE + text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(tmp_path / "drd.toml")
+    return dict(raised.value.errors)
+
+
+def test_listener_settings_default_to_bounded_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timeouts and the cap are on by default; each is settable in TOML or DRD_DAEMON__*."""
+    (tmp_path / "drd.toml").write_text(BASE)
+    daemon = load_settings(tmp_path / "drd.toml").daemon
+    assert (daemon.header_timeout, daemon.body_timeout) == (
+        timedelta(seconds=10),
+        timedelta(seconds=30),
+    )
+    assert daemon.max_connections == 64
+    assert not daemon.tls
+    monkeypatch.setenv("DRD_DAEMON__HEADER_TIMEOUT", "2s")
+    monkeypatch.setenv("DRD_DAEMON__MAX_CONNECTIONS", "8")
+    daemon = load_settings(tmp_path / "drd.toml").daemon
+    assert (daemon.header_timeout, daemon.max_connections) == (timedelta(seconds=2), 8)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        pytest.param('header_timeout = "0s"\n', "header_timeout", "greater than zero", id="zero"),
+        pytest.param("max_connections = 0\n", "max_connections", "greater than", id="no-conn"),
+        pytest.param(
+            'tls_cert_file = "server.pem"\n', "tls_key_file", "go together", id="cert-no-key"
+        ),
+        pytest.param(
+            'tls_client_ca_file = "ca.pem"\n', "tls_client_ca_file", "needs", id="ca-alone"
+        ),
+    ],
+)
+def test_invalid_listener_settings_name_the_field(
+    tmp_path: Path, text: str, field: str, message: str
+) -> None:
+    """A bad value or an incomplete TLS pair is refused, naming the [daemon] key."""
+    errors = daemon_errors(tmp_path, text)
+    assert message in errors[f"daemon.{field}"]
+
+
+def test_tls_files_are_checked_when_the_config_loads(tls_files: TlsFiles, tmp_path: Path) -> None:
+    """A missing or non-PEM TLS file is a config error before anything listens."""
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    errors = daemon_errors(
+        tmp_path,
+        f'tls_cert_file = "{tmp_path / "junk.pem"}"\n'
+        f'tls_key_file = "{tmp_path / "missing.pem"}"\n'
+        f'tls_client_ca_file = "{tls_files.ca}"\n',
+    )
+    assert errors["daemon.tls_cert_file"].endswith("is not a PEM file")
+    assert errors["daemon.tls_key_file"].endswith("does not exist")
+    assert "daemon.tls_client_ca_file" not in errors
+
+
+# --- the real `drd run` ------------------------------------------------------------------------
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """What the server sent before closing *sock* (a TLS close may surface as an error)."""
+    sock.settimeout(PATIENCE)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except (ssl.SSLError, ConnectionError):
+        pass
+    return received
+
+
+def container_healthcheck(port: int) -> int:
+    """Run the Dockerfile's HEALTHCHECK command against *port*; its exit code."""
+    text = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    found = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.MULTILINE)
+    assert found, "the Dockerfile has a HEALTHCHECK in exec form"
+    command = json.loads(found.group(1))
+    assert command[:2] == ["python", "-c"]
+    code = command[2].replace("127.0.0.1:9477", f"127.0.0.1:{port}")
+    result = subprocess.run([sys.executable, "-c", code], timeout=30, check=False)
+    return result.returncode
+
+
+def test_drd_run_serves_tls_from_the_config_and_closes_slow_clients(
+    tls_files: TlsFiles, tmp_path: Path, target_registry: LocalRegistry
+) -> None:
+    """[daemon] tls_* and header_timeout reach the real daemon: https only, slow heads cut."""
+    port = free_port()
+    config = tmp_path / "drd.toml"
+    config.write_text(
+        render_config(
+            {"dst": {"url": target_registry.url}},
+            [],
+            {
+                "listen": f"127.0.0.1:{port}",
+                "state_dir": str(tmp_path / "state"),
+                "header_timeout": "1s",
+                "tls_cert_file": str(tls_files.cert),
+                "tls_key_file": str(tls_files.key),
+            },
+        )
+    )
+    context = tls_files.client_context(with_client_cert=False)
+    env = daemon_env(tmp_path / "home")
+    with running_daemon(config, tmp_path, port, env, stop=signal.SIGTERM, tls=context) as daemon:
+        [listening] = daemon.events("daemon.listening")
+        assert (listening["tls"], listening["client_certificates"]) == (True, False)
+
+        with socket.create_connection(("127.0.0.1", port)) as plain:
+            plain.sendall(HEAD + b"\r\n")
+            assert not read_until_closed(plain).startswith(b"HTTP/")
+
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as slow,
+        ):
+            slow.sendall(HEAD)  # the head never ends
+            assert read_until_closed(slow) == b""
+        assert daemon.sample("drd_http_connections_dropped_total", reason="header_timeout") == 1.0
+        assert [e["reason"] for e in daemon.events("http.connection_dropped")] == ["header_timeout"]
+        assert http_get(f"{daemon.url}/healthz", context=context)[0] == 200
+        assert container_healthcheck(port) == 0  # the image's check finds it over https
+    assert daemon.proc.returncode == 0, daemon.describe()
+    assert container_healthcheck(port) == 1  # and fails once nothing listens
+
+
+def test_drd_run_with_a_key_that_does_not_match_exits_78(
+    tls_files: TlsFiles, tmp_path: Path, target_registry: LocalRegistry
+) -> None:
+    """A certificate and a key that are not a pair: exit 78 naming both fields."""
+    config = tmp_path / "drd.toml"
+    config.write_text(
+        render_config(
+            {"dst": {"url": target_registry.url}},
+            [],
+            {
+                "listen": f"127.0.0.1:{free_port()}",
+                "state_dir": str(tmp_path / "state"),
+                "tls_cert_file": str(tls_files.cert),
+                "tls_key_file": str(tls_files.client_key),
+            },
+        )
+    )
+    result = run_drd("run", "--config", str(config), env=daemon_env(tmp_path / "home"))
+    assert result.returncode == 78, result.stderr.decode()
+    assert b"daemon.tls_cert_file: cannot load the certificate and key" in result.stderr
+    assert b"daemon.tls_key_file" in result.stderr
