@@ -208,6 +208,10 @@ def build_app(
             response = refuse(408, f"body not received within {limits.body_timeout:g}s")
             response.force_close()  # the rest of the body may still trickle in: not here
             return response
+        except ConnectionResetError:
+            # The client left, or the guard evicted it for a newer connection (counted there).
+            log.debug("webhook.client_gone")
+            return web.Response(status=400)
         except (ValueError, RecursionError) as exc:
             return refuse(400, f"malformed JSON: {str(exc)[:200]}")
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -224,6 +225,27 @@ async def test_over_the_cap_the_oldest_slow_connection_makes_room_for_healthz() 
             for conn in slow:
                 await conn.close()
         assert srv.dropped("header_timeout") == 0.0
+
+
+async def test_a_webhook_body_stalled_at_the_cap_is_evicted_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection still sending its body is as evictable as one owing its head."""
+    head = (
+        f"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    async with served(HttpLimits(header_timeout=60, body_timeout=60, max_connections=1)) as srv:
+        stalled = await Trickle.open(srv.port, head + b"{", b" ")
+        try:
+            await eventually(lambda: srv.guard.open_connections == 1, "the webhook connection")
+            assert await healthz(srv.url) == 200
+            assert await closed_by_server(stalled.reader) == b""
+        finally:
+            await stalled.close()
+        assert srv.dropped("evicted") == 1.0
+        assert srv.pushes == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_when_every_connection_is_being_answered_a_newcomer_is_refused() -> None:
