@@ -5,7 +5,8 @@ aiohttp bounds what a request may *contain* but not how slowly it may arrive:
 a client that trickles a request head or a body holds its connection for as
 long as it likes. `ConnectionGuard` closes a connection that has not sent a
 complete request head within ``header_timeout`` of connecting (or of its
-previous response); the webhook reads its body under ``body_timeout``.
+previous response being handed over, so a client that will not read its
+response is cut off too); the webhook reads its body under ``body_timeout``.
 
 At most ``max_connections`` connections are open. A connection beyond the cap
 closes the *oldest* connection that is waiting for a request head or reading a

@@ -119,7 +119,7 @@ def _only_item(repository: str, tag: str) -> Hashable:
     return (repository, None if is_attached_tag(tag) else tag)
 
 
-def _listener_settings(daemon: Daemon) -> tuple[object, ...]:
+def _read_at_start(daemon: Daemon) -> tuple[object, ...]:
     """The ``[daemon]`` settings read once, at start."""
     return (
         daemon.listen,
@@ -306,7 +306,7 @@ class _Service:
 
     def _apply(self, config: _Config) -> None:
         old, new = self.config.settings.daemon, config.settings.daemon
-        if _listener_settings(old) != _listener_settings(new):
+        if _read_at_start(old) != _read_at_start(new):
             log.warning(
                 "daemon.restart_required",
                 reason="daemon.state_dir and the listener settings (listen, timeouts,"
