@@ -299,7 +299,8 @@ class Endpoint(BaseModel):
     key_file: ConfigPath | None = None
     insecure: bool = False
     # Token services on other hosts that may receive this endpoint's credentials
-    # (e.g. "auth.docker.io" for Docker Hub); by default only the registry's own host.
+    # (e.g. "auth.docker.io" for Docker Hub, "host:5001" for another port); by default
+    # only the registry's own host and port.
     auth_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         default_factory=list, max_length=16
     )

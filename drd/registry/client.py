@@ -24,6 +24,7 @@ from drd.errors import (
     RegistryError,
     SizeMismatch,
     Unauthorized,
+    UnsafeResponse,
     UnsupportedAPI,
 )
 from drd.oci import mediatype
@@ -35,9 +36,11 @@ from drd.oci.referrers import fallback_tag
 from drd.registry.auth import (
     Challenge,
     basic_header,
+    has_userinfo,
     may_send_credentials,
     parse_challenge,
     token_url,
+    valid_token,
 )
 from drd.registry.transport import error_for, read_body, retry_after, transport_errors
 from drd.retry import RetryPolicy
@@ -208,6 +211,12 @@ class RegistryClient:
             self._tokens.by_key[key] = await self._new_token(challenge, scope)
 
     async def _new_token(self, challenge: Challenge, scope: str) -> str:
+        if has_userinfo(challenge.realm):
+            # Never echoed: the realm's userinfo may be a password.
+            raise UnsafeResponse(
+                f"{self.host} named an auth realm with credentials in its URL; refused",
+                registry=self.host,
+            )
         url = token_url(challenge, scope)
         if url is None:
             raise Unauthorized(f"{self.host} sent an unusable auth challenge", registry=self.host)
@@ -238,6 +247,13 @@ class RegistryClient:
             ) from exc
         if not isinstance(token, str) or not token:
             raise Unauthorized(f"token answer from {self.host} has no token", registry=self.host)
+        if not valid_token(token):
+            # A line break in a header would split the request: refuse, and echo nothing.
+            raise UnsafeResponse(
+                f"token from {self.host} holds characters a header cannot carry "
+                "(a line break, a space or non-ASCII); refused",
+                registry=self.host,
+            )
         return token
 
     @contextlib.asynccontextmanager
