@@ -22,6 +22,7 @@ from drd.errors import (
     InvalidReference,
     NotFound,
     RegistryError,
+    RegistryUnavailable,
     SizeMismatch,
     Unauthorized,
     UnsafeResponse,
@@ -41,6 +42,13 @@ from drd.registry.auth import (
     parse_challenge,
     token_url,
     valid_token,
+)
+from drd.registry.redirects import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    address_refusal,
+    redirect_target,
+    same_origin,
 )
 from drd.registry.transport import error_for, read_body, retry_after, transport_errors
 from drd.retry import RetryPolicy
@@ -71,6 +79,13 @@ class Limits:
     _pace: asyncio.Lock = field(init=False)
     _last_start: float = field(init=False, default=0.0)
     _paused_until: float = field(init=False, default=0.0)
+    # A whole request (its body included) must end within deadline_s, plus its size at
+    # min_throughput bytes per second: a registry trickling bytes cannot hold it for hours.
+    deadline_s: float = 300.0
+    min_throughput: int = 256 * 1024
+    # Most entries one tag list (or the catalog) may hold: the pages are held in memory.
+    max_tags: int = 100_000
+    max_repositories: int = 100_000
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
@@ -103,6 +118,14 @@ class Limits:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_start = loop.time()
+
+    def deadline_for(self, size: int) -> float:
+        """Seconds one request moving *size* bytes may take in all."""
+        return self.deadline_s + self.transfer_s(size)
+
+    def transfer_s(self, size: int) -> float:
+        """Seconds *size* bytes take at the minimum throughput."""
+        return max(size, 0) / self.min_throughput
 
     def pause(self, seconds: float) -> None:
         """Start no request for *seconds* (a 429's ``Retry-After`` holds for the endpoint)."""
@@ -167,6 +190,7 @@ class RegistryClient:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self.host = parts.netloc
+        self._hostname = parts.hostname or ""
         self._http = http
         self._retry = retry
         self._creds = credentials
@@ -232,12 +256,17 @@ class RegistryClient:
                 headers["Authorization"] = basic_header(self._creds)
             elif self._creds.token is not None:
                 headers["Authorization"] = f"Bearer {self._creds.token.get_secret_value()}"
-        with transport_errors(self.host):
-            self.requests += 1
-            async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
-                if resp.status != 200:
-                    raise await error_for(resp, self.host, what="token")
-                body = await read_body(resp, _MAX_TOKEN_BODY)
+        if (why := address_refusal(self._hostname, urlsplit(url).hostname or "")) is not None:
+            raise UnsafeResponse(
+                f"{self.host} named an auth realm at {why}; refused", registry=self.host
+            )
+        async with self._deadline(self.limits.deadline_for(0), "token request"):
+            with transport_errors(self.host):
+                self.requests += 1
+                async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        raise await error_for(resp, self.host, what="token")
+                    body = await read_body(resp, _MAX_TOKEN_BODY)
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
@@ -268,37 +297,47 @@ class RegistryClient:
         data: Any = None,
         ok: tuple[int, ...] = (200,),
         what: str = "",
-        allow_redirects: bool = True,
+        size: int | None = 0,
+        redirects: bool = False,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """
         Send one request with auth; on 401, authenticate once and resend.
 
         Yields a response whose status is in *ok*; anything else raises. The
         request body must be re-sendable (bytes or None) if a 401 can occur.
+
+        The request, reading its body included, must end within the endpoint's
+        deadline for *size* bytes (None: for the ``Content-Length`` it answers), or
+        raises `RegistryUnavailable`. With *redirects*, a redirect is followed where
+        `redirect_target` allows it, without our credentials off this origin.
         """
         url = path_or_url if "://" in path_or_url else self._url(path_or_url)
         scope = self._scope(repository, push)
+        subject = what or f"{method} request"
         for attempt in range(2):
             hdrs = dict(headers or {})
             if (auth := self._auth_header(scope)) is not None:
                 hdrs["Authorization"] = auth
-            async with self.limits.slot():
-                with transport_errors(self.host, repository):
-                    self.requests += 1
-                    resp = await self._http.request(
-                        method,
-                        url,
-                        headers=hdrs,
-                        data=_body(data),
-                        allow_redirects=allow_redirects,
-                    )
+            async with (
+                self.limits.slot(),
+                self._deadline(self.limits.deadline_for(size or 0), subject, repository) as due,
+            ):
+                resp = await self._send(method, url, hdrs, data, repository)
+                hops = 0
                 try:
-                    if "RateLimit-Remaining" in resp.headers:
+                    if redirects:
+                        resp, hops = await self._follow(method, resp, hdrs, repository)
+                    if size is None and resp.content_length:
+                        # Scaled once the size is known: the headers came within the base.
+                        due.reschedule(
+                            (due.when() or 0.0) + self.limits.transfer_s(resp.content_length)
+                        )
+                    if "RateLimit-Remaining" in resp.headers and not hops:
                         self._observe_rate_headers(resp)
-                    if resp.status == 429 and (wait := retry_after(resp)):
+                    if resp.status == 429 and not hops and (wait := retry_after(resp)):
                         # Every request to the endpoint waits, not only the one refused.
                         self.limits.pause(min(wait, self._retry.wait_max_rate_limit))
-                    if resp.status == 401 and attempt == 0:
+                    if resp.status == 401 and attempt == 0 and not hops:
                         await self._on_unauthorized(resp, scope, auth)
                         continue
                     if resp.status not in ok:
@@ -309,6 +348,67 @@ class RegistryClient:
                 finally:
                     resp.release()
         raise Unauthorized(f"{self.host} refused our credentials", registry=self.host)
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], data: Any, repository: str
+    ) -> aiohttp.ClientResponse:
+        with transport_errors(self.host, repository):
+            self.requests += 1
+            return await self._http.request(
+                method, url, headers=headers, data=_body(data), allow_redirects=False
+            )
+
+    async def _follow(
+        self,
+        method: str,
+        resp: aiohttp.ClientResponse,
+        headers: Mapping[str, str],
+        repository: str,
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """
+        Follow *resp*'s redirects (GET, HEAD): the final response and how many hops it took.
+
+        Followed by hand, not by aiohttp: each hop is checked before drd connects to it.
+        """
+        hops = 0
+        while resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+            location, current = resp.headers["Location"], str(resp.url)
+            resp.release()
+            hops += 1
+            url, refusal = redirect_target(self.base_url, current, location)
+            if refusal is None and hops > MAX_REDIRECTS:
+                refusal = f"more than {MAX_REDIRECTS} redirects"
+            if refusal is not None:
+                raise UnsafeResponse(
+                    f"{self.host} sent {refusal}; refused",
+                    registry=self.host,
+                    repository=repository,
+                )
+            hop_headers = dict(headers)
+            if not same_origin(url, self.base_url):
+                hop_headers.pop("Authorization", None)  # object storage gets no credentials
+            resp = await self._send(method, url, hop_headers, None, repository)
+        return resp, hops
+
+    @contextlib.asynccontextmanager
+    async def _deadline(
+        self, seconds: float, what: str, repository: str = ""
+    ) -> AsyncIterator[asyncio.Timeout]:
+        """Bound one request, body included, by *seconds*; past it, `RegistryUnavailable`."""
+        begun = asyncio.get_running_loop().time()
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                yield deadline
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            allowed = (deadline.when() or begun) - begun
+            raise RegistryUnavailable(
+                f"{what} on {self.host} took longer than its deadline of {allowed:.1f} s",
+                registry=self.host,
+                repository=repository,
+            ) from exc
 
     async def _on_unauthorized(
         self, resp: aiohttp.ClientResponse, scope: str, sent: str | None
@@ -406,7 +506,9 @@ class RegistryClient:
         return list(dict.fromkeys(items))
 
     async def _page(self, url: str, repository: str, key: str) -> tuple[list[str], str]:
-        async with self._request("GET", url, repository=repository, what=key) as resp:
+        async with self._request(
+            "GET", url, repository=repository, what=key, size=MAX_LIST_BODY
+        ) as resp:
             body = await read_body(resp, MAX_LIST_BODY)
             link = resp.headers.get("Link", "")
         if len(body) > MAX_LIST_BODY:
@@ -482,6 +584,7 @@ class RegistryClient:
                 repository=repository,
                 headers=headers,
                 what=f"manifest {reference}",
+                size=MAX_MANIFEST_BYTES,
             ) as resp:
                 declared = int(resp.headers.get("Content-Length", "0") or 0)
                 if declared > MAX_MANIFEST_BYTES:
@@ -514,6 +617,7 @@ class RegistryClient:
                 push=True,
                 headers={"Content-Type": manifest.media_type},
                 data=manifest.raw,
+                size=len(manifest.raw),
                 ok=(200, 201, 202),
                 what=f"manifest {reference}",
             ) as resp:
@@ -574,6 +678,7 @@ class RegistryClient:
                     repository=repository,
                     headers={"Accept": mediatype.OCI_INDEX},
                     what="referrers",
+                    size=MAX_MANIFEST_BYTES,
                 ) as resp:
                     raw = await read_body(resp, MAX_MANIFEST_BYTES)
                     is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
@@ -602,6 +707,7 @@ class RegistryClient:
                     f"/v2/{repository}/blobs/{digest}",
                     repository=repository,
                     what=f"blob {digest}",
+                    redirects=True,
                 ) as resp:
                     return int(resp.headers.get("Content-Length", "0") or 0)
             except NotFound:
@@ -620,6 +726,8 @@ class RegistryClient:
                 f"/v2/{repository}/blobs/{digest}",
                 repository=repository,
                 what=f"blob {digest}",
+                size=max_size,
+                redirects=True,
             ) as resp:
                 data = await read_body(resp, max_size)
             if len(data) > max_size:
@@ -643,12 +751,24 @@ class RegistryClient:
 
     @contextlib.asynccontextmanager
     async def open_blob(
-        self, repository: str, digest: Digest
+        self, repository: str, digest: Digest, size: int | None = None
     ) -> AsyncIterator[aiohttp.StreamReader]:
-        """A streaming GET of one blob; the caller hashes what it reads."""
+        """
+        A streaming GET of one blob; the caller hashes what it reads.
+
+        The read must end within the deadline for *size* bytes (the descriptor's size;
+        without it, the ``Content-Length`` the registry declares), or the caller sees
+        `RegistryUnavailable`. A redirect to object storage is followed without
+        credentials, where `redirect_target` allows it.
+        """
         validate_repository(repository)
         async with self._request(
-            "GET", f"/v2/{repository}/blobs/{digest}", repository=repository, what=f"blob {digest}"
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            repository=repository,
+            what=f"blob {digest}",
+            size=size,
+            redirects=True,
         ) as resp:
             yield resp.content
 
@@ -800,6 +920,7 @@ class RegistryClient:
             data=data,
             ok=(202,),
             what="upload chunk",
+            size=length,
         ) as resp:
             location = resp.headers.get("Location", url)
         return self._upload_url(location)
@@ -818,6 +939,7 @@ class RegistryClient:
             data=data,
             ok=(201, 204),
             what=f"blob {digest}",
+            size=size,
         ) as resp:
             reported = resp.headers.get("Docker-Content-Digest", "")
         if reported and reported != str(digest):

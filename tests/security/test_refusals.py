@@ -17,13 +17,11 @@ import pytest
 from pydantic import SecretStr
 
 from drd.config import Credentials
-from drd.errors import Unauthorized
-
-UnsafeResponse = Exception
+from drd.errors import Unauthorized, UnsafeResponse
 from drd.registry.client import RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.retry import RetryPolicy
-from tests.faults import Fault, FaultProxy, Recorder, fault_proxy
+from tests.faults import Fault, Recorder, fault_proxy
 from tests.images import make_image, push_image
 from tests.reliability.cli import FAST_RETRY, run_drd, write_config
 from tests.reliability.consistency import check_target
