@@ -20,6 +20,7 @@ from drd.errors import (
     DigestMismatch,
     InvalidManifest,
     InvalidReference,
+    ListTooLong,
     NotFound,
     RegistryError,
     RegistryUnavailable,
@@ -43,6 +44,7 @@ from drd.registry.auth import (
     token_url,
     valid_token,
 )
+from drd.registry.listing import PageUnreadable, page_entries
 from drd.registry.redirects import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
@@ -454,8 +456,13 @@ class RegistryClient:
         await self._retrying("registry.ping", go)
 
     async def catalog(self) -> list[str]:
-        """Every repository name from ``/v2/_catalog``, following ``Link`` pages."""
-        names = await self._paged(f"/v2/_catalog?n={PAGE_SIZE}", "", "repositories")
+        """
+        Every repository name from ``/v2/_catalog``, following ``Link`` pages.
+
+        Raises `ListTooLong` past the endpoint's ``max_repositories``.
+        """
+        cap = self.limits.max_repositories
+        names = await self._paged(f"/v2/_catalog?n={PAGE_SIZE}", "", "repositories", cap)
         valid = []
         for name in names:
             try:
@@ -469,12 +476,13 @@ class RegistryClient:
         Every tag of *repository*, following ``Link`` pages; [] for an unknown repository.
 
         Names outside the tag grammar are dropped with a warning: a hostile registry's
-        ``../other/manifests/x`` must never become part of a URL drd sends.
+        ``../other/manifests/x`` must never become part of a URL drd sends. Raises
+        `ListTooLong` past the endpoint's ``max_tags``.
         """
         validate_repository(repository)
         try:
             first = f"/v2/{repository}/tags/list?n={PAGE_SIZE}"
-            names = await self._paged(first, repository, "tags")
+            names = await self._paged(first, repository, "tags", self.limits.max_tags)
         except NotFound:
             return []
         valid = []
@@ -490,7 +498,8 @@ class RegistryClient:
                 )
         return valid
 
-    async def _paged(self, first: str, repository: str, key: str) -> list[str]:
+    async def _paged(self, first: str, repository: str, key: str, cap: int) -> list[str]:
+        """Every entry of every page, at most *cap* in all (`ListTooLong` past it)."""
         items: list[str] = []
         seen: set[str] = set()
         url: str | None = self._url(first)
@@ -498,30 +507,46 @@ class RegistryClient:
             if url in seen or len(seen) >= MAX_PAGES:
                 raise RegistryError(f"{self.host} pagination loops at {url}", registry=self.host)
             seen.add(url)
+            room = cap - len(items)
             page, link = await self._retrying(
-                "registry.list", lambda u=url: self._page(u, repository, key)
+                "registry.list", lambda u=url, r=room: self._page(u, repository, key, r)
             )
+            if len(page) > room:
+                raise self._too_long(repository, key, cap)
             items.extend(page)
             url = self._next_page(url, link)
         return list(dict.fromkeys(items))
 
-    async def _page(self, url: str, repository: str, key: str) -> tuple[list[str], str]:
+    async def _page(self, url: str, repository: str, key: str, room: int) -> tuple[list[str], str]:
+        """
+        One page's entries (at most *room* + 1: one more says the cap is passed) and its
+        ``Link`` header. Parsed as it streams: the page is never held whole.
+        """
+        entries: list[str] = []
         async with self._request(
             "GET", url, repository=repository, what=key, size=MAX_LIST_BODY
         ) as resp:
-            body = await read_body(resp, MAX_LIST_BODY)
             link = resp.headers.get("Link", "")
-        if len(body) > MAX_LIST_BODY:
-            raise RegistryError(f"{key} list from {self.host} is too large", registry=self.host)
-        try:
-            values = json.loads(body).get(key) or []
-        except (ValueError, AttributeError) as exc:
-            raise RegistryError(
-                f"{key} list from {self.host} is not JSON", registry=self.host
-            ) from exc
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise RegistryError(f"{key} list from {self.host} is malformed", registry=self.host)
-        return values, link
+            stream = page_entries(resp.content, key, byte_limit=MAX_LIST_BODY)
+            try:
+                async with contextlib.aclosing(stream):
+                    async for entry in stream:
+                        entries.append(entry)
+                        if len(entries) > room:
+                            break  # the rest is never read: the cap is already passed
+            except PageUnreadable as exc:
+                raise RegistryError(
+                    f"{key} list from {self.host} {exc}", registry=self.host, repository=repository
+                ) from exc
+        return entries, link
+
+    def _too_long(self, repository: str, key: str, cap: int) -> ListTooLong:
+        if key == "tags":
+            message = f"{repository} on {self.host} has more than {cap} tags (max_tags)"
+        else:
+            message = f"the catalog of {self.host} has more than {cap} repositories "
+            message += "(max_repositories)"
+        return ListTooLong(message, cap=cap, registry=self.host, repository=repository)
 
     def _next_page(self, current: str, link: str) -> str | None:
         """The next page from a ``Link: <…>; rel="next"`` header, refusing other hosts."""
