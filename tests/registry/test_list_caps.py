@@ -23,7 +23,7 @@ from drd.registry.transport import TLSSettings, build_http_client
 from drd.replicate.runner import run_policy
 from drd.retry import RetryPolicy
 from tests.clients import open_client, policy_for
-from tests.faults import ThreadedServer
+from tests.faults import Fault, ThreadedServer, fault_proxy
 from tests.images import make_image, push_image
 from tests.reliability.cli import FAST_RETRY, run_drd, write_config
 from tests.reliability.consistency import check_target
@@ -174,3 +174,31 @@ def test_max_tags_in_the_config_fails_the_pass_with_exit_1(
     [policy] = json.loads(result.stdout)["policies"]
     assert policy["error"].startswith("ListTooLong: ")
     assert f"{repo} on {source_registry.host} has more than 2 tags (max_tags)" in policy["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(b'{"name": "x", "tags": null}', [], id="null"),
+        pytest.param(b'{"name": "x"}', [], id="no-tags-key"),
+        pytest.param(b'{"tags": ["a", "b"], "name": "x"}', ["a", "b"], id="tags-first"),
+        pytest.param(b'{"x": {"tags": ["evil"]}, "tags": ["a"]}', ["a"], id="nested-key"),
+        pytest.param(b'{"tags": [["a"]]}', "is malformed", id="nested-array"),
+        pytest.param(b'{"tags": [{"a": 1}]}', "is malformed", id="objects"),
+        pytest.param(b'{"tags": {"a": "b"}}', "is malformed", id="object-not-list"),
+        pytest.param(b'{"tags": ["a", "b"', "is not JSON", id="truncated"),
+        pytest.param(b'{"tags": ["a"]} trailing', "is not JSON", id="trailing"),
+    ],
+)
+async def test_a_streamed_tag_list_is_read_or_refused_by_shape(
+    body: bytes, expected: list[str] | str, source_registry: LocalRegistry
+) -> None:
+    """Every shape a page can take: the tags it holds, or the reason it is refused."""
+    with fault_proxy(source_registry.url) as proxy:
+        proxy.add(Fault.respond(200, body, {"Content-Type": "application/json"}), kinds="tags_list")
+        async with open_client(proxy.url) as client:
+            if isinstance(expected, list):
+                assert await client.list_tags("some/app") == expected
+            else:
+                with pytest.raises(RegistryError, match=f"tags list from .* {expected}"):
+                    await client.list_tags("some/app")
