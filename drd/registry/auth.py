@@ -70,8 +70,8 @@ def token_url(challenge: Challenge, scope: str) -> str | None:
     registry's choice of credentials, and would replace ours (`has_userinfo`).
     """
     realm = challenge.realm
-    parts = urlsplit(realm)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    parts = split_url(realm)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     if has_userinfo(realm) or effective_port(parts) is None:
         return None
@@ -115,9 +115,18 @@ def effective_port(parts: SplitResult) -> int | None:
     return port if port is not None else _DEFAULT_PORTS.get(parts.scheme)
 
 
+def split_url(url: str) -> SplitResult | None:
+    """*url* split into its parts; None when it cannot be (``http://[::1/``: a bad address)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def has_userinfo(url: str) -> bool:
     """Whether *url* carries ``user[:password]@`` before its host."""
-    return "@" in urlsplit(url).netloc
+    parts = split_url(url)
+    return parts is not None and "@" in parts.netloc
 
 
 def valid_token(token: str) -> bool:

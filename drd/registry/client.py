@@ -553,8 +553,14 @@ class RegistryClient:
         if not link or 'rel="next"' not in link:
             return None
         target = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")
-        url = urljoin(current, target)
-        if urlsplit(url).netloc != self.host or urlsplit(url).scheme != urlsplit(current).scheme:
+        try:
+            url = urljoin(current, target)
+            parts = urlsplit(url)
+        except ValueError:  # e.g. "http://[::1/": not an address
+            raise RegistryError(
+                f"{self.host} sent a pagination link that does not parse", registry=self.host
+            ) from None
+        if parts.netloc != self.host or parts.scheme != urlsplit(current).scheme:
             raise RegistryError(
                 f"{self.host} sent a pagination link to another host", registry=self.host
             )
@@ -857,8 +863,13 @@ class RegistryClient:
 
     def _upload_url(self, location: str) -> str:
         """An upload ``Location`` made absolute; `RegistryError` when it leaves this registry."""
-        url = urljoin(self._url("/"), location)
-        parts, ours = urlsplit(url), urlsplit(self.base_url)
+        try:
+            url = urljoin(self._url("/"), location)
+            parts, ours = urlsplit(url), urlsplit(self.base_url)
+        except ValueError:  # e.g. "http://[::1/": not an address
+            raise RegistryError(
+                f"{self.host} sent an upload location that does not parse", registry=self.host
+            ) from None
         if (parts.scheme, parts.netloc) != (ours.scheme, ours.netloc):
             # Uploads elsewhere would carry our credentials there: refuse.
             raise RegistryError(

@@ -62,8 +62,11 @@ def redirect_target(registry_url: str, current_url: str, location: str) -> tuple
     Refused: another scheme than http(s), userinfo, no host or a bad port, and the
     addresses `address_refusal` forbids.
     """
-    url = urljoin(current_url, location.strip())
-    parts = urlsplit(url)
+    try:
+        url = urljoin(current_url, location.strip())
+        parts = urlsplit(url)
+    except ValueError:
+        return location[:200], "a redirect to a URL that does not parse"
     if parts.scheme not in ("http", "https"):
         return url, f"a redirect to a {parts.scheme or 'relative'}: URL"
     if has_userinfo(url):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from drd.config import Credentials
-from drd.errors import Unauthorized, UnsafeResponse
+from drd.errors import RegistryError, Unauthorized, UnsafeResponse
+from drd.oci.digest import Digest
 from drd.registry.client import RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.retry import RetryPolicy
@@ -128,3 +130,56 @@ async def test_a_realm_on_another_port_of_the_same_host_gets_no_credentials(
                 await client.head_manifest("some/app", "v1")
         assert other_port.seen, "the realm was not asked at all"
         assert other_port.authorization_headers == []
+
+
+# ---------------------------------------------------------------------------
+# URLs that do not parse: a named error, never a bare ValueError
+
+BAD_URL = "http://[::1/x"  # urllib raises ValueError("Invalid IPv6 URL")
+
+
+async def test_a_realm_that_does_not_parse_is_unauthorized(source_registry: LocalRegistry) -> None:
+    """An unparseable realm is an unusable challenge, with nothing fetched."""
+    with fault_proxy(source_registry.url) as proxy:
+        proxy.add(challenge(BAD_URL), kinds="manifest_head")
+        HOSTILE_INPUTS.append("unparseable realm")
+        async with build_http_client(TLSSettings()) as http:
+            client = RegistryClient("src", proxy.url, http, RETRY, credentials=CREDS)
+            with pytest.raises(Unauthorized, match="unusable auth challenge"):
+                await client.head_manifest("some/app", "v1")
+    assert proxy.calls("token") == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "headers", "reason"),
+    [
+        pytest.param(
+            "tags_list",
+            {"Link": f'<{BAD_URL}>; rel="next"', "Content-Type": "application/json"},
+            "pagination link that does not parse",
+            id="link",
+        ),
+        pytest.param(
+            "upload_post", {"Location": BAD_URL}, "upload location that does not", id="upload"
+        ),
+        pytest.param("blob_get", {"Location": BAD_URL}, "a URL that does not parse", id="redirect"),
+    ],
+)
+async def test_urls_that_do_not_parse_are_named_errors(
+    kind: str, headers: dict[str, str], reason: str, source_registry: LocalRegistry, repo: str
+) -> None:
+    """A Link, upload Location or redirect that urllib cannot split fails as a RegistryError."""
+    status = {"tags_list": 200, "upload_post": 202, "blob_get": 307}[kind]
+    body = b'{"tags": ["v1"]}' if kind == "tags_list" else b""
+    with fault_proxy(source_registry.url) as proxy:
+        proxy.add(Fault.respond(status, body, headers), kinds=kind)
+        HOSTILE_INPUTS.append(f"unparseable URL in {kind}")
+        async with build_http_client(TLSSettings()) as http:
+            client = RegistryClient("src", proxy.url, http, RETRY)
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "tags_list": lambda: client.list_tags(repo),
+                "upload_post": lambda: client.upload_blob_bytes(repo, Digest.of(b"x"), b"x"),
+                "blob_get": lambda: client.get_blob_bytes(repo, Digest.of(b"x"), 10),
+            }
+            with pytest.raises(RegistryError, match=reason):
+                await calls[kind]()
