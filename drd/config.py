@@ -299,13 +299,22 @@ class Endpoint(BaseModel):
     key_file: ConfigPath | None = None
     insecure: bool = False
     # Token services on other hosts that may receive this endpoint's credentials
-    # (e.g. "auth.docker.io" for Docker Hub); by default only the registry's own host.
+    # (e.g. "auth.docker.io" for Docker Hub, "host:5001" for another port); by default
+    # only the registry's own host and port.
     auth_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         default_factory=list, max_length=16
     )
     requests_per_second: float | None = Field(None, gt=0, le=1_000_000)
     concurrency: int = Field(16, ge=1, le=1024)
+    # Seconds one socket read may wait for data.
     timeout: float = Field(60.0, gt=0, le=86400)
+    # Seconds one whole request may take, body included, plus its size at min_throughput
+    # bytes per second (a 1 GiB blob at the defaults: 300 s + 4096 s).
+    deadline: float = Field(300.0, gt=0, le=86400)
+    min_throughput: int = Field(256 * 1024, ge=1024, le=1 << 40)
+    # Most tags one repository, and most repositories the catalog, may list.
+    max_tags: int = Field(100_000, ge=1, le=100_000_000)
+    max_repositories: int = Field(100_000, ge=1, le=100_000_000)
 
     _credentials: Credentials | None = PrivateAttr(None)
 

@@ -48,7 +48,10 @@ async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator
     """One RegistryClient for *endpoint*, its HTTP session closed on exit."""
     tls = TLSSettings(endpoint.ca_file, endpoint.cert_file, endpoint.key_file)
     async with build_http_client(
-        tls, concurrency=endpoint.concurrency, timeout_s=endpoint.timeout
+        tls,
+        concurrency=endpoint.concurrency,
+        timeout_s=endpoint.timeout,
+        registry_host=endpoint.hostname,
     ) as http:
         yield RegistryClient(
             endpoint.name,
@@ -56,9 +59,21 @@ async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator
             http,
             retry,
             credentials=endpoint.credentials(),
-            limits=Limits(endpoint.concurrency, endpoint.requests_per_second),
+            limits=limits_for(endpoint),
             auth_hosts=frozenset(host.lower() for host in endpoint.auth_hosts),
         )
+
+
+def limits_for(endpoint: Endpoint) -> Limits:
+    """The per-endpoint Limits an `[endpoints.NAME]` table asks for. Pure."""
+    return Limits(
+        endpoint.concurrency,
+        endpoint.requests_per_second,
+        deadline_s=endpoint.deadline,
+        min_throughput=endpoint.min_throughput,
+        max_tags=endpoint.max_tags,
+        max_repositories=endpoint.max_repositories,
+    )
 
 
 @contextlib.asynccontextmanager

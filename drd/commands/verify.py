@@ -279,7 +279,8 @@ async def _client(
         return
     # Plain http only for loopback, as for configured endpoints; https everywhere else.
     scheme = "http" if _is_loopback(registry) else "https"
-    async with build_http_client(TLSSettings()) as http:
+    host = urlsplit(f"//{registry}").hostname or ""
+    async with build_http_client(TLSSettings(), registry_host=host) as http:
         yield RegistryClient(registry, f"{scheme}://{registry}", http, retry)
 
 

@@ -525,7 +525,7 @@ async def pull_blob(client: RegistryClient, repo: str, digest: Digest, size: int
     """
     hasher = digest.hasher()
     count = 0
-    async with client.open_blob(repo, digest) as reader:
+    async with client.open_blob(repo, digest, size) as reader:
         async for chunk in reader.iter_chunked(CHUNK):
             hasher.update(chunk)
             count += len(chunk)

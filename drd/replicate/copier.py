@@ -237,7 +237,7 @@ class Copier:
         self, src_repo: str, dst_repo: str, desc: Descriptor, upload_url: str | None
     ) -> None:
         check = _StreamCheck(desc)
-        async with self.source.open_blob(src_repo, desc.digest) as reader:
+        async with self.source.open_blob(src_repo, desc.digest, desc.size) as reader:
             try:
                 await self.target.upload_blob_stream(
                     dst_repo, desc.digest, desc.size, check.chunks(reader), upload_url=upload_url

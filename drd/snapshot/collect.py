@@ -536,7 +536,7 @@ class _Walk:
             self.report.blobs_present += 1
 
     async def _stream_blob(self, repo: str, digest: Digest, size: int) -> bool:
-        async with self.client.open_blob(repo, digest) as reader:
+        async with self.client.open_blob(repo, digest, size) as reader:
             return await self.store.put_stream(
                 blob_key(digest),
                 verified_chunks(reader.iter_chunked(CHUNK), digest, size),
