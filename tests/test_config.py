@@ -30,8 +30,11 @@ from drd.errors import ConfigError
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "drd.toml"
 PASSWORD = "pr1mary-s3cret-Xq9"  # noqa: S105 - a canary the tests search output for
 TOKEN = "webhook-t0ken-Zk2"  # noqa: S105 - a canary, as above
+# A real P-256 public key: config check parses every key it loads.
 PEM = (
-    b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+    b"-----BEGIN PUBLIC KEY-----\n"
+    b"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE+LdJ+AoKbbr+0yqXBIpNwCKBle46\n"
+    b"uyhhz4FAxSwIo/Q9BBSGMtMP/2hhJeUUFUxd3/2LR5JuHVqc1I7lWhPvRg==\n-----END PUBLIC KEY-----\n"
 )
 
 # DESIGN.md's example, with the credential and key files placed in the test's directory.
