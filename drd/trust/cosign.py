@@ -30,6 +30,7 @@ from drd.trust.policy import (
     PAYLOAD_TOO_LARGE,
     REKOR,
     UNKNOWN_KEY,
+    UNTRUSTED_ROOT,
     WRONG_DIGEST,
     WRONG_TYPE,
     Verified,
@@ -205,9 +206,17 @@ def verify_signature_layer(
             payload, signature, subject, policy, layer.annotations.get(BUNDLE_ANNOTATION)
         )
     except VerificationError as exc:
-        if keyless_error is None:
-            raise
-        raise most_specific(subject, [keyless_error, exc]) from None
+        if keyless_error is not None:
+            raise most_specific(subject, [keyless_error, exc]) from None
+        if CERTIFICATE_ANNOTATION in layer.annotations and exc.reason == BAD_SIGNATURE:
+            # Say why a keyless signature does not count here, not merely "bad".
+            raise fail(
+                UNTRUSTED_ROOT,
+                f"{where} is keyless (a Fulcio certificate) and verifies under no key;"
+                f" policy {policy.name} has no fulcio_roots or sigstore_root",
+                subject,
+            ) from exc
+        raise
     return replace(verified, signature_digest=layer.digest)
 
 
