@@ -8,6 +8,7 @@ against that file's digest directly with the pure verifier.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -223,3 +224,51 @@ def test_shipped_public_good_root_is_the_production_root() -> None:
     """drd ships sigstore's public-good trusted root byte for byte."""
     assert public_good_json() == signature_fixture(PROD).read_bytes()
     assert json.loads(public_good_json())["certificateAuthorities"]
+
+
+def test_tag_form_rfc3161_timestamp_is_a_signing_time_source() -> None:
+    """
+    cosign's ``dev.sigstore.cosign/rfc3161timestamp`` annotation (a TSA token over the raw
+    signature) proves the signing time: rekor2-happy-path's leaf, signature and token,
+    laid out as a ``.sig`` layer, pass chain, signature and time checks and stop only at
+    the payload (a.txt is not a simple-signing document). Without a configured TSA, or
+    without the token, nothing proves the time.
+    """
+    from dataclasses import replace
+
+    from drd.trust.keyless import (
+        CERTIFICATE_ANNOTATION,
+        TIMESTAMP_ANNOTATION,
+        verify_cosign_keyless,
+    )
+
+    doc = json.loads(
+        signature_fixture(
+            "sigstore/conformance/rekor2-happy-path/bundle.sigstore.json"
+        ).read_bytes()
+    )
+    material = doc["verificationMaterial"]
+    leaf = base64.b64decode(material["certificate"]["rawBytes"])
+    pem = (
+        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(leaf) + b"-----END CERTIFICATE-----\n"
+    )
+    token = material["timestampVerificationData"]["rfc3161Timestamps"][0]["signedTimestamp"]
+    annotations = {
+        CERTIFICATE_ANNOTATION: pem.decode(),
+        TIMESTAMP_ANNOTATION: json.dumps({"SignedRFC3161Timestamp": token}),
+    }
+    payload = signature_fixture(A_TXT).read_bytes()
+    signature = doc["messageSignature"]["signature"]
+    policy = _policy(REKOR2_ROOT, BEACON, GHA)
+
+    def reason(annotations: dict[str, str], policy: TrustPolicy) -> tuple[str, str]:
+        with pytest.raises(VerificationError) as caught:
+            verify_cosign_keyless(payload, signature, annotations, Digest.of(payload), policy)
+        return caught.value.reason, caught.value.message
+
+    found, message = reason(annotations, policy)
+    assert (found, message.startswith("signed payload is not valid JSON")) == ("malformed", True)
+    assert policy.keyless is not None
+    no_tsa = replace(policy, keyless=replace(policy.keyless, timestamp_authorities=()))
+    assert reason(annotations, no_tsa)[0] == "tlog-invalid"
+    assert reason({CERTIFICATE_ANNOTATION: pem.decode()}, policy)[0] == "tlog-invalid"
