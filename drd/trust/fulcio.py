@@ -34,7 +34,7 @@ from drd.errors import ConfigError
 from drd.oci.digest import Digest
 from drd.trust.decode import fail
 from drd.trust.keys import MAX_PEM_BYTES, TrustKey, load_public_key
-from drd.trust.policy import BAD_SIGNATURE, EXPIRED, UNTRUSTED_IDENTITY, UNTRUSTED_ROOT
+from drd.trust.policy import EXPIRED, UNTRUSTED_IDENTITY, UNTRUSTED_ROOT
 
 _FULCIO = "1.3.6.1.4.1.57264.1"
 # The OIDC issuer: 1.8 is a DER UTF8String; 1.1 (deprecated, alone in older leaves) raw bytes.
@@ -248,6 +248,7 @@ def verify_chain(
             errors.append(f"{authority.source}: {exc}")
             continue
         return authority
+    # Expired only when every authority failed for time alone (outside its validity window).
     reason = EXPIRED if errors and all("not valid at" in e for e in errors) else UNTRUSTED_ROOT
     raise fail(
         reason,
@@ -369,6 +370,6 @@ def verify_sct(
         if key.verify(sct.signature, signed):
             return
         raise fail(
-            BAD_SIGNATURE, f"the certificate's SCT does not verify under {key.source}", subject
+            UNTRUSTED_ROOT, f"the certificate's SCT does not verify under {key.source}", subject
         )
     raise fail(UNTRUSTED_ROOT, "no SCT in the certificate is from a configured CT log", subject)

@@ -29,7 +29,7 @@ import rfc3161_client
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from drd.errors import VerificationError
+from drd.errors import ConfigError, VerificationError
 from drd.oci.digest import Digest
 from drd.trust.decode import MAX_ENTRIES, decode_b64, fail, load_json, lookup
 from drd.trust.fulcio import (
@@ -72,7 +72,7 @@ class Signed:
 
 
 @dataclass(slots=True)
-class _Times:
+class SigningTimes:
     """Signing times proven so far, and the log entry that proved one."""
 
     seen: list[datetime] = field(default_factory=list)
@@ -117,10 +117,10 @@ def verify_keyless(
     leaf: x509.Certificate,
     untrusted: Sequence[x509.Certificate],
     signed: Signed,
-    prove_times: Callable[[x509.Certificate, KeylessTrust, _Times], None],
+    prove_times: Callable[[x509.Certificate, KeylessTrust, SigningTimes], None],
     policy: TrustPolicy,
     subject: Digest,
-) -> tuple[CertIdentity, _Times, TrustKey]:
+) -> tuple[CertIdentity, SigningTimes, TrustKey]:
     """
     The checks shared by both forms, up to (not including) reading the payload.
 
@@ -130,12 +130,15 @@ def verify_keyless(
     trust = keyless_trust(policy, subject)
     # Chain first, at the leaf's own start: "not from our Fulcio" beats any later finding.
     authority = verify_chain(leaf, untrusted, trust.authorities, leaf.not_valid_before_utc, subject)
-    key = public_key_of(leaf, "fulcio certificate")
+    try:
+        key = public_key_of(leaf, "fulcio certificate")
+    except ConfigError as exc:
+        raise fail(BAD_SIGNATURE, f"the certificate's key cannot verify: {exc}", subject) from exc
     if not signed.verifies(key):
         raise fail(
             BAD_SIGNATURE, "signature does not verify under its Fulcio certificate's key", subject
         )
-    times = _Times()
+    times = SigningTimes()
     prove_times(leaf, trust, times)
     if not times.seen:
         raise fail(
@@ -164,7 +167,7 @@ def verify_keyless(
 def _finish(
     identity: CertIdentity,
     trust: KeylessTrust,
-    times: _Times,
+    times: SigningTimes,
     leaf: x509.Certificate,
     policy: TrustPolicy,
     subject: Digest,
@@ -220,7 +223,7 @@ def verify_cosign_keyless(
 
     signed = Signed(signature, lambda key: key.verify(signature, payload), check_body)
 
-    def prove(cert: x509.Certificate, trust: KeylessTrust, times: _Times) -> None:
+    def prove(cert: x509.Certificate, trust: KeylessTrust, times: SigningTimes) -> None:
         if (bundle := annotations.get(BUNDLE_ANNOTATION)) is not None:
             _cosign_set(bundle, signed, cert, policy, subject, times)
         elif policy.require_rekor:
@@ -249,7 +252,7 @@ def _cosign_set(
     leaf: x509.Certificate,
     policy: TrustPolicy,
     subject: Digest,
-    times: _Times,
+    times: SigningTimes,
 ) -> None:
     try:
         doc = load_json(bundle, "rekor bundle", subject, REKOR)
@@ -410,12 +413,18 @@ def verify_timestamp(
 
 
 def bundle_version(media_type: str) -> tuple[int, int]:
-    """(0, 1) for ``…bundle+json;version=0.1``, (0, 3) for ``…bundle.v0.3+json``."""
+    """
+    (0, 1) for ``…bundle+json;version=0.1``, (0, 3) for ``…bundle.v0.3+json``.
+
+    An unreadable version counts as (0, 2): the stricter rules (inclusion proof) apply.
+    """
     text = media_type.rpartition("version=")[2] if "version=" in media_type else ""
     if not text and ".v" in media_type:
         text = media_type.rpartition(".v")[2].removesuffix("+json")
     major, _, minor = text.partition(".")
-    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
+    if not (major.isdigit() and minor.isdigit() and len(major) + len(minor) < 8):
+        return (0, 2)
+    return (int(major), int(minor))
 
 
 def bundle_certificates(material: dict[str, Any], subject: Digest) -> list[x509.Certificate]:
@@ -452,7 +461,7 @@ def verify_keyless_bundle(
     version = bundle_version(str(doc.get("mediaType")))
     leaf, *untrusted = bundle_certificates(material, subject)
 
-    def prove(cert: x509.Certificate, trust: KeylessTrust, times: _Times) -> None:
+    def prove(cert: x509.Certificate, trust: KeylessTrust, times: SigningTimes) -> None:
         entries = material.get("tlogEntries") or []
         if not isinstance(entries, list):
             raise fail(TLOG_INVALID, "tlogEntries is not a list", subject)
@@ -468,12 +477,9 @@ def verify_keyless_bundle(
                 failures.append(exc)
         if failures:
             raise most_specific(subject, failures, what="rekor entry")
-        stamps = (
-            lookup(doc, "verificationMaterial", dict, subject, MALFORMED).get(
-                "timestampVerificationData"
-            )
-            or {}
-        )
+        stamps = material.get("timestampVerificationData") or {}
+        if not isinstance(stamps, dict):
+            raise fail(TLOG_INVALID, "timestampVerificationData is not an object", subject)
         for stamp in (stamps.get("rfc3161Timestamps") or [])[:MAX_ENTRIES]:
             token = decode_b64(
                 lookup(stamp, "signedTimestamp", str, subject, TLOG_INVALID),
@@ -506,7 +512,7 @@ def _bundle_entry(
     leaf: x509.Certificate,
     policy: TrustPolicy,
     subject: Digest,
-    times: _Times,
+    times: SigningTimes,
 ) -> None:
     """One ``tlogEntries`` item: its SET and/or inclusion proof, then its body."""
     body_b64 = lookup(item, "canonicalizedBody", str, subject, TLOG_INVALID)
@@ -518,13 +524,16 @@ def _bundle_entry(
     proof = item.get("inclusionProof") if isinstance(item, dict) else None
     if proof is None and version >= (0, 2):
         raise fail(
-            TLOG_INVALID, f"bundle v0.{version[1]} entry has no inclusion proof (required)", subject
+            TLOG_INVALID,
+            f"bundle v{version[0]}.{version[1]} entry has no inclusion proof (required from v0.2)",
+            subject,
         )
     if proof is None and promise is None:
         raise fail(TLOG_INVALID, "rekor entry has neither a promise nor a proof", subject)
     raw_body = decode_b64(body_b64, "rekor body", subject, TLOG_INVALID)
     if proof is not None:
         _verify_proof(proof, raw_body, policy, subject)
+        times.log_index = index
     body = load_json(raw_body, "rekor body", subject, TLOG_INVALID)
     if promise is not None:
         integrated = _int(lookup(item, "integratedTime", str, subject, TLOG_INVALID), subject)

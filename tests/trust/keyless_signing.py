@@ -253,20 +253,22 @@ def cosign_rekor_bundle(
     )
 
 
-def _mth(leaves: Sequence[bytes]) -> bytes:
+def mth(leaves: Sequence[bytes]) -> bytes:
+    """RFC 9162 Merkle tree hash of leaf hashes (reference implementation, by the spec)."""
     if len(leaves) == 1:
         return leaves[0]
     k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
 
 
-def _path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+def merkle_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """RFC 9162 inclusion proof for leaf *index*, by the spec's recursive definition."""
     if len(leaves) == 1:
         return []
     k = 1 << ((len(leaves) - 1).bit_length() - 1)
     if index < k:
-        return [*_path(index, leaves[:k]), _mth(leaves[k:])]
-    return [*_path(index - k, leaves[k:]), _mth(leaves[:k])]
+        return [*merkle_path(index, leaves[:k]), mth(leaves[k:])]
+    return [*merkle_path(index - k, leaves[k:]), mth(leaves[:k])]
 
 
 def inclusion_proof(
@@ -275,7 +277,7 @@ def inclusion_proof(
     """A bundle ``inclusionProof`` for *body* at *index* in a tree of *size*, with checkpoint."""
     leaves = [leaf_hash(b"other-%d" % i) for i in range(size)]
     leaves[index] = leaf_hash(body)
-    root = _mth(leaves)
+    root = mth(leaves)
     note = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
     signature = bytes.fromhex(log_id(log))[:4] + sign_raw(note.encode(), log)
     envelope = f"{note}\n\u2014 {origin} {base64.b64encode(signature).decode()}\n"
@@ -283,7 +285,7 @@ def inclusion_proof(
         "logIndex": str(index),
         "rootHash": base64.b64encode(root).decode(),
         "treeSize": str(size),
-        "hashes": [base64.b64encode(h).decode() for h in _path(index, leaves)],
+        "hashes": [base64.b64encode(h).decode() for h in merkle_path(index, leaves)],
         "checkpoint": {"envelope": envelope},
     }
 

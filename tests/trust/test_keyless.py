@@ -10,6 +10,7 @@ an inclusion proof for another leaf, and more.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -21,8 +22,10 @@ from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.trust.bundle import verify_sigstore_bundle
 from drd.trust.cosign import verify_signature_manifest
+from drd.trust.keyless import bundle_version
 from drd.trust.keys import TrustPolicy
 from drd.trust.policy import Verified
+from drd.trust.tlog import leaf_hash, root_from_proof
 from tests.trust.keyless_signing import (
     GHA,
     SIGNED_AT,
@@ -32,6 +35,8 @@ from tests.trust.keyless_signing import (
     cert_hashedrekord,
     default_log,
     keyless_policy,
+    merkle_path,
+    mth,
     rule,
 )
 from tests.trust.signing import cached_key, policy_for, signature_manifest, simple_signing_payload
@@ -295,3 +300,39 @@ def test_checkpoint_signed_by_an_untrusted_log_is_tlog_invalid() -> None:
             json.dumps(doc).encode(), Digest.of(artifact), keyless_policy(FULCIO, LOG)
         )
     assert caught.value.reason == "tlog-invalid"
+
+
+# --- pure pieces -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("media_type", "version"),
+    [
+        pytest.param("application/vnd.dev.sigstore.bundle+json;version=0.1", (0, 1), id="v0.1"),
+        pytest.param("application/vnd.dev.sigstore.bundle+json;version=0.2", (0, 2), id="v0.2"),
+        pytest.param("application/vnd.dev.sigstore.bundle.v0.3+json", (0, 3), id="v0.3"),
+        pytest.param("application/vnd.dev.sigstore.bundle.vX+json", (0, 2), id="unreadable"),
+    ],
+)
+def test_bundle_version_unreadable_counts_as_strict(
+    media_type: str, version: tuple[int, int]
+) -> None:
+    """An unreadable bundle version gets v0.2's rules: an inclusion proof is required."""
+    assert bundle_version(media_type) == version
+
+
+def test_inclusion_proofs_hold_for_every_leaf_and_only_that_leaf() -> None:
+    """RFC 9162 proofs round-trip for every index of trees of 1..17 leaves; others fail."""
+    for size in range(1, 18):
+        leaves = [leaf_hash(b"%d" % i) for i in range(size)]
+        root = mth(leaves)
+        for index in range(size):
+            proof = merkle_path(index, leaves)
+            assert root_from_proof(index, size, leaves[index], proof) == root
+            if size > 1:
+                other = (index + 1) % size
+                # A proof of the wrong length for that index is refused outright.
+                with contextlib.suppress(ValueError):
+                    assert root_from_proof(other, size, leaves[index], proof) != root
+    with pytest.raises(ValueError, match="outside"):
+        root_from_proof(3, 3, leaves[0], [])
