@@ -27,6 +27,7 @@ from tests.clients import RETRY, open_client
 from tests.images import Image, RegistryWriter, make_image, push_image, signature_tag
 from tests.servers import LocalRegistry
 from tests.skopeo import inspect_raw, list_tags
+from tests.snapshot.helpers import json_out, run_drd
 from tests.trust.keyless_signing import GHA, WORKFLOW, FakeFulcio, KeylessSigner, default_log
 from tests.trust.signing import signature_manifest, simple_signing_payload
 
@@ -184,3 +185,57 @@ async def test_replicate_and_verify_commands_name_the_keyless_identity(
     check = await asyncio.to_thread(drd, "verify", f"{source_registry.host}/{repo}:foreign")
     assert check.returncode == 1
     assert "untrusted-identity" in check.stdout.decode()
+
+
+async def test_drill_verifies_keyless_signatures_of_restored_images(
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    third_registry: LocalRegistry,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """
+    A drill under the keyless policy passes with the keyless-signed image verified after
+    restore; once an image signed by a foreign identity is in the snapshot, it fails
+    naming ``untrusted-identity``.
+    """
+    config = write_config(tmp_path, source_registry, target_registry, repo)
+    config.write_text(
+        config.read_text()
+        + f"""
+[endpoints.drill]
+url = "{third_registry.url}"
+
+[snapshots]
+source = "source"
+store = "file://{tmp_path / "snapshots"}"
+repositories = ["{repo}"]
+
+[drills]
+target = "drill"
+trust = "ci"
+rto = "10m"
+rpo = "1h"
+report_dir = "{tmp_path / "reports"}"
+
+[daemon]
+state_dir = "{tmp_path / "state"}"
+"""
+    )
+    await push_keyless_signed(source_registry, repo, make_image(f"{repo}/drill"), "v1", WORKFLOW)
+    assert (await run_drd("snapshot", "create", config=config)).returncode == 0
+
+    passed = await run_drd("drill", "--json", config=config)
+
+    assert passed.returncode == 0, passed.stderr
+    assert json_out(passed)["readback"]["signed_ok"] == 1
+
+    foreign = make_image(f"{repo}/drill-foreign")
+    await push_keyless_signed(source_registry, repo, foreign, "v2", OTHER_WORKFLOW)
+    assert (await run_drd("snapshot", "create", config=config)).returncode == 0
+    failed = await run_drd("drill", "--json", config=config)
+
+    assert failed.returncode == 1, failed.stderr
+    [failure] = json_out(failed)["failures"]
+    assert (failure["tag"], failure["digest"]) == ("v2", str(foreign.digest))
+    assert "untrusted-identity" in failure["reason"]
