@@ -25,13 +25,8 @@ from drd.trust.decode import (
     load_json,
     lookup,
 )
-from drd.trust.keyless import (
-    Signed,
-    check_dsse_cert,
-    check_hashedrekord_cert,
-    keyless_trust,
-    verify_keyless_bundle,
-)
+from drd.trust.entries import check_dsse_cert, check_hashedrekord_cert
+from drd.trust.keyless import Signed, keyless_trust, verify_keyless_bundle
 from drd.trust.keys import TrustKey, TrustPolicy
 from drd.trust.policy import (
     BAD_SIGNATURE,

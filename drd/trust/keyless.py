@@ -14,7 +14,7 @@ Why not sigstore-python's ``Verifier``: it requires an inclusion proof in every 
 (cosign's tag-form signatures carry only a SET) and an SCT from a CT log in its trusted
 root (a private Fulcio often has none), and it brings a TUF client along. Chain
 validation is `cryptography`'s verifier and RFC 3161 is ``rfc3161-client``'s; the log
-proofs are in `drd.trust.tlog`.
+proofs are in `drd.trust.tlog`, what an entry must record in `drd.trust.entries`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from drd.errors import ConfigError, VerificationError
 from drd.oci.digest import Digest
 from drd.trust.decode import MAX_ENTRIES, decode_b64, fail, load_json, lookup
+from drd.trust.entries import check_hashedrekord_cert, load_leaf
 from drd.trust.fulcio import (
     MAX_CHAIN,
     CertIdentity,
@@ -92,16 +93,6 @@ def keyless_trust(policy: TrustPolicy, subject: Digest) -> KeylessTrust:
     return policy.keyless
 
 
-def load_leaf(der_or_pem: bytes, subject: Digest) -> x509.Certificate:
-    """The signing certificate, PEM or DER; ``malformed`` when it is neither."""
-    try:
-        if der_or_pem.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(der_or_pem)
-        return x509.load_der_x509_certificate(der_or_pem)
-    except ValueError as exc:
-        raise fail(MALFORMED, f"signing certificate is unreadable: {exc}", subject) from exc
-
-
 def _chain(pem: str | None, subject: Digest) -> list[x509.Certificate]:
     if not pem:
         return []
@@ -120,12 +111,12 @@ def verify_keyless(
     prove_times: Callable[[x509.Certificate, KeylessTrust, SigningTimes], None],
     policy: TrustPolicy,
     subject: Digest,
-) -> tuple[CertIdentity, SigningTimes, TrustKey]:
+) -> tuple[CertIdentity, SigningTimes]:
     """
     The checks shared by both forms, up to (not including) reading the payload.
 
     *prove_times* adds verified signing times (and checks log bodies). Returns the
-    leaf's identity, already matched against the policy, and the proven times.
+    leaf's identity (matched against the policy later, by `_finish`) and the times.
     """
     trust = keyless_trust(policy, subject)
     # Chain first, at the leaf's own start: "not from our Fulcio" beats any later finding.
@@ -160,8 +151,7 @@ def verify_keyless(
         if issuer is None:
             raise fail(UNTRUSTED_ROOT, "the certificate's issuer is not in its chain", subject)
         verify_sct(leaf, issuer, trust.ctlog_keys, subject)
-    identity = identity_of(leaf, subject)
-    return identity, times, key
+    return identity_of(leaf, subject), times
 
 
 def _finish(
@@ -238,7 +228,7 @@ def verify_cosign_keyless(
             times.seen.append(verify_timestamp(token, signature, trust, subject))
 
     untrusted = _chain(annotations.get(CHAIN_ANNOTATION), subject)
-    identity, times, _ = verify_keyless(leaf, untrusted, signed, prove, policy, subject)
+    identity, times = verify_keyless(leaf, untrusted, signed, prove, policy, subject)
     reference = read_simple_signing(payload, subject, str(identity))
     trust = keyless_trust(policy, subject)
     return _finish(
@@ -273,107 +263,6 @@ def _cosign_set(
     signed.check_body(entry.body, leaf)
     times.seen.append(datetime.fromtimestamp(entry.integrated_time, UTC))
     times.log_index, times.integrated_time = entry.log_index, entry.integrated_time
-
-
-# --- log bodies ------------------------------------------------------------------------
-
-
-def _same_cert(encoded: str, leaf: x509.Certificate, subject: Digest) -> None:
-    """*encoded* (base64 PEM or DER, as entries record it) is exactly *leaf*."""
-    raw = decode_b64(encoded, "rekor entry certificate", subject, TLOG_INVALID)
-    if b"CERTIFICATE" not in raw and raw.lstrip().startswith(b"-----BEGIN"):
-        raise fail(TLOG_INVALID, "rekor entry names a public key, not the certificate", subject)
-    try:
-        named = load_leaf(raw, subject)
-    except VerificationError as exc:
-        raise fail(TLOG_INVALID, f"rekor entry certificate: {exc.message}", subject) from exc
-    if named != leaf:
-        raise fail(
-            TLOG_INVALID, "rekor entry records another certificate than the one used", subject
-        )
-
-
-def check_hashedrekord_cert(
-    body: dict[str, Any],
-    message_sha256: str,
-    signature: bytes,
-    leaf: x509.Certificate,
-    subject: Digest,
-) -> None:
-    """A ``hashedrekord`` 0.0.1 or 0.0.2 body records this digest, signature and certificate."""
-    kind, version = body.get("kind"), body.get("apiVersion")
-    if kind != "hashedrekord":
-        raise fail(TLOG_INVALID, f"rekor entry kind {kind!r} does not record a signature", subject)
-    if version == "0.0.2":
-        spec = lookup(body, "spec.hashedRekordV002", dict, subject, TLOG_INVALID)
-        if lookup(spec, "data.algorithm", str, subject, TLOG_INVALID) != "SHA2_256":
-            raise fail(TLOG_INVALID, "rekor entry does not record a sha256 digest", subject)
-        digest = decode_b64(
-            lookup(spec, "data.digest", str, subject, TLOG_INVALID), "digest", subject, TLOG_INVALID
-        ).hex()
-        recorded = lookup(spec, "signature.content", str, subject, TLOG_INVALID)
-        cert = lookup(
-            spec, "signature.verifier.x509Certificate.rawBytes", str, subject, TLOG_INVALID
-        )
-    else:
-        if lookup(body, "spec.data.hash.algorithm", str, subject, TLOG_INVALID) != "sha256":
-            raise fail(TLOG_INVALID, "rekor entry does not record a sha256 digest", subject)
-        digest = lookup(body, "spec.data.hash.value", str, subject, TLOG_INVALID)
-        recorded = lookup(body, "spec.signature.content", str, subject, TLOG_INVALID)
-        cert = lookup(body, "spec.signature.publicKey.content", str, subject, TLOG_INVALID)
-    if digest != message_sha256:
-        raise fail(TLOG_INVALID, "rekor entry records another payload than the one signed", subject)
-    if decode_b64(recorded, "rekor signature", subject, TLOG_INVALID) != signature:
-        raise fail(
-            TLOG_INVALID, "rekor entry records another signature than the one verified", subject
-        )
-    _same_cert(cert, leaf, subject)
-
-
-def check_dsse_cert(
-    body: dict[str, Any],
-    payload: bytes,
-    signature: bytes,
-    leaf: x509.Certificate,
-    subject: Digest,
-) -> None:
-    """A ``dsse`` 0.0.1 or ``intoto`` 0.0.2 body records this envelope payload and signature."""
-    kind = body.get("kind")
-    payload_sha256 = hashlib.sha256(payload).hexdigest()
-    if kind == "dsse":
-        spec = lookup(body, "spec", dict, subject, TLOG_INVALID)
-        entries = [
-            (
-                lookup(s, "signature", str, subject, TLOG_INVALID),
-                lookup(s, "verifier", str, subject, TLOG_INVALID),
-            )
-            for s in lookup(spec, "signatures", list, subject, TLOG_INVALID)[:MAX_ENTRIES]
-        ]
-    elif kind == "intoto" and body.get("apiVersion") == "0.0.2":
-        spec = lookup(body, "spec.content", dict, subject, TLOG_INVALID)
-        # intoto 0.0.2 stores each signature base64-encoded twice.
-        entries = [
-            (
-                decode_b64(
-                    lookup(s, "sig", str, subject, TLOG_INVALID), "sig", subject, TLOG_INVALID
-                ).decode(),
-                lookup(s, "publicKey", str, subject, TLOG_INVALID),
-            )
-            for s in lookup(spec, "envelope.signatures", list, subject, TLOG_INVALID)[:MAX_ENTRIES]
-        ]
-    else:
-        raise fail(
-            TLOG_INVALID, f"rekor entry kind {kind!r} does not record a DSSE envelope", subject
-        )
-    if lookup(spec, "payloadHash.algorithm", str, subject, TLOG_INVALID) != "sha256" or (
-        lookup(spec, "payloadHash.value", str, subject, TLOG_INVALID) != payload_sha256
-    ):
-        raise fail(TLOG_INVALID, "rekor entry records another envelope payload", subject)
-    for recorded, cert in entries:
-        if decode_b64(recorded, "rekor signature", subject, TLOG_INVALID) == signature:
-            _same_cert(cert, leaf, subject)
-            return
-    raise fail(TLOG_INVALID, "rekor entry records another signature than the one verified", subject)
 
 
 # --- timestamps ------------------------------------------------------------------------
@@ -489,7 +378,7 @@ def verify_keyless_bundle(
             )
             times.seen.append(verify_timestamp(token, signed.signature, trust, subject))
 
-    identity, times, _ = verify_keyless(leaf, untrusted, signed, prove, policy, subject)
+    identity, times = verify_keyless(leaf, untrusted, signed, prove, policy, subject)
     predicate_type = signed.read()
     trust = keyless_trust(policy, subject)
     return _finish(
