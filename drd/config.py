@@ -424,6 +424,9 @@ class Trust(BaseModel):
         keyless = bool(self.fulcio_roots) or self.sigstore_root is not None
         if not self.keys and not keyless:
             problems.append(("keys", "set keys, or fulcio_roots / sigstore_root for keyless"))
+        if self.fulcio_roots and not self.rekor_keys and self.sigstore_root is None:
+            # Without a log key nothing proves when a ten-minute certificate signed.
+            problems.append(("rekor_keys", "fulcio_roots need at least one rekor key"))
         if keyless and not self.identities:
             problems.append(("identities", "keyless trust needs at least one [[identities]] entry"))
         for field in ("identities", "ctlog_keys"):

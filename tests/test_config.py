@@ -1017,7 +1017,16 @@ def test_config_check_names_every_key_and_root_that_does_not_parse(tmp_path: Pat
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        pytest.param('fulcio_roots = ["f.pem"]\n', "trust.ci.identities", id="no-identity"),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\nrekor_keys = ["k.pub"]\n',
+            "trust.ci.identities",
+            id="no-identity",
+        ),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\n[[trust.ci.identities]]\nissuer = "x"\nsubject = "y"\n',
+            "trust.ci.rekor_keys",
+            id="fulcio-roots-without-a-rekor-key",
+        ),
         pytest.param(
             'keys = ["k.pub"]\n[[trust.ci.identities]]\nissuer = "x"\nsubject = "y"\n',
             "trust.ci.identities",
