@@ -190,7 +190,7 @@ def verify_signature_layer(
     if not signature:
         raise fail(MALFORMED, f"{where} has no {SIGNATURE_ANNOTATION} annotation", subject)
     keyless_error: VerificationError | None = None
-    if CERTIFICATE_ANNOTATION in layer.annotations and (policy.keyless or not policy.keys):
+    if CERTIFICATE_ANNOTATION in layer.annotations and policy.keyless is not None:
         try:
             verified = verify_cosign_keyless(
                 payload, signature, dict(layer.annotations), subject, policy

@@ -336,3 +336,15 @@ def test_inclusion_proofs_hold_for_every_leaf_and_only_that_leaf() -> None:
                     assert root_from_proof(other, size, leaves[index], proof) != root
     with pytest.raises(ValueError, match="outside"):
         root_from_proof(3, 3, leaves[0], [])
+
+
+def test_policy_with_keys_and_keyless_roots_takes_either() -> None:
+    """Keys and Fulcio roots together: a keyless signature verifies, a foreign one says why."""
+    from dataclasses import replace
+
+    key = cached_key("ecdsa-p256")
+    both = replace(keyless_policy(FULCIO, LOG), keys=(key.trust_key(),))
+
+    assert _verify(_signer().sign_layer(PAYLOAD), both).identity == WORKFLOW
+    foreign = _signer(subject="mallory@example.com").sign_layer(PAYLOAD)
+    assert _reason(foreign, both) == "untrusted-identity"
