@@ -1065,3 +1065,13 @@ def test_keyless_identity_mistakes_name_the_field(tmp_path: Path, text: str, fie
     errors = config_errors(minimal_with(tmp_path, "[trust.ci]\n" + text))
 
     assert field in errors, errors
+
+
+def test_certificate_given_as_a_key_fails_config_check(tmp_path: Path) -> None:
+    """A certificate in ``keys`` is named by config check, not discovered at run time."""
+    (tmp_path / "cert.pem").write_bytes(_fulcio_pem())
+
+    errors = config_errors(minimal_with(tmp_path, '[trust.t]\nkeys = ["cert.pem"]\n'))
+
+    assert list(errors) == ["trust.t.keys[0]"]
+    assert "is a certificate; give its public key" in errors["trust.t.keys[0]"]
