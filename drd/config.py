@@ -68,6 +68,7 @@ __all__ = [
     "Drills",
     "Endpoint",
     "Failover",
+    "Identity",
     "Replication",
     "RetrySettings",
     "Settings",
@@ -365,24 +366,83 @@ class Endpoint(BaseModel):
         return copy
 
 
+class Identity(BaseModel):
+    """
+    One keyless identity a trust policy accepts: certificate subject and OIDC issuer.
+
+    Exact values or regular expressions (matched in full); the optional claims are
+    exact values of Fulcio's certificate extensions, e.g. ``source_ref = "refs/heads/main"``.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    issuer: str | None = Field(None, min_length=1, max_length=1024)
+    issuer_regex: Regex | None = None
+    subject: str | None = Field(None, min_length=1, max_length=1024)
+    subject_regex: Regex | None = None
+    source_repository: str | None = Field(None, min_length=1, max_length=1024)
+    source_ref: str | None = Field(None, min_length=1, max_length=1024)
+    workflow_trigger: str | None = Field(None, min_length=1, max_length=256)
+    build_signer_uri: str | None = Field(None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Self:
+        problems = [
+            (exact, f"set exactly one of {exact} and {exact}_regex")
+            for exact, pattern in (
+                ("issuer", self.issuer_regex),
+                ("subject", self.subject_regex),
+            )
+            if (getattr(self, exact) is None) == (pattern is None)
+        ]
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+
 class Trust(BaseModel):
-    """A trust policy: the public keys whose signatures make an artifact verified."""
+    """
+    A trust policy: the public keys, or keyless Sigstore roots and identities, whose
+    signatures make an artifact verified.
+    """
 
     model_config = _MODEL_CONFIG
 
     name: str = ""
-    keys: list[ConfigPath] = Field(min_length=1, max_length=256)
+    keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
     rekor_keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
     require_rekor: bool = False
     require_children: bool = False
+    fulcio_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    ctlog_keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    # A trusted_root.json path, or "public-good" for the root shipped with drd.
+    sigstore_root: str | None = Field(None, min_length=1, max_length=4096)
+    identities: list[Identity] = Field(default_factory=list, max_length=256)
 
     _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _fulcio_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _ctlog_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _sigstore_root: tuple[str, bytes] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.require_rekor and not self.rekor_keys:
-            raise _Invalid([("rekor_keys", "require_rekor = true needs at least one rekor key")])
+        problems: list[tuple[str, str]] = []
+        if self.require_rekor and not self.rekor_keys and self.sigstore_root is None:
+            problems.append(("rekor_keys", "require_rekor = true needs at least one rekor key"))
+        keyless = bool(self.fulcio_roots) or self.sigstore_root is not None
+        if not self.keys and not keyless:
+            problems.append(("keys", "set keys, or fulcio_roots / sigstore_root for keyless"))
+        if self.fulcio_roots and not self.rekor_keys and self.sigstore_root is None:
+            # Without a log key nothing proves when a ten-minute certificate signed.
+            problems.append(("rekor_keys", "fulcio_roots need at least one rekor key"))
+        if keyless and not self.identities:
+            problems.append(("identities", "keyless trust needs at least one [[identities]] entry"))
+        for field in ("identities", "ctlog_keys"):
+            if getattr(self, field) and not keyless:
+                problems.append((field, "applies only with fulcio_roots or sigstore_root"))
+        if problems:
+            raise _Invalid(problems)
         return self
 
     def key_pems(self) -> list[tuple[str, bytes]]:
@@ -393,12 +453,32 @@ class Trust(BaseModel):
         """(source path, PEM bytes) of each transparency-log key."""
         return list(self._rekor_pems)
 
+    def fulcio_pems(self) -> list[tuple[str, bytes]]:
+        """(source path, PEM bytes) of each Fulcio root file."""
+        return list(self._fulcio_pems)
+
+    def ctlog_pems(self) -> list[tuple[str, bytes]]:
+        """(source path, PEM bytes) of each CT log key."""
+        return list(self._ctlog_pems)
+
+    def sigstore_root_json(self) -> tuple[str, bytes] | None:
+        """(source, bytes) of the ``trusted_root.json`` this policy names, if any."""
+        return self._sigstore_root
+
     def with_pems(
-        self, keys: Iterable[tuple[str, bytes]], rekor: Iterable[tuple[str, bytes]] = ()
+        self,
+        keys: Iterable[tuple[str, bytes]],
+        rekor: Iterable[tuple[str, bytes]] = (),
+        *,
+        fulcio: Iterable[tuple[str, bytes]] = (),
+        ctlog: Iterable[tuple[str, bytes]] = (),
+        sigstore_root: tuple[str, bytes] | None = None,
     ) -> Trust:
         """A copy of this policy holding the given key material."""
         copy = self.model_copy()
         copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
+        copy._fulcio_pems, copy._ctlog_pems = tuple(fulcio), tuple(ctlog)
+        copy._sigstore_root = sigstore_root
         return copy
 
 
@@ -1085,9 +1165,51 @@ class _FileLoader:
 
     def _trust(self, table: Trust) -> Trust:
         table = self._paths(table)
-        keys = self._pems(table.keys, f"trust.{table.name}.keys")
-        rekor = self._pems(table.rekor_keys, f"trust.{table.name}.rekor_keys")
-        return table.with_pems(keys, rekor)
+        where = f"trust.{table.name}"
+        keys = self._pems(table.keys, f"{where}.keys")
+        rekor = self._pems(table.rekor_keys, f"{where}.rekor_keys")
+        fulcio = self._pems(table.fulcio_roots, f"{where}.fulcio_roots")
+        ctlog = self._pems(table.ctlog_keys, f"{where}.ctlog_keys")
+        root = self._sigstore_root(table.sigstore_root, f"{where}.sigstore_root")
+        loaded = table.with_pems(keys, rekor, fulcio=fulcio, ctlog=ctlog, sigstore_root=root)
+        self._parse_trust(loaded, where)
+        return loaded
+
+    def _sigstore_root(self, value: str | None, where: str) -> tuple[str, bytes] | None:
+        if value is None:
+            return None
+        # Imported on use: configs without keyless trust never load cryptography here.
+        from drd.trust.sigstore_root import PUBLIC_GOOD, public_good_json
+
+        if value == PUBLIC_GOOD:
+            return PUBLIC_GOOD, public_good_json()
+        path = self._resolve(Path(value), secret=False)
+        data = self._read(path, where, _MAX_PEM_BYTES)
+        return None if data is None else (str(path), data)
+
+    def _parse_trust(self, table: Trust, where: str) -> None:
+        """Parse every key, certificate and root now, so config check names a bad one."""
+        from drd.trust.fulcio import authority_from_pem
+        from drd.trust.keys import load_public_key
+        from drd.trust.sigstore_root import load_sigstore_root
+
+        groups: list[tuple[str, list[tuple[str, bytes]], Any]] = [
+            ("keys", table.key_pems(), load_public_key),
+            ("rekor_keys", table.rekor_pems(), load_public_key),
+            ("fulcio_roots", table.fulcio_pems(), authority_from_pem),
+            ("ctlog_keys", table.ctlog_pems(), load_public_key),
+        ]
+        for field, loaded, parse in groups:
+            for index, (source, pem) in enumerate(loaded):
+                try:
+                    parse(pem, source)
+                except ConfigError as exc:
+                    self.problems.append((f"{where}.{field}[{index}]", str(exc)))
+        if (root := table.sigstore_root_json()) is not None:
+            try:
+                load_sigstore_root(root[1], root[0])
+            except ConfigError as exc:
+                self.problems.append((f"{where}.sigstore_root", str(exc)))
 
     def _pems(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
         loaded: list[tuple[str, bytes]] = []
@@ -1269,6 +1391,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         data["endpoints"][key]["credentials"] = _describe_credentials(ep.credentials())
     for key, table in settings.trust.items():
         data["trust"][key]["loaded_keys"] = len(table.key_pems())
+        data["trust"][key]["loaded_fulcio_roots"] = len(table.fulcio_pems())
     data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
     if settings.snapshots is not None:
         signing = settings.snapshots.signing_key() is not None

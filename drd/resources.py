@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from drd.replicate.runner import Policy, Verifier
 from drd.retry import RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
+    from drd.trust.fulcio import KeylessTrust
     from drd.trust.keys import TrustPolicy
 
 
@@ -146,10 +148,55 @@ def trust_policy(trust: Trust) -> TrustPolicy:
     """Load a `[trust.NAME]` table's keys into a TrustPolicy; raises ConfigError on bad keys."""
     from drd.trust.keys import TrustPolicy, load_public_key
 
+    rekor_keys = tuple(load_public_key(pem, source) for source, pem in trust.rekor_pems())
+    keyless = keyless_trust(trust)
+    if (root := trust.sigstore_root_json()) is not None:
+        from drd.trust.sigstore_root import load_sigstore_root
+
+        rekor_keys += load_sigstore_root(root[1], root[0]).rekor_keys
     return TrustPolicy(
         name=trust.name,
         keys=tuple(load_public_key(pem, source) for source, pem in trust.key_pems()),
-        rekor_keys=tuple(load_public_key(pem, source) for source, pem in trust.rekor_pems()),
+        rekor_keys=rekor_keys,
         require_rekor=trust.require_rekor,
         require_children=trust.require_children,
+        keyless=keyless,
     )
+
+
+def keyless_trust(trust: Trust) -> KeylessTrust | None:
+    """The keyless half of a `[trust.NAME]` table: Fulcio roots, CT keys, identities."""
+    root = trust.sigstore_root_json()
+    if not trust.fulcio_pems() and root is None:
+        return None
+    from drd.trust.fulcio import (
+        CLAIM_OIDS,
+        CertificateAuthority,
+        IdentityRule,
+        KeylessTrust,
+        authority_from_pem,
+    )
+    from drd.trust.keys import load_public_key
+    from drd.trust.sigstore_root import load_sigstore_root
+
+    authorities = [authority_from_pem(pem, source) for source, pem in trust.fulcio_pems()]
+    ctlog = [load_public_key(pem, source) for source, pem in trust.ctlog_pems()]
+    tsas: tuple[CertificateAuthority, ...] = ()
+    if root is not None:
+        loaded = load_sigstore_root(root[1], root[0])
+        authorities += loaded.authorities
+        ctlog += loaded.ctlog_keys
+        tsas = loaded.timestamp_authorities
+    rules = tuple(
+        IdentityRule(
+            issuer=i.issuer,
+            issuer_regex=re.compile(i.issuer_regex) if i.issuer_regex else None,
+            subject=i.subject,
+            subject_regex=re.compile(i.subject_regex) if i.subject_regex else None,
+            claims=tuple(
+                (name, value) for name in CLAIM_OIDS if (value := getattr(i, name)) is not None
+            ),
+        )
+        for i in trust.identities
+    )
+    return KeylessTrust(tuple(authorities), rules, tuple(ctlog), tsas)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -11,6 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from drd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from drd.trust.fulcio import KeylessTrust
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
@@ -162,7 +166,8 @@ class TrustPolicy:
 
     ``rekor_keys`` are transparency-log keys used to check Rekor entries offline;
     ``require_rekor`` refuses signatures without a verified entry;
-    ``require_children`` asks every child of a signed index for its own signature.
+    ``require_children`` asks every child of a signed index for its own signature;
+    ``keyless`` trusts Fulcio certificates for listed identities (then ``keys`` may be empty).
     """
 
     name: str
@@ -170,10 +175,11 @@ class TrustPolicy:
     rekor_keys: tuple[TrustKey, ...] = ()
     require_rekor: bool = False
     require_children: bool = False
+    keyless: KeylessTrust | None = None
 
     def __post_init__(self) -> None:
-        if not self.keys:
-            raise ConfigError(f"trust policy {self.name}: lists no keys")
+        if not self.keys and self.keyless is None:
+            raise ConfigError(f"trust policy {self.name}: lists no keys and no Fulcio roots")
         if self.require_rekor and not self.rekor_keys:
             raise ConfigError(
                 f"trust policy {self.name}: require_rekor needs at least one rekor key"

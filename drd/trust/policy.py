@@ -22,15 +22,26 @@ PAYLOAD_TOO_LARGE = "payload-too-large"
 MISSING_BLOB = "missing-blob"
 MALFORMED = "malformed"
 NO_SIGNATURE = "no-signature"
+# Keyless and policy reasons (issue 15's vocabulary), ranked among the ones above.
+UNTRUSTED_IDENTITY = "untrusted-identity"
+EXPIRED = "expired"
+TLOG_INVALID = "tlog-invalid"
+UNTRUSTED_ROOT = "untrusted-root"
+MISSING_ATTESTATION = "missing-attestation"
 REASONS = (
     WRONG_DIGEST,
     WRONG_TYPE,
+    UNTRUSTED_IDENTITY,
+    EXPIRED,
+    TLOG_INVALID,
     REKOR,
+    UNTRUSTED_ROOT,
     UNKNOWN_KEY,
     BAD_SIGNATURE,
     PAYLOAD_TOO_LARGE,
     MISSING_BLOB,
     MALFORMED,
+    MISSING_ATTESTATION,
     NO_SIGNATURE,
 )
 
@@ -66,6 +77,9 @@ class Verified:
     docker_reference: str = ""
     predicate_type: str = ""
     signature_digest: Digest | None = None
+    # Keyless signatures: the certificate's subject (email or URI) and OIDC issuer.
+    identity: str = ""
+    issuer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

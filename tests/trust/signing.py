@@ -148,13 +148,15 @@ def _descriptor(media_type: str, blob: bytes, **extra: Any) -> dict[str, Any]:
 def signature_manifest(
     layers: Sequence[tuple[bytes, str]],
     bundles: Sequence[str | None] | None = None,
+    extra: Sequence[dict[str, str]] | None = None,
 ) -> tuple[bytes, dict[Digest, bytes]]:
     """
     A ``.sig`` manifest with one simple-signing layer per ``(payload, signature_b64)``.
 
     *bundles* gives each layer an optional ``dev.sigstore.cosign/bundle``
-    annotation. Returns the manifest bytes and every blob it needs (the config
-    and the payloads), keyed by digest.
+    annotation, *extra* more annotations (a keyless certificate and chain).
+    Returns the manifest bytes and every blob it needs (the config and the
+    payloads), keyed by digest.
     """
     blobs: dict[Digest, bytes] = {}
     descriptors = []
@@ -162,6 +164,8 @@ def signature_manifest(
         annotations = {SIGNATURE_ANNOTATION: signature}
         if bundles is not None and bundles[i] is not None:
             annotations[BUNDLE_ANNOTATION] = str(bundles[i])
+        if extra is not None:
+            annotations.update(extra[i])
         descriptors.append(
             _descriptor(mediatype.COSIGN_SIMPLESIGNING, payload, annotations=annotations)
         )
