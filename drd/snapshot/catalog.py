@@ -44,7 +44,7 @@ from drd.snapshot.model import (
     select_retention,
 )
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore, StoredObject
+from drd.snapshot.store import DirStore, SnapshotStore, StoredObject
 
 log = structlog.get_logger(__name__)
 
@@ -348,10 +348,13 @@ async def prune(
 
     Every remaining index is read first; if one cannot be read, nothing is deleted,
     since its references are unknown. Indexes go before objects, so a crash midway
-    leaves only unreferenced objects. Objects younger than *grace* stay.
+    leaves only unreferenced objects. Objects younger than *grace* stay. A folder
+    store's abandoned temporary files are removed too.
     """
     now = now or dt.datetime.now(dt.UTC)
     report = PruneReport(source, dry_run)
+    if isinstance(store, DirStore) and not dry_run:
+        await store.clean_temporaries()
     every = await list_snapshots(store, None)
     mine = [e for e in every if e.source == source]
     retention = select_retention(
