@@ -38,6 +38,7 @@ from drd.registry.client import CHUNK, RegistryClient
 from drd.replicate.filters import RepoFilter
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import list_snapshots, load_snapshot, run_all, write_index
+from drd.snapshot.leases import hold_lease, wait_while_pruning
 from drd.snapshot.model import (
     ManifestRecord,
     RepositoryRecord,
@@ -219,11 +220,12 @@ async def run_snapshot(
     """
     Take one snapshot and report on it; the daemon's scheduled job.
 
-    Side effects: reads the registry; writes manifests (and blobs) content-addressed
-    to *store*, then the index, then the ``latest`` pointer. A failure (registry or
-    store unavailable after retries, an existing index) leaves no index: the report
-    carries ``error`` and ``exception`` and ``snapshot`` is None. Logs one
-    ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
+    Side effects: reads the registry; holds a snapshot lease in *store* for the run
+    (after waiting out a running prune); writes manifests (and blobs)
+    content-addressed to *store*, then the index, then the ``latest`` pointer. A
+    failure (registry or store unavailable after retries, an existing index) leaves
+    no index: the report carries ``error`` and ``exception`` and ``snapshot`` is
+    None. Logs one ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
     """
     validate_source(source_name)
     taken_at = now or dt.datetime.now(dt.UTC)
@@ -292,6 +294,15 @@ class _Walk:
         self.fetching: dict[Digest, asyncio.Task[ManifestRecord]] = {}
 
     async def run(
+        self, repositories: RepoFilter | None, taken_at: dt.datetime, started: float
+    ) -> Snapshot:
+        # Held from before the store is looked at until after the index is written: a
+        # prune sweeps no object while it is live (see drd.snapshot.leases).
+        async with hold_lease(self.store, "snapshot", self.source):
+            await wait_while_pruning(self.store)
+            return await self._run(repositories, taken_at, started)
+
+    async def _run(
         self, repositories: RepoFilter | None, taken_at: dt.datetime, started: float
     ) -> Snapshot:
         await self._load_store_state()
