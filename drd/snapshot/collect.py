@@ -16,6 +16,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -54,6 +55,7 @@ from drd.snapshot.model import (
 )
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.store import SnapshotStore
+from drd.snapshot.watermark import record_watermark
 
 log = structlog.get_logger(__name__)
 
@@ -216,6 +218,7 @@ async def run_snapshot(
     retry: RetryPolicy | None = None,
     concurrency: int = 4,
     blob_concurrency: int = 4,
+    state_dir: Path | None = None,
 ) -> SnapshotReport:
     """
     Take one snapshot and report on it; the daemon's scheduled job.
@@ -226,6 +229,8 @@ async def run_snapshot(
     failure (registry or store unavailable after retries, an existing index) leaves
     no index: the report carries ``error`` and ``exception`` and ``snapshot`` is
     None. Logs one ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
+    With *state_dir*, a committed snapshot moves this host's watermark of the newest
+    snapshot (`drd.snapshot.watermark`), which a restore of ``latest`` checks.
     """
     validate_source(source_name)
     taken_at = now or dt.datetime.now(dt.UTC)
@@ -247,6 +252,8 @@ async def run_snapshot(
         try:
             report.snapshot = await walk.run(repositories, taken_at, started)
             report.key = report.snapshot.key
+            if state_dir is not None:
+                await asyncio.to_thread(record_watermark, state_dir, store.url, report.snapshot)
         except DrdError as exc:
             report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
