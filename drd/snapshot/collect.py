@@ -39,7 +39,7 @@ from drd.registry.client import CHUNK, RegistryClient
 from drd.replicate.filters import RepoFilter
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import list_snapshots, load_snapshot, run_all, write_index
-from drd.snapshot.leases import hold_lease, wait_while_pruning
+from drd.snapshot.leases import Lease, hold_lease, wait_while_pruning
 from drd.snapshot.model import (
     ManifestRecord,
     RepositoryRecord,
@@ -305,12 +305,16 @@ class _Walk:
     ) -> Snapshot:
         # Held from before the store is looked at until after the index is written: a
         # prune sweeps no object while it is live (see drd.snapshot.leases).
-        async with hold_lease(self.store, "snapshot", self.source):
+        async with hold_lease(self.store, "snapshot", self.source) as lease:
             await wait_while_pruning(self.store)
-            return await self._run(repositories, taken_at, started)
+            return await self._run(repositories, taken_at, started, lease)
 
     async def _run(
-        self, repositories: RepoFilter | None, taken_at: dt.datetime, started: float
+        self,
+        repositories: RepoFilter | None,
+        taken_at: dt.datetime,
+        started: float,
+        lease: Lease,
     ) -> Snapshot:
         await self._load_store_state()
         names = await self._repositories(repositories)
@@ -347,6 +351,7 @@ class _Walk:
         )
         if self.signing_key is not None:
             snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
+        lease.check()
         await write_index(self.store, snapshot)
         return snapshot
 

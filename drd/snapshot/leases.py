@@ -61,10 +61,36 @@ def lease_prefix(kind: Kind) -> str:
     return f"{LEASES}{kind}/"
 
 
+class Lease:
+    """A held lease: its key, and when it was last written."""
+
+    def __init__(self, store: SnapshotStore, key: str, body: bytes) -> None:
+        self.store, self.key, self._body = store, key, body
+        self.written_at = time.monotonic()
+
+    async def write(self) -> None:
+        """Write (or rewrite) the lease; raises `StorageError`."""
+        await self.store.put_bytes(self.key, self._body)
+        self.written_at = time.monotonic()
+
+    def check(self) -> None:
+        """
+        Raise `StorageError` when the lease may have lapsed (no write for most of
+        `LEASE_TTL`): a prune may have swept meanwhile, so nothing may be committed.
+        """
+        idle = time.monotonic() - self.written_at
+        if idle >= LEASE_TTL.total_seconds() * 0.8:
+            raise StorageError(
+                f"lease {self.key} in {self.store.url} was not renewed for {idle:.0f}s; "
+                "a prune may have deleted objects this run relies on",
+                key=self.key,
+            )
+
+
 @contextlib.asynccontextmanager
-async def hold_lease(store: SnapshotStore, kind: Kind, source: str) -> AsyncIterator[str]:
+async def hold_lease(store: SnapshotStore, kind: Kind, source: str) -> AsyncIterator[Lease]:
     """
-    Hold a lease of *kind* in *store* for the block; yields its key.
+    Hold a lease of *kind* in *store* for the block.
 
     Side effects: writes the lease, rewrites it every `RENEW_EVERY` while the block
     runs, deletes it on exit (a failed delete is logged; the lease then lapses).
@@ -75,10 +101,11 @@ async def hold_lease(store: SnapshotStore, kind: Kind, source: str) -> AsyncIter
     body = json.dumps(
         {"kind": kind, "source": source, "host": socket.gethostname(), "pid": os.getpid()}
     ).encode()
-    await store.put_bytes(key, body)
-    renewer = asyncio.create_task(_renew(store, key, body))
+    lease = Lease(store, key, body)
+    await lease.write()
+    renewer = asyncio.create_task(_renew(lease))
     try:
-        yield key
+        yield lease
     finally:
         renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -89,14 +116,14 @@ async def hold_lease(store: SnapshotStore, kind: Kind, source: str) -> AsyncIter
             log.warning("snapshot.lease_release_failed", key=key, error=str(exc))
 
 
-async def _renew(store: SnapshotStore, key: str, body: bytes) -> None:
+async def _renew(lease: Lease) -> None:
     while True:
         await asyncio.sleep(RENEW_EVERY.total_seconds())
         try:
-            await store.put_bytes(key, body)
+            await lease.write()
         except StorageError as exc:
-            # Keep going: the next renewal may work; a lapsed lease shows in the log first.
-            log.warning("snapshot.lease_renew_failed", key=key, error=str(exc))
+            # Keep going: the next renewal may work; Lease.check refuses a lapsed one.
+            log.warning("snapshot.lease_renew_failed", key=lease.key, error=str(exc))
 
 
 async def live_leases(store: SnapshotStore, kind: Kind) -> list[str]:

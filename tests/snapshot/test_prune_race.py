@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drd.errors import StorageError
 from drd.replicate.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, load_snapshot, prune, verify_snapshot
 from drd.snapshot.collect import SnapshotReport, run_snapshot, take_snapshot
-from drd.snapshot.leases import LEASES
+from drd.snapshot.leases import LEASE_TTL, LEASES, hold_lease, live_leases, wait_while_pruning
 from drd.snapshot.model import manifest_key
 from drd.snapshot.store import SnapshotStore, StoredObject
 from tests.clients import open_client
@@ -195,3 +197,32 @@ async def test_a_snapshot_started_during_a_sweep_does_not_reuse_what_it_deletes(
         assert pruned.objects_deleted > 0
         assert pruned.sweep_deferred == []
         assert [o.key async for o in store.list(LEASES)] == []
+
+
+async def test_a_crashed_prune_blocks_snapshots_only_until_its_lease_lapses(tmp_path: Path) -> None:
+    """
+    A live prune lease holds a snapshot back (past the wait limit: a StorageError naming
+    it); the same lease left by a crash, older than LEASE_TTL, holds nothing back.
+    """
+    async with opened(store_config("dir", tmp_path)) as store:
+        async with hold_lease(store, "prune", "primary") as lease:
+            with pytest.raises(StorageError, match=f"a prune of .* \\({lease.key}\\)"):
+                await wait_while_pruning(store, limit=dt.timedelta(0), poll_s=0)
+        crashed = "leases/prune/primary/20240501T000000Z-crashed"
+        await store.put_bytes(crashed, b"{}")
+        old = (dt.datetime.now(dt.UTC) - LEASE_TTL - SOON).timestamp()
+        os.utime(tmp_path / "store" / crashed, (old, old))
+        await wait_while_pruning(store, limit=dt.timedelta(0), poll_s=0)
+        assert await live_leases(store, "prune") == []
+
+
+async def test_a_lease_not_renewed_for_most_of_its_ttl_refuses_the_commit(tmp_path: Path) -> None:
+    """A snapshot whose lease may have lapsed (renewals failing) must not commit an index."""
+    async with (
+        opened(store_config("dir", tmp_path)) as store,
+        hold_lease(store, "snapshot", "primary") as lease,
+    ):
+        lease.check()
+        lease.written_at -= LEASE_TTL.total_seconds()
+        with pytest.raises(StorageError, match="was not renewed for"):
+            lease.check()
