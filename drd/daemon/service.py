@@ -553,6 +553,7 @@ async def snapshot_jobs(service: _Service, generation: _Generation) -> list[Job]
                     blobs=config.blobs,
                     signing_key=key,
                     retry=retry,
+                    state_dir=generation.settings.daemon.state_dir,
                 )
                 if report.snapshot is not None:
                     await _prune(store, config)
