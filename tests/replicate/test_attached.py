@@ -16,6 +16,7 @@ import pytest
 import structlog
 
 from drd.config import load_settings
+from drd.errors import VerificationError
 from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.referrers import fallback_tag
@@ -471,3 +472,48 @@ async def test_unsigned_platform_image_under_signed_nested_index_is_not_copied(
     assert check is not None
     async with open_client(target_registry, "target") as dst:
         assert await check(dst, repo, outer) == KEY.trust_key().fingerprint
+
+
+async def test_require_children_refuses_an_index_nested_deeper_than_the_cap(
+    source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    """
+    Ten indexes nested in one another over one image, every one signed: with
+    ``require_children`` the walk stops at the cap and the root is rejected as
+    ``malformed``, naming the depth; nothing reaches the target.
+    """
+    image = make_image(f"{repo}/deep", platform="linux/amd64")
+    await push_image(source_registry, repo, image)
+    await push_signature(source_registry, repo, image.digest, [signed_layer(image.digest, repo)])
+    child: dict[str, object] = {
+        "mediaType": image.media_type,
+        "digest": str(image.digest),
+        "size": image.size,
+    }
+    digests = [image.digest]
+    for level in range(10):
+        raw = json.dumps(
+            {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": [child]}
+        ).encode()
+        tag = "v1" if level == 9 else f"level-{level}"
+        digest = await push_raw(source_registry, repo, tag, raw, {})
+        await push_signature(source_registry, repo, digest, [signed_layer(digest, repo)])
+        child = {"mediaType": mediatype.OCI_INDEX, "digest": str(digest), "size": len(raw)}
+        digests.append(digest)
+    config = write_config(tmp_path, source_registry, target_registry, repo, require_children=True)
+    config.write_text(config.read_text() + "tags = ['^v1$']\n")
+    settings = load_settings(config)
+
+    report = await replicate(settings, source_registry, target_registry)
+
+    [item] = report.items
+    assert (item.tag, item.outcome, item.reason) == ("v1", "rejected", "malformed")
+    check = verifier_for(settings, settings.replication[0])
+    assert check is not None
+    async with open_client(source_registry, "source") as src:
+        with pytest.raises(VerificationError, match="nests deeper than 8"):
+            await check(src, repo, digests[-1])
+    async with RegistryWriter(target_registry) as w:
+        assert await w.list_tags(repo) == []
+        for digest in digests:
+            assert not await w.manifest_exists(repo, digest), digest
