@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from drd.config import Endpoint, Replication, RetrySettings, Settings, Trust
-from drd.errors import VerificationError
 from drd.oci.digest import Digest
+from drd.oci.manifest import Manifest
+from drd.oci.referrers import AttachedTag
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.replicate.filters import RepoFilter, tag_filter
-from drd.replicate.runner import Policy, Verifier
+from drd.replicate.runner import Policy, TrustCheck
 from drd.retry import RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
@@ -106,42 +107,34 @@ def policy_from_config(rep: Replication) -> Policy:
     )
 
 
-def verifier_for(settings: Settings, rep: Replication) -> Verifier | None:
+def verifier_for(settings: Settings, rep: Replication) -> TrustCheck | None:
     """
-    The signature check a policy's ``require_signature`` asks for, or None.
+    The signature checks a policy's ``require_signature`` asks for, or None.
 
-    With the trust policy's ``require_children``, an index verifies only when every
-    child `children_to_verify` names verifies too, in the same repository; the
-    first child that does not is the error, its reason kept.
+    Release digests verify by their own signature; with the trust policy's
+    ``require_children``, every index under them and every child of each too, to any
+    depth, in the same repository (`drd.trust.tree.verify_tree`). What attached tags
+    hold verifies as `drd.trust.attached.verify_attached` says.
     """
     if rep.require_signature is None:
         return None
     # Imported on use: a policy without signatures never loads cryptography (start-up).
-    from drd.trust.policy import children_to_verify
+    from drd.trust.attached import verify_attached
+    from drd.trust.tree import verify_tree
     from drd.trust.verify import fingerprint_verifier
 
     policy = trust_policy(settings.trust[rep.require_signature])
     verify_one = fingerprint_verifier(policy)
-    if not policy.require_children:
-        return verify_one
 
-    async def verify_with_children(client: RegistryClient, repository: str, digest: Digest) -> str:
-        key = await verify_one(client, repository, digest)
-        # Children are read from the verified digest's own bytes, not from any tag.
-        manifest = await client.get_manifest(repository, digest)
-        for child in children_to_verify(manifest, policy):
-            try:
-                await verify_one(client, repository, child)
-            except VerificationError as exc:
-                raise VerificationError(
-                    f"index {digest}: child {child} is not verified: {exc.message}",
-                    reason=exc.reason,
-                    digest=str(digest),
-                    child=str(child),
-                ) from exc
-        return key
+    async def release(client: RegistryClient, repository: str, digest: Digest) -> str:
+        return await verify_tree(client, repository, digest, policy, verify_one)
 
-    return verify_with_children
+    async def attached(
+        client: RegistryClient, repository: str, tag: AttachedTag, manifest: Manifest
+    ) -> str:
+        return await verify_attached(client, repository, tag, manifest, policy, verify_one)
+
+    return TrustCheck(release, attached)
 
 
 def trust_policy(trust: Trust) -> TrustPolicy:

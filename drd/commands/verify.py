@@ -221,9 +221,12 @@ async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy)
 
     A tag is resolved once, to the digest of the bytes it serves; that digest is
     what is verified. With ``require_children``, each child of an index must
-    verify too. Registry failures other than "not found" propagate.
+    verify too, and the children of a nested index that verifies, to any depth (as
+    replication checks them). Registry failures other than "not found" propagate.
     """
-    from drd.trust.policy import children_to_verify
+    from drd.oci.mediatype import is_index
+    from drd.trust.policy import MALFORMED, children_to_verify
+    from drd.trust.tree import MAX_DEPTH
 
     outcome = Outcome(reference=ref, policy=policy.name, endpoint=None)
     reference = ref.digest if ref.digest is not None else (ref.tag or "latest")
@@ -233,9 +236,22 @@ async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy)
         outcome.reason, outcome.message = NOT_FOUND, str(exc)
         return outcome
     outcome.top = await _check(client, ref.repository, manifest.digest, policy)
-    if outcome.top.ok:
-        for child in children_to_verify(manifest, policy):
-            outcome.children.append(await _check(client, ref.repository, child, policy))
+    todo = [(manifest, 0)] if outcome.top.ok else []
+    seen = {manifest.digest}
+    while todo:
+        index, depth = todo.pop(0)
+        kinds = {d.digest: d.media_type for d in index.manifests}
+        for child in children_to_verify(index, policy):
+            if child in seen:
+                continue
+            seen.add(child)
+            check = await _check(client, ref.repository, child, policy)
+            if check.ok and is_index(kinds[child]):
+                if depth + 1 >= MAX_DEPTH:
+                    check = Check(child, reason=MALFORMED, message=f"nests deeper than {MAX_DEPTH}")
+                else:
+                    todo.append((await client.get_manifest(ref.repository, child), depth + 1))
+            outcome.children.append(check)
     failed = next((c for c in [outcome.top, *outcome.children] if not c.ok), None)
     if failed is not None:
         outcome.reason = failed.reason

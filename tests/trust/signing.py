@@ -297,6 +297,43 @@ def intoto_statement(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def attestation_manifest(
+    statement: bytes, key: SigningKey, *, payload_type: str = "application/vnd.in-toto+json"
+) -> tuple[bytes, dict[Digest, bytes]]:
+    """
+    A cosign ``.att`` manifest: one DSSE envelope layer over *statement*, signed by *key*.
+
+    Returns the manifest bytes and every blob it needs (config and envelope), by digest.
+    """
+    kind = payload_type.encode()
+    pae = b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(statement), statement)
+    envelope = {
+        "payloadType": payload_type,
+        "payload": _b64(statement),
+        "signatures": [{"keyid": "", "sig": _b64(sign_raw(pae, key))}],
+    }
+    blob = json.dumps(envelope, separators=(",", ":")).encode()
+    predicate = json.loads(statement).get("predicateType", "")
+    config = json.dumps(
+        {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": []}, "config": {}},
+        separators=(",", ":"),
+    ).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mediatype.OCI_MANIFEST,
+        "config": _descriptor(mediatype.OCI_CONFIG, config),
+        "layers": [
+            _descriptor(
+                "application/vnd.dsse.envelope.v1+json",
+                blob,
+                annotations={"predicateType": predicate, SIGNATURE_ANNOTATION: ""},
+            )
+        ],
+    }
+    blobs = {Digest.of(config): config, Digest.of(blob): blob}
+    return json.dumps(manifest, separators=(",", ":")).encode(), blobs
+
+
 def dsse_bundle(
     statement: bytes,
     key: SigningKey,
