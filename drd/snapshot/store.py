@@ -225,7 +225,7 @@ class DirStore:
         path = self._path(key)
         if create_only and await asyncio.to_thread(path.exists):
             return False
-        handle, tmp = await asyncio.to_thread(self._open_tmp, path)
+        handle, tmp = await self._open_tmp_shielded(path)
         count = 0
         try:
             async for chunk in chunks:
@@ -239,6 +239,18 @@ class DirStore:
         if written:
             self.stats.count_put(key, count)
         return written
+
+    async def _open_tmp_shielded(self, path: Path) -> tuple[BinaryIO, Path]:
+        """`_open_tmp` in a thread; cancelled meanwhile, the file it made is removed."""
+        # Shielded, not awaited directly: a cancel would leave the thread's file behind.
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open_tmp, path))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StorageError):
+                handle, tmp = await opening
+                await asyncio.to_thread(_discard, tmp, handle)
+            raise
 
     def _open_tmp(self, path: Path) -> tuple[BinaryIO, Path]:
         """A new temporary file beside *path*, created exclusively and held under a lock."""
