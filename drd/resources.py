@@ -15,9 +15,10 @@ from drd.oci.manifest import Manifest
 from drd.oci.referrers import AttachedTag
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
-from drd.replicate.filters import RepoFilter, tag_filter
-from drd.replicate.runner import Policy, TrustCheck
+from drd.replicate.runner import TrustCheck
 from drd.retry import RetryHook, RetryPolicy
+from drd.selection.filters import RepoFilter, tag_filter
+from drd.selection.policy import Policy
 
 if TYPE_CHECKING:
     from drd.trust.fulcio import KeylessTrust

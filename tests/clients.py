@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 from drd.registry.client import RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
-from drd.replicate.filters import RepoFilter, TagFilter
-from drd.replicate.runner import Policy
 from drd.retry import RetryPolicy
+from drd.selection.filters import RepoFilter, TagFilter
+from drd.selection.policy import Policy
 from tests.servers import LocalRegistry
 
 RETRY = RetryPolicy.no_wait(attempts=2)

@@ -49,7 +49,8 @@ async def _open_state(state_dir: Path) -> State | None:
 
 async def drill(args: argparse.Namespace) -> int:
     """Run one drill, write its reports; exit 0 (passed), 1 (failed or missed) or 69."""
-    from drd.drill.runner import drill_from_settings, drills_config, record_drill, write_reports
+    from drd.app.drills import drill_from_settings, drills_config, record_drill
+    from drd.drill.runner import write_reports
     from drd.failover.active import load_active_settings
     from drd.resources import open_resources
 

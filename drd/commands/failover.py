@@ -40,9 +40,9 @@ async def failback(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, to: str | None) -> int:
     # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.app.failover import run_failback, run_failover
     from drd.config import load_settings
-    from drd.errors import StateError
-    from drd.failover.runner import FailoverRefused, run_failback, run_failover
+    from drd.errors import FailoverRefused, StateError
     from drd.resources import open_resources
     from drd.state import State
 

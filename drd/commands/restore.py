@@ -72,8 +72,8 @@ async def restore(args: argparse.Namespace) -> int:
     from drd.restore.runner import restore_snapshot
     from drd.snapshot.catalog import load_snapshot
     from drd.snapshot.sign import signature_problem
-    from drd.snapshot.store import open_store
     from drd.snapshot.watermark import read_watermark, record_watermark, rollback_problem
+    from drd.store.open import open_store
 
     settings = load_settings(args.config)
     config = snapshots_config(settings)

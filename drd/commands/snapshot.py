@@ -85,12 +85,12 @@ def index_key_for(config: Snapshots) -> IndexKey | None:
 async def snapshot(args: argparse.Namespace) -> int:
     """Dispatch one `drd snapshot` action; exit 0, 1 (something failed) or 69."""
     from drd.config import load_settings
-    from drd.replicate.filters import RepoFilter
     from drd.resources import open_registry, retry_policy
+    from drd.selection.filters import RepoFilter
     from drd.snapshot.catalog import list_snapshots, load_snapshot
     from drd.snapshot.collect import run_snapshot
     from drd.snapshot.model import diff
-    from drd.snapshot.store import open_store
+    from drd.store.open import open_store
 
     settings = load_settings(args.config)
     config = snapshots_config(settings)

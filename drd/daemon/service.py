@@ -27,24 +27,26 @@ from typing import Any
 
 import structlog
 
+from drd.app.drills import drill_job
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
 from drd.daemon.listener import tls_context
 from drd.daemon.scheduler import Job, Scheduler, Trigger
-from drd.drill.runner import drill_job
 from drd.errors import ConfigError, DrdError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
-from drd.replicate.filters import RepoFilter
-from drd.replicate.runner import Policy, Verifier, run_policy
+from drd.replicate.runner import Verifier, run_policy
 from drd.resources import Resources, open_resources, policy_from_config, verifier_for
+from drd.selection.filters import RepoFilter
+from drd.selection.policy import Policy
 from drd.snapshot.catalog import prune
 from drd.snapshot.collect import run_snapshot
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore, open_store
 from drd.state import RunRecord, State
+from drd.store.base import SnapshotStore
+from drd.store.open import open_store
 
 __all__ = ["PING_INTERVAL", "PUSH_WINDOW", "SettingsLoader", "run_daemon"]
 

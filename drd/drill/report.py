@@ -20,34 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from drd import __version__
-from drd.drill.judge import Judgement, duration, size
+from drd.drill.judge import Judgement, size
 from drd.drill.plan import Volume
+from drd.replica.check import TagCheck
+from drd.timeline import Phase, duration
 
 Mode = Literal["restore", "replica"]
-CheckStatus = Literal["ok", "missing", "differs", "excluded", "unverified"]
-# A replica check's statuses that fail a drill or a failover preflight.
-FAILING = ("missing", "differs", "unverified")
-
-
-@dataclass(frozen=True, slots=True)
-class Phase:
-    """One timed step of a drill; *started_s* is the offset from the drill's start."""
-
-    name: str
-    started_s: float
-    duration_s: float
-    ok: bool = True
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "name": self.name,
-            "started_s": round(self.started_s, 3),
-            "duration_s": round(self.duration_s, 3),
-            "ok": self.ok,
-            "detail": self.detail,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,45 +46,6 @@ class Failure:
             "tag": self.tag,
             "digest": self.digest,
             "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class TagCheck:
-    """
-    One source tag compared with a replica: ``ok`` (same digest, signature verifies when a
-    trust policy applies), ``missing``, ``differs``, ``unverified`` (there, but its
-    signature does not verify there) or ``excluded`` (a trusted policy would never
-    copy it: it does not verify at the source either).
-    """
-
-    policy: str
-    repository: str
-    tag: str
-    source_digest: str
-    replica_digest: str
-    status: CheckStatus
-    reason: str = ""
-    attached: bool = False  # a signature, attestation or referrers tag
-    key: str = ""  # fingerprint of the key that verified it at the replica
-
-    @property
-    def failing(self) -> bool:
-        """Whether this check fails a replica drill or a failover preflight."""
-        return self.status in FAILING
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "policy": self.policy,
-            "repository": self.repository,
-            "tag": self.tag,
-            "source_digest": self.source_digest,
-            "replica_digest": self.replica_digest,
-            "status": self.status,
-            "reason": self.reason,
-            "attached": self.attached,
-            "key": self.key,
         }
 
 

@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import shlex
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,28 +34,21 @@ from typing import Any
 
 import structlog
 
-from drd.config import Settings
-from drd.drill.report import Phase, TagCheck
-from drd.drill.runner import ReplicaScope, check_replica, replica_scopes, replication_lag
+from drd.aio import run_all
 from drd.errors import DrdError, InvalidReference, TransientError
 from drd.failover.active import (
     Active,
-    apply_active,
     atomic_write,
-    read_active,
     read_document,
     write_document,
 )
-
-# Re-exported: they lived here before `drd.failover.active`.
-from drd.failover.active import events as events
-from drd.failover.active import load_active_settings as load_active_settings
 from drd.failover.preflight import LastDrill, Preflight, pins, preflight
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
-from drd.replicate.runner import Policy
-from drd.snapshot.catalog import run_all
+from drd.replica.check import ReplicaScope, TagCheck, check_replica, replication_lag
+from drd.selection.policy import Policy
 from drd.state import RunRecord, State
+from drd.timeline import Phase, new_run_id
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +58,6 @@ HOOK_TIMEOUT_S = 300.0
 MAX_HOOK_OUTPUT = 16 * 1024
 # Events kept in failover.json; the state database keeps its own history of runs.
 MAX_EVENTS = 200
-
-
-class FailoverRefused(DrdError):
-    """The switch cannot be made as asked (unknown endpoint, already active, nothing to undo)."""
 
 
 # --------------------------------------------------------------------------- hooks
@@ -356,69 +344,54 @@ async def standby_pins(
     return sorted(set(found))
 
 
-async def run_failover(
-    settings: Settings,
+@dataclass(frozen=True)
+class FailoverSetup:
+    """What a switch needs from the configuration, resolved to plain values."""
+
+    state_dir: Path
+    overrides_file: Path
+    hooks: tuple[str, ...] = ()
+    max_drill_age_s: float = 7 * 86400.0
+    rpo_s: float = 3600.0
+    hook_timeout_s: float = HOOK_TIMEOUT_S
+
+
+async def switch_over(
+    setup: FailoverSetup,
     registries: Mapping[str, RegistryClient],
+    scopes: list[ReplicaScope],
     *,
+    action: str,
+    source: str,
     to: str,
     dry_run: bool = False,
     force: bool = False,
     state: State | None = None,
-    hook_timeout_s: float = HOOK_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
 ) -> FailoverReport:
     """
-    Make *to* the active primary, after the pre-flight; see the module docstring.
-
-    *settings* is the configuration as written (not `apply_active`'s view). Raises
-    `FailoverRefused` when *to* is unknown, already active, or not a standby of
-    anything. Side effects (none with *dry_run*): the state file, the overrides file,
-    the hook commands, the state database.
+    Run the pre-flight and (unless *dry_run*, or refused) the switch to *to*; record
+    the event. `drd.app.failover` checks the request and resolves *scopes* first.
     """
-    if to not in settings.endpoints:
-        raise FailoverRefused(f"no endpoint named {to}")
-    state_dir = settings.daemon.state_dir
-    active = read_active(state_dir)
-    action = "failover"
-    if active is not None:
-        if to == active.standby:
-            raise FailoverRefused(
-                f"{to} is already the active primary (since {_iso(active.since)})"
-            )
-        if to != active.primary:
-            raise FailoverRefused(
-                f"{active.standby} is active in place of {active.primary}; fail back first"
-            )
-        action = "failback"
-    effective = apply_active(settings, active)
-    scopes = replica_scopes(effective, to)
-    sources = sorted({s.source for s in scopes})
-    if not scopes:
-        raise FailoverRefused(f"no replication policy copies to {to}: it is nobody's standby")
-    if len(sources) > 1:
-        raise FailoverRefused(f"{to} is the standby of several endpoints: {', '.join(sources)}")
-    source = sources[0]
     report = FailoverReport(
         action=action,
         source=source,
         to=to,
         dry_run=dry_run,
         forced=force,
-        event=uuid.uuid4().hex[:12],
+        event=new_run_id(),
         started_at=clock(),
     )
     timer = _Timer(report)
     with structlog.contextvars.bound_contextvars(job=action, event=report.event, to=to):
         try:
-            await _switch(
-                report, timer, settings, effective, scopes, registries, state, hook_timeout_s
-            )
+            await _switch(report, timer, setup, scopes, registries, state)
         except DrdError as exc:
             report.error = f"{type(exc).__name__}: {exc}"
             log.error(f"{action}.failed", error=report.error)  # noqa: TRY400 - no traceback
         report.finished_at = clock()
         if not dry_run:
-            await _record(report, state_dir, state)
+            await _record(report, setup.state_dir, state)
         log.info(
             f"{action}.finished",
             outcome=report.outcome,
@@ -428,41 +401,13 @@ async def run_failover(
     return report
 
 
-async def run_failback(
-    settings: Settings,
-    registries: Mapping[str, RegistryClient],
-    *,
-    dry_run: bool = False,
-    force: bool = False,
-    state: State | None = None,
-    hook_timeout_s: float = HOOK_TIMEOUT_S,
-    clock: Callable[[], float] = time.time,
-) -> FailoverReport:
-    """Fail back to the configured primary; `FailoverRefused` when no failover is in force."""
-    active = read_active(settings.daemon.state_dir)
-    if active is None:
-        raise FailoverRefused("no failover is in force: nothing to fail back from")
-    return await run_failover(
-        settings,
-        registries,
-        to=active.primary,
-        dry_run=dry_run,
-        force=force,
-        state=state,
-        hook_timeout_s=hook_timeout_s,
-        clock=clock,
-    )
-
-
 async def _switch(
     report: FailoverReport,
     timer: _Timer,
-    settings: Settings,
-    effective: Settings,
+    setup: FailoverSetup,
     scopes: list[ReplicaScope],
     registries: Mapping[str, RegistryClient],
     state: State | None,
-    hook_timeout_s: float,
 ) -> None:
     to, source = report.to, report.source
     standby = registries[to]
@@ -476,7 +421,6 @@ async def _switch(
             compared, compare_error = False, f"{type(exc).__name__}: {exc}"
         now = report.started_at
         lag = await replication_lag(state, scopes, to, now)
-        drills = effective.drills
         report.preflight = preflight(
             to=to,
             source=source,
@@ -486,9 +430,9 @@ async def _switch(
             compare_error=compare_error,
             lag_s=lag[0] if lag else None,
             lag_method=lag[1] if lag else "",
-            rpo_s=(drills.rpo if drills else dt.timedelta(hours=1)).total_seconds(),
+            rpo_s=setup.rpo_s,
             last_drill=await _last_drill(state),
-            max_drill_age_s=settings.failover.max_drill_age.total_seconds(),
+            max_drill_age_s=setup.max_drill_age_s,
             now=now,
         )
         detail.append(f"{len(report.preflight.failed())} of 4 findings failed")
@@ -500,7 +444,7 @@ async def _switch(
         report.refused = True
         return
     with timer.phase("switch") as detail:
-        doc = await asyncio.to_thread(read_document, settings.daemon.state_dir)
+        doc = await asyncio.to_thread(read_document, setup.state_dir)
         if report.action == "failback":
             report.active = None
             doc["active"] = None
@@ -509,7 +453,7 @@ async def _switch(
                 source, to, report.started_at, report.event, report.forced and not _ok(report)
             )
             doc["active"] = report.active.to_json()
-        await asyncio.to_thread(write_document, settings.daemon.state_dir, doc)
+        await asyncio.to_thread(write_document, setup.state_dir, doc)
         report.switched = True
         detail.append(f"{to} is the active primary")
     log.warning(
@@ -521,7 +465,7 @@ async def _switch(
     with timer.phase("overrides") as detail:
         found = await standby_pins(standby, scopes)
         mapping = pins(found, standby.host)
-        path = settings.failover.overrides_file
+        path = setup.overrides_file
         document = {
             "kind": "drd-overrides",
             "schema_version": 1,
@@ -536,7 +480,7 @@ async def _switch(
         await asyncio.to_thread(atomic_write, path, json.dumps(document, indent=2) + "\n")
         report.overrides_file, report.overrides = str(path), len(mapping)
         detail.append(f"{len(mapping)} pins")
-    if not settings.failover.hooks:
+    if not setup.hooks:
         return
     values = {
         "to": to,
@@ -545,12 +489,12 @@ async def _switch(
         "to_host": registries[to].host,
         "from_url": registries[source].base_url if source in registries else "",
         "from_host": registries[source].host if source in registries else "",
-        "overrides": str(settings.failover.overrides_file),
+        "overrides": str(setup.overrides_file),
         "event": report.event,
     }
     with timer.phase("hooks") as detail:
-        for hook in settings.failover.hooks:
-            result = await run_hook(hook, values, hook_timeout_s)
+        for hook in setup.hooks:
+            result = await run_hook(hook, values, setup.hook_timeout_s)
             report.hooks.append(result)
             log.info(
                 f"{report.action}.hook",

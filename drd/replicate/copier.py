@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import structlog
 
+from drd.aio import InFlight, KeyedLocks, exception_leaves
 from drd.errors import DigestMismatch, DrdError, IntegrityError, InvalidManifest, SizeMismatch
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
-from drd.replicate.inflight import InFlight, KeyedLocks, exception_leaves
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from drd.aio import exception_leaves
 from drd.errors import (
     DrdError,
     IntegrityError,
@@ -35,11 +36,10 @@ from drd.oci.referrers import (
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
-from drd.replicate.filters import RepoFilter, TagFilter
-from drd.replicate.inflight import exception_leaves
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
+from drd.selection.policy import Policy
 
 log = structlog.get_logger(__name__)
 
@@ -68,20 +68,6 @@ class TrustCheck:
     async def __call__(self, client: RegistryClient, repository: str, digest: Digest) -> str:
         """The release digest's check: its key's fingerprint, or `VerificationError`."""
         return await self.release(client, repository, digest)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A replication policy with every default resolved: what the runner needs, nothing more."""
-
-    name: str
-    repositories: RepoFilter
-    tags: TagFilter
-    referrers: bool = True
-    verify_after_copy: bool = True
-    immutable_tags: bool = False
-    concurrency: int = 8
-    blob_concurrency: int = 8
 
 
 @dataclass

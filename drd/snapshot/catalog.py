@@ -12,12 +12,13 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from drd.aio import run_all
 from drd.errors import (
     DrdError,
     InvalidManifest,
@@ -45,7 +46,8 @@ from drd.snapshot.model import (
     select_retention,
 )
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import DirStore, SnapshotStore, StoredObject
+from drd.store.base import SnapshotStore, StoredObject
+from drd.store.dir import DirStore
 
 log = structlog.get_logger(__name__)
 
@@ -184,25 +186,6 @@ async def load_manifest(store: SnapshotStore, snapshot: Snapshot, digest: Digest
             key=key,
         )
     return manifest
-
-
-async def run_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """
-    Run *coros* in one task group; on failure, cancel the rest and raise the first error
-    itself, not an ExceptionGroup, so callers and the CLI see drd's own error types.
-    """
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coro in coros:
-                group.create_task(coro)
-    except BaseExceptionGroup as group_error:
-        raise _first(group_error) from None
-
-
-def _first(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 # --------------------------------------------------------------------------- verify

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from drd.aio import run_all
 from drd.errors import (
     DigestMismatch,
     DrdError,
@@ -36,9 +37,9 @@ from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.ref import validate_tag
 from drd.registry.client import CHUNK, RegistryClient
-from drd.replicate.filters import RepoFilter
 from drd.retry import RetryPolicy
-from drd.snapshot.catalog import list_snapshots, load_snapshot, run_all, write_index
+from drd.selection.filters import RepoFilter
+from drd.snapshot.catalog import list_snapshots, load_snapshot, write_index
 from drd.snapshot.leases import Lease, hold_lease, wait_while_pruning
 from drd.snapshot.model import (
     ManifestRecord,
@@ -54,8 +55,8 @@ from drd.snapshot.model import (
     validate_source,
 )
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore
 from drd.snapshot.watermark import record_watermark
+from drd.store.base import SnapshotStore
 
 log = structlog.get_logger(__name__)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from drd import state as state_module
 from drd.errors import StateCorrupt, StateError
 from drd.state import RunRecord, State, SyncRecord, read_status
+from drd.state import sqlite as state_module
 from tests.daemon.reports import DIGEST_A, DIGEST_B, item, report
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from drd.app.drills import drill_job
 from drd.config import load_settings
-from drd.drill.runner import drill_job
 from drd.metrics import Metrics
 from drd.resources import open_resources
 from drd.state import State

@@ -13,7 +13,6 @@ from drd.drill.plan import Volume
 from drd.drill.report import (
     DrillReport,
     Failure,
-    Phase,
     Readback,
     RepositoryResult,
     render_html,
@@ -21,6 +20,7 @@ from drd.drill.report import (
     timeline_svg,
     write_report,
 )
+from drd.timeline import Phase
 
 START = dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.UTC)
 HOSTILE = '<script>alert("x")</script>|`rm -rf`'

@@ -32,7 +32,7 @@ import pytest
 
 from drd.oci import mediatype
 from drd.snapshot.catalog import list_snapshots, load_snapshot, verify_snapshot
-from drd.snapshot.store import DirStore
+from drd.store.dir import DirStore
 from tests.images import Blob, MiB, RegistryWriter
 from tests.reliability.cli import FAST_RETRY, ROOT, command, environment, run_drd, write_config
 from tests.reliability.conftest import REPORTS

@@ -33,13 +33,13 @@ from drd.metrics import Metrics
 from drd.oci.digest import Digest
 from drd.registry.client import RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
-from drd.replicate.filters import RepoFilter
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
 from drd.retry import RetryPolicy
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots
 from drd.snapshot.collect import SnapshotReport, run_snapshot
-from drd.snapshot.store import S3Store
+from drd.store.s3 import S3Store
 from tests.clients import open_client, policy_for
 from tests.faults import Fault, FaultProxy
 from tests.images import make_image, make_index, push_index

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from drd.retry import RetryPolicy
-from drd.snapshot.store import SnapshotStore, StoredObject, open_store
+from drd.store.base import SnapshotStore, StoredObject
+from drd.store.open import open_store
 from tests.servers import LocalRegistry
 
 RETRY = RetryPolicy.no_wait(attempts=2)

@@ -1,5 +1,6 @@
 """
-The daemon's memory across restarts: a small SQLite database in ``state_dir``.
+The daemon's memory across restarts: a small SQLite database in ``state_dir``
+(the embedded implementation of `drd.state.base.StateStore`).
 
 It holds the run history, the last run and last success of every job, the
 replication bookkeeping behind ``drd_replication_lag_seconds`` (last clean run
@@ -25,7 +26,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -34,11 +34,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from drd.errors import StateCorrupt, StateError
+from drd.state.base import JobRecord, RunRecord, SyncRecord
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
-
-__all__ = ["DB_NAME", "JobRecord", "RunRecord", "State", "SyncRecord", "read_status"]
 
 log = structlog.get_logger(__name__)
 
@@ -103,59 +102,6 @@ CREATE TABLE IF NOT EXISTS drift (
 _T = TypeVar("_T")
 
 _CLEARS_PENDING = ("copied", "skipped", "drift", "rejected")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One finished run of a job."""
-
-    job: str
-    kind: str
-    trigger: str
-    started_at: float
-    finished_at: float
-    outcome: str
-    summary: dict[str, Any]
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """What is known of one job: when it was first scheduled, last ran, last succeeded."""
-
-    job: str
-    kind: str
-    first_seen: float
-    last_started: float | None
-    last_finished: float | None
-    last_outcome: str | None
-    last_success: float | None
-    last_error: str
-
-
-@dataclass(frozen=True)
-class SyncRecord:
-    """Replication bookkeeping of one policy at one target."""
-
-    policy: str
-    target: str
-    first_seen: float
-    last_clean: float | None
-    last_success: float | None
-    pending: int
-    oldest_pending: float | None
-    drift: int
-
-    @property
-    def watermark(self) -> float:
-        """Every source change before this instant is known to be at the target."""
-        base = self.last_clean if self.last_clean is not None else self.first_seen
-        return base if self.oldest_pending is None else min(base, self.oldest_pending)
-
-    @property
-    def success_mark(self) -> float:
-        """The last success, or when the policy was first scheduled (see drd.metrics)."""
-        return self.last_success if self.last_success is not None else self.first_seen
 
 
 # SQLite's primary result codes for a damaged file; extended codes keep them in the low byte.
