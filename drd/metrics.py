@@ -355,7 +355,7 @@ class Metrics:
                 self.errors.labels(policy, item.target, _reason(item.error or "DrdError")).inc()
             elif item.outcome == "rejected":
                 self.rejections.labels(policy, item.target, _reason(item.reason)).inc()
-        pass_reason = _reason(report.error.partition(":")[0]) if report.error else ""
+        pass_reason = _reason(type(report.exception).__name__) if report.error else ""
         for target, stats in report.stats.items():
             self.bytes_copied.labels(policy, target).inc(stats.bytes_copied)
             self.blobs.labels(policy, target, "copied").inc(stats.blobs_copied)

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from drd.app.snapshots import index_key_for
 from drd.config import Drills, Settings
 from drd.drill.judge import Targets
 from drd.drill.report import DrillReport, write_report
@@ -23,7 +24,6 @@ from drd.replica.check import ReplicaScope, replication_lag
 from drd.resources import policy_from_config, trust_policy
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import LATEST
-from drd.snapshot.sign import IndexKey
 from drd.state import RunRecord, State
 from drd.store.open import open_store
 from drd.timeline import utc_now
@@ -55,15 +55,6 @@ def replica_scopes(settings: Settings, replica: str) -> list[ReplicaScope]:
             ReplicaScope(policy_from_config(rep), rep.source, require, require or fallback)
         )
     return scopes
-
-
-def index_key(settings: Settings) -> IndexKey | None:
-    """The snapshot signing key that verifies what the drill reads, when one is configured."""
-    config = settings.snapshots
-    pem = config.signing_key() if config else None
-    if config is None or pem is None:
-        return None
-    return IndexKey.from_pem(pem, str(config.signing_key_file or "snapshots.signing_key_file"))
 
 
 async def drill_from_settings(
@@ -126,7 +117,7 @@ async def drill_from_settings(
             sample=drills.sample if sample is None else sample,
             trust=trust,
             sources=others,
-            verify_key=index_key(settings),
+            verify_key=index_key_for(settings.snapshots),
             retry=retry,
             clock=clock,
         )

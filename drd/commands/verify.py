@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from drd.app import outcome as app_outcome
 from drd.commands.output import emit
 from drd.errors import InvalidReference, NotFound, VerificationError
 
@@ -28,14 +29,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_USAGE = 0, 1, 2
 NOT_FOUND = "not-found"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `verify`."""
-    p = command("verify", "is this artifact verified? which key, which digest", verify)
+    p = command("verify", verify)
     p.add_argument("reference", help="registry/repository:tag or registry/repository@sha256:…")
     p.add_argument(
         "--trust", default=None, help="trust policy ([trust.NAME]); default: the only one"
@@ -165,7 +165,7 @@ def _verified_lines(v: Verified) -> list[str]:
     return lines
 
 
-async def verify(args: argparse.Namespace) -> int:
+async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
     """Verify one reference; exit 0 verified, 1 not (or not found), 2 usage, 78 bad config."""
     from drd.config import load_settings
     from drd.oci.ref import Ref
@@ -175,11 +175,11 @@ async def verify(args: argparse.Namespace) -> int:
         ref = Ref.parse(args.reference)
     except InvalidReference as exc:
         sys.stderr.write(f"drd: {exc}\n")
-        return EXIT_USAGE
+        return app_outcome.Outcome.USAGE
     settings = load_settings(args.config)
     name = _trust_name(settings, args.trust)
     if name is None:
-        return EXIT_USAGE
+        return app_outcome.Outcome.USAGE
     policy = trust_policy(settings.trust[name])
     endpoint = endpoint_for(settings, ref.registry)
     retry = retry_policy(settings.retry)
@@ -194,7 +194,7 @@ async def verify(args: argparse.Namespace) -> int:
         reason=outcome.reason,
     )
     emit(args, outcome.to_json(), outcome.human())
-    return EXIT_VERIFIED if outcome.ok else EXIT_NOT_VERIFIED
+    return app_outcome.Outcome.OK if outcome.ok else app_outcome.Outcome.FAILED
 
 
 def _trust_name(settings: Settings, wanted: str | None) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from drd import __version__
 from drd.drill.judge import Judgement, size
 from drd.drill.plan import Volume
+from drd.errors import DrdError
 from drd.replica.check import TagCheck
 from drd.timeline import Phase, duration
 
@@ -144,6 +145,8 @@ class DrillReport:
     judgement: Judgement | None = None
     notes: list[str] = field(default_factory=list)
     error: str = ""
+    # The error behind ``error``: what callers decide on (never parse ``error``).
+    exception: DrdError | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

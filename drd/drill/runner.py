@@ -121,6 +121,7 @@ async def run_drill(
                 concurrency=concurrency,
             )
         except DrdError as exc:
+            report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
             log.error("drill.aborted", error=report.error)  # noqa: TRY400 - an outage, no traceback
         except asyncio.CancelledError:
@@ -520,6 +521,7 @@ async def run_replica_drill(
                 step.ok = not report.failures
                 step.detail = f"{len(report.checks)} tags of {len(scopes)} policies"
         except DrdError as exc:
+            report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
             log.error("drill.aborted", error=report.error)  # noqa: TRY400 - an outage, no traceback
         report.phases = timeline.phases

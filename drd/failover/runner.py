@@ -203,6 +203,7 @@ class FailoverReport:
     phases: list[Phase] = field(default_factory=list)
     finished_at: float = 0.0
     error: str = ""
+    exception: DrdError | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -387,6 +388,7 @@ async def switch_over(
         try:
             await _switch(report, timer, setup, scopes, registries, state)
         except DrdError as exc:
+            report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
             log.error(f"{action}.failed", error=report.error)  # noqa: TRY400 - no traceback
         report.finished_at = clock()

@@ -168,10 +168,12 @@ async def run_policy(
             if failed:
                 repo, first = min(failed.items())
                 more = f"; {len(failed) - 1} more repositories failed" if len(failed) > 1 else ""
+                report.exception = first
                 report.error = f"{type(first).__name__}: {first} (repository {repo}{more})"
                 log.error("replicate.pass_failed", error=report.error)
         except* DrdError as group_error:
             fatal = _first(group_error)
+            report.exception = fatal
             report.error = f"{type(fatal).__name__}: {fatal}"
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400

@@ -175,13 +175,13 @@ async def drd_here(*args: str, config: Path, capsys: Any) -> tuple[int, Any]:
     Exceptions propagate: `drd.cli.main` would map them to exit codes.
     """
     from drd import logs
-    from drd.cli import build_parser
+    from drd.cli import EXIT_CODES, build_parser
 
     logs.configure(json=True)  # log lines to stderr, as `python -m drd` does
     capsys.readouterr()
     parsed = build_parser().parse_args([*args, "--json", "--config", str(config)])
-    code = await parsed.handler(parsed)
-    return int(code), json.loads(capsys.readouterr().out)
+    outcome = await parsed.handler(parsed)
+    return EXIT_CODES[outcome], json.loads(capsys.readouterr().out)
 
 
 def files_under(root: Path) -> list[str]:
