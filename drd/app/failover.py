@@ -10,10 +10,11 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 
+from drd.app.active import apply_active
 from drd.app.drills import replica_scopes
 from drd.config import Settings
 from drd.errors import FailoverRefused
-from drd.failover.active import apply_active, read_active
+from drd.failover.active import read_active
 from drd.failover.runner import HOOK_TIMEOUT_S, FailoverReport, FailoverSetup, switch_over
 from drd.registry.client import RegistryClient
 from drd.state import State

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from drd.app.active import load_active_settings
 from drd.app.drills import drill_from_settings, drills_config, record_drill
 from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
 from drd.commands.output import emit
 from drd.drill.report import DrillReport, render_text
 from drd.drill.runner import write_reports
-from drd.failover.active import load_active_settings
 from drd.resources import open_resources
 from drd.snapshot.catalog import LATEST
 

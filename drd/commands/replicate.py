@@ -7,11 +7,11 @@ import contextlib
 import sys
 from typing import Any
 
+from drd.app.active import load_active_settings
 from drd.app.history import open_history
 from drd.app.outcome import Outcome
 from drd.app.replication import replicate_once, replication_outcome, unknown_policies
 from drd.commands.output import emit
-from drd.failover.active import load_active_settings
 from drd.replicate.cache import open_tag_cache
 from drd.replicate.report import PolicyReport
 from drd.resources import open_resources

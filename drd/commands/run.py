@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from drd import logs
+from drd.app.active import load_active_settings
 from drd.app.outcome import Outcome
 from drd.config import Settings
 from drd.daemon.service import run_daemon
-from drd.failover.active import load_active_settings
 
 
 def register(sub: Any, command: Any) -> None:

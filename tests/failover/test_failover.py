@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from drd.app.active import apply_active, load_active_settings
 from drd.app.failover import run_failback, run_failover
 from drd.config import Settings, load_settings
 from drd.errors import FailoverRefused, InvalidReference
-from drd.failover.active import Active, apply_active, events, load_active_settings, read_active
+from drd.failover.active import Active, events, read_active
 from drd.failover.runner import hook_argv, run_hook
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
