@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "drd.retry",
             "drd.durations",
             "drd.schedule",
+            "drd.files",
             "drd.__init__",
             "drd",
         ),

@@ -15,7 +15,8 @@ import structlog
 from drd.app.snapshots import index_key_for
 from drd.config import Drills, Settings
 from drd.drill.judge import Targets
-from drd.drill.report import DrillReport, write_report
+from drd.drill.render import write_report
+from drd.drill.report import DrillReport
 from drd.drill.runner import run_drill, run_replica_drill
 from drd.errors import ConfigError
 from drd.metrics import Metrics

@@ -12,7 +12,8 @@ from drd.app.drills import drill_from_settings, drills_config, record_drill
 from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
 from drd.commands.output import emit
-from drd.drill.report import DrillReport, render_text
+from drd.drill.render import render_text
+from drd.drill.report import DrillReport
 from drd.drill.runner import write_reports
 from drd.resources import open_resources
 from drd.snapshot.catalog import LATEST

@@ -180,3 +180,23 @@ def judge(
         rpo_method=rpo_method,
         reasons=tuple(reasons),
     )
+
+
+def replica_rpo(
+    lag: tuple[float | None, str] | None, *, compared: bool, failing: int
+) -> tuple[float | None, str]:
+    """
+    A replica drill's RPO and how it was found: the replication lag when the history
+    knows it; else 0 when the replica held every source tag, unknown when it could not
+    be compared or *failing* tags differ (nothing says since when).
+    """
+    if lag is not None and lag[0] is not None:
+        return lag
+    if not compared:
+        return None, "unknown: the replica could not be compared"
+    if failing:
+        return None, (
+            f"unknown: {failing} tag(s) are not at the replica as at the source, and "
+            "no replication history says since when"
+        )
+    return 0.0, "the replica held every source tag when compared"

@@ -27,9 +27,10 @@ from pathlib import Path
 import structlog
 
 from drd.aio import run_all
-from drd.drill.judge import RtoEstimate, Targets, estimate_rto, judge, snapshot_rpo
+from drd.drill.judge import RtoEstimate, Targets, estimate_rto, judge, replica_rpo, snapshot_rpo
 from drd.drill.plan import DrillPlan, plan_drill
-from drd.drill.report import DrillReport, Failure, RepositoryResult, write_report
+from drd.drill.render import write_report
+from drd.drill.report import DrillReport, Failure, RepositoryResult
 from drd.errors import (
     DigestMismatch,
     DrdError,
@@ -538,19 +539,9 @@ async def run_replica_drill(
                 "checking every tag and signature the failover relies on"
             ),
         )
-        failing = [c for c in report.checks if c.failing]
-        if lag is not None and lag[0] is not None:
-            rpo_s, rpo_method = lag
-        elif report.error:
-            rpo_s, rpo_method = None, "unknown: the replica could not be compared"
-        elif failing:
-            rpo_s = None
-            rpo_method = (
-                f"unknown: {len(failing)} tag(s) are not at the replica as at the source, and "
-                "no replication history says since when"
-            )
-        else:
-            rpo_s, rpo_method = 0.0, "the replica held every source tag when compared"
+        rpo_s, rpo_method = replica_rpo(
+            lag, compared=not report.error, failing=sum(1 for c in report.checks if c.failing)
+        )
         report.judgement = judge(
             rto=None if report.error else rto,
             rpo_s=rpo_s,

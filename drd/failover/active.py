@@ -7,14 +7,13 @@ configuration.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drd.errors import DrdError
+from drd.files import atomic_write
 
 STATE_FILE = "failover.json"
 
@@ -65,20 +64,6 @@ def write_document(state_dir: Path, doc: Mapping[str, Any]) -> None:
     """Replace the failover state document, atomically."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write(_state_path(state_dir), json.dumps(doc, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write *text* to a temporary file beside *path*, fsync it, and rename it over *path*."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_active(state_dir: Path) -> Active | None:

@@ -36,13 +36,10 @@ import structlog
 
 from drd.aio import run_all
 from drd.errors import DrdError, InvalidReference, TransientError
-from drd.failover.active import (
-    Active,
-    atomic_write,
-    read_document,
-    write_document,
-)
+from drd.failover.active import Active, read_document, write_document
 from drd.failover.preflight import LastDrill, Preflight, pins, preflight
+from drd.failover.switch import plan_switch
+from drd.files import atomic_write
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
 from drd.replica.check import ReplicaScope, TagCheck, check_replica, replication_lag
@@ -403,14 +400,15 @@ async def switch_over(
     return report
 
 
-async def _switch(
+async def _preflight(
     report: FailoverReport,
     timer: _Timer,
     setup: FailoverSetup,
     scopes: list[ReplicaScope],
     registries: Mapping[str, RegistryClient],
     state: State | None,
-) -> None:
+) -> Preflight:
+    """Compare the standby, read the lag and the last drill: the pre-flight's findings."""
     to, source = report.to, report.source
     standby = registries[to]
     with timer.phase("preflight") as detail:
@@ -423,7 +421,7 @@ async def _switch(
             compared, compare_error = False, f"{type(exc).__name__}: {exc}"
         now = report.started_at
         lag = await replication_lag(state, scopes, to, now)
-        report.preflight = preflight(
+        result = preflight(
             to=to,
             source=source,
             policies=[s.policy.name for s in scopes],
@@ -437,24 +435,42 @@ async def _switch(
             max_drill_age_s=setup.max_drill_age_s,
             now=now,
         )
-        detail.append(f"{len(report.preflight.failed())} of 4 findings failed")
-    if report.dry_run:
+        detail.append(f"{len(result.failed())} of 4 findings failed")
+    return result
+
+
+async def _switch(
+    report: FailoverReport,
+    timer: _Timer,
+    setup: FailoverSetup,
+    scopes: list[ReplicaScope],
+    registries: Mapping[str, RegistryClient],
+    state: State | None,
+) -> None:
+    to, source = report.to, report.source
+    standby = registries[to]
+    report.preflight = await _preflight(report, timer, setup, scopes, registries, state)
+    plan = plan_switch(
+        action=report.action,
+        source=source,
+        to=to,
+        dry_run=report.dry_run,
+        preflight_ok=report.preflight.ok,
+        force=report.forced,
+        started_at=report.started_at,
+        event=report.event,
+    )
+    if plan.step == "stop":
         return
-    if not report.preflight.ok and not report.forced:
+    if plan.step == "refuse":
         failed = ", ".join(f.check for f in report.preflight.failed())
         report.error = f"pre-flight failed ({failed}); refusing to switch without --force"
         report.refused = True
         return
     with timer.phase("switch") as detail:
         doc = await asyncio.to_thread(read_document, setup.state_dir)
-        if report.action == "failback":
-            report.active = None
-            doc["active"] = None
-        else:
-            report.active = Active(
-                source, to, report.started_at, report.event, report.forced and not _ok(report)
-            )
-            doc["active"] = report.active.to_json()
+        report.active = plan.active
+        doc["active"] = plan.active.to_json() if plan.active is not None else None
         await asyncio.to_thread(write_document, setup.state_dir, doc)
         report.switched = True
         detail.append(f"{to} is the active primary")
@@ -462,7 +478,7 @@ async def _switch(
         f"{report.action}.switched",
         source=source,
         to=to,
-        forced=report.forced and not _ok(report),
+        forced=plan.forced,
     )
     with timer.phase("overrides") as detail:
         found = await standby_pins(standby, scopes)
