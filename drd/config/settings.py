@@ -1,5 +1,8 @@
 """
-drd's configuration: one TOML file plus `DRD_*` environment overrides.
+drd's configuration models and their loading: one TOML file plus `DRD_*` environment
+overrides. (Models and the loader stay together: the loader fills the models' private
+secret attributes and validates cross-references as one step; field types live in
+`drd.config.fields`, explanations in `drd.config.explain`.)
 
 `load_settings(path)` is the only code that reads the config file, the environment and the
 credential files the config names. It validates everything up front and raises one
@@ -25,7 +28,6 @@ import json
 import os
 import re
 import stat
-import string
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,9 +37,7 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -57,7 +57,6 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from drd.durations import MAX_SECONDS, format_duration, parse_duration, seconds_to_timedelta
 from drd.errors import ConfigError
 
 __all__ = [
@@ -76,186 +75,41 @@ __all__ = [
     "Trust",
     "config_path",
     "credential_env",
-    "describe",
-    "format_errors",
     "load_settings",
     "parse_settings",
 ]
 
-DEFAULT_CONFIG_PATH = Path("/etc/drd/drd.toml")
-MASK = "********"
-
-_MAX_CONFIG_BYTES = 16 * 1024 * 1024
-_MAX_SECRET_BYTES = 64 * 1024
-_MAX_PEM_BYTES = 1024 * 1024
-_MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-class _Invalid(ValueError):
-    """Problems found by a model validator, at paths relative to the model."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
-        self.problems = problems
-
-
-# --- field types -------------------------------------------------------------------------------
-
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_PLATFORM = re.compile(r"[a-z0-9]{1,32}/[a-z0-9_]{1,32}(?:/[a-z0-9.]{1,32})?")
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+from drd.config.fields import (
+    _BUCKET,
+    _LOG_LEVELS,
+    _MAX_CONFIG_BYTES,
+    _MAX_DOCKER_CONFIG_BYTES,
+    _MAX_PEM_BYTES,
+    _MAX_SECRET_BYTES,
+    DEFAULT_CONFIG_PATH,
+    MASK,
+    ConfigPath,
+    Duration,
+    Glob,
+    Hook,
+    Interval,
+    Name,
+    PlatformName,
+    PolicyName,
+    Regex,
+    _check_host,
+    _http_url,
+    _Invalid,
+    _is_loopback,
+    _netloc,
 )
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            "must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
-        )
-    return value
-
-
-def _policy_name(value: str) -> str:
-    if not _POLICY_NAME.fullmatch(value):
-        raise ValueError("must be 1-63 letters, digits, '.', '-' or '_'")
-    return value
-
-
-def _path_input(value: object) -> object:
-    if not isinstance(value, str | Path):
-        raise PydanticCustomError("path_type", "must be a path (a string)")
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("path is empty")
-        if len(value) > 4096:
-            raise ValueError("path is longer than 4096 characters")
-        if "\0" in value:
-            raise ValueError("path contains a NUL character")
-    return value
-
-
-def _duration_input(value: object) -> object:
-    if isinstance(value, bool):
-        raise PydanticCustomError("duration_type", 'must be a duration such as "5m" or seconds')
-    if isinstance(value, int | float):
-        return seconds_to_timedelta(value)
-    if isinstance(value, str) and not value.strip().lstrip("+-").upper().startswith("P"):
-        return parse_duration(value)
-    return value  # ISO 8601 ("PT5M") and timedelta: pydantic's own parser
-
-
-def _bounded(value: timedelta) -> timedelta:
-    if value < timedelta(0):
-        raise ValueError("duration must not be negative")
-    if value.total_seconds() > MAX_SECONDS:
-        raise ValueError(f"duration must be at most {MAX_SECONDS} seconds")
-    return value
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("duration must be greater than zero")
-    return value
-
-
-def _glob(value: str) -> str:
-    if not value or len(value) > 512:
-        raise ValueError("pattern must be 1-512 characters")
-    if any(char.isspace() or not char.isprintable() for char in value):
-        raise ValueError("pattern must not contain spaces or control characters")
-    return value
-
-
-def _regex(value: str) -> str:
-    if len(value) > 1024:
-        raise ValueError("regular expression is longer than 1024 characters")
-    try:
-        re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from exc
-    return value
-
-
-def _platform(value: str) -> str:
-    if len(value) > 100 or not _PLATFORM.fullmatch(value):
-        raise ValueError('platform must look like "linux/amd64" or "linux/arm64/v8"')
-    return value
-
-
-def _hook(value: str) -> str:
-    if not value.strip() or len(value) > 4096:
-        raise ValueError("hook must be a non-empty command of at most 4096 characters")
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"invalid placeholder: {exc}") from exc
-    # Plain names only, not {to.attr} or {to[0]}: str.format would otherwise reach into objects.
-    if any(not name.isidentifier() for name in fields):
-        raise ValueError("placeholders must be plain names such as {to}")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_name)]
-PolicyName = Annotated[str, AfterValidator(_policy_name)]
-ConfigPath = Annotated[Path, BeforeValidator(_path_input)]
-Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator(_bounded)]
-Interval = Annotated[Duration, AfterValidator(_positive)]
-Glob = Annotated[str, AfterValidator(_glob)]
-Regex = Annotated[str, AfterValidator(_regex)]
-PlatformName = Annotated[str, AfterValidator(_platform)]
-Hook = Annotated[str, AfterValidator(_hook)]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _netloc(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port is None else f"{shown}:{port}"
-
-
-def _check_host(host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not _HOSTNAME.fullmatch(host):
-            raise ValueError("host is not a valid host name or IP address") from None
-
-
-def _http_url(value: str, *, allow_path: bool) -> tuple[str, str, str]:
-    """Split an http(s) URL into (scheme, netloc, path); never echoes the input in errors."""
-    # Messages here never quote the URL: a password pasted into it must not reach a log.
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError("is not a valid URL (check the host and port)") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError("must start with https:// (or http://)")
-    if "@" in parts.netloc:
-        raise ValueError("must not contain credentials: use username and password_file")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise ValueError("has no host")
-    _check_host(host)
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    path = parts.path.rstrip("/")
-    if path and not allow_path:
-        raise ValueError("must not have a path: registries serve /v2/ at the root")
-    return scheme, _netloc(host, port), path
-
+from drd.config.problems import (
+    _explain,
+    _hinted,
+    _lower_first,
+    _short,
+    _summary,
+)
 
 # --- models ------------------------------------------------------------------------------------
 
@@ -1287,113 +1141,3 @@ def _docker_entry(document: Any, host: str, source: str) -> Credentials:
     if isinstance(username, str) and username and isinstance(password, str) and password:
         return Credentials(username=username, password=SecretStr(password), source=source)
     raise _DockerConfigUnusable(f"the entry for {host} has no usable credentials")
-
-
-# --- reporting ---------------------------------------------------------------------------------
-
-
-def _short(text: str) -> str:
-    text = text if text.isprintable() else repr(text)
-    return text if len(text) <= 64 else text[:61] + "..."
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def _join(base: str, relative: str) -> str:
-    if not base or not relative:
-        return base or relative
-    return base + relative if relative.startswith("[") else f"{base}.{relative}"
-
-
-def _loc_path(loc: Iterable[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "[key]":  # the key itself failed: the path already ends with it
-            path = _join(path, _short(part))
-    return path
-
-
-def _env_hint(path: str) -> str:
-    """ " (from DRD_X__Y)" when an environment variable set the value at dotted *path*."""
-    names = {name.upper() for name in os.environ if name.upper().startswith("DRD_")}
-    variable = "DRD"
-    for part in filter(None, re.split(r"[.\[\]]+", path)):
-        variable += ("_" if variable == "DRD" else "__") + part.upper()
-        if variable in names:
-            return f" (from {variable})"
-    return ""
-
-
-def _explain(error: Any) -> list[tuple[str, str]]:
-    """One pydantic error as (path, message) pairs; an `_Invalid` expands to its problems."""
-    path = _loc_path(error["loc"])
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, _Invalid):
-        return [(_join(path, rel), msg) for rel, msg in cause.problems]
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    return [(path, _lower_first(message))]
-
-
-def _hinted(errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Name the variable behind each error that the environment caused."""
-    return [(path, message + _env_hint(path)) for path, message in errors]
-
-
-def _summary(source: str, errors: list[tuple[str, str]]) -> str:
-    count = len(errors)
-    return f"{source}: {count} configuration error{'s' if count != 1 else ''}"
-
-
-def format_errors(err: ConfigError) -> str:
-    """One line per problem: `path: message`."""
-    if not err.errors:
-        return err.message
-    return "\n".join(f"{path}: {message}" if path else message for path, message in err.errors)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, SecretStr | SecretBytes):
-        return MASK
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _describe_credentials(credentials: Credentials | None) -> dict[str, Any]:
-    if credentials is None:
-        return {"kind": "anonymous"}
-    if credentials.token is not None:
-        return {"kind": "token", "token": MASK, "source": credentials.source}
-    return {
-        "kind": "basic",
-        "username": credentials.username,
-        "password": MASK,
-        "source": credentials.source,
-    }
-
-
-def describe(settings: Settings) -> dict[str, Any]:
-    """The resolved configuration as JSON-able data, every secret replaced by `MASK`."""
-    data: dict[str, Any] = _plain(settings.model_dump())
-    for key, ep in settings.endpoints.items():
-        data["endpoints"][key]["credentials"] = _describe_credentials(ep.credentials())
-    for key, table in settings.trust.items():
-        data["trust"][key]["loaded_keys"] = len(table.key_pems())
-        data["trust"][key]["loaded_fulcio_roots"] = len(table.fulcio_pems())
-    data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
-    if settings.snapshots is not None:
-        signing = settings.snapshots.signing_key() is not None
-        data["snapshots"]["signing_key"] = MASK if signing else None
-    return data
