@@ -31,7 +31,8 @@ from drd.store.open import open_store
 from drd.timeline import duration
 from drd.trust.verify import verify_artifact
 from tests.clients import RETRY, open_client, policy_for
-from tests.drill.helpers import KEY, TRUST, push_signed, write_toml
+from tests.configs import write_toml
+from tests.drill.helpers import KEY, TRUST, push_signed
 from tests.images import RegistryWriter, make_image
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import StoreConfig, json_out, run_drd
