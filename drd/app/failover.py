@@ -15,7 +15,8 @@ from drd.app.drills import replica_scopes
 from drd.config import Settings
 from drd.errors import FailoverRefused
 from drd.failover.active import read_active
-from drd.failover.runner import HOOK_TIMEOUT_S, FailoverReport, FailoverSetup, switch_over
+from drd.failover.hooks import HOOK_TIMEOUT_S
+from drd.failover.runner import FailoverReport, FailoverSetup, switch_over
 from drd.registry.client import RegistryClient
 from drd.state import State
 

@@ -119,6 +119,22 @@ def render_markdown(report: DrillReport) -> str:
         "| phase | start | duration | ok | detail |",
         "| --- | --- | --- | --- | --- |",
     ]
+    out += _md_tables(report)
+    out += ["", "## Method", ""]
+    if j is not None:
+        if j.rto is not None:
+            out.append(f"- RTO: {_md(j.rto.method)}")
+        out.append(f"- RPO: {_md(j.rpo_method)}")
+    if report.cleanup:
+        out.append(f"- Cleanup: {_md(_cleanup_text(report.cleanup))}")
+    out += [f"- {_md(n)}" for n in report.notes]
+    out += ["", f"drd {__version__}, drill {_md(report.id)}", ""]
+    return "\n".join(out)
+
+
+def _md_tables(report: DrillReport) -> list[str]:
+    """The phase rows, then the failures and repositories sections."""
+    out: list[str] = []
     for p in report.phases:
         out.append(
             f"| {_md(p.name)} | +{duration(p.started_s)} | {duration(p.duration_s)} | "
@@ -148,16 +164,7 @@ def render_markdown(report: DrillReport) -> str:
             f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed | "
             f"{'yes' if r.ok else 'no'} |"
         )
-    out += ["", "## Method", ""]
-    if j is not None:
-        if j.rto is not None:
-            out.append(f"- RTO: {_md(j.rto.method)}")
-        out.append(f"- RPO: {_md(j.rpo_method)}")
-    if report.cleanup:
-        out.append(f"- Cleanup: {_md(_cleanup_text(report.cleanup))}")
-    out += [f"- {_md(n)}" for n in report.notes]
-    out += ["", f"drd {__version__}, drill {_md(report.id)}", ""]
-    return "\n".join(out)
+    return out
 
 
 def _cleanup_text(cleanup: dict[str, Any]) -> str:

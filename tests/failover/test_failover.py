@@ -16,7 +16,7 @@ from drd.app.failover import run_failback, run_failover
 from drd.config import Settings, load_settings
 from drd.errors import FailoverRefused, InvalidReference
 from drd.failover.active import Active, events, read_active
-from drd.failover.runner import hook_argv, run_hook
+from drd.failover.hooks import hook_argv, run_hook
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
 from drd.resources import open_resources, policy_from_config, verifier_for
