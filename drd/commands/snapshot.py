@@ -23,7 +23,8 @@ from drd.snapshot.catalog import (
     verify_snapshot,
 )
 from drd.snapshot.collect import SnapshotReport
-from drd.snapshot.model import Snapshot, SnapshotDiff, diff
+from drd.snapshot.diff import SnapshotDiff, diff
+from drd.snapshot.model import Snapshot
 from drd.snapshot.sign import IndexKey
 from drd.store.base import SnapshotStore
 from drd.store.open import open_store

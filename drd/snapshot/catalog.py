@@ -42,8 +42,8 @@ from drd.snapshot.model import (
     parse_index_key,
     parse_snapshot_id,
     record_of,
-    select_retention,
 )
+from drd.snapshot.retention import select_retention
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.sweep import plan_sweep
 from drd.store.base import SnapshotStore, StoredObject
