@@ -32,6 +32,9 @@ lives in `drd.state`; this module only turns watermarks into seconds.
 Last-success gauges (``*_last_success_timestamp_seconds``) hold, before a job's
 first success, the time drd first scheduled it: a job that never succeeds goes
 stale after the same delay as one that stopped succeeding.
+
+The module is long because it declares every metric with its help text and labels,
+one statement each (`Metrics.__init__` is that declaration list, not logic).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ progress up to ``daemon.drain_timeout``, cancel the rest and return 0; a second
 signal exits at once. SIGHUP loads the configuration again: a valid one drains
 the current generation and starts the next, an invalid one is logged and the
 configuration in force stays.
+
+It is longer than 500 lines because the process lifecycle (signals, reloads, drain) and
+the three job plug-ins it schedules share one `_Service`; what a job does is in `drd.app`.
 """
 
 from __future__ import annotations

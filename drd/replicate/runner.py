@@ -1,4 +1,10 @@
-"""Run one replication policy end to end: discover, plan, verify, copy, tag → PolicyReport."""
+"""
+Run one replication policy end to end: discover, plan, verify, copy, tag → PolicyReport.
+
+Longer than most modules on purpose: a pass is one state machine over `_Pass`, and
+discovery, planning, verification and copying all read and fill that state; the pure
+decisions already live in `drd.replicate.plan` and `drd.selection`.
+"""
 
 from __future__ import annotations
 

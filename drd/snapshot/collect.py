@@ -7,6 +7,9 @@ manifest below each tag. Manifests are stored content-addressed; a manifest the
 store already holds is neither fetched nor uploaded again when the previous
 snapshot recorded its graph. With ``blobs``, blobs are streamed into the store and
 hashed on the way. The index is written last: until it exists, nothing is listed.
+
+Over 500 lines because the walk, its upload of objects and the commit of the index
+share one report and one lease; the index schema is `drd.snapshot.model`.
 """
 
 from __future__ import annotations

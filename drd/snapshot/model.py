@@ -15,6 +15,9 @@ Object keys, relative to the store's root::
     blobs/sha256/<hex>                                        content-addressed
     snapshots/<source>/<YYYY>/<MM>/<DD>/<id>.json.gz          one per snapshot
     snapshots/<source>/latest.json                            a convenience pointer
+
+Over 500 lines because the parser checks every field of an index read from a store
+that may be hostile, path by path, with the message a user sees.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ quick integrity check, is moved aside by the daemon (``state.db.corrupt-<UTC
 time>``) and a fresh one started, rather than
 the daemon exiting into a restart loop (`State.open` with ``reset_corrupt``).
 Every other failure of SQLite is raised as `drd.errors.StateError`.
+
+The module is long because it holds the whole database in one place: the schema, every
+SQL statement and the async facade over them, so a schema change is read whole.
 """
 
 from __future__ import annotations
