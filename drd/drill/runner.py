@@ -35,15 +35,14 @@ from drd.drill.plan import DrillPlan, plan_drill
 from drd.drill.render import write_report
 from drd.drill.report import DrillReport, Failure, RepositoryResult
 from drd.errors import (
-    DigestMismatch,
     DrdError,
-    SizeMismatch,
     SnapshotCorrupt,
     TransientError,
 )
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.stream import verified_chunks
 from drd.replica.check import ReplicaScope, check_replica, verify_digest
 from drd.restore.plan import RepositoryPlan
 from drd.restore.runner import restore_snapshot
@@ -467,21 +466,10 @@ async def pull_blob(client: RegistryClient, repo: str, digest: Digest, size: int
 
     Raises `SizeMismatch` or `DigestMismatch` naming the digest, `NotFound` when absent.
     """
-    hasher = digest.hasher()
     count = 0
     async with client.open_blob(repo, digest, size) as reader:
-        async for chunk in reader.iter_chunked(CHUNK):
-            hasher.update(chunk)
+        async for chunk in verified_chunks(reader.iter_chunked(CHUNK), digest, size):
             count += len(chunk)
-    if count != size:
-        raise SizeMismatch(
-            f"blob {digest} is {count} bytes, not {size}", expected=size, actual=count
-        )
-    if hasher.hexdigest() != digest.hex:
-        actual = f"{digest.algorithm}:{hasher.hexdigest()}"
-        raise DigestMismatch(
-            f"blob {digest} hashes to {actual}", expected=str(digest), actual=actual
-        )
     return count
 
 

@@ -17,6 +17,7 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.stream import verified_chunks
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -260,38 +261,10 @@ class _StreamCheck:
         self.failure: DigestMismatch | SizeMismatch | None = None
 
     async def chunks(self, reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-        hasher = self.desc.digest.hasher()
-        count = 0
-        held: bytes | None = None
-        async for chunk in reader.iter_chunked(CHUNK):
-            count += len(chunk)
-            if count > self.desc.size:
-                self.failure = SizeMismatch(
-                    f"blob {self.desc.digest} is longer than its {self.desc.size} bytes",
-                    expected=self.desc.size,
-                    actual=count,
-                    digest=str(self.desc.digest),
-                )
-                raise self.failure
-            hasher.update(chunk)
-            if held is not None:
-                yield held
-            held = chunk
-        actual = Digest(self.desc.digest.algorithm, hasher.hexdigest())
-        if count != self.desc.size:
-            self.failure = SizeMismatch(
-                f"blob {self.desc.digest} is {count} bytes, not {self.desc.size}",
-                expected=self.desc.size,
-                actual=count,
-                digest=str(self.desc.digest),
-            )
-        elif actual != self.desc.digest:
-            self.failure = DigestMismatch(
-                f"blob {self.desc.digest} hashes to {actual}",
-                expected=str(self.desc.digest),
-                actual=str(actual),
-            )
-        if self.failure is not None:
-            raise self.failure
-        if held is not None:
-            yield held
+        digest, size = self.desc.digest, self.desc.size
+        try:
+            async for chunk in verified_chunks(reader.iter_chunked(CHUNK), digest, size):
+                yield chunk
+        except (DigestMismatch, SizeMismatch) as exc:
+            self.failure = exc
+            raise

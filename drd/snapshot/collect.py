@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,11 @@ import structlog
 
 from drd.aio import run_all
 from drd.errors import (
-    DigestMismatch,
     DrdError,
     IntegrityError,
     InvalidManifest,
     InvalidReference,
     NotFound,
-    SizeMismatch,
     StorageError,
     VerificationError,
 )
@@ -40,6 +37,7 @@ from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.ref import validate_tag
 from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.stream import verified_chunks
 from drd.retry import RetryPolicy
 from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, load_snapshot, write_index
@@ -65,49 +63,6 @@ log = structlog.get_logger(__name__)
 
 # Real graphs nest an index in an index at most twice; deeper is hostile.
 MAX_DEPTH = 8
-
-
-async def verified_chunks(
-    chunks: AsyncIterator[bytes], digest: Digest, size: int
-) -> AsyncIterator[bytes]:
-    """
-    Pass *chunks* through, hashing and counting them; hold the last chunk back until
-    the whole stream checks out, so a consumer never commits wrong content.
-
-    Raises `SizeMismatch` or `DigestMismatch` naming *digest*.
-    """
-    hasher = digest.hasher()
-    count = 0
-    held: bytes | None = None
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        count += len(chunk)
-        if count > size:
-            raise SizeMismatch(
-                f"blob {digest} is longer than its {size} bytes",
-                expected=size,
-                actual=count,
-                digest=str(digest),
-            )
-        hasher.update(chunk)
-        if held is not None:
-            yield held
-        held = chunk
-    if count != size:
-        raise SizeMismatch(
-            f"blob {digest} is {count} bytes, not {size}",
-            expected=size,
-            actual=count,
-            digest=str(digest),
-        )
-    actual = Digest(digest.algorithm, hasher.hexdigest())
-    if actual != digest:
-        raise DigestMismatch(
-            f"blob {digest} hashes to {actual}", expected=str(digest), actual=str(actual)
-        )
-    if held is not None:
-        yield held
 
 
 @dataclass
