@@ -87,6 +87,7 @@ MASK = "********"
 _MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _MAX_SECRET_BYTES = 64 * 1024
 _MAX_PEM_BYTES = 1024 * 1024
+_MAX_TRUST_STORE_FILES = 1024
 _MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -121,6 +122,23 @@ def _name(value: str) -> str:
 def _policy_name(value: str) -> str:
     if not _POLICY_NAME.fullmatch(value):
         raise ValueError("must be 1-63 letters, digits, '.', '-' or '_'")
+    return value
+
+
+def _notation_identity(value: str) -> str:
+    # Imported here, not at module level: config stays a leaf that loads no crypto at import.
+    from drd.trust.notation import parse_identity
+
+    try:
+        parse_identity(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+def _predicate_type(value: str) -> str:
+    if not value or len(value) > 512 or any(c.isspace() for c in value):
+        raise ValueError("must be a predicate type URI such as https://slsa.dev/provenance/v1")
     return value
 
 
@@ -201,6 +219,8 @@ def _hook(value: str) -> str:
 Name = Annotated[str, AfterValidator(_name)]
 PolicyName = Annotated[str, AfterValidator(_policy_name)]
 ConfigPath = Annotated[Path, BeforeValidator(_path_input)]
+NotationIdentity = Annotated[str, AfterValidator(_notation_identity)]
+PredicateType = Annotated[str, AfterValidator(_predicate_type)]
 Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator(_bounded)]
 Interval = Annotated[Duration, AfterValidator(_positive)]
 Glob = Annotated[str, AfterValidator(_glob)]
@@ -357,24 +377,56 @@ class Endpoint(BaseModel):
 
 
 class Trust(BaseModel):
-    """A trust policy: the public keys whose signatures make an artifact verified."""
+    """A trust policy: the keys and certificates whose signatures make an artifact verified."""
 
     model_config = _MODEL_CONFIG
 
     name: str = ""
-    keys: list[ConfigPath] = Field(min_length=1, max_length=256)
+    keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
     rekor_keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
     require_rekor: bool = False
     require_children: bool = False
+    # Notation: trust store certificates (PEM or DER), identities, or Notation's own files.
+    notation_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    notation_identities: list[NotationIdentity] = Field(default_factory=list, max_length=256)
+    notation_policy: ConfigPath | None = None
+    require_attestations: list[PredicateType] = Field(default_factory=list, max_length=64)
+    match_reference: bool = False
 
     _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_policy: tuple[bytes, dict[str, bytes]] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.require_rekor and not self.rekor_keys:
             raise _Invalid([("rekor_keys", "require_rekor = true needs at least one rekor key")])
+        if not (self.keys or self.notation_roots or self.notation_policy):
+            raise _Invalid(
+                [("keys", "a trust policy needs keys, notation_roots or notation_policy")]
+            )
+        if self.notation_identities and not self.notation_roots:
+            raise _Invalid([("notation_identities", "need notation_roots to apply to")])
         return self
+
+    def notation_root_files(self) -> list[tuple[str, bytes]]:
+        """(source path, bytes) of each Notation trust store certificate file."""
+        return list(self._notation_roots)
+
+    def notation_policy_files(self) -> tuple[bytes, dict[str, bytes]] | None:
+        """Notation's ``trustpolicy.json`` bytes and its trust store files, when configured."""
+        return self._notation_policy
+
+    def with_notation(
+        self,
+        roots: Iterable[tuple[str, bytes]],
+        policy: tuple[bytes, dict[str, bytes]] | None,
+    ) -> Trust:
+        """A copy of this policy holding the given Notation material."""
+        copy = self.model_copy()
+        copy._notation_roots, copy._notation_policy = tuple(roots), policy
+        return copy
 
     def key_pems(self) -> list[tuple[str, bytes]]:
         """(source path, PEM bytes) of each signing key, as loaded by `load_settings`."""
@@ -390,6 +442,7 @@ class Trust(BaseModel):
         """A copy of this policy holding the given key material."""
         copy = self.model_copy()
         copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
+        copy._notation_roots, copy._notation_policy = self._notation_roots, self._notation_policy
         return copy
 
 
@@ -1052,7 +1105,51 @@ class _FileLoader:
         table = self._paths(table)
         keys = self._pems(table.keys, f"trust.{table.name}.keys")
         rekor = self._pems(table.rekor_keys, f"trust.{table.name}.rekor_keys")
-        return table.with_pems(keys, rekor)
+        roots = self._certificates(table.notation_roots, f"trust.{table.name}.notation_roots")
+        policy = None
+        if table.notation_policy is not None:
+            policy = self._notation_policy(
+                table.notation_policy, f"trust.{table.name}.notation_policy"
+            )
+        return table.with_pems(keys, rekor).with_notation(roots, policy)
+
+    def _certificates(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
+        from drd.trust.notation import load_certificates
+
+        loaded: list[tuple[str, bytes]] = []
+        for index, path in enumerate(paths):
+            data = self._read(path, f"{where}[{index}]", _MAX_PEM_BYTES)
+            if data is None:
+                continue
+            try:
+                load_certificates(data, str(path))
+            except ConfigError as exc:
+                self.problems.append((f"{where}[{index}]", str(exc)))
+                continue
+            loaded.append((str(path), data))
+        return loaded
+
+    def _notation_policy(self, path: Path, where: str) -> tuple[bytes, dict[str, bytes]] | None:
+        """Notation's trustpolicy.json and every file under ``truststore/x509`` beside it."""
+        from drd.trust.notation import read_trust_policy
+
+        document = self._read(path, where, _MAX_PEM_BYTES)
+        if document is None:
+            return None
+        base = path.parent / "truststore" / "x509"
+        store: dict[str, bytes] = {}
+        if base.is_dir():
+            for file in sorted(base.glob("*/*/*")):
+                if file.is_file() and len(store) < _MAX_TRUST_STORE_FILES:
+                    data = self._read(file, where, _MAX_PEM_BYTES)
+                    if data is not None:
+                        store[file.relative_to(base).as_posix()] = data
+        try:
+            read_trust_policy(document, store, str(path))
+        except ConfigError as exc:
+            self.problems.append((where, str(exc)))
+            return None
+        return document, store
 
     def _pems(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
         loaded: list[tuple[str, bytes]] = []
@@ -1231,6 +1328,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         data["endpoints"][key]["credentials"] = _describe_credentials(ep.credentials())
     for key, table in settings.trust.items():
         data["trust"][key]["loaded_keys"] = len(table.key_pems())
+        data["trust"][key]["loaded_notation_roots"] = len(table.notation_root_files())
     data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
     if settings.snapshots is not None:
         signing = settings.snapshots.signing_key() is not None

@@ -19,6 +19,7 @@ from drd.retry import RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
     from drd.trust.keys import TrustPolicy
+    from drd.trust.notation import NotationTrust
 
 
 @dataclass
@@ -137,4 +138,24 @@ def trust_policy(trust: Trust) -> TrustPolicy:
         rekor_keys=tuple(load_public_key(pem, source) for source, pem in trust.rekor_pems()),
         require_rekor=trust.require_rekor,
         require_children=trust.require_children,
+        notation=notation_trusts(trust),
+        require_attestations=tuple(trust.require_attestations),
+        match_reference=trust.match_reference,
     )
+
+
+def notation_trusts(trust: Trust) -> tuple[NotationTrust, ...]:
+    """The Notation trust of a `[trust.NAME]` table: its own roots first, then trustpolicy.json."""
+    from drd.trust.notation import NotationTrust, load_certificates, read_trust_policy
+
+    found: list[NotationTrust] = []
+    roots = [
+        c for source, data in trust.notation_root_files() for c in load_certificates(data, source)
+    ]
+    if roots:
+        found.append(NotationTrust(roots=tuple(roots), identities=tuple(trust.notation_identities)))
+    policy = trust.notation_policy_files()
+    if policy is not None:
+        document, store = policy
+        found.extend(read_trust_policy(document, store, str(trust.notation_policy)))
+    return tuple(found)

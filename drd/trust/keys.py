@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -11,6 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from drd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from drd.trust.notation import NotationTrust
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
@@ -163,6 +167,11 @@ class TrustPolicy:
     ``rekor_keys`` are transparency-log keys used to check Rekor entries offline;
     ``require_rekor`` refuses signatures without a verified entry;
     ``require_children`` asks every child of a signed index for its own signature.
+    ``notation`` holds Notation trust stores and identities (one per
+    ``trustpolicy.json`` policy, by repository scope); ``require_attestations``
+    lists in-toto predicate types that must each be attested under this same
+    policy; ``match_reference`` makes a simple-signing payload's
+    ``docker-reference`` name the repository being verified.
     """
 
     name: str
@@ -170,10 +179,13 @@ class TrustPolicy:
     rekor_keys: tuple[TrustKey, ...] = ()
     require_rekor: bool = False
     require_children: bool = False
+    notation: tuple[NotationTrust, ...] = ()
+    require_attestations: tuple[str, ...] = ()
+    match_reference: bool = False
 
     def __post_init__(self) -> None:
-        if not self.keys:
-            raise ConfigError(f"trust policy {self.name}: lists no keys")
+        if not self.keys and not self.notation:
+            raise ConfigError(f"trust policy {self.name}: lists no keys and no notation roots")
         if self.require_rekor and not self.rekor_keys:
             raise ConfigError(
                 f"trust policy {self.name}: require_rekor needs at least one rekor key"

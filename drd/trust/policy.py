@@ -15,6 +15,11 @@ from drd.trust.keys import TrustPolicy
 # key verified (wrong digest, wrong type) says more than one where nothing verified.
 WRONG_DIGEST = "wrong-digest"
 WRONG_TYPE = "wrong-type"
+MISSING_ATTESTATION = "missing-attestation"
+WRONG_REFERENCE = "wrong-reference"
+EXPIRED = "expired"
+UNTRUSTED_IDENTITY = "untrusted-identity"
+UNTRUSTED_ROOT = "untrusted-root"
 REKOR = "rekor"
 UNKNOWN_KEY = "unknown-key"
 BAD_SIGNATURE = "bad-signature"
@@ -25,6 +30,11 @@ NO_SIGNATURE = "no-signature"
 REASONS = (
     WRONG_DIGEST,
     WRONG_TYPE,
+    MISSING_ATTESTATION,
+    WRONG_REFERENCE,
+    EXPIRED,
+    UNTRUSTED_IDENTITY,
+    UNTRUSTED_ROOT,
     REKOR,
     UNKNOWN_KEY,
     BAD_SIGNATURE,
@@ -50,9 +60,12 @@ class Verified:
     """
     An artifact whose signature verified with a trusted key and names exactly its digest.
 
-    ``form`` is ``"cosign"`` (a ``.sig`` tag with a simple-signing payload) or
-    ``"sigstore-bundle"`` (an OCI 1.1 referrer). ``rekor`` says whether a Rekor
-    entry was verified offline too; ``log_index`` and ``integrated_time`` come from it.
+    ``form`` is ``"cosign"`` (a ``.sig`` tag with a simple-signing payload),
+    ``"sigstore-bundle"`` (an OCI 1.1 referrer), or ``"notation-jws"`` /
+    ``"notation-cose"`` (a Notation envelope; ``identity`` is its signer's subject).
+    ``attestations`` lists the predicate types a policy required and found verified.
+    ``rekor`` says whether a Rekor entry was verified offline too; ``log_index``
+    and ``integrated_time`` come from it.
     """
 
     digest: Digest
@@ -66,6 +79,8 @@ class Verified:
     docker_reference: str = ""
     predicate_type: str = ""
     signature_digest: Digest | None = None
+    identity: str = ""
+    attestations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
