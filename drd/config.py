@@ -389,6 +389,7 @@ class Trust(BaseModel):
     # Notation: trust store certificates (PEM or DER), identities, or Notation's own files.
     notation_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
     notation_identities: list[NotationIdentity] = Field(default_factory=list, max_length=256)
+    notation_tsa_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
     notation_policy: ConfigPath | None = None
     require_attestations: list[PredicateType] = Field(default_factory=list, max_length=64)
     match_reference: bool = False
@@ -396,6 +397,7 @@ class Trust(BaseModel):
     _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _notation_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_tsa_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _notation_policy: tuple[bytes, dict[str, bytes]] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -408,11 +410,17 @@ class Trust(BaseModel):
             )
         if self.notation_identities and not self.notation_roots:
             raise _Invalid([("notation_identities", "need notation_roots to apply to")])
+        if self.notation_tsa_roots and not self.notation_roots:
+            raise _Invalid([("notation_tsa_roots", "need notation_roots to apply to")])
         return self
 
     def notation_root_files(self) -> list[tuple[str, bytes]]:
         """(source path, bytes) of each Notation trust store certificate file."""
         return list(self._notation_roots)
+
+    def notation_tsa_root_files(self) -> list[tuple[str, bytes]]:
+        """(source path, bytes) of each RFC 3161 timestamp authority root certificate file."""
+        return list(self._notation_tsa_roots)
 
     def notation_policy_files(self) -> tuple[bytes, dict[str, bytes]] | None:
         """Notation's ``trustpolicy.json`` bytes and its trust store files, when configured."""
@@ -422,10 +430,12 @@ class Trust(BaseModel):
         self,
         roots: Iterable[tuple[str, bytes]],
         policy: tuple[bytes, dict[str, bytes]] | None,
+        tsa_roots: Iterable[tuple[str, bytes]] = (),
     ) -> Trust:
         """A copy of this policy holding the given Notation material."""
         copy = self.model_copy()
         copy._notation_roots, copy._notation_policy = tuple(roots), policy
+        copy._notation_tsa_roots = tuple(tsa_roots)
         return copy
 
     def key_pems(self) -> list[tuple[str, bytes]]:
@@ -443,6 +453,7 @@ class Trust(BaseModel):
         copy = self.model_copy()
         copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
         copy._notation_roots, copy._notation_policy = self._notation_roots, self._notation_policy
+        copy._notation_tsa_roots = self._notation_tsa_roots
         return copy
 
 
@@ -1106,12 +1117,13 @@ class _FileLoader:
         keys = self._pems(table.keys, f"trust.{table.name}.keys")
         rekor = self._pems(table.rekor_keys, f"trust.{table.name}.rekor_keys")
         roots = self._certificates(table.notation_roots, f"trust.{table.name}.notation_roots")
+        tsa = self._certificates(table.notation_tsa_roots, f"trust.{table.name}.notation_tsa_roots")
         policy = None
         if table.notation_policy is not None:
             policy = self._notation_policy(
                 table.notation_policy, f"trust.{table.name}.notation_policy"
             )
-        return table.with_pems(keys, rekor).with_notation(roots, policy)
+        return table.with_pems(keys, rekor).with_notation(roots, policy, tsa)
 
     def _certificates(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
         from drd.trust.notation import load_certificates

@@ -149,11 +149,22 @@ def notation_trusts(trust: Trust) -> tuple[NotationTrust, ...]:
     from drd.trust.notation import NotationTrust, load_certificates, read_trust_policy
 
     found: list[NotationTrust] = []
+    tsa_roots = [
+        c
+        for source, data in trust.notation_tsa_root_files()
+        for c in load_certificates(data, source)
+    ]
     roots = [
         c for source, data in trust.notation_root_files() for c in load_certificates(data, source)
     ]
     if roots:
-        found.append(NotationTrust(roots=tuple(roots), identities=tuple(trust.notation_identities)))
+        found.append(
+            NotationTrust(
+                roots=tuple(roots),
+                identities=tuple(trust.notation_identities),
+                tsa_roots=tuple(tsa_roots),
+            )
+        )
     policy = trust.notation_policy_files()
     if policy is not None:
         document, store = policy

@@ -10,10 +10,11 @@ checked with pycose). The envelope carries the signer's certificate chain
 Checks, at Notation's ``strict`` level: the envelope's signature verifies under
 the leaf's key; the payload names exactly the artifact's digest, size and media
 type; the chain ends in a configured trust store certificate; every
-certificate is valid at the signing time proven by the signing authority, else
-at the verification time; the signature has not passed its expiry; the leaf's
-subject matches a trusted identity when any are configured. Revocation (OCSP,
-CRL) is not checked: verification here is offline.
+certificate is valid at the time an RFC 3161 countersignature from a configured
+TSA proves (`drd.trust.timestamp`), or the signing authority's authentic
+signing time, else at the verification time; the signature has not passed its
+expiry; the leaf's subject matches a trusted identity when any are configured.
+Revocation (OCSP, CRL) is not checked: verification here is offline.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from drd.trust.policy import (
     WRONG_TYPE,
     Verified,
 )
+from drd.trust.timestamp import verify_timestamp
 
 SIGNATURE_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
 JWS_MEDIA_TYPE = "application/jose+json"
@@ -68,6 +70,7 @@ SIGNING_SCHEME = "io.cncf.notary.signingScheme"
 SIGNING_TIME = "io.cncf.notary.signingTime"
 AUTHENTIC_SIGNING_TIME = "io.cncf.notary.authenticSigningTime"
 EXPIRY = "io.cncf.notary.expiry"
+TIMESTAMP_SIGNATURE = "io.cncf.notary.timestampSignature"
 SCHEME_X509 = "notary.x509"
 SCHEME_SIGNING_AUTHORITY = "notary.x509.signingAuthority"
 WILDCARD_IDENTITY = "*"
@@ -125,6 +128,7 @@ class NotationTrust:
     roots: tuple[TrustedCertificate, ...]
     identities: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ("*",)
+    tsa_roots: tuple[TrustedCertificate, ...] = ()
 
     def __post_init__(self) -> None:
         for identity in self.identities:
@@ -192,6 +196,8 @@ class _Envelope:
     payload: bytes
     protected: Mapping[Any, Any]
     chain: tuple[x509.Certificate, ...]
+    signature: bytes
+    timestamp: bytes | None
 
 
 def verify_notation(
@@ -228,7 +234,11 @@ def verify_notation(
     if scheme not in (SCHEME_X509, SCHEME_SIGNING_AUTHORITY):
         raise fail(MALFORMED, f"notation signing scheme {scheme!r} is not supported", digest)
     root = _trusted_root(opened.chain, trust, digest)
-    _check_times(opened, scheme, now, digest)
+    stamped = None
+    if trust.tsa_roots and opened.timestamp is not None:
+        tsa_roots = tuple(r.certificate for r in trust.tsa_roots)
+        stamped = verify_timestamp(opened.timestamp, opened.signature, tsa_roots, digest)
+    _check_times(opened, scheme, stamped or now, now, digest)
     leaf = opened.chain[0]
     identity = leaf.subject.rfc4514_string()
     if not _identity_trusted(leaf, trust.identities):
@@ -244,6 +254,7 @@ def verify_notation(
         key_source=root.source,
         form=opened.form,
         identity=identity,
+        timestamp=int(stamped.timestamp()) if stamped is not None else None,
     )
 
 
@@ -260,8 +271,17 @@ def _open_jws(envelope: bytes, digest: Digest) -> _Envelope:
         raise fail(MALFORMED, f"notation JWS is unusable: {exc}", digest) from exc
     member = signed.members[0]
     protected = dict(member.protected or {})
+    stamp = header.get(TIMESTAMP_SIGNATURE) if isinstance(header, dict) else None
+    signature = _b64url(doc.get("signature"))
     # Signed facts only from the protected header: the unprotected one may say anything.
-    return _Envelope("notation-jws", bytes(signed.payload), protected, chain)
+    return _Envelope(
+        "notation-jws",
+        bytes(signed.payload),
+        protected,
+        chain,
+        signature,
+        _b64(stamp) if stamp is not None else None,
+    )
 
 
 def _jws_key(leaf: x509.Certificate) -> RSAKey | ECKey:
@@ -303,7 +323,15 @@ def _open_cose(envelope: bytes, digest: Digest) -> _Envelope:
         protected[label] = value
     if not isinstance(message.payload, bytes):
         raise fail(MALFORMED, "notation COSE envelope has a detached payload", digest)
-    return _Envelope("notation-cose", message.payload, protected, chain)
+    stamp = message.uhdr.get(TIMESTAMP_SIGNATURE)
+    return _Envelope(
+        "notation-cose",
+        message.payload,
+        protected,
+        chain,
+        bytes(message.signature),
+        stamp if isinstance(stamp, bytes) else None,
+    )
 
 
 def _is_alg(label: object) -> bool:
@@ -323,6 +351,16 @@ def _chain(items: list[Any], digest: Digest, *, der_b64: bool) -> tuple[x509.Cer
                 MALFORMED, "notation certificate chain holds a bad certificate", digest
             ) from exc
     return tuple(certs)
+
+
+def _b64url(text: object) -> bytes:
+    """Unpadded base64url (the JWS signature); b"" for anything else."""
+    if not isinstance(text, str):
+        return b""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return b""
 
 
 def _b64(text: object) -> bytes:
@@ -418,9 +456,15 @@ def _check_leaf_usage(leaf: x509.Certificate, digest: Digest) -> None:
         )
 
 
-def _check_times(opened: _Envelope, scheme: str, now: dt.datetime, digest: Digest) -> None:
-    """Strict level: the chain valid at the authentic signing time (else now), not past expiry."""
-    when = now
+def _check_times(
+    opened: _Envelope, scheme: str, when: dt.datetime, now: dt.datetime, digest: Digest
+) -> None:
+    """
+    Strict level: the chain valid *when* signed, and the signature not past its expiry *now*.
+
+    *when* is the time a verified timestamp proves, else the verification time; the
+    signing authority scheme's authentic signing time replaces it.
+    """
     if scheme == SCHEME_SIGNING_AUTHORITY:
         when = _time(opened.protected.get(AUTHENTIC_SIGNING_TIME), "authentic signing time", digest)
     for cert in opened.chain:
@@ -494,8 +538,7 @@ def read_trust_policy(
     *store* maps paths under ``truststore/x509`` (``ca/NAME/root.crt``) to file
     bytes. Only the ``strict`` level is accepted (drd never verifies more
     loosely than asked, and ``permissive``/``audit``/``skip`` would); ``ca`` and
-    ``signingAuthority`` stores become trust roots; ``tsa`` stores are not read
-    (timestamps are not verified, so validity is checked at the present time).
+    ``signingAuthority`` stores become trust roots, ``tsa`` stores timestamp roots.
     Raises `ConfigError` naming *source* and the policy.
     """
     try:
@@ -522,23 +565,28 @@ def _read_policy(item: object, store: Mapping[str, bytes], source: str) -> Notat
     scopes = _strings(item.get("registryScopes"), f"{where}: registryScopes")
     identities = _strings(item.get("trustedIdentities"), f"{where}: trustedIdentities")
     roots: list[TrustedCertificate] = []
+    tsa_roots: list[TrustedCertificate] = []
     for named in _strings(item.get("trustStores"), f"{where}: trustStores"):
         kind, _, name = named.partition(":")
-        if kind == "tsa":
-            continue
-        if kind not in ("ca", "signingAuthority") or not name or "/" in name or ".." in name:
+        if kind not in ("ca", "signingAuthority", "tsa") or not name or "/" in name or ".." in name:
             raise ConfigError(
-                f"{where}: trust store {named!r} is not ca:NAME or signingAuthority:NAME"
+                f"{where}: trust store {named!r} is not ca:NAME, signingAuthority:NAME or tsa:NAME"
             )
         prefix = f"{kind}/{name}/"
         files = sorted(path for path in store if path.startswith(prefix))
         if not files:
             raise ConfigError(f"{where}: trust store {named} holds no certificate")
+        found = tsa_roots if kind == "tsa" else roots
         for path in files:
-            roots.extend(load_certificates(store[path], f"truststore/x509/{path}"))
+            found.extend(load_certificates(store[path], f"truststore/x509/{path}"))
     if not roots:
         raise ConfigError(f"{where}: names no ca or signingAuthority trust store")
-    return NotationTrust(roots=tuple(roots), identities=tuple(identities), scopes=tuple(scopes))
+    return NotationTrust(
+        roots=tuple(roots),
+        identities=tuple(identities),
+        scopes=tuple(scopes),
+        tsa_roots=tuple(tsa_roots),
+    )
 
 
 def _strings(value: object, where: str) -> list[str]:

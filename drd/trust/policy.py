@@ -63,7 +63,8 @@ class Verified:
     ``form`` is ``"cosign"`` (a ``.sig`` tag with a simple-signing payload),
     ``"sigstore-bundle"`` (an OCI 1.1 referrer), or ``"notation-jws"`` /
     ``"notation-cose"`` (a Notation envelope; ``identity`` is its signer's subject).
-    ``attestations`` lists the predicate types a policy required and found verified.
+    ``attestations`` lists the predicate types a policy required and found verified;
+    ``timestamp`` is the time an RFC 3161 countersignature proved, when one verified.
     ``rekor`` says whether a Rekor entry was verified offline too; ``log_index``
     and ``integrated_time`` come from it.
     """
@@ -81,6 +82,7 @@ class Verified:
     signature_digest: Digest | None = None
     identity: str = ""
     attestations: tuple[str, ...] = ()
+    timestamp: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

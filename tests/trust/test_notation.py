@@ -8,6 +8,7 @@ digest, expiry, a chain to another root, an untrusted identity and a non-code-si
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -101,21 +102,65 @@ def test_jws_past_its_expiry_is_rejected_at_strict_level() -> None:
     assert "2022-07-29T23:59:00Z" in exc.value.message
 
 
-@pytest.mark.parametrize(
-    ("name", "media_type"),
-    [("jwsWithTimestamp.sig", JWS_MEDIA_TYPE), ("coseWithTimestamp.sig", COSE_MEDIA_TYPE)],
-)
-def test_timestamped_envelopes_from_the_trust_store_are_accepted(
-    name: str, media_type: str
-) -> None:
-    """timestamped/{jws,cose}WithTimestamp.sig: ACCEPT, signer CN=alpine = TestTimestamp.crt."""
-    raw = notation_fixture(f"timestamped/{name}").read_bytes()
+STAMPS = [
+    ("jwsWithTimestamp.sig", JWS_MEDIA_TYPE, "2024-06-18T06:29:37+00:00"),
+    ("coseWithTimestamp.sig", COSE_MEDIA_TYPE, "2024-06-18T06:27:16+00:00"),
+]
 
-    verified = verify_notation(raw, media_type, STAMPED, valid_store(), "notary", NOW)
+
+def tsa_roots() -> tuple[TrustedCertificate, ...]:
+    """notation-go's tsa/test-timestamp store: the GlobalSign root."""
+    path = notation_fixture("truststore/x509/tsa/test-timestamp/globalsignRoot.cer")
+    return load_certificates(path.read_bytes(), "globalsignRoot.cer")
+
+
+@pytest.mark.parametrize(("name", "media_type", "stamped"), STAMPS)
+def test_timestamped_envelopes_verify_with_their_rfc3161_countersignature(
+    name: str, media_type: str, stamped: str
+) -> None:
+    """timestamped/{jws,cose}WithTimestamp.sig: ACCEPT, signer CN=alpine, TSA GlobalSign."""
+    raw = notation_fixture(f"timestamped/{name}").read_bytes()
+    trust = NotationTrust(roots=valid_store().roots, tsa_roots=tsa_roots())
+
+    verified = verify_notation(raw, media_type, STAMPED, trust, "notary", NOW)
 
     assert verified.identity == "CN=alpine,O=Notary,L=Seattle,ST=WA,C=US"
     assert verified.key_source == "TestTimestamp.crt"
     assert verified.form == ("notation-jws" if media_type == JWS_MEDIA_TYPE else "notation-cose")
+    assert verified.timestamp is not None
+    assert dt.datetime.fromtimestamp(verified.timestamp, dt.UTC).isoformat() == stamped
+    # Without a TSA root configured the timestamp is not relied on; the chain is valid now.
+    assert verify_notation(raw, media_type, STAMPED, valid_store(), "n", NOW).timestamp is None
+
+
+@pytest.mark.parametrize(("name", "media_type", "stamped"), STAMPS)
+def test_timestamp_from_an_unconfigured_tsa_is_untrusted_root(
+    name: str, media_type: str, stamped: str
+) -> None:
+    raw = notation_fixture(f"timestamped/{name}").read_bytes()
+    other_tsa = store("NotationTestRoot.pem")
+    trust = NotationTrust(roots=valid_store().roots, tsa_roots=other_tsa)
+
+    with pytest.raises(VerificationError) as exc:
+        verify_notation(raw, media_type, STAMPED, trust, "notary", NOW)
+    assert exc.value.reason == "untrusted-root"
+    assert "TSA root" in exc.value.message
+
+
+def test_timestamp_moved_onto_another_signature_is_rejected() -> None:
+    """The COSE envelope's token in the JWS envelope's unprotected header: over other bytes."""
+    from pycose.messages import Sign1Message
+
+    cose = Sign1Message.decode(notation_fixture("timestamped/coseWithTimestamp.sig").read_bytes())
+    doc = json.loads(notation_fixture("timestamped/jwsWithTimestamp.sig").read_bytes())
+    token = cose.uhdr["io.cncf.notary.timestampSignature"]
+    doc["header"]["io.cncf.notary.timestampSignature"] = base64.b64encode(token).decode()
+    trust = NotationTrust(roots=valid_store().roots, tsa_roots=tsa_roots())
+    moved = json.dumps(doc).encode()
+    assert reason_of(moved, JWS_MEDIA_TYPE, STAMPED, trust) == "bad-signature"
+
+    doc["header"]["io.cncf.notary.timestampSignature"] = base64.b64encode(b"garbage").decode()
+    assert reason_of(json.dumps(doc).encode(), JWS_MEDIA_TYPE, STAMPED, trust) == "malformed"
 
 
 def test_signer_expired_long_before_its_timestamp_is_rejected() -> None:
@@ -123,10 +168,17 @@ def test_signer_expired_long_before_its_timestamp_is_rejected() -> None:
     raw = notation_fixture("timestamped/timestampAfterNotAfter_fail.cose.sig").read_bytes()
     assert reason_of(raw, COSE_MEDIA_TYPE, STAMPED, valid_store()) == "untrusted-root"
 
-    # Even trusted, its certificate is outside its validity: upstream's "expired" reason.
+    # Even trusted, its certificate expired long before the authentic 2024 timestamp:
+    # upstream's "timestamp can be after certificate ... validity period".
     signer = _x5c_leaf_of_cose(raw)
-    trusting = NotationTrust(roots=(*valid_store().roots, TrustedCertificate("testTSA", signer)))
-    assert reason_of(raw, COSE_MEDIA_TYPE, STAMPED, trusting) == "expired"
+    trusting = NotationTrust(
+        roots=(*valid_store().roots, TrustedCertificate("testTSA", signer)),  # type: ignore[arg-type]
+        tsa_roots=tsa_roots(),
+    )
+    with pytest.raises(VerificationError) as exc:
+        verify_notation(raw, COSE_MEDIA_TYPE, STAMPED, trusting, "notary", NOW)
+    assert exc.value.reason == "expired"
+    assert "2001-09-18T11:54:34Z, not at 2024-06-19T09:35:58Z" in exc.value.message
 
 
 def _x5c_leaf_of_cose(raw: bytes) -> object:

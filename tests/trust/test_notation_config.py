@@ -63,7 +63,7 @@ def upstream_policy(**changes: object) -> dict[str, object]:
         "registryScopes": ["registry.acme-rockets.io/software/net-monitor"],
         "signatureVerification": {"level": "strict"},
         # Upstream also names signingAuthority:valid-trust-store, which the fixtures do not hold.
-        "trustStores": ["ca:valid-trust-store"],
+        "trustStores": ["ca:valid-trust-store", "tsa:test-timestamp"],
         "trustedIdentities": [NOTARY_ROOT],
     }
     policy.update(changes)
@@ -84,11 +84,12 @@ def test_notation_roots_and_identities_load_into_the_policy(tmp_path: Path) -> N
     assert trust.identities == (NOTARY_ROOT,)
 
 
-def test_der_certificates_are_accepted_as_notation_roots(tmp_path: Path) -> None:
+def test_der_certificates_are_accepted_as_notation_and_tsa_roots(tmp_path: Path) -> None:
     root = notation_fixture("truststore/x509/tsa/test-timestamp/globalsignRoot.cer")
-    path = config(tmp_path, f'notation_roots = ["{root}"]\n')
+    path = config(tmp_path, f'notation_roots = ["{root}"]\nnotation_tsa_roots = ["{root}"]\n')
 
-    assert len(trust_policy(load_settings(path).trust["notary"]).notation[0].roots) == 1
+    (trust,) = trust_policy(load_settings(path).trust["notary"]).notation
+    assert (len(trust.roots), len(trust.tsa_roots)) == (1, 1)
 
 
 def test_bad_notation_material_names_the_field(tmp_path: Path) -> None:
@@ -122,6 +123,9 @@ def test_notation_trustpolicy_json_and_trust_store_are_read(tmp_path: Path) -> N
     trust = notation_for(policy.notation, "software/net-monitor")
 
     assert trust is not None
+    assert [r.source for r in trust.tsa_roots] == [
+        "truststore/x509/tsa/test-timestamp/globalsignRoot.cer"
+    ]
     assert notation_for(policy.notation, "software/other") is None
     raw = notation_fixture("mock/ca_valid_sig_env.json").read_bytes()
     verified = verify_notation(raw, JWS_MEDIA_TYPE, MOCK, trust, "notary", NOW)
