@@ -7,6 +7,8 @@ multi-arch image, a signed single image, an unsigned image), writes a drd config
 then runs the real CLI: `drd replicate` with a trust policy, and - where this
 checkout has them - `drd snapshot create`, `drd snapshot list`, `drd drill` (its
 HTML report is kept and its path printed) and the `drd failover --dry-run` pre-flight.
+Last, a Notation-signed image goes to the trusted DR target and `drd verify` checks it
+there, while one signed under another CA is refused.
 
     .venv/bin/python scripts/demo.py [--keep DIR]
 """
@@ -39,6 +41,7 @@ from tests.images import (  # noqa: E402  (the sample builders live with the tes
     signature_tag,
 )
 from tests.servers import LocalRegistry, registry_binary  # noqa: E402
+from tests.trust.notary import make_signer, push_notation_signed  # noqa: E402
 
 CONFIG = """\
 version = 1
@@ -118,6 +121,56 @@ async def push_samples(primary: LocalRegistry, key: ec.EllipticCurvePrivateKey) 
     await push_image(primary, "demo/api", make_image("demo-unsigned"), "v2.4.0-unsigned")
 
 
+NOTATION_CONFIG = """\
+version = 1
+
+[endpoints.primary]
+url = "{primary}"
+
+[endpoints.dr]
+url = "{dr}"
+
+[trust.notary]
+notation_roots = ["{root}"]
+notation_identities = ["x509.subject: O=drd tests, CN=release"]
+
+[[replication]]
+name = "notation"
+source = "primary"
+targets = ["dr"]
+repositories = ["notary/**"]
+require_signature = "notary"
+"""
+
+
+def notation_demo(primary: LocalRegistry, dr: LocalRegistry, work: Path) -> int:
+    """
+    A Notation-signed image replicated to the trusted DR target, one under another CA refused.
+
+    Self-contained: its own test CA (the trust store), its own config and policy. The
+    signatures are JWS envelopes attached as Notation attaches them to a registry without
+    the referrers API: the signature manifest and the ``sha256-<hex>`` index listing it.
+    Returns the number of steps that did not answer as they should.
+    """
+    trusted, foreign = make_signer("demo release CA"), make_signer("someone else's CA")
+    root = work / "notation-ca.crt"
+    root.write_bytes(trusted.root_pem())
+    signed, stranger = make_image("notation-signed"), make_image("notation-foreign")
+
+    async def push() -> None:
+        await push_notation_signed(primary, "notary/app", signed, "v1", trusted)
+        await push_notation_signed(primary, "notary/app", stranger, "v2-foreign", foreign)
+
+    asyncio.run(push())
+    config = work / "drd-notation.toml"
+    config.write_text(NOTATION_CONFIG.format(primary=primary.url, dr=dr.url, root=root))
+    failures = 0
+    # Exit 1 is the expected answer: v2-foreign chains to a CA the policy does not trust.
+    failures += drd(config, "replicate", "--policy", "notation") != 1
+    failures += drd(config, "verify", f"{dr.host}/notary/app:v1") != 0
+    return failures
+
+
 @contextlib.contextmanager
 def registries(work: Path) -> Iterator[tuple[LocalRegistry, LocalRegistry, LocalRegistry]]:
     binary = registry_binary()
@@ -169,6 +222,7 @@ def main() -> int:
                     print(f"drill report: {report}")
             if has_command("failover"):
                 failures += drd(config, "failover", "--to", "dr", "--dry-run") != 0
+            failures += notation_demo(primary, dr, work)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

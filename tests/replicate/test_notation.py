@@ -16,23 +16,18 @@ import structlog
 from drd.config import load_settings
 from drd.drill.judge import Targets
 from drd.drill.runner import ReplicaScope, run_replica_drill
-from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.resources import policy_from_config, trust_policy
-from drd.trust.notation import JWS_MEDIA_TYPE, SIGNATURE_ARTIFACT_TYPE
+from drd.trust.notation import JWS_MEDIA_TYPE
 from drd.trust.verify import verify_artifact
 from tests.clients import open_client
-from tests.images import Image, RegistryWriter, make_image, push_image
+from tests.images import RegistryWriter, make_image
 from tests.replicate.test_trusted import assert_nothing_reached, assert_rejected, replicate
 from tests.servers import LocalRegistry
 from tests.skopeo import inspect_raw, list_tags
 from tests.trust.notary import (
-    Signer,
     cached_signer,
-    envelope,
-    media_type_of,
-    signature_manifest,
-    target,
+    push_notation_signed,
 )
 
 
@@ -67,47 +62,6 @@ require_signature = "notary"
 """
     )
     return config
-
-
-async def push_notation_signed(
-    registry: LocalRegistry,
-    repo: str,
-    image: Image,
-    tag: str,
-    signer: Signer,
-    kind: str = "jws",
-    *,
-    signs: Digest | None = None,
-) -> tuple[Digest, Digest]:
-    """
-    Push *image* as *tag* and a Notation signature of it (of *signs* when given).
-
-    As Notation does on a registry without the referrers API: the signature manifest
-    by digest, then the ``sha256-<hex>`` index listing it. Returns both digests.
-    """
-    await push_image(registry, repo, image, tag)
-    subject = {"mediaType": image.media_type, "digest": str(image.digest), "size": image.size}
-    signed = target(signs or image.digest, image.size, image.media_type)
-    raw, blobs = signature_manifest(subject, envelope(kind, signed, signer), media_type_of(kind))
-    index = {
-        "schemaVersion": 2,
-        "mediaType": mediatype.OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": mediatype.OCI_MANIFEST,
-                "digest": str(Digest.of(raw)),
-                "size": len(raw),
-                "artifactType": SIGNATURE_ARTIFACT_TYPE,
-            }
-        ],
-    }
-    index_raw = json.dumps(index).encode()
-    async with RegistryWriter(registry) as w:
-        for data in blobs.values():
-            await w.push_blob(repo, data)
-        await w.push_manifest(repo, Digest.of(raw), raw, mediatype.OCI_MANIFEST)
-        await w.push_manifest(repo, image.digest.tag_form, index_raw, mediatype.OCI_INDEX)
-    return Digest.of(raw), Digest.of(index_raw)
 
 
 async def test_notation_signed_image_replicates_and_verifies_at_the_target_and_in_a_drill(

@@ -42,8 +42,9 @@ from drd.trust.notation import (
     SIGNING_SCHEME,
     SIGNING_TIME,
 )
+from tests.images import Image, RegistryWriter, push_image
 from tests.layouts import FIXTURES
-from tests.servers import missing
+from tests.servers import LocalRegistry, missing
 
 EMPTY_CONFIG = b"{}"
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
@@ -254,3 +255,44 @@ def notation_fixture(relative: str) -> Path:
     if not path.exists():
         missing(f"signature fixture {relative!r} at {path}", "place shared/ beside the repo")
     return path
+
+
+async def push_notation_signed(
+    registry: LocalRegistry,
+    repo: str,
+    image: Image,
+    tag: str,
+    signer: Signer,
+    kind: str = "jws",
+    *,
+    signs: Digest | None = None,
+) -> tuple[Digest, Digest]:
+    """
+    Push *image* as *tag* and a Notation signature of it (of *signs* when given).
+
+    As Notation does on a registry without the referrers API: the signature manifest
+    by digest, then the ``sha256-<hex>`` index listing it. Returns both digests.
+    """
+    await push_image(registry, repo, image, tag)
+    subject = {"mediaType": image.media_type, "digest": str(image.digest), "size": image.size}
+    signed = target(signs or image.digest, image.size, image.media_type)
+    raw, blobs = signature_manifest(subject, envelope(kind, signed, signer), media_type_of(kind))
+    index = {
+        "schemaVersion": 2,
+        "mediaType": mediatype.OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": mediatype.OCI_MANIFEST,
+                "digest": str(Digest.of(raw)),
+                "size": len(raw),
+                "artifactType": SIGNATURE_ARTIFACT_TYPE,
+            }
+        ],
+    }
+    index_raw = json.dumps(index).encode()
+    async with RegistryWriter(registry) as w:
+        for data in blobs.values():
+            await w.push_blob(repo, data)
+        await w.push_manifest(repo, Digest.of(raw), raw, mediatype.OCI_MANIFEST)
+        await w.push_manifest(repo, image.digest.tag_form, index_raw, mediatype.OCI_INDEX)
+    return Digest.of(raw), Digest.of(index_raw)
