@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drd.config import load_settings
+from drd.config import describe, load_settings
 from drd.errors import ConfigError
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
@@ -150,3 +150,12 @@ def test_unusable_notation_policies_are_config_errors(
     errors = errors_of(config(tmp_path, f'notation_policy = "{policy_file}"\n'))
 
     assert message in errors["trust.notary.notation_policy"]
+
+
+def test_config_check_counts_the_notation_roots_it_loaded(tmp_path: Path) -> None:
+    root = notation_fixture("truststore/x509/ca/valid-trust-store/NotationTestRoot.pem")
+    settings = load_settings(config(tmp_path, f'notation_roots = ["{root}"]\n'))
+
+    described = describe(settings)["trust"]["notary"]
+
+    assert (described["loaded_keys"], described["loaded_notation_roots"]) == (0, 1)
