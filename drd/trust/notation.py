@@ -144,7 +144,7 @@ class NotationTrust:
 def _scope_matches(scope: str, repository: str) -> bool:
     # A Notation scope is "registry/repository"; drd verifies a repository on whichever
     # registry holds it (source, target, drill), so the repository part is what must match.
-    return scope == repository or scope.endswith("/" + repository)
+    return scope.partition("/")[2] == repository
 
 
 def load_certificates(data: bytes, source: str) -> tuple[TrustedCertificate, ...]:

@@ -127,6 +127,8 @@ def test_notation_trustpolicy_json_and_trust_store_are_read(tmp_path: Path) -> N
         "truststore/x509/tsa/test-timestamp/globalsignRoot.cer"
     ]
     assert notation_for(policy.notation, "software/other") is None
+    assert notation_for(policy.notation, "net-monitor") is None
+    assert notation_for(policy.notation, "team/software/net-monitor") is None
     raw = notation_fixture("mock/ca_valid_sig_env.json").read_bytes()
     verified = verify_notation(raw, JWS_MEDIA_TYPE, MOCK, trust, "notary", NOW)
     assert verified.key_source.endswith("ca/valid-trust-store/NotationTestRoot.pem")
