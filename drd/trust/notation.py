@@ -39,7 +39,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 from pycose.exceptions import CoseException
-from pycose.headers import X5chain
+from pycose.headers import Algorithm, X5chain
 from pycose.keys.cosekey import CoseKey
 from pycose.messages.sign1message import Sign1Message
 
@@ -300,7 +300,7 @@ def _open_cose(envelope: bytes, digest: Digest) -> _Envelope:
     raw_chain = message.uhdr.get(X5chain)
     certs = raw_chain if isinstance(raw_chain, list) else [raw_chain]
     chain = _chain(certs, digest, der_b64=False)
-    algorithm = message.phdr.get(next((k for k in message.phdr if _is_alg(k)), None))
+    algorithm = message.phdr.get(Algorithm)
     if getattr(algorithm, "__name__", "") not in _COSE_ALGORITHMS:
         raise fail(BAD_SIGNATURE, f"notation COSE algorithm {algorithm!r} is not allowed", digest)
     pem = (
@@ -321,6 +321,14 @@ def _open_cose(envelope: bytes, digest: Digest) -> _Envelope:
     for name, value in message.phdr.items():
         label = getattr(name, "identifier", name)
         protected[label] = value
+    # pycose does not enforce `crit` (label 2); a header a verifier must understand and
+    # drd does not is a refusal, as joserfc does for the JWS form.
+    critical = protected.get(2, [])
+    unknown = [c for c in critical if c not in _JWS_HEADERS] if isinstance(critical, list) else [0]
+    if unknown:
+        raise fail(
+            MALFORMED, f"notation COSE envelope has unknown critical headers {unknown}", digest
+        )
     if not isinstance(message.payload, bytes):
         raise fail(MALFORMED, "notation COSE envelope has a detached payload", digest)
     stamp = message.uhdr.get(TIMESTAMP_SIGNATURE)
@@ -332,10 +340,6 @@ def _open_cose(envelope: bytes, digest: Digest) -> _Envelope:
         bytes(message.signature),
         stamp if isinstance(stamp, bytes) else None,
     )
-
-
-def _is_alg(label: object) -> bool:
-    return getattr(label, "identifier", None) == 1
 
 
 def _chain(items: list[Any], digest: Digest, *, der_b64: bool) -> tuple[x509.Certificate, ...]:

@@ -180,11 +180,12 @@ def cose_envelope(
     *,
     signing_time: dt.datetime | None = None,
     expiry: dt.datetime | None = None,
+    critical: tuple[str, ...] = (),
 ) -> bytes:
-    """A Notation COSE_Sign1 envelope (ES256) over *artifact*."""
+    """A Notation COSE_Sign1 envelope (ES256) over *artifact*; *critical* adds crit labels."""
     protected: dict[Any, Any] = {
         Algorithm: Es256,
-        Critical: [SIGNING_SCHEME] + ([EXPIRY] if expiry else []),
+        Critical: [SIGNING_SCHEME, *critical] + ([EXPIRY] if expiry else []),
         ContentType: PAYLOAD_CONTENT_TYPE,
         SIGNING_SCHEME: SCHEME_X509,
         SIGNING_TIME: (signing_time or NOW).replace(microsecond=0),

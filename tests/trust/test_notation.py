@@ -31,6 +31,7 @@ from tests.trust.notary import (
     DAY,
     NOW,
     cached_signer,
+    cose_envelope,
     envelope,
     make_signer,
     media_type_of,
@@ -321,6 +322,12 @@ def test_a_flipped_signature_byte_is_rejected(kind: str) -> None:
         raw[-5] ^= 0x01  # inside the signature, the last element of COSE_Sign1
         tampered = bytes(raw)
     assert reason_of(tampered, media_type_of(kind), IMAGE, trusting()) == "bad-signature"
+
+
+def test_cose_envelope_with_an_unknown_critical_header_is_refused() -> None:
+    artifact = target(IMAGE.digest, IMAGE.size)
+    raw = cose_envelope(artifact, cached_signer(), critical=("io.example.must-understand",))
+    assert reason_of(raw, COSE_MEDIA_TYPE, IMAGE, trusting()) == "malformed"
 
 
 def test_garbage_envelopes_are_malformed_not_crashes() -> None:
