@@ -18,7 +18,13 @@ from drd.oci.ref import Ref
 from drd.trust.bundle import verify_dsse_envelope
 from drd.trust.decode import MAX_PAYLOAD_BYTES, fail, load_json
 from drd.trust.keys import TrustPolicy
-from drd.trust.policy import MISSING_ATTESTATION, PAYLOAD_TOO_LARGE, REKOR, WRONG_TYPE
+from drd.trust.policy import (
+    MISSING_ATTESTATION,
+    NO_SIGNATURE,
+    PAYLOAD_TOO_LARGE,
+    REKOR,
+    WRONG_TYPE,
+)
 
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 # A cosign `.att` layer: the blob is the DSSE envelope itself.
@@ -31,9 +37,14 @@ def is_signature_predicate(predicate_type: str) -> bool:
 
 
 def refuse_attestation(predicate_type: str, subject: Digest) -> VerificationError:
-    """The error for an attestation offered where a signature is needed."""
+    """
+    The error for an attestation offered where a signature is needed: ``no-signature``.
+
+    Not ``wrong-type``: an artifact that carries only attestations is unsigned, and
+    that is what its verdict says.
+    """
     return fail(
-        WRONG_TYPE,
+        NO_SIGNATURE,
         f"the verified DSSE statement is an attestation ({predicate_type[:120]}), not a signature",
         subject,
     )
