@@ -3,7 +3,8 @@ Notation-signed images replicated between real registries to a ``require_signatu
 
 docker-registry has no referrers API, so the signature is found (and copied) the way
 Notation itself attaches it there: the signature manifest by digest, listed in the
-``sha256-<hex>`` fallback tag's index. A replica drill then verifies the copy in place.
+``sha256-<hex>`` fallback tag's index. A replica drill then verifies the copy in place,
+and a restore drill verifies it again after a snapshot brought it back.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ import structlog
 
 from drd.config import load_settings
 from drd.drill.judge import Targets
-from drd.drill.runner import ReplicaScope, run_replica_drill
+from drd.drill.runner import ReplicaScope, run_drill, run_replica_drill
 from drd.oci.digest import Digest
+from drd.replicate.filters import RepoFilter
 from drd.resources import policy_from_config, trust_policy
-from drd.trust.notation import JWS_MEDIA_TYPE
+from drd.snapshot.collect import take_snapshot
+from drd.trust.keys import TrustPolicy
+from drd.trust.notation import JWS_MEDIA_TYPE, NotationTrust, TrustedCertificate
 from drd.trust.verify import verify_artifact
-from tests.clients import open_client
+from tests.clients import RETRY, open_client
 from tests.images import RegistryWriter, make_image
 from tests.replicate.test_trusted import assert_nothing_reached, assert_rejected, replicate
 from tests.servers import LocalRegistry
 from tests.skopeo import inspect_raw, list_tags
+from tests.snapshot.helpers import opened, store_config
 from tests.trust.notary import (
     cached_signer,
     push_notation_signed,
@@ -151,3 +156,42 @@ async def test_notation_signature_naming_another_digest_is_rejected(
 
     assert_rejected(report, logs, "v1", image.digest, "wrong-digest")
     await assert_nothing_reached(target_registry, repo, image)
+
+
+async def test_restore_drill_of_a_snapshot_verifies_the_notation_signature(
+    source_registry: LocalRegistry, third_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    """Snapshot, restore into the drill registry, verify there: the fallback index comes back."""
+    image = make_image(f"{repo}/restored")
+    await push_notation_signed(source_registry, repo, image, "v1", cached_signer(0))
+    policy = notation_policy()
+    cfg = store_config("dir", tmp_path)
+    async with opened(cfg) as store, open_client(source_registry, "primary") as client:  # type: ignore[arg-type]
+        await take_snapshot(
+            client,
+            store,
+            source_name="primary",
+            repositories=RepoFilter((repo,)),
+            blobs=True,
+            retry=RETRY,
+        )
+
+    async with opened(cfg) as store, open_client(third_registry, "drill") as client:  # type: ignore[arg-type]
+        report = await run_drill(
+            store,
+            client,
+            source="primary",
+            targets=Targets(rto_s=3600.0, rpo_s=3600.0),
+            snapshot="latest",
+            sample=0,
+            trust=policy,
+            retry=RETRY,
+        )
+
+    assert report.ok, report.to_json()
+    assert (report.readback.signed_ok, report.readback.signature_failures) == (1, 0)
+
+
+def notation_policy() -> TrustPolicy:
+    root = TrustedCertificate("root.crt", cached_signer(0).root)
+    return TrustPolicy(name="notary", keys=(), notation=(NotationTrust(roots=(root,)),))
