@@ -127,7 +127,7 @@ def _policy_name(value: str) -> str:
 
 def _notation_identity(value: str) -> str:
     # Imported here, not at module level: config stays a leaf that loads no crypto at import.
-    from drd.trust.notation import parse_identity
+    from drd.trust.notation_trust import parse_identity
 
     try:
         parse_identity(value)
@@ -1126,7 +1126,7 @@ class _FileLoader:
         return table.with_pems(keys, rekor).with_notation(roots, policy, tsa)
 
     def _certificates(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
-        from drd.trust.notation import load_certificates
+        from drd.trust.notation_trust import load_certificates
 
         loaded: list[tuple[str, bytes]] = []
         for index, path in enumerate(paths):
@@ -1143,7 +1143,7 @@ class _FileLoader:
 
     def _notation_policy(self, path: Path, where: str) -> tuple[bytes, dict[str, bytes]] | None:
         """Notation's trustpolicy.json and every file under ``truststore/x509`` beside it."""
-        from drd.trust.notation import read_trust_policy
+        from drd.trust.notation_trust import read_trust_policy
 
         document = self._read(path, where, _MAX_PEM_BYTES)
         if document is None:

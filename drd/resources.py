@@ -19,7 +19,7 @@ from drd.retry import RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
     from drd.trust.keys import TrustPolicy
-    from drd.trust.notation import NotationTrust
+    from drd.trust.notation_trust import NotationTrust
 
 
 @dataclass
@@ -146,7 +146,7 @@ def trust_policy(trust: Trust) -> TrustPolicy:
 
 def notation_trusts(trust: Trust) -> tuple[NotationTrust, ...]:
     """The Notation trust of a `[trust.NAME]` table: its own roots first, then trustpolicy.json."""
-    from drd.trust.notation import NotationTrust, load_certificates, read_trust_policy
+    from drd.trust.notation_trust import NotationTrust, load_certificates, read_trust_policy
 
     found: list[NotationTrust] = []
     tsa_roots = [

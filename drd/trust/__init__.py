@@ -2,6 +2,8 @@
 Signature verification: which artifacts are verified under a trust policy.
 
 ``keys`` (trusted keys, policies), ``cosign`` (the ``.sig`` tag form),
-``bundle`` (Rekor entries, sigstore bundles), ``policy`` (verdicts, tag names)
-are pure; ``verify`` fetches what they need through a client.
+``bundle`` (Rekor entries, sigstore bundles), ``notation`` and ``notation_trust``
+(Notation envelopes, trust stores), ``timestamp`` (RFC 3161 countersignatures),
+``attest`` (in-toto attestations), ``policy`` (verdicts, tag names) are pure;
+``verify`` fetches what they need through a client.
 """

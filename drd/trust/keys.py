@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from drd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from drd.trust.notation import NotationTrust
+    from drd.trust.notation_trust import NotationTrust
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 

@@ -30,12 +30,8 @@ from drd.trust.bundle import BUNDLE_MEDIA_PREFIX, verify_sigstore_bundle
 from drd.trust.cosign import MAX_SIGNATURES, signature_layers, verify_signature_layer
 from drd.trust.decode import MAX_PAYLOAD_BYTES, fail
 from drd.trust.keys import TrustPolicy
-from drd.trust.notation import (
-    SIGNATURE_ARTIFACT_TYPE,
-    envelope_layer,
-    notation_for,
-    verify_notation,
-)
+from drd.trust.notation import SIGNATURE_ARTIFACT_TYPE, envelope_layer, verify_notation
+from drd.trust.notation_trust import notation_for
 from drd.trust.policy import (
     MALFORMED,
     MISSING_BLOB,

@@ -22,7 +22,8 @@ from drd.replicate.filters import RepoFilter
 from drd.resources import policy_from_config, trust_policy
 from drd.snapshot.collect import take_snapshot
 from drd.trust.keys import TrustPolicy
-from drd.trust.notation import JWS_MEDIA_TYPE, NotationTrust, TrustedCertificate
+from drd.trust.notation import JWS_MEDIA_TYPE
+from drd.trust.notation_trust import NotationTrust, TrustedCertificate
 from drd.trust.verify import verify_artifact
 from tests.clients import RETRY, open_client
 from tests.images import RegistryWriter, make_image

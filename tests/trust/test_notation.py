@@ -18,14 +18,12 @@ import pytest
 from drd.errors import ConfigError, VerificationError
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
-from drd.trust.notation import (
-    COSE_MEDIA_TYPE,
-    JWS_MEDIA_TYPE,
+from drd.trust.notation import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, verify_notation
+from drd.trust.notation_trust import (
     NotationTrust,
     TrustedCertificate,
     load_certificates,
     parse_identity,
-    verify_notation,
 )
 from tests.trust.notary import (
     DAY,

@@ -17,7 +17,8 @@ from drd.errors import ConfigError
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.resources import trust_policy
-from drd.trust.notation import JWS_MEDIA_TYPE, notation_for, verify_notation
+from drd.trust.notation import JWS_MEDIA_TYPE, verify_notation
+from drd.trust.notation_trust import notation_for
 from tests.trust.notary import NOW, notation_fixture
 
 BASE = 'version = 1\n[endpoints.src]\nurl = "http://127.0.0.1:5000"\n'

@@ -17,11 +17,8 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.trust.attest import DSSE_MEDIA_TYPE, names_repository
 from drd.trust.keys import TrustPolicy
-from drd.trust.notation import (
-    SIGNATURE_ARTIFACT_TYPE,
-    NotationTrust,
-    TrustedCertificate,
-)
+from drd.trust.notation import SIGNATURE_ARTIFACT_TYPE
+from drd.trust.notation_trust import NotationTrust, TrustedCertificate
 from drd.trust.verify import verify_artifact
 from tests.trust.notary import cached_signer, envelope, media_type_of, signature_manifest, target
 from tests.trust.signing import (
