@@ -334,6 +334,13 @@ def test_garbage_envelopes_are_malformed_not_crashes() -> None:
     assert reason_of(b"{}", "application/json", IMAGE, trusting()) == "wrong-type"
 
 
+def test_hostile_certificate_chains_are_malformed() -> None:
+    doc = json.loads(envelope("jws", target(IMAGE.digest, IMAGE.size), cached_signer()))
+    for x5c in ([], ["not base64!"], [doc["header"]["x5c"][0]] * 11, "a string"):
+        doc["header"]["x5c"] = x5c
+        assert reason_of(json.dumps(doc).encode(), JWS_MEDIA_TYPE, IMAGE, trusting()) == "malformed"
+
+
 def test_identities_and_certificates_are_checked_when_loaded(tmp_path: Path) -> None:
     assert parse_identity("x509.subject: C=US, CN=a") == {"C": "US", "CN": "a"}
     assert parse_identity("*") == {}
