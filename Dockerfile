@@ -3,7 +3,9 @@
 #   e.g. `docker run --rm -v /etc/drd:/etc/drd:ro drd replicate --dry-run`.
 # No config or secret is baked in: mount drd.toml at /etc/drd/drd.toml and the
 # secret files it names (Docker/Kubernetes secrets under /run/secrets work well).
-# Set `[daemon] listen = "0.0.0.0:9477"` to reach /metrics and /webhook from outside.
+# Set `[daemon] listen = "0.0.0.0:9477"` to reach /metrics and /webhook from outside,
+# and then not in plain HTTP: set `[daemon] tls_cert_file`/`tls_key_file` (mounted secrets),
+# or publish the port only to a TLS-terminating reverse proxy on a private network.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -41,8 +43,10 @@ VOLUME ["/var/lib/drd"]
 EXPOSE 9477
 # SIGTERM starts the drain (daemon.drain_timeout): give `docker stop -t` more than that.
 STOPSIGNAL SIGTERM
-# The image's own Python checks /healthz: no curl in the image.
+# The image's own Python checks /healthz: no curl in the image. It tries http, then https
+# without verifying the certificate (a liveness check on loopback, not a trust decision).
+# With tls_client_ca_file (mTLS) it cannot get in: override it with --health-cmd.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9477/healthz', timeout=4).status != 200)"]
+  CMD ["python", "-c", "import ssl, sys, urllib.request as r\nfor scheme in ('http', 'https'):\n    try:\n        sys.exit(r.urlopen(scheme + '://127.0.0.1:9477/healthz', timeout=2, context=ssl._create_unverified_context()).status != 200)\n    except Exception:\n        pass\nsys.exit(1)"]
 ENTRYPOINT ["drd"]
 CMD ["run"]

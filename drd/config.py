@@ -68,6 +68,7 @@ __all__ = [
     "Drills",
     "Endpoint",
     "Failover",
+    "Identity",
     "Replication",
     "RetrySettings",
     "Settings",
@@ -319,13 +320,22 @@ class Endpoint(BaseModel):
     key_file: ConfigPath | None = None
     insecure: bool = False
     # Token services on other hosts that may receive this endpoint's credentials
-    # (e.g. "auth.docker.io" for Docker Hub); by default only the registry's own host.
+    # (e.g. "auth.docker.io" for Docker Hub, "host:5001" for another port); by default
+    # only the registry's own host and port.
     auth_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         default_factory=list, max_length=16
     )
     requests_per_second: float | None = Field(None, gt=0, le=1_000_000)
     concurrency: int = Field(16, ge=1, le=1024)
+    # Seconds one socket read may wait for data.
     timeout: float = Field(60.0, gt=0, le=86400)
+    # Seconds one whole request may take, body included, plus its size at min_throughput
+    # bytes per second (a 1 GiB blob at the defaults: 300 s + 4096 s).
+    deadline: float = Field(300.0, gt=0, le=86400)
+    min_throughput: int = Field(256 * 1024, ge=1024, le=1 << 40)
+    # Most tags one repository, and most repositories the catalog, may list.
+    max_tags: int = Field(100_000, ge=1, le=100_000_000)
+    max_repositories: int = Field(100_000, ge=1, le=100_000_000)
 
     _credentials: Credentials | None = PrivateAttr(None)
 
@@ -376,8 +386,45 @@ class Endpoint(BaseModel):
         return copy
 
 
+class Identity(BaseModel):
+    """
+    One keyless identity a trust policy accepts: certificate subject and OIDC issuer.
+
+    Exact values or regular expressions (matched in full); the optional claims are
+    exact values of Fulcio's certificate extensions, e.g. ``source_ref = "refs/heads/main"``.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    issuer: str | None = Field(None, min_length=1, max_length=1024)
+    issuer_regex: Regex | None = None
+    subject: str | None = Field(None, min_length=1, max_length=1024)
+    subject_regex: Regex | None = None
+    source_repository: str | None = Field(None, min_length=1, max_length=1024)
+    source_ref: str | None = Field(None, min_length=1, max_length=1024)
+    workflow_trigger: str | None = Field(None, min_length=1, max_length=256)
+    build_signer_uri: str | None = Field(None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Self:
+        problems = [
+            (exact, f"set exactly one of {exact} and {exact}_regex")
+            for exact, pattern in (
+                ("issuer", self.issuer_regex),
+                ("subject", self.subject_regex),
+            )
+            if (getattr(self, exact) is None) == (pattern is None)
+        ]
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+
 class Trust(BaseModel):
-    """A trust policy: the keys and certificates whose signatures make an artifact verified."""
+    """
+    A trust policy: the public keys, keyless Sigstore roots and identities, or Notation
+    certificates whose signatures make an artifact verified.
+    """
 
     model_config = _MODEL_CONFIG
 
@@ -386,6 +433,11 @@ class Trust(BaseModel):
     rekor_keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
     require_rekor: bool = False
     require_children: bool = False
+    fulcio_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    ctlog_keys: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    # A trusted_root.json path, or "public-good" for the root shipped with drd.
+    sigstore_root: str | None = Field(None, min_length=1, max_length=4096)
+    identities: list[Identity] = Field(default_factory=list, max_length=256)
     # Notation: trust store certificates (PEM or DER), identities, or Notation's own files.
     notation_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
     notation_identities: list[NotationIdentity] = Field(default_factory=list, max_length=256)
@@ -396,22 +448,41 @@ class Trust(BaseModel):
 
     _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _fulcio_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _ctlog_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _sigstore_root: tuple[str, bytes] | None = PrivateAttr(None)
     _notation_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _notation_tsa_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _notation_policy: tuple[bytes, dict[str, bytes]] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.require_rekor and not self.rekor_keys:
-            raise _Invalid([("rekor_keys", "require_rekor = true needs at least one rekor key")])
-        if not (self.keys or self.notation_roots or self.notation_policy):
-            raise _Invalid(
-                [("keys", "a trust policy needs keys, notation_roots or notation_policy")]
+        problems: list[tuple[str, str]] = []
+        if self.require_rekor and not self.rekor_keys and self.sigstore_root is None:
+            problems.append(("rekor_keys", "require_rekor = true needs at least one rekor key"))
+        keyless = bool(self.fulcio_roots) or self.sigstore_root is not None
+        notation = bool(self.notation_roots) or self.notation_policy is not None
+        if not self.keys and not keyless and not notation:
+            problems.append(
+                (
+                    "keys",
+                    "set keys, fulcio_roots / sigstore_root for keyless,"
+                    " or notation_roots / notation_policy",
+                )
             )
-        if self.notation_identities and not self.notation_roots:
-            raise _Invalid([("notation_identities", "need notation_roots to apply to")])
-        if self.notation_tsa_roots and not self.notation_roots:
-            raise _Invalid([("notation_tsa_roots", "need notation_roots to apply to")])
+        if self.fulcio_roots and not self.rekor_keys and self.sigstore_root is None:
+            # Without a log key nothing proves when a ten-minute certificate signed.
+            problems.append(("rekor_keys", "fulcio_roots need at least one rekor key"))
+        if keyless and not self.identities:
+            problems.append(("identities", "keyless trust needs at least one [[identities]] entry"))
+        for field in ("identities", "ctlog_keys"):
+            if getattr(self, field) and not keyless:
+                problems.append((field, "applies only with fulcio_roots or sigstore_root"))
+        for field in ("notation_identities", "notation_tsa_roots"):
+            if getattr(self, field) and not self.notation_roots:
+                problems.append((field, "need notation_roots to apply to"))
+        if problems:
+            raise _Invalid(problems)
         return self
 
     def notation_root_files(self) -> list[tuple[str, bytes]]:
@@ -446,12 +517,32 @@ class Trust(BaseModel):
         """(source path, PEM bytes) of each transparency-log key."""
         return list(self._rekor_pems)
 
+    def fulcio_pems(self) -> list[tuple[str, bytes]]:
+        """(source path, PEM bytes) of each Fulcio root file."""
+        return list(self._fulcio_pems)
+
+    def ctlog_pems(self) -> list[tuple[str, bytes]]:
+        """(source path, PEM bytes) of each CT log key."""
+        return list(self._ctlog_pems)
+
+    def sigstore_root_json(self) -> tuple[str, bytes] | None:
+        """(source, bytes) of the ``trusted_root.json`` this policy names, if any."""
+        return self._sigstore_root
+
     def with_pems(
-        self, keys: Iterable[tuple[str, bytes]], rekor: Iterable[tuple[str, bytes]] = ()
+        self,
+        keys: Iterable[tuple[str, bytes]],
+        rekor: Iterable[tuple[str, bytes]] = (),
+        *,
+        fulcio: Iterable[tuple[str, bytes]] = (),
+        ctlog: Iterable[tuple[str, bytes]] = (),
+        sigstore_root: tuple[str, bytes] | None = None,
     ) -> Trust:
         """A copy of this policy holding the given key material."""
         copy = self.model_copy()
         copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
+        copy._fulcio_pems, copy._ctlog_pems = tuple(fulcio), tuple(ctlog)
+        copy._sigstore_root = sigstore_root
         copy._notation_roots, copy._notation_policy = self._notation_roots, self._notation_policy
         copy._notation_tsa_roots = self._notation_tsa_roots
         return copy
@@ -639,8 +730,33 @@ class Daemon(BaseModel):
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
+    # The listener: a client has header_timeout for each request head (and the TLS
+    # handshake), body_timeout for a webhook body; max_connections caps open connections.
+    header_timeout: Interval = timedelta(seconds=10)
+    body_timeout: Interval = timedelta(seconds=30)
+    max_connections: int = Field(64, ge=1, le=100_000)
+    tls_cert_file: ConfigPath | None = None
+    tls_key_file: ConfigPath | None = None
+    tls_client_ca_file: ConfigPath | None = None  # set: clients must present a cert it signed
 
     _webhook_token: SecretStr | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        problems = []
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            problems.append((missing, "tls_cert_file and tls_key_file go together"))
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            problems.append(("tls_client_ca_file", "needs tls_cert_file and tls_key_file"))
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the listener serves HTTPS."""
+        return self.tls_cert_file is not None
 
     @field_validator("listen")
     @classmethod
@@ -979,6 +1095,7 @@ _SECRET_PATHS = frozenset(
         "key_file",
         "webhook_token_file",
         "signing_key_file",
+        "tls_key_file",
     }
 )
 
@@ -1114,16 +1231,56 @@ class _FileLoader:
 
     def _trust(self, table: Trust) -> Trust:
         table = self._paths(table)
-        keys = self._pems(table.keys, f"trust.{table.name}.keys")
-        rekor = self._pems(table.rekor_keys, f"trust.{table.name}.rekor_keys")
-        roots = self._certificates(table.notation_roots, f"trust.{table.name}.notation_roots")
-        tsa = self._certificates(table.notation_tsa_roots, f"trust.{table.name}.notation_tsa_roots")
+        where = f"trust.{table.name}"
+        keys = self._pems(table.keys, f"{where}.keys")
+        rekor = self._pems(table.rekor_keys, f"{where}.rekor_keys")
+        fulcio = self._pems(table.fulcio_roots, f"{where}.fulcio_roots")
+        ctlog = self._pems(table.ctlog_keys, f"{where}.ctlog_keys")
+        root = self._sigstore_root(table.sigstore_root, f"{where}.sigstore_root")
+        roots = self._certificates(table.notation_roots, f"{where}.notation_roots")
+        tsa = self._certificates(table.notation_tsa_roots, f"{where}.notation_tsa_roots")
         policy = None
         if table.notation_policy is not None:
-            policy = self._notation_policy(
-                table.notation_policy, f"trust.{table.name}.notation_policy"
-            )
-        return table.with_pems(keys, rekor).with_notation(roots, policy, tsa)
+            policy = self._notation_policy(table.notation_policy, f"{where}.notation_policy")
+        loaded = table.with_pems(keys, rekor, fulcio=fulcio, ctlog=ctlog, sigstore_root=root)
+        self._parse_trust(loaded, where)
+        return loaded.with_notation(roots, policy, tsa)
+
+    def _sigstore_root(self, value: str | None, where: str) -> tuple[str, bytes] | None:
+        if value is None:
+            return None
+        # Imported on use: configs without keyless trust never load cryptography here.
+        from drd.trust.sigstore_root import PUBLIC_GOOD, public_good_json
+
+        if value == PUBLIC_GOOD:
+            return PUBLIC_GOOD, public_good_json()
+        path = self._resolve(Path(value), secret=False)
+        data = self._read(path, where, _MAX_PEM_BYTES)
+        return None if data is None else (str(path), data)
+
+    def _parse_trust(self, table: Trust, where: str) -> None:
+        """Parse every key, certificate and root now, so config check names a bad one."""
+        from drd.trust.fulcio import authority_from_pem
+        from drd.trust.keys import load_public_key
+        from drd.trust.sigstore_root import load_sigstore_root
+
+        groups: list[tuple[str, list[tuple[str, bytes]], Any]] = [
+            ("keys", table.key_pems(), load_public_key),
+            ("rekor_keys", table.rekor_pems(), load_public_key),
+            ("fulcio_roots", table.fulcio_pems(), authority_from_pem),
+            ("ctlog_keys", table.ctlog_pems(), load_public_key),
+        ]
+        for field, loaded, parse in groups:
+            for index, (source, pem) in enumerate(loaded):
+                try:
+                    parse(pem, source)
+                except ConfigError as exc:
+                    self.problems.append((f"{where}.{field}[{index}]", str(exc)))
+        if (root := table.sigstore_root_json()) is not None:
+            try:
+                load_sigstore_root(root[1], root[0])
+            except ConfigError as exc:
+                self.problems.append((f"{where}.sigstore_root", str(exc)))
 
     def _certificates(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
         from drd.trust.notation_trust import load_certificates
@@ -1185,6 +1342,9 @@ class _FileLoader:
         return snapshots.with_signing_key(pem)
 
     def _daemon(self, daemon: Daemon) -> Daemon:
+        for field in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+            if (path := getattr(daemon, field)) is not None:
+                self._pem(path, f"daemon.{field}")
         where = "daemon.webhook_token_file"
         token, _ = self._secret("DRD_WEBHOOK_TOKEN", daemon.webhook_token_file, where)
         return daemon.with_webhook_token(token)
@@ -1340,6 +1500,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         data["endpoints"][key]["credentials"] = _describe_credentials(ep.credentials())
     for key, table in settings.trust.items():
         data["trust"][key]["loaded_keys"] = len(table.key_pems())
+        data["trust"][key]["loaded_fulcio_roots"] = len(table.fulcio_pems())
         data["trust"][key]["loaded_notation_roots"] = len(table.notation_root_files())
     data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
     if settings.snapshots is not None:

@@ -15,8 +15,12 @@ DrdError
 │   ├── Unauthorized            401 and 403
 │   ├── UnsupportedAPI          e.g. no referrers API: fall back to the tag schema
 │   ├── RateLimited             + TransientError, .retry_after
-│   └── RegistryUnavailable     + TransientError (5xx, connect/read errors, timeouts)
+│   ├── RegistryUnavailable     + TransientError (5xx, connect/read errors, timeouts, deadlines)
+│   ├── UnsafeResponse          a token, realm or redirect drd refuses to act on
+│   └── ListTooLong             a tag list or catalog over its cap; .cap
 ├── VerificationError           a signature did not verify; .reason
+├── StateError                  the state database is unusable; .path
+│   └── StateCorrupt            not a database, or it fails its integrity check
 └── StorageError                .bucket .key
     ├── SnapshotNotFound
     ├── SnapshotCorrupt         + IntegrityError
@@ -127,7 +131,25 @@ class RateLimited(RegistryError, TransientError):
 
 
 class RegistryUnavailable(RegistryError, TransientError):
-    """5xx, connection or read failures, timeouts."""
+    """5xx, connection or read failures, timeouts, a request past its deadline."""
+
+
+class UnsafeResponse(RegistryError):
+    """
+    The registry sent something drd refuses to act on; never retried.
+
+    A token a header cannot carry (a line break), an auth realm with credentials in
+    its URL, a redirect to another scheme or to an address the registry may not send
+    drd to.
+    """
+
+
+class ListTooLong(RegistryError):
+    """A tag list or catalog holds more entries than the endpoint's cap (`.cap`)."""
+
+    def __init__(self, message: str, *, cap: int, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.cap = cap
 
 
 class VerificationError(DrdError):
@@ -157,3 +179,15 @@ class SnapshotCorrupt(StorageError, IntegrityError):
 
 class StorageUnavailable(StorageError, TransientError):
     """The store is unreachable or throttling."""
+
+
+class StateError(DrdError):
+    """The daemon's state database cannot be used; `.path` is the file."""
+
+    def __init__(self, message: str, *, path: str = "", **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.path = path
+
+
+class StateCorrupt(StateError):
+    """The state database is not a database, or fails SQLite's integrity check."""

@@ -234,6 +234,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.http_dropped = Counter(
+            "drd_http_connections_dropped_total",
+            "Connections the HTTP listener closed: header_timeout, body_timeout, evicted"
+            " (the oldest slow one, for a new connection over max_connections) or refused.",
+            ["reason"],
+            registry=r,
+        )
 
         # Snapshots and drills, labelled by endpoint (the snapshot source, the drill target)
         # so that nothing is exported, and no alert fires, where they are not configured.
@@ -313,6 +320,11 @@ class Metrics:
         self.reload_at = Gauge(
             "drd_config_last_reload_success_timestamp_seconds",
             "When the configuration in force was loaded.",
+            registry=r,
+        )
+        self.state_resets = Counter(
+            "drd_state_reset",
+            "State databases found corrupt at start, moved aside and started afresh.",
             registry=r,
         )
 
@@ -408,6 +420,10 @@ class Metrics:
         if ignored:
             self.webhook_events.labels("ignored").inc(ignored)
 
+    def record_http_drop(self, reason: str) -> None:
+        """The HTTP listener closed a connection, for *reason*."""
+        self.http_dropped.labels(_reason(reason)).inc()
+
     # ------------------------------------------------------------------ snapshots and drills
 
     def configure_snapshots(self, endpoint: str | None, interval_s: float, since: float) -> None:
@@ -484,6 +500,10 @@ class Metrics:
     def record_job(self, kind: str, outcome: str) -> None:
         """One scheduler run: finished, failed (raised) or cancelled."""
         self.job_runs.labels(kind, outcome).inc()
+
+    def record_state_reset(self) -> None:
+        """The state database was corrupt and has been replaced by an empty one."""
+        self.state_resets.inc()
 
     def record_reload(self, ok: bool, at: float | None = None) -> None:
         """The outcome of loading the configuration (at start or on SIGHUP)."""

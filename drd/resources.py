@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from drd.config import Endpoint, Replication, RetrySettings, Settings, Trust
-from drd.errors import VerificationError
 from drd.oci.digest import Digest
+from drd.oci.manifest import Manifest
+from drd.oci.referrers import AttachedTag
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.replicate.filters import RepoFilter, tag_filter
-from drd.replicate.runner import Policy, Verifier
+from drd.replicate.runner import Policy, TrustCheck
 from drd.retry import RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
+    from drd.trust.fulcio import KeylessTrust
     from drd.trust.keys import TrustPolicy
     from drd.trust.notation_trust import NotationTrust
 
@@ -49,7 +52,10 @@ async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator
     """One RegistryClient for *endpoint*, its HTTP session closed on exit."""
     tls = TLSSettings(endpoint.ca_file, endpoint.cert_file, endpoint.key_file)
     async with build_http_client(
-        tls, concurrency=endpoint.concurrency, timeout_s=endpoint.timeout
+        tls,
+        concurrency=endpoint.concurrency,
+        timeout_s=endpoint.timeout,
+        registry_host=endpoint.hostname,
     ) as http:
         yield RegistryClient(
             endpoint.name,
@@ -57,9 +63,21 @@ async def open_registry(endpoint: Endpoint, retry: RetryPolicy) -> AsyncIterator
             http,
             retry,
             credentials=endpoint.credentials(),
-            limits=Limits(endpoint.concurrency, endpoint.requests_per_second),
+            limits=limits_for(endpoint),
             auth_hosts=frozenset(host.lower() for host in endpoint.auth_hosts),
         )
+
+
+def limits_for(endpoint: Endpoint) -> Limits:
+    """The per-endpoint Limits an `[endpoints.NAME]` table asks for. Pure."""
+    return Limits(
+        endpoint.concurrency,
+        endpoint.requests_per_second,
+        deadline_s=endpoint.deadline,
+        min_throughput=endpoint.min_throughput,
+        max_tags=endpoint.max_tags,
+        max_repositories=endpoint.max_repositories,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -90,54 +108,53 @@ def policy_from_config(rep: Replication) -> Policy:
     )
 
 
-def verifier_for(settings: Settings, rep: Replication) -> Verifier | None:
+def verifier_for(settings: Settings, rep: Replication) -> TrustCheck | None:
     """
-    The signature check a policy's ``require_signature`` asks for, or None.
+    The signature checks a policy's ``require_signature`` asks for, or None.
 
-    With the trust policy's ``require_children``, an index verifies only when every
-    child `children_to_verify` names verifies too, in the same repository; the
-    first child that does not is the error, its reason kept.
+    Release digests verify by their own signature; with the trust policy's
+    ``require_children``, every index under them and every child of each too, to any
+    depth, in the same repository (`drd.trust.tree.verify_tree`). What attached tags
+    hold verifies as `drd.trust.attached.verify_attached` says.
     """
     if rep.require_signature is None:
         return None
     # Imported on use: a policy without signatures never loads cryptography (start-up).
-    from drd.trust.policy import children_to_verify
+    from drd.trust.attached import verify_attached
+    from drd.trust.tree import verify_tree
     from drd.trust.verify import fingerprint_verifier
 
     policy = trust_policy(settings.trust[rep.require_signature])
     verify_one = fingerprint_verifier(policy)
-    if not policy.require_children:
-        return verify_one
 
-    async def verify_with_children(client: RegistryClient, repository: str, digest: Digest) -> str:
-        key = await verify_one(client, repository, digest)
-        # Children are read from the verified digest's own bytes, not from any tag.
-        manifest = await client.get_manifest(repository, digest)
-        for child in children_to_verify(manifest, policy):
-            try:
-                await verify_one(client, repository, child)
-            except VerificationError as exc:
-                raise VerificationError(
-                    f"index {digest}: child {child} is not verified: {exc.message}",
-                    reason=exc.reason,
-                    digest=str(digest),
-                    child=str(child),
-                ) from exc
-        return key
+    async def release(client: RegistryClient, repository: str, digest: Digest) -> str:
+        return await verify_tree(client, repository, digest, policy, verify_one)
 
-    return verify_with_children
+    async def attached(
+        client: RegistryClient, repository: str, tag: AttachedTag, manifest: Manifest
+    ) -> str:
+        return await verify_attached(client, repository, tag, manifest, policy, verify_one)
+
+    return TrustCheck(release, attached)
 
 
 def trust_policy(trust: Trust) -> TrustPolicy:
     """Load a `[trust.NAME]` table's keys into a TrustPolicy; raises ConfigError on bad keys."""
     from drd.trust.keys import TrustPolicy, load_public_key
 
+    rekor_keys = tuple(load_public_key(pem, source) for source, pem in trust.rekor_pems())
+    keyless = keyless_trust(trust)
+    if (root := trust.sigstore_root_json()) is not None:
+        from drd.trust.sigstore_root import load_sigstore_root
+
+        rekor_keys += load_sigstore_root(root[1], root[0]).rekor_keys
     return TrustPolicy(
         name=trust.name,
         keys=tuple(load_public_key(pem, source) for source, pem in trust.key_pems()),
-        rekor_keys=tuple(load_public_key(pem, source) for source, pem in trust.rekor_pems()),
+        rekor_keys=rekor_keys,
         require_rekor=trust.require_rekor,
         require_children=trust.require_children,
+        keyless=keyless,
         notation=notation_trusts(trust),
         require_attestations=tuple(trust.require_attestations),
         match_reference=trust.match_reference,
@@ -170,3 +187,41 @@ def notation_trusts(trust: Trust) -> tuple[NotationTrust, ...]:
         document, store = policy
         found.extend(read_trust_policy(document, store, str(trust.notation_policy)))
     return tuple(found)
+
+
+def keyless_trust(trust: Trust) -> KeylessTrust | None:
+    """The keyless half of a `[trust.NAME]` table: Fulcio roots, CT keys, identities."""
+    root = trust.sigstore_root_json()
+    if not trust.fulcio_pems() and root is None:
+        return None
+    from drd.trust.fulcio import (
+        CLAIM_OIDS,
+        CertificateAuthority,
+        IdentityRule,
+        KeylessTrust,
+        authority_from_pem,
+    )
+    from drd.trust.keys import load_public_key
+    from drd.trust.sigstore_root import load_sigstore_root
+
+    authorities = [authority_from_pem(pem, source) for source, pem in trust.fulcio_pems()]
+    ctlog = [load_public_key(pem, source) for source, pem in trust.ctlog_pems()]
+    tsas: tuple[CertificateAuthority, ...] = ()
+    if root is not None:
+        loaded = load_sigstore_root(root[1], root[0])
+        authorities += loaded.authorities
+        ctlog += loaded.ctlog_keys
+        tsas = loaded.timestamp_authorities
+    rules = tuple(
+        IdentityRule(
+            issuer=i.issuer,
+            issuer_regex=re.compile(i.issuer_regex) if i.issuer_regex else None,
+            subject=i.subject,
+            subject_regex=re.compile(i.subject_regex) if i.subject_regex else None,
+            claims=tuple(
+                (name, value) for name in CLAIM_OIDS if (value := getattr(i, name)) is not None
+            ),
+        )
+        for i in trust.identities
+    )
+    return KeylessTrust(tuple(authorities), rules, tuple(ctlog), tsas)

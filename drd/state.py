@@ -7,12 +7,20 @@ per policy and target, pending changes) and the drift records. The daemon
 writes it through `State` (the stdlib ``sqlite3`` in a worker thread);
 ``drd status`` reads it with `read_status` while the daemon runs (WAL mode).
 See `drd.metrics` for what the lag bookkeeping means.
+
+The database is a cache of history, not the source of truth: the registries and
+the snapshot store are. So a file that is not a database, or fails SQLite's
+quick integrity check, is moved aside by the daemon (``state.db.corrupt-<UTC
+time>``) and a fresh one started, rather than
+the daemon exiting into a restart loop (`State.open` with ``reset_corrupt``).
+Every other failure of SQLite is raised as `drd.errors.StateError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -23,10 +31,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
+
+from drd.errors import StateCorrupt, StateError
+
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
 
 __all__ = ["DB_NAME", "JobRecord", "RunRecord", "State", "SyncRecord", "read_status"]
+
+log = structlog.get_logger(__name__)
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
@@ -144,6 +158,25 @@ class SyncRecord:
         return self.last_success if self.last_success is not None else self.first_seen
 
 
+# SQLite's primary result codes for a damaged file; extended codes keep them in the low byte.
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the file is damaged, not busy, read-only or missing."""
+    return ((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF) in _CORRUPT_CODES
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """Raise every `sqlite3.Error` as `StateError` (`StateCorrupt` for a damaged file)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        kind = StateCorrupt if _corrupt(exc) else StateError
+        raise kind(f"state database {path}: {exc}", path=str(path)) from exc
+
+
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     if read_only:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
@@ -154,30 +187,51 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """
+    Raise `StateCorrupt` unless SQLite's quick check passes.
+
+    ``quick_check``, not ``integrity_check``: it reads every page but skips the
+    index cross-checks, milliseconds for a state database of a few MB.
+    """
+    problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        found = " ".join(" ".join(problems).split())[:300]
+        raise StateCorrupt(
+            f"state database {path} fails its integrity check: {found}", path=str(path)
+        )
+
+
 class _Db:
     """The synchronous core: one connection, one lock, one transaction per call."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._conn = _connect(path)
-        with self._tx() as db:
-            # WAL, not the rollback journal: `drd status` reads while the daemon writes.
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+        with _translated(path):
+            self._conn = _connect(path)
+        try:
+            with self._tx() as db:
+                # WAL, not the rollback journal: `drd status` reads while the daemon writes.
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                _check_integrity(db, path)
+                db.executescript(_SCHEMA)
+                db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        except BaseException:
+            self._conn.close()
+            raise
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._conn:
+        with self._lock, _translated(self.path), self._conn:
             yield self._conn
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, _translated(self.path):
             self._conn.close()
 
     def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -407,16 +461,41 @@ def _drift_rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def _aside_name(path: Path, now: datetime) -> Path:
+    """``state.db.corrupt-<UTC time>``, with a counter when that name is taken."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
+    count = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.corrupt-{stamp}.{count}")
+        count += 1
+    return candidate
+
+
+def _move_aside(path: Path, now: datetime) -> Path:
+    """Rename the database and its WAL files beside it; return the new database path."""
+    aside = _aside_name(path, now)
+    # Any -wal and -shm left belong to the old file: beside it they keep it whole for a
+    # post-mortem, beside the fresh database they would be read as its own.
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            os.replace(companion, aside.with_name(aside.name + suffix))
+    os.replace(path, aside)
+    return aside
+
+
 class State:
     """
     The state database, used from asyncio: every call runs in a worker thread.
 
-    Open it with ``async with await State.open(state_dir) as state``. Raises
-    `sqlite3.Error` when the database is unusable (a bug or a broken disk).
+    Open it with ``async with await State.open(state_dir) as state``. Every call
+    raises `StateError` when the database is unusable (a broken disk, a full one).
     """
 
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, moved_aside: Path | None = None) -> None:
         self._db = db
+        self.moved_aside = moved_aside
 
     @property
     def path(self) -> Path:
@@ -424,14 +503,40 @@ class State:
         return self._db.path
 
     @classmethod
-    async def open(cls, state_dir: Path) -> State:
-        """Open (creating when missing) ``state_dir/state.db``."""
+    async def open(cls, state_dir: Path, *, reset_corrupt: bool = False) -> State:
+        """
+        Open (creating when missing) ``state_dir/state.db``.
 
-        def go() -> _Db:
+        With *reset_corrupt*, a file that is not a database or fails the quick
+        integrity check is renamed ``state.db.corrupt-<UTC time>`` and a fresh
+        database started: logged as ``state.reset``, and `moved_aside` says where
+        the old file went. Only the daemon asks for it, when it starts: a command
+        running beside it must not pull the file from under it.
+
+        Raises:
+            StateCorrupt: the file is damaged and *reset_corrupt* is false.
+            StateError: SQLite cannot use the file otherwise (busy, read-only, full).
+            OSError: the directory cannot be created or the file not moved.
+        """
+
+        def go() -> State:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return _Db(state_dir / DB_NAME)
+            path = state_dir / DB_NAME
+            try:
+                return cls(_Db(path))
+            except StateCorrupt as exc:
+                if not reset_corrupt:
+                    raise
+                aside = _move_aside(path, datetime.now(UTC))
+                log.error(  # noqa: TRY400 - the reason is in the line, a traceback adds nothing
+                    "state.reset",
+                    reason=str(exc),
+                    moved_to=str(aside),
+                    consequence="run history, last successes and pending pushes start afresh",
+                )
+                return cls(_Db(path), aside)
 
-        return cls(await asyncio.to_thread(go))
+        return await asyncio.to_thread(go)
 
     async def close(self) -> None:
         """Close the database."""
@@ -518,17 +623,19 @@ def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any
 
     Raises:
         FileNotFoundError: there is no state database (the daemon never ran there).
-        sqlite3.Error: the file is not a usable database.
+        StateCorrupt: the file is damaged (it is left as it is: `drd run` moves it aside).
+        StateError: the file cannot be read otherwise.
     """
     path = state_dir / DB_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no state database at {path}")
-    conn = _connect(path, read_only=True)
-    try:
-        jobs, syncs = _jobs(conn), _syncs(conn)
-        history, drift = _runs(conn, runs), _drift_rows(conn)
-    finally:
-        conn.close()
+    with _translated(path):
+        conn = _connect(path, read_only=True)
+        try:
+            jobs, syncs = _jobs(conn), _syncs(conn)
+            history, drift = _runs(conn, runs), _drift_rows(conn)
+        finally:
+            conn.close()
     return {
         "state_db": str(path),
         "now": _iso(now),

@@ -4,7 +4,8 @@ The embedded demo: drd's main job end to end on this machine, nothing outside lo
 Starts three local registries (Debian's docker-registry on 127.0.0.1: a primary, a
 DR replica, a drill registry), pushes a small sample set built here (a signed
 multi-arch image, a signed single image, an unsigned image), writes a drd config,
-then runs the real CLI: `drd replicate` with a trust policy, and - where this
+then runs the real CLI: `drd replicate` with a trust policy, the same for keyless
+(Sigstore) signatures by a CI identity, and - where this
 checkout has them - `drd snapshot create`, `drd snapshot list`, `drd drill` (its
 HTML report is kept and its path printed) and the `drd failover --dry-run` pre-flight.
 Last, a Notation-signed image goes to the trusted DR target and `drd verify` checks it
@@ -29,10 +30,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from drd.oci.mediatype import OCI_MANIFEST as MANIFEST
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.images import (  # noqa: E402  (the sample builders live with the tests)
+    RegistryWriter,
     make_cosign_signature,
     make_image,
     make_multiarch,
@@ -41,7 +45,15 @@ from tests.images import (  # noqa: E402  (the sample builders live with the tes
     signature_tag,
 )
 from tests.servers import LocalRegistry, registry_binary  # noqa: E402
+from tests.trust.keyless_signing import (  # noqa: E402
+    GHA,
+    WORKFLOW,
+    FakeFulcio,
+    KeylessSigner,
+    default_log,
+)
 from tests.trust.notary import make_signer, push_notation_signed  # noqa: E402
+from tests.trust.signing import signature_manifest, simple_signing_payload  # noqa: E402
 
 CONFIG = """\
 version = 1
@@ -119,6 +131,80 @@ async def push_samples(primary: LocalRegistry, key: ec.EllipticCurvePrivateKey) 
         signature_tag(api.digest),
     )
     await push_image(primary, "demo/api", make_image("demo-unsigned"), "v2.4.0-unsigned")
+
+
+KEYLESS_CONFIG = """\
+version = 1
+
+[endpoints.primary]
+url = "{primary}"
+
+[endpoints.dr]
+url = "{dr}"
+
+[trust.ci]
+fulcio_roots = ["{work}/fulcio-root.pem"]
+rekor_keys = ["{work}/rekor.pub"]
+require_rekor = true
+
+[[trust.ci.identities]]
+issuer = "{issuer}"
+subject = "{subject}"
+source_ref = "refs/heads/main"
+
+[[replication]]
+name = "ci"
+source = "primary"
+targets = ["dr"]
+repositories = ["demo-ci/**"]
+require_signature = "ci"
+"""
+
+
+def keyless_demo(work: Path, primary: LocalRegistry, dr: LocalRegistry) -> int:
+    """
+    Keyless signatures: a test Fulcio CA and Rekor log sign two images as CI would; the
+    trusted target takes the one signed by the release workflow and rejects the one
+    signed by a fork's workflow (untrusted-identity). Returns the number of surprises.
+    """
+    fulcio, log = FakeFulcio.create("demo-fulcio"), default_log()
+    (work / "fulcio-root.pem").write_bytes(fulcio.root_pem())
+    (work / "rekor.pub").write_bytes(log.public_pem())
+    fork = WORKFLOW.replace("/org/app/", "/someone/fork/")
+
+    async def push(tag: str, subject: str) -> None:
+        image = make_image(f"demo-keyless-{tag}")
+        await push_image(primary, "demo-ci/app", image, tag)
+        signer = KeylessSigner(
+            fulcio,
+            log,
+            leaf_options={"subject": subject, "claims": {"source_ref": "refs/heads/main"}},
+        )
+        payload = simple_signing_payload(image.digest, f"{primary.host}/demo-ci/app")
+        payload, signature, annotations = signer.sign_layer(payload)
+        raw, blobs = signature_manifest([(payload, signature)], extra=[annotations])
+        async with RegistryWriter(primary) as w:
+            for blob in blobs.values():
+                await w.push_blob("demo-ci/app", blob)
+            await w.push_manifest("demo-ci/app", signature_tag(image.digest), raw, MANIFEST)
+
+    async def push_both() -> None:
+        await push("v1", WORKFLOW)
+        await push("v1-fork", fork)
+
+    asyncio.run(push_both())
+    config = work / "drd-keyless.toml"
+    config.write_text(
+        KEYLESS_CONFIG.format(
+            primary=primary.url, dr=dr.url, work=work, issuer=GHA, subject=WORKFLOW
+        )
+    )
+    print(f"\n# keyless: trust {WORKFLOW} (issuer {GHA}) only")
+    # Exit 1 is expected: v1-fork is signed by another workflow and must be rejected.
+    surprises = drd(config, "replicate") != 1
+    surprises += drd(config, "verify", f"{dr.host}/demo-ci/app:v1") != 0
+    surprises += drd(config, "verify", f"{primary.host}/demo-ci/app:v1-fork") != 1
+    return surprises
 
 
 NOTATION_CONFIG = """\
@@ -222,6 +308,8 @@ def main() -> int:
                     print(f"drill report: {report}")
             if has_command("failover"):
                 failures += drd(config, "failover", "--to", "dr", "--dry-run") != 0
+            # Last, not first: its images are trusted only by its own policy, not the drill's.
+            failures += keyless_demo(work, primary, dr)
             failures += notation_demo(primary, dr, work)
     finally:
         if args.keep is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from drd.registry.client import RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
@@ -21,7 +22,7 @@ async def open_client(
 ) -> AsyncIterator[RegistryClient]:
     """A RegistryClient for *registry* (a LocalRegistry or a base URL), closed on exit."""
     url = registry if isinstance(registry, str) else registry.url
-    async with build_http_client(TLSSettings()) as http:
+    async with build_http_client(TLSSettings(), registry_host=urlsplit(url).hostname) as http:
         yield RegistryClient(name or url, url, http, retry)
 
 

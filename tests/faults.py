@@ -3,9 +3,10 @@ A fault-injecting HTTP proxy on loopback, in front of a real registry or moto's 
 
 `FaultProxy` forwards every request to its upstream and, per rule, misbehaves
 instead: answers 429 (with ``Retry-After``) or 5xx, resets the connection, stalls
-past the client's timeout, truncates a body mid-stream, flips a byte of a body, or
-serves a body of the test's choosing. Rules match a request *kind* (``blob_get``,
-``upload_patch``, ``s3_put``, …), a method and a path pattern, and fire a bounded
+past the client's timeout, truncates a body mid-stream, trickles a body a few bytes
+at a time, flips a byte of a body, or serves a body of the test's choosing. Rules
+match a request *kind* (``blob_get``, ``upload_patch``, ``s3_put``, …), a method
+and a path pattern, and fire a bounded
 number of times. Every request is recorded with its arrival time, so tests count
 calls and measure rates at the proxy, where drd cannot fool them.
 
@@ -166,6 +167,7 @@ class Fault:
     seconds: float = 0.0
     fraction: float = 0.5
     edit: Callable[[Reply], Reply] | None = None
+    step: int = 1  # bytes per write, for trickle
 
     @classmethod
     def http(
@@ -219,6 +221,16 @@ class Fault:
     def delay(cls, seconds: float) -> Fault:
         """Wait *seconds*, then forward normally."""
         return cls("delay", "delay", seconds=seconds)
+
+    @classmethod
+    def trickle(cls, seconds: float = 0.1, step: int = 1) -> Fault:
+        """
+        Forward, then send the headers at once and the body *step* bytes every *seconds*.
+
+        Each read gets data long before a read timeout: only a deadline for the whole
+        request ends it. The proxy stops when the client hangs up.
+        """
+        return cls("trickle", "trickle", seconds=seconds, step=max(step, 1))
 
 
 @dataclass
@@ -559,6 +571,8 @@ class FaultProxy(ThreadedServer):
                 reply = fault.edit(reply)
             case "truncate":
                 return await self._truncated(request, reply, fault.fraction, seen)
+            case "trickle":
+                return await self._trickled(request, reply, fault, seen)
         return self._send(reply, seen)
 
     async def _answer(self, request: web.Request, body: bytes, kind: str) -> Reply:
@@ -637,6 +651,21 @@ class FaultProxy(ThreadedServer):
         transport.write(head.encode("latin-1") + (keep if request.method != "HEAD" else b""))
         await asyncio.sleep(0.05)
         return self._reset(request)
+
+    async def _trickled(
+        self, request: web.Request, reply: Reply, fault: Fault, seen: Seen
+    ) -> web.StreamResponse:
+        seen.status = reply.status
+        headers = CIMultiDict(reply.headers)
+        headers["Content-Length"] = str(len(reply.body))
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for start in range(0, len(reply.body), fault.step):
+                await response.write(reply.body[start : start + fault.step])
+                await asyncio.sleep(fault.seconds)
+            await response.write_eof()
+        return response
 
     # -- the emulated referrers API
 

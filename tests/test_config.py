@@ -30,8 +30,11 @@ from drd.errors import ConfigError
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "drd.toml"
 PASSWORD = "pr1mary-s3cret-Xq9"  # noqa: S105 - a canary the tests search output for
 TOKEN = "webhook-t0ken-Zk2"  # noqa: S105 - a canary, as above
+# A real P-256 public key: config check parses every key it loads.
 PEM = (
-    b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+    b"-----BEGIN PUBLIC KEY-----\n"
+    b"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE+LdJ+AoKbbr+0yqXBIpNwCKBle46\n"
+    b"uyhhz4FAxSwIo/Q9BBSGMtMP/2hhJeUUFUxd3/2LR5JuHVqc1I7lWhPvRg==\n-----END PUBLIC KEY-----\n"
 )
 
 # DESIGN.md's example, with the credential and key files placed in the test's directory.
@@ -936,3 +939,139 @@ def test_auth_hosts_are_listed_per_endpoint(tmp_path: Path) -> None:
     settings = load_settings(config)
     assert settings.endpoints["hub"].auth_hosts == ["auth.docker.io"]
     assert settings.endpoints["other"].auth_hosts == []
+
+
+# --- keyless trust -------------------------------------------------------------------------
+
+
+def _fulcio_pem() -> bytes:
+    from tests.trust.keyless_signing import FakeFulcio
+
+    return FakeFulcio.create().root_pem()
+
+
+KEYLESS_IDENTITY = (
+    '[[trust.ci.identities]]\nissuer = "https://token.actions.githubusercontent.com"\n'
+    'subject_regex = "https://github\\\\.com/org/app/.*"\nsource_ref = "refs/heads/main"\n'
+)
+
+
+def test_keyless_trust_loads_roots_and_identities(tmp_path: Path) -> None:
+    """fulcio_roots alone make a policy (keys optional); identities and claims reach it."""
+    from drd.resources import trust_policy
+
+    (tmp_path / "fulcio.pem").write_bytes(_fulcio_pem())
+    (tmp_path / "rekor.pub").write_bytes(PEM)
+    text = '[trust.ci]\nfulcio_roots = ["fulcio.pem"]\nrekor_keys = ["rekor.pub"]\n'
+    text += "require_rekor = true\n" + KEYLESS_IDENTITY
+
+    table = load_settings(minimal_with(tmp_path, text)).trust["ci"]
+    policy = trust_policy(table)
+
+    assert policy.keys == ()
+    assert policy.keyless is not None
+    [identity] = policy.keyless.identities
+    assert identity.issuer == "https://token.actions.githubusercontent.com"
+    assert identity.subject_regex is not None
+    assert identity.subject_regex.pattern == r"https://github\.com/org/app/.*"
+    assert identity.claims == (("source_ref", "refs/heads/main"),)
+    assert [len(a.roots) for a in policy.keyless.authorities] == [1]
+
+
+def test_public_good_sigstore_root_needs_no_file(tmp_path: Path) -> None:
+    """``sigstore_root = "public-good"`` uses the root shipped with drd: Fulcio, Rekor, CT."""
+    from drd.resources import trust_policy
+
+    text = '[trust.ci]\nsigstore_root = "public-good"\n' + KEYLESS_IDENTITY
+
+    policy = trust_policy(load_settings(minimal_with(tmp_path, text)).trust["ci"])
+
+    assert policy.keyless is not None
+    assert policy.keyless.authorities
+    assert policy.keyless.ctlog_keys
+    assert policy.rekor_key("c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d")
+
+
+def test_config_check_names_every_key_and_root_that_does_not_parse(tmp_path: Path) -> None:
+    """A certificate given as a key, a key given as a root, a broken trusted root: each named."""
+    (tmp_path / "cert.pem").write_bytes(_fulcio_pem())
+    (tmp_path / "key.pub").write_bytes(PEM)
+    (tmp_path / "root.json").write_text('{"mediaType": "something else"}')
+    text = '[trust.t]\nkeys = ["cert.pem"]\n'
+    text += '[trust.ci]\nfulcio_roots = ["key.pub"]\nctlog_keys = ["cert.pem"]\n'
+    text += 'sigstore_root = "root.json"\n' + KEYLESS_IDENTITY
+
+    errors = config_errors(minimal_with(tmp_path, text))
+
+    assert set(errors) == {
+        "trust.t.keys[0]",
+        "trust.ci.fulcio_roots[0]",
+        "trust.ci.ctlog_keys[0]",
+        "trust.ci.sigstore_root",
+    }
+    assert "is a certificate" in errors["trust.t.keys[0]"]
+    assert "not a PEM certificate" in errors["trust.ci.fulcio_roots[0]"]
+    assert "not a sigstore trusted root" in errors["trust.ci.sigstore_root"]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\nrekor_keys = ["k.pub"]\n',
+            "trust.ci.identities",
+            id="no-identity",
+        ),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\n[[trust.ci.identities]]\nissuer = "x"\nsubject = "y"\n',
+            "trust.ci.rekor_keys",
+            id="fulcio-roots-without-a-rekor-key",
+        ),
+        pytest.param(
+            'keys = ["k.pub"]\n[[trust.ci.identities]]\nissuer = "x"\nsubject = "y"\n',
+            "trust.ci.identities",
+            id="identity-without-keyless-roots",
+        ),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\n[[trust.ci.identities]]\nsubject = "y"\n',
+            "trust.ci.identities[0].issuer",
+            id="identity-without-issuer",
+        ),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\n[[trust.ci.identities]]\nissuer = "x"\nsubject = "y"\n'
+            'subject_regex = "y.*"\n',
+            "trust.ci.identities[0].subject",
+            id="subject-and-subject-regex",
+        ),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\n[[trust.ci.identities]]\nissuer = "x"\n'
+            'subject_regex = "(unclosed"\n',
+            "trust.ci.identities[0].subject_regex",
+            id="bad-regex",
+        ),
+        pytest.param(
+            'fulcio_roots = ["f.pem"]\n[[trust.ci.identities]]\nissuer = "x"\nsubject = "y"\n'
+            'source_branch = "main"\n',
+            "trust.ci.identities[0].source_branch",
+            id="unknown-claim",
+        ),
+    ],
+)
+def test_keyless_identity_mistakes_name_the_field(tmp_path: Path, text: str, field: str) -> None:
+    """Keyless trust needs identities; each needs exactly one issuer and one subject form."""
+    (tmp_path / "f.pem").write_bytes(_fulcio_pem())
+    (tmp_path / "k.pub").write_bytes(PEM)
+
+    errors = config_errors(minimal_with(tmp_path, "[trust.ci]\n" + text))
+
+    assert field in errors, errors
+
+
+def test_certificate_given_as_a_key_fails_config_check(tmp_path: Path) -> None:
+    """A certificate in ``keys`` is named by config check, not discovered at run time."""
+    (tmp_path / "cert.pem").write_bytes(_fulcio_pem())
+
+    errors = config_errors(minimal_with(tmp_path, '[trust.t]\nkeys = ["cert.pem"]\n'))
+
+    assert list(errors) == ["trust.t.keys[0]"]
+    assert "is a certificate; give its public key" in errors["trust.t.keys[0]"]

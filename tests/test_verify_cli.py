@@ -259,6 +259,46 @@ async def test_require_children_reports_each_child(
     assert all(c["verified"] for c in doc["children"])
 
 
+async def test_require_children_reaches_the_children_of_a_nested_index(
+    source_registry: LocalRegistry,
+    repo: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """
+    With ``require_children`` an index over a signed nested index is checked to the
+    bottom: the nested index's unsigned platform image makes the answer "not verified".
+    """
+    inner = make_multiarch(f"{repo}/inner")
+    await push_index(source_registry, repo, inner)
+    outer = json.dumps(
+        {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": [inner.descriptor()]}
+    ).encode()
+    async with RegistryWriter(source_registry) as w:
+        await w.push_manifest(repo, "v1", outer, mediatype.OCI_INDEX)
+    outer_digest = Digest.of(outer)
+    for digest in (outer_digest, inner.digest, inner.images[0].digest):
+        await push_signed(source_registry, repo, digest)
+    config = write_config(tmp_path, source_registry)
+    config.write_text(config.read_text() + "require_children = true\n")
+    ref = f"{source_registry.host}/{repo}:v1"
+
+    code, doc, _ = await drd_verify(capsys, ref, "--config", str(config))
+
+    assert code == 1
+    assert [(c["digest"], c["verified"], c["reason"]) for c in doc["children"]] == [
+        (str(inner.digest), True, ""),
+        (str(inner.images[0].digest), True, ""),
+        (str(inner.images[1].digest), False, "no-signature"),
+    ]
+    assert (doc["verified"], doc["reason"]) == (False, "no-signature")
+
+    await push_signed(source_registry, repo, inner.images[1].digest)
+    code, doc, _ = await drd_verify(capsys, ref, "--config", str(config))
+    assert code == 0
+    assert len(doc["children"]) == 3
+
+
 async def test_unconfigured_registry_is_read_anonymously(
     target_registry: LocalRegistry,
     repo: str,

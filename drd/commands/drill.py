@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,11 +37,12 @@ def register(sub: Any, command: Any) -> None:
 
 async def _open_state(state_dir: Path) -> State | None:
     # Imported on use, not at module level: start-up time of every CLI run.
+    from drd.errors import StateError
     from drd.state import State
 
     try:
         return await State.open(state_dir)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StateError) as exc:
         sys.stderr.write(f"drd: the drill is not recorded in {state_dir}: {exc}\n")
         return None
 

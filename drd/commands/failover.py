@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ async def failback(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, to: str | None) -> int:
     # Imported on use, not at module level: start-up time of every CLI run.
     from drd.config import load_settings
+    from drd.errors import StateError
     from drd.failover.runner import FailoverRefused, run_failback, run_failover
     from drd.resources import open_resources
     from drd.state import State
@@ -50,7 +50,7 @@ async def _run(args: argparse.Namespace, to: str | None) -> int:
     state: State | None
     try:
         state = await State.open(settings.daemon.state_dir)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StateError) as exc:
         sys.stderr.write(f"drd: cannot open the state in {settings.daemon.state_dir}: {exc}\n")
         return EXIT_FAILED
     try:

@@ -1,16 +1,24 @@
-"""`drd restore --snapshot ID|latest --to ENDPOINT [--repository GLOB] [--tag REGEX]`."""
+"""
+`drd restore --snapshot ID|latest --to ENDPOINT [--repository GLOB] [--tag REGEX]
+[--yes] [--allow-unsigned-snapshot]`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from drd.commands.output import emit
 from drd.commands.snapshot import LATEST, index_key_for, snapshots_config
 
 if TYPE_CHECKING:
     from drd.restore.runner import RestoreReport
+
+log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -34,17 +42,38 @@ def register(sub: Any, command: Any) -> None:
         "--source", default=None, help="snapshots of this endpoint (default: [snapshots].source)"
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="restore into an endpoint that is not the drill target without asking",
+    )
+    p.add_argument(
+        "--allow-unsigned-snapshot",
+        action="store_true",
+        help="restore an index that is unsigned or whose signature does not verify (warns)",
+    )
 
 
 async def restore(args: argparse.Namespace) -> int:
-    """Restore one snapshot into one endpoint; exit 0, 1 (something failed) or 2 (usage)."""
+    """
+    Restore one snapshot into one endpoint; exit 0, 1 (something failed or the snapshot
+    is not trusted) or 2 (usage, or a write into production not confirmed).
+
+    Before anything is written: the index's signature is checked (refused unless
+    ``--allow-unsigned-snapshot``), ``latest`` is checked against this host's
+    watermark (refused when older), and a restore into an endpoint that is not the
+    drill target is confirmed on the terminal (or by ``--yes``).
+    """
     # Imported on use, not at module level: start-up time of every CLI run.
     from drd.config import load_settings
+    from drd.errors import VerificationError
     from drd.resources import open_resources
     from drd.restore.plan import Selection
     from drd.restore.runner import restore_snapshot
     from drd.snapshot.catalog import load_snapshot
+    from drd.snapshot.sign import signature_problem
     from drd.snapshot.store import open_store
+    from drd.snapshot.watermark import read_watermark, record_watermark, rollback_problem
 
     settings = load_settings(args.config)
     config = snapshots_config(settings)
@@ -55,8 +84,39 @@ async def restore(args: argparse.Namespace) -> int:
     selection = Selection(
         repositories=tuple(args.repository) if args.repository else None, tag_pattern=args.tag
     )
+    drill_target = settings.drills.target if settings.drills is not None else None
+    production = args.to != drill_target and not args.dry_run
+    if production and not args.yes and not sys.stdin.isatty():
+        sys.stderr.write(_unconfirmed(args.to, drill_target))
+        return EXIT_USAGE
+    key = index_key_for(config)
+    state_dir = settings.daemon.state_dir
     async with open_resources(settings) as res, open_store(config, res.retry) as store:
-        snap = await load_snapshot(store, source, args.snapshot, verify_key=index_key_for(config))
+        snap = await load_snapshot(store, source, args.snapshot)
+        problem = signature_problem(snap, key)
+        if problem is not None and not args.allow_unsigned_snapshot:
+            raise VerificationError(
+                f"{problem}; refusing to restore it (--allow-unsigned-snapshot restores an "
+                "index that is not verified)",
+                reason=problem.reason,
+            )
+        if problem is not None:
+            # Loud on purpose: whoever can write to the store chose what is restored.
+            log.warning("restore.unverified_snapshot", snapshot=snap.id, reason=str(problem))
+            sys.stderr.write(f"drd: WARNING: restoring an unverified snapshot: {problem}\n")
+        if args.snapshot == LATEST:
+            mark = await asyncio.to_thread(read_watermark, state_dir, store.url, source)
+            if rolled_back := rollback_problem(mark, snap):
+                raise VerificationError(
+                    f"refusing to restore latest: {rolled_back}. Check `drd snapshot list`, "
+                    "then restore an explicit id with --snapshot ID",
+                    reason="rollback",
+                )
+        if problem is None:
+            await asyncio.to_thread(record_watermark, state_dir, store.url, snap)
+        if production and not args.yes and not await _confirmed(args.to, snap.id, drill_target):
+            sys.stderr.write(f"drd: restore into {args.to} not confirmed; nothing was written\n")
+            return EXIT_USAGE
         report = await restore_snapshot(
             store,
             snap,
@@ -69,6 +129,30 @@ async def restore(args: argparse.Namespace) -> int:
         )
     emit(args, report.to_json(), render(report))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _unconfirmed(endpoint: str, drill_target: str | None) -> str:
+    drill = f"the drill target {drill_target!r}" if drill_target else "a drill target"
+    return (
+        f"drd: refusing to restore into {endpoint!r} without confirmation: it is not "
+        f"{drill}, and there is no terminal to ask on. Pass --yes to restore into it "
+        "from a script, or --dry-run to see the plan\n"
+    )
+
+
+async def _confirmed(endpoint: str, snapshot_id: str, drill_target: str | None) -> bool:
+    """Ask on the terminal; only the endpoint's name typed back confirms."""
+    drill = f"the drill target ({drill_target})" if drill_target else "a drill target"
+    sys.stderr.write(
+        f"Restore snapshot {snapshot_id} into {endpoint}? It is not {drill}: tags there "
+        f"will be created or moved.\nType the endpoint name ({endpoint}) to continue: "
+    )
+    sys.stderr.flush()
+    try:
+        answer = await asyncio.to_thread(sys.stdin.readline)
+    except (OSError, ValueError):
+        return False
+    return str(answer).strip() == endpoint
 
 
 def render(report: RestoreReport) -> str:

@@ -120,6 +120,7 @@ async def snapshot(args: argparse.Namespace) -> int:
                         blobs=config.blobs,
                         signing_key=key,
                         retry=retry,
+                        state_dir=settings.daemon.state_dir,
                     )
                 emit(args, report.to_json(), render_create(report))
                 if isinstance(report.exception, TransientError):
@@ -191,6 +192,11 @@ async def _prune(args: argparse.Namespace, store: Any, source: str, config: Snap
         f"{report.bytes_freed} bytes {verb}; {len(report.kept)} snapshots kept"
     ]
     lines += [f"  delete {sid}" for sid in report.deleted]
+    if report.sweep_deferred:
+        lines.append(
+            "  no object deleted: a snapshot is being taken "
+            f"({', '.join(report.sweep_deferred)}); the next prune deletes them"
+        )
     emit(args, report.to_json(), "\n".join(lines))
     return EXIT_OK
 

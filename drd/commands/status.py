@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -28,12 +27,19 @@ async def status(args: argparse.Namespace) -> int:
     """Print the state document; exit 0, or 1 when there is no readable state database."""
     # Imported on use, not at module level: start-up time of every CLI run.
     from drd.config import load_settings
+    from drd.errors import StateCorrupt, StateError
     from drd.state import read_status
 
     state_dir = args.state_dir or load_settings(args.config).daemon.state_dir
     try:
         document = await asyncio.to_thread(read_status, state_dir, time.time(), runs=args.runs)
-    except (FileNotFoundError, sqlite3.Error) as exc:
+    except StateCorrupt as exc:
+        sys.stderr.write(
+            f"drd: cannot read the daemon's state: {exc}\n"
+            "  the file is left as it is; `drd run` moves it aside and starts afresh\n"
+        )
+        return 1
+    except (FileNotFoundError, StateError) as exc:
         sys.stderr.write(f"drd: cannot read the daemon's state: {exc}\n")
         return 1
     emit(args, document, render(document))

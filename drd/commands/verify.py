@@ -83,6 +83,7 @@ class Check:
             "message": self.message,
             "kind": None,
             "identity": None,
+            "issuer": None,
             "key": None,
             "signature": None,
             "rekor": None,
@@ -92,6 +93,7 @@ class Check:
             return doc
         doc["kind"] = v.form
         doc["identity"] = v.identity or None
+        doc["issuer"] = v.issuer or None
         if v.attestations:
             doc["attestations"] = list(v.attestations)
         doc["key"] = {"fingerprint": v.key_fingerprint, "source": v.key_source}
@@ -143,6 +145,7 @@ class Outcome:
             "message": self.message,
             "kind": top.get("kind"),
             "identity": top.get("identity"),
+            "issuer": top.get("issuer"),
             "key": top.get("key"),
             "signature": top.get("signature"),
             "rekor": top.get("rekor"),
@@ -192,6 +195,8 @@ def _verified_lines(v: Verified) -> list[str]:
     lines = [f"  kind       {v.form}"]
     if v.identity:
         lines.append(f"  identity   {v.identity}")
+    if v.issuer:
+        lines.append(f"  issuer     {v.issuer}")
     lines.append(f"  key        {v.key_fingerprint} ({v.key_source})")
     if v.attestations:
         lines.append(f"  attested   {', '.join(v.attestations)}")
@@ -280,9 +285,12 @@ async def check_reference(
 
     A tag is resolved once, to the digest of the bytes it serves; that digest is
     what is verified. With ``require_children``, each child of an index must
-    verify too. Registry failures other than "not found" propagate.
+    verify too, and the children of a nested index that verifies, to any depth (as
+    replication checks them). Registry failures other than "not found" propagate.
     """
-    from drd.trust.policy import children_to_verify
+    from drd.oci.mediatype import is_index
+    from drd.trust.policy import MALFORMED, children_to_verify
+    from drd.trust.tree import MAX_DEPTH
 
     outcome = Outcome(reference=ref, policy=policy.name, endpoint=None)
     repo = repository if repository is not None else getattr(ref, "repository", "")
@@ -293,9 +301,22 @@ async def check_reference(
         outcome.reason, outcome.message = NOT_FOUND, str(exc)
         return outcome
     outcome.top = await _check(client, repo, manifest.digest, policy)
-    if outcome.top.ok:
-        for child in children_to_verify(manifest, policy):
-            outcome.children.append(await _check(client, repo, child, policy))
+    todo = [(manifest, 0)] if outcome.top.ok else []
+    seen = {manifest.digest}
+    while todo:
+        index, depth = todo.pop(0)
+        kinds = {d.digest: d.media_type for d in index.manifests}
+        for child in children_to_verify(index, policy):
+            if child in seen:
+                continue
+            seen.add(child)
+            check = await _check(client, repo, child, policy)
+            if check.ok and is_index(kinds[child]):
+                if depth + 1 >= MAX_DEPTH:
+                    check = Check(child, reason=MALFORMED, message=f"nests deeper than {MAX_DEPTH}")
+                else:
+                    todo.append((await client.get_manifest(repo, str(child)), depth + 1))
+            outcome.children.append(check)
     failed = next((c for c in [outcome.top, *outcome.children] if not c.ok), None)
     if failed is not None:
         outcome.reason = failed.reason
@@ -339,7 +360,8 @@ async def _client(
         return
     # Plain http only for loopback, as for configured endpoints; https everywhere else.
     scheme = "http" if _is_loopback(registry) else "https"
-    async with build_http_client(TLSSettings()) as http:
+    host = urlsplit(f"//{registry}").hostname or ""
+    async with build_http_client(TLSSettings(), registry_host=host) as http:
         yield RegistryClient(registry, f"{scheme}://{registry}", http, retry)
 
 

@@ -5,15 +5,19 @@ The daemon's HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz`` and ``/webho
 (``application/vnd.docker.distribution.events.v1+json``) and Harbor's
 ``PUSH_ARTIFACT`` payloads, behind ``Authorization: Bearer <token>``. A request
 is checked in this order, and a rejected one changes nothing: token (401),
-size (413, over 1 MiB), JSON (400), payload shape and names (400). What to do
-with the pushes is the service's business (`HttpHooks.on_push`).
+size (413, over 1 MiB), body time (408, see `HttpLimits.body_timeout`), JSON
+(400), payload shape and names (400). What to do with the pushes is the
+service's business (`HttpHooks.on_push`). How slow a client may be, how many
+may connect, and TLS are `drd.daemon.listener`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +26,13 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from drd.daemon.listener import (
+    GUARD,
+    ConnectionGuard,
+    HttpLimits,
+    guard_middleware,
+    reading_body,
+)
 from drd.errors import InvalidReference
 from drd.metrics import Metrics
 from drd.oci.ref import validate_repository, validate_tag
@@ -29,6 +40,7 @@ from drd.oci.ref import validate_repository, validate_tag
 __all__ = [
     "MAX_BODY",
     "HttpHooks",
+    "HttpLimits",
     "PayloadError",
     "Push",
     "build_app",
@@ -42,6 +54,9 @@ MAX_BODY = 1024 * 1024
 # More events than this in one body is not a registry notifying, whatever the size.
 MAX_EVENTS = 10_000
 DISTRIBUTION_EVENTS = "application/vnd.docker.distribution.events.v1+json"
+# After an early answer (408, 413), unread body is drained this long before closing, so the
+# client reads the answer rather than a reset: long enough for that, too short to hold on to.
+LINGER = 1.0
 
 
 @dataclass(frozen=True)
@@ -154,8 +169,16 @@ def _authorized(header: str, expected: str) -> bool:
     return scheme.lower() == "bearer" and same
 
 
-def build_app(metrics: Metrics, hooks: HttpHooks) -> web.Application:
-    """The aiohttp application; bodies over `MAX_BODY` are refused while being read."""
+def build_app(
+    metrics: Metrics, hooks: HttpHooks, limits: HttpLimits | None = None
+) -> web.Application:
+    """
+    The aiohttp application; bodies over `MAX_BODY` are refused while being read.
+
+    The app carries the `ConnectionGuard` that `serve_http` enforces *limits* with;
+    connections it closes are counted in ``drd_http_connections_dropped_total``.
+    """
+    limits = limits or HttpLimits()
 
     def answer(status: int, document: Mapping[str, Any], **headers: str) -> web.Response:
         return web.json_response(document, status=status, headers=headers or None)
@@ -174,10 +197,21 @@ def build_app(metrics: Metrics, hooks: HttpHooks) -> web.Application:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return refuse(413, f"body larger than {MAX_BODY} bytes")
         try:
-            body = await request.read()
+            with reading_body(request):
+                async with asyncio.timeout(limits.body_timeout):
+                    body = await request.read()
             document = json.loads(body)
         except web.HTTPRequestEntityTooLarge:
             return refuse(413, f"body larger than {MAX_BODY} bytes")
+        except TimeoutError:
+            metrics.record_http_drop("body_timeout")
+            response = refuse(408, f"body not received within {limits.body_timeout:g}s")
+            response.force_close()  # the rest of the body may still trickle in: not here
+            return response
+        except ConnectionResetError:
+            # The client left, or the guard evicted it for a newer connection (counted there).
+            log.debug("webhook.client_gone")
+            return web.Response(status=400)
         except (ValueError, RecursionError) as exc:
             return refuse(400, f"malformed JSON: {str(exc)[:200]}")
         try:
@@ -204,7 +238,8 @@ def build_app(metrics: Metrics, hooks: HttpHooks) -> web.Application:
             body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard_middleware])
+    app[GUARD] = ConnectionGuard(limits, metrics.record_http_drop)
     app.router.add_get("/metrics", scrape)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -212,18 +247,64 @@ def build_app(metrics: Metrics, hooks: HttpHooks) -> web.Application:
     return app
 
 
+class _GuardedSite(web.BaseSite):
+    """A TCP site whose connections go through the app's `ConnectionGuard`."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        if server is None:  # setup() not run: BaseSite's constructor refuses that already
+            raise RuntimeError("the runner is not set up")
+        timeout = self._guard.limits.header_timeout
+        # aiohttp's keep-alive timer only as a backstop a second later: the guard closes
+        # (and counts) idle connections first. 0 would disable keep-alive, not the timer.
+        factory = self._guard.handler_factory(
+            server, access_log=None, keepalive_timeout=timeout + 1.0, lingering_time=LINGER
+        )
+        self._server = await asyncio.get_running_loop().create_server(
+            factory,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=timeout if self._ssl_context else None,
+        )
+
+
 @contextlib.asynccontextmanager
-async def serve_http(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
+async def serve_http(
+    app: web.Application, host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[int]:
     """
-    Serve *app* on host:port (port 0: any free port) until the block exits; yield the port.
+    Serve *app* (from `build_app`) on host:port (port 0: any free port) until the block
+    exits, over TLS when *tls* is given; yield the port.
 
     Raises:
         OSError: the address cannot be bound.
     """
+    guard = app[GUARD]
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = _GuardedSite(runner, host, port, guard, tls)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
         yield int(bound)

@@ -27,9 +27,10 @@ from typing import Any
 
 import structlog
 
-from drd.config import Replication, Settings, Snapshots
+from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
-from drd.daemon.http import HttpHooks, Push, build_app, serve_http
+from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
+from drd.daemon.listener import tls_context
 from drd.daemon.scheduler import Job, Scheduler, Trigger
 from drd.drill.runner import drill_job
 from drd.errors import ConfigError, DrdError, StorageError, TransientError
@@ -118,6 +119,20 @@ def _only_item(repository: str, tag: str) -> Hashable:
     return (repository, None if is_attached_tag(tag) else tag)
 
 
+def _read_at_start(daemon: Daemon) -> tuple[object, ...]:
+    """The ``[daemon]`` settings read once, at start."""
+    return (
+        daemon.listen,
+        daemon.state_dir,
+        daemon.header_timeout,
+        daemon.body_timeout,
+        daemon.max_connections,
+        daemon.tls_cert_file,
+        daemon.tls_key_file,
+        daemon.tls_client_ca_file,
+    )
+
+
 def _selects(plan: _PolicyPlan, push: Push) -> bool:
     """Whether a policy replicates this push: its repository, and its tag or an attached tag."""
     if not plan.policy.repositories(push.repository):
@@ -186,7 +201,12 @@ class _Service:
                 self._tags = await stack.enter_async_context(open_tag_cache(state_dir))
                 port = await stack.enter_async_context(self._serve())
                 daemon = self.config.settings.daemon
-                log.info("daemon.listening", address=f"{daemon.listen_host}:{port}")
+                log.info(
+                    "daemon.listening",
+                    address=f"{daemon.listen_host}:{port}",
+                    tls=daemon.tls,
+                    client_certificates=daemon.tls_client_ca_file is not None,
+                )
                 watchdog = asyncio.create_task(self._watchdog())
                 try:
                     await self._generations()
@@ -200,21 +220,32 @@ class _Service:
     async def _open_state(self) -> State:
         state_dir = self.config.settings.daemon.state_dir
         try:
-            return await State.open(state_dir)
+            # The state is a cache of history: a corrupt file is set aside, not a restart loop.
+            state = await State.open(state_dir, reset_corrupt=True)
         except OSError as exc:
             raise ConfigError(
                 f"cannot open the state database in {state_dir}: {exc.strerror or exc}",
                 errors=[("daemon.state_dir", f"{state_dir} is not a writable directory")],
             ) from exc
+        if state.moved_aside is not None:
+            self.metrics.record_state_reset()
+        return state
 
     @contextlib.asynccontextmanager
     async def _serve(self) -> AsyncIterator[int]:
         daemon = self.config.settings.daemon
         hooks = HttpHooks(token=self._token, on_push=self._on_push, readiness=self._readiness)
+        limits = HttpLimits(
+            header_timeout=daemon.header_timeout.total_seconds(),
+            body_timeout=daemon.body_timeout.total_seconds(),
+            max_connections=daemon.max_connections,
+        )
+        tls = None
+        if daemon.tls_cert_file is not None and daemon.tls_key_file is not None:
+            tls = tls_context(daemon.tls_cert_file, daemon.tls_key_file, daemon.tls_client_ca_file)
+        app = build_app(self.metrics, hooks, limits)
         try:
-            async with serve_http(
-                build_app(self.metrics, hooks), daemon.listen_host, daemon.listen_port
-            ) as port:
+            async with serve_http(app, daemon.listen_host, daemon.listen_port, tls=tls) as port:
                 yield port
         except OSError as exc:
             # Retryable, not a config error: the previous process may still hold the port.
@@ -275,10 +306,11 @@ class _Service:
 
     def _apply(self, config: _Config) -> None:
         old, new = self.config.settings.daemon, config.settings.daemon
-        if (old.listen, old.state_dir) != (new.listen, new.state_dir):
+        if _read_at_start(old) != _read_at_start(new):
             log.warning(
                 "daemon.restart_required",
-                reason="daemon.listen and daemon.state_dir apply at the next start",
+                reason="daemon.state_dir and the listener settings (listen, timeouts,"
+                " max_connections, tls_*) apply at the next start",
             )
         self.config = config
 
@@ -521,6 +553,7 @@ async def snapshot_jobs(service: _Service, generation: _Generation) -> list[Job]
                     blobs=config.blobs,
                     signing_key=key,
                     retry=retry,
+                    state_dir=generation.settings.daemon.state_dir,
                 )
                 if report.snapshot is not None:
                     await _prune(store, config)

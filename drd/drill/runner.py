@@ -67,8 +67,9 @@ from drd.snapshot.sign import IndexKey
 from drd.snapshot.store import SnapshotStore, open_store
 from drd.state import RunRecord, State
 from drd.trust.keys import TrustPolicy
-from drd.trust.policy import NO_SIGNATURE, children_to_verify, signature_tag
-from drd.trust.verify import verify_artifact
+from drd.trust.policy import NO_SIGNATURE, signature_tag
+from drd.trust.tree import verify_tree
+from drd.trust.verify import fingerprint_verifier
 
 log = structlog.get_logger(__name__)
 
@@ -525,7 +526,7 @@ async def pull_blob(client: RegistryClient, repo: str, digest: Digest, size: int
     """
     hasher = digest.hasher()
     count = 0
-    async with client.open_blob(repo, digest) as reader:
+    async with client.open_blob(repo, digest, size) as reader:
         async for chunk in reader.iter_chunked(CHUNK):
             hasher.update(chunk)
             count += len(chunk)
@@ -545,19 +546,13 @@ async def verify_digest(
     client: RegistryClient, repo: str, digest: Digest, trust: TrustPolicy
 ) -> tuple[str, str] | None:
     """
-    Verify *digest* in *repo* under *trust* (and its children when the policy requires).
+    Verify *digest* in *repo* under *trust* (and, when the policy requires children,
+    every manifest under it, as replication does: `drd.trust.tree.verify_tree`).
 
     None when it verifies, else ``(reason, message)``. Registry outages raise.
     """
     try:
-        await verify_artifact(client, repo, digest, trust)
-        if trust.require_children:
-            manifest = await client.get_manifest(repo, digest)
-            for child in children_to_verify(manifest, trust):
-                try:
-                    await verify_artifact(client, repo, child, trust)
-                except VerificationError as exc:
-                    return exc.reason, f"child {child}: {exc.message}"
+        await verify_tree(client, repo, digest, trust, fingerprint_verifier(trust))
     except VerificationError as exc:
         return exc.reason, exc.message
     return None

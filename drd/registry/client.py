@@ -20,10 +20,13 @@ from drd.errors import (
     DigestMismatch,
     InvalidManifest,
     InvalidReference,
+    ListTooLong,
     NotFound,
     RegistryError,
+    RegistryUnavailable,
     SizeMismatch,
     Unauthorized,
+    UnsafeResponse,
     UnsupportedAPI,
 )
 from drd.oci import mediatype
@@ -35,9 +38,19 @@ from drd.oci.referrers import fallback_tag
 from drd.registry.auth import (
     Challenge,
     basic_header,
+    has_userinfo,
     may_send_credentials,
     parse_challenge,
     token_url,
+    valid_token,
+)
+from drd.registry.listing import PageUnreadable, page_entries
+from drd.registry.redirects import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    address_refusal,
+    redirect_target,
+    same_origin,
 )
 from drd.registry.transport import error_for, read_body, retry_after, transport_errors
 from drd.retry import RetryPolicy
@@ -68,6 +81,13 @@ class Limits:
     _pace: asyncio.Lock = field(init=False)
     _last_start: float = field(init=False, default=0.0)
     _paused_until: float = field(init=False, default=0.0)
+    # A whole request (its body included) must end within deadline_s, plus its size at
+    # min_throughput bytes per second: a registry trickling bytes cannot hold it for hours.
+    deadline_s: float = 300.0
+    min_throughput: int = 256 * 1024
+    # Most entries one tag list (or the catalog) may hold: the pages are held in memory.
+    max_tags: int = 100_000
+    max_repositories: int = 100_000
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
@@ -100,6 +120,14 @@ class Limits:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._last_start = loop.time()
+
+    def deadline_for(self, size: int) -> float:
+        """Seconds one request moving *size* bytes may take in all."""
+        return self.deadline_s + self.transfer_s(size)
+
+    def transfer_s(self, size: int) -> float:
+        """Seconds *size* bytes take at the minimum throughput."""
+        return max(size, 0) / self.min_throughput
 
     def pause(self, seconds: float) -> None:
         """Start no request for *seconds* (a 429's ``Retry-After`` holds for the endpoint)."""
@@ -164,6 +192,7 @@ class RegistryClient:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self.host = parts.netloc
+        self._hostname = parts.hostname or ""
         self._http = http
         self._retry = retry
         self._creds = credentials
@@ -208,6 +237,12 @@ class RegistryClient:
             self._tokens.by_key[key] = await self._new_token(challenge, scope)
 
     async def _new_token(self, challenge: Challenge, scope: str) -> str:
+        if has_userinfo(challenge.realm):
+            # Never echoed: the realm's userinfo may be a password.
+            raise UnsafeResponse(
+                f"{self.host} named an auth realm with credentials in its URL; refused",
+                registry=self.host,
+            )
         url = token_url(challenge, scope)
         if url is None:
             raise Unauthorized(f"{self.host} sent an unusable auth challenge", registry=self.host)
@@ -223,12 +258,17 @@ class RegistryClient:
                 headers["Authorization"] = basic_header(self._creds)
             elif self._creds.token is not None:
                 headers["Authorization"] = f"Bearer {self._creds.token.get_secret_value()}"
-        with transport_errors(self.host):
-            self.requests += 1
-            async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
-                if resp.status != 200:
-                    raise await error_for(resp, self.host, what="token")
-                body = await read_body(resp, _MAX_TOKEN_BODY)
+        if (why := address_refusal(self._hostname, urlsplit(url).hostname or "")) is not None:
+            raise UnsafeResponse(
+                f"{self.host} named an auth realm at {why}; refused", registry=self.host
+            )
+        async with self._deadline(self.limits.deadline_for(0), "token request"):
+            with transport_errors(self.host):
+                self.requests += 1
+                async with self._http.get(url, headers=headers, allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        raise await error_for(resp, self.host, what="token")
+                    body = await read_body(resp, _MAX_TOKEN_BODY)
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
@@ -238,6 +278,13 @@ class RegistryClient:
             ) from exc
         if not isinstance(token, str) or not token:
             raise Unauthorized(f"token answer from {self.host} has no token", registry=self.host)
+        if not valid_token(token):
+            # A line break in a header would split the request: refuse, and echo nothing.
+            raise UnsafeResponse(
+                f"token from {self.host} holds characters a header cannot carry "
+                "(a line break, a space or non-ASCII); refused",
+                registry=self.host,
+            )
         return token
 
     @contextlib.asynccontextmanager
@@ -252,37 +299,47 @@ class RegistryClient:
         data: Any = None,
         ok: tuple[int, ...] = (200,),
         what: str = "",
-        allow_redirects: bool = True,
+        size: int | None = 0,
+        redirects: bool = False,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """
         Send one request with auth; on 401, authenticate once and resend.
 
         Yields a response whose status is in *ok*; anything else raises. The
         request body must be re-sendable (bytes or None) if a 401 can occur.
+
+        The request, reading its body included, must end within the endpoint's
+        deadline for *size* bytes (None: for the ``Content-Length`` it answers), or
+        raises `RegistryUnavailable`. With *redirects*, a redirect is followed where
+        `redirect_target` allows it, without our credentials off this origin.
         """
         url = path_or_url if "://" in path_or_url else self._url(path_or_url)
         scope = self._scope(repository, push)
+        subject = what or f"{method} request"
         for attempt in range(2):
             hdrs = dict(headers or {})
             if (auth := self._auth_header(scope)) is not None:
                 hdrs["Authorization"] = auth
-            async with self.limits.slot():
-                with transport_errors(self.host, repository):
-                    self.requests += 1
-                    resp = await self._http.request(
-                        method,
-                        url,
-                        headers=hdrs,
-                        data=_body(data),
-                        allow_redirects=allow_redirects,
-                    )
+            async with (
+                self.limits.slot(),
+                self._deadline(self.limits.deadline_for(size or 0), subject, repository) as due,
+            ):
+                resp = await self._send(method, url, hdrs, data, repository)
+                hops = 0
                 try:
-                    if "RateLimit-Remaining" in resp.headers:
+                    if redirects:
+                        resp, hops = await self._follow(method, resp, hdrs, repository)
+                    if size is None and resp.content_length:
+                        # Scaled once the size is known: the headers came within the base.
+                        due.reschedule(
+                            (due.when() or 0.0) + self.limits.transfer_s(resp.content_length)
+                        )
+                    if "RateLimit-Remaining" in resp.headers and not hops:
                         self._observe_rate_headers(resp)
-                    if resp.status == 429 and (wait := retry_after(resp)):
+                    if resp.status == 429 and not hops and (wait := retry_after(resp)):
                         # Every request to the endpoint waits, not only the one refused.
                         self.limits.pause(min(wait, self._retry.wait_max_rate_limit))
-                    if resp.status == 401 and attempt == 0:
+                    if resp.status == 401 and attempt == 0 and not hops:
                         await self._on_unauthorized(resp, scope, auth)
                         continue
                     if resp.status not in ok:
@@ -293,6 +350,67 @@ class RegistryClient:
                 finally:
                     resp.release()
         raise Unauthorized(f"{self.host} refused our credentials", registry=self.host)
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], data: Any, repository: str
+    ) -> aiohttp.ClientResponse:
+        with transport_errors(self.host, repository):
+            self.requests += 1
+            return await self._http.request(
+                method, url, headers=headers, data=_body(data), allow_redirects=False
+            )
+
+    async def _follow(
+        self,
+        method: str,
+        resp: aiohttp.ClientResponse,
+        headers: Mapping[str, str],
+        repository: str,
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """
+        Follow *resp*'s redirects (GET, HEAD): the final response and how many hops it took.
+
+        Followed by hand, not by aiohttp: each hop is checked before drd connects to it.
+        """
+        hops = 0
+        while resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+            location, current = resp.headers["Location"], str(resp.url)
+            resp.release()
+            hops += 1
+            url, refusal = redirect_target(self.base_url, current, location)
+            if refusal is None and hops > MAX_REDIRECTS:
+                refusal = f"more than {MAX_REDIRECTS} redirects"
+            if refusal is not None:
+                raise UnsafeResponse(
+                    f"{self.host} sent {refusal}; refused",
+                    registry=self.host,
+                    repository=repository,
+                )
+            hop_headers = dict(headers)
+            if not same_origin(url, self.base_url):
+                hop_headers.pop("Authorization", None)  # object storage gets no credentials
+            resp = await self._send(method, url, hop_headers, None, repository)
+        return resp, hops
+
+    @contextlib.asynccontextmanager
+    async def _deadline(
+        self, seconds: float, what: str, repository: str = ""
+    ) -> AsyncIterator[asyncio.Timeout]:
+        """Bound one request, body included, by *seconds*; past it, `RegistryUnavailable`."""
+        begun = asyncio.get_running_loop().time()
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                yield deadline
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            allowed = (deadline.when() or begun) - begun
+            raise RegistryUnavailable(
+                f"{what} on {self.host} took longer than its deadline of {allowed:.1f} s",
+                registry=self.host,
+                repository=repository,
+            ) from exc
 
     async def _on_unauthorized(
         self, resp: aiohttp.ClientResponse, scope: str, sent: str | None
@@ -338,8 +456,13 @@ class RegistryClient:
         await self._retrying("registry.ping", go)
 
     async def catalog(self) -> list[str]:
-        """Every repository name from ``/v2/_catalog``, following ``Link`` pages."""
-        names = await self._paged(f"/v2/_catalog?n={PAGE_SIZE}", "", "repositories")
+        """
+        Every repository name from ``/v2/_catalog``, following ``Link`` pages.
+
+        Raises `ListTooLong` past the endpoint's ``max_repositories``.
+        """
+        cap = self.limits.max_repositories
+        names = await self._paged(f"/v2/_catalog?n={PAGE_SIZE}", "", "repositories", cap)
         valid = []
         for name in names:
             try:
@@ -353,12 +476,13 @@ class RegistryClient:
         Every tag of *repository*, following ``Link`` pages; [] for an unknown repository.
 
         Names outside the tag grammar are dropped with a warning: a hostile registry's
-        ``../other/manifests/x`` must never become part of a URL drd sends.
+        ``../other/manifests/x`` must never become part of a URL drd sends. Raises
+        `ListTooLong` past the endpoint's ``max_tags``.
         """
         validate_repository(repository)
         try:
             first = f"/v2/{repository}/tags/list?n={PAGE_SIZE}"
-            names = await self._paged(first, repository, "tags")
+            names = await self._paged(first, repository, "tags", self.limits.max_tags)
         except NotFound:
             return []
         valid = []
@@ -374,7 +498,8 @@ class RegistryClient:
                 )
         return valid
 
-    async def _paged(self, first: str, repository: str, key: str) -> list[str]:
+    async def _paged(self, first: str, repository: str, key: str, cap: int) -> list[str]:
+        """Every entry of every page, at most *cap* in all (`ListTooLong` past it)."""
         items: list[str] = []
         seen: set[str] = set()
         url: str | None = self._url(first)
@@ -382,36 +507,60 @@ class RegistryClient:
             if url in seen or len(seen) >= MAX_PAGES:
                 raise RegistryError(f"{self.host} pagination loops at {url}", registry=self.host)
             seen.add(url)
+            room = cap - len(items)
             page, link = await self._retrying(
-                "registry.list", lambda u=url: self._page(u, repository, key)
+                "registry.list", lambda u=url, r=room: self._page(u, repository, key, r)
             )
+            if len(page) > room:
+                raise self._too_long(repository, key, cap)
             items.extend(page)
             url = self._next_page(url, link)
         return list(dict.fromkeys(items))
 
-    async def _page(self, url: str, repository: str, key: str) -> tuple[list[str], str]:
-        async with self._request("GET", url, repository=repository, what=key) as resp:
-            body = await read_body(resp, MAX_LIST_BODY)
+    async def _page(self, url: str, repository: str, key: str, room: int) -> tuple[list[str], str]:
+        """
+        One page's entries (at most *room* + 1: one more says the cap is passed) and its
+        ``Link`` header. Parsed as it streams: the page is never held whole.
+        """
+        entries: list[str] = []
+        async with self._request(
+            "GET", url, repository=repository, what=key, size=MAX_LIST_BODY
+        ) as resp:
             link = resp.headers.get("Link", "")
-        if len(body) > MAX_LIST_BODY:
-            raise RegistryError(f"{key} list from {self.host} is too large", registry=self.host)
-        try:
-            values = json.loads(body).get(key) or []
-        except (ValueError, AttributeError) as exc:
-            raise RegistryError(
-                f"{key} list from {self.host} is not JSON", registry=self.host
-            ) from exc
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise RegistryError(f"{key} list from {self.host} is malformed", registry=self.host)
-        return values, link
+            stream = page_entries(resp.content, key, byte_limit=MAX_LIST_BODY)
+            try:
+                async with contextlib.aclosing(stream):
+                    async for entry in stream:
+                        entries.append(entry)
+                        if len(entries) > room:
+                            break  # the rest is never read: the cap is already passed
+            except PageUnreadable as exc:
+                raise RegistryError(
+                    f"{key} list from {self.host} {exc}", registry=self.host, repository=repository
+                ) from exc
+        return entries, link
+
+    def _too_long(self, repository: str, key: str, cap: int) -> ListTooLong:
+        if key == "tags":
+            message = f"{repository} on {self.host} has more than {cap} tags (max_tags)"
+        else:
+            message = f"the catalog of {self.host} has more than {cap} repositories "
+            message += "(max_repositories)"
+        return ListTooLong(message, cap=cap, registry=self.host, repository=repository)
 
     def _next_page(self, current: str, link: str) -> str | None:
         """The next page from a ``Link: <…>; rel="next"`` header, refusing other hosts."""
         if not link or 'rel="next"' not in link:
             return None
         target = link.split(";", 1)[0].strip().lstrip("<").rstrip(">")
-        url = urljoin(current, target)
-        if urlsplit(url).netloc != self.host or urlsplit(url).scheme != urlsplit(current).scheme:
+        try:
+            url = urljoin(current, target)
+            parts = urlsplit(url)
+        except ValueError:  # e.g. "http://[::1/": not an address
+            raise RegistryError(
+                f"{self.host} sent a pagination link that does not parse", registry=self.host
+            ) from None
+        if parts.netloc != self.host or parts.scheme != urlsplit(current).scheme:
             raise RegistryError(
                 f"{self.host} sent a pagination link to another host", registry=self.host
             )
@@ -466,6 +615,7 @@ class RegistryClient:
                 repository=repository,
                 headers=headers,
                 what=f"manifest {reference}",
+                size=MAX_MANIFEST_BYTES,
             ) as resp:
                 declared = int(resp.headers.get("Content-Length", "0") or 0)
                 if declared > MAX_MANIFEST_BYTES:
@@ -498,6 +648,7 @@ class RegistryClient:
                 push=True,
                 headers={"Content-Type": manifest.media_type},
                 data=manifest.raw,
+                size=len(manifest.raw),
                 ok=(200, 201, 202),
                 what=f"manifest {reference}",
             ) as resp:
@@ -558,6 +709,7 @@ class RegistryClient:
                     repository=repository,
                     headers={"Accept": mediatype.OCI_INDEX},
                     what="referrers",
+                    size=MAX_MANIFEST_BYTES,
                 ) as resp:
                     raw = await read_body(resp, MAX_MANIFEST_BYTES)
                     is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
@@ -586,6 +738,7 @@ class RegistryClient:
                     f"/v2/{repository}/blobs/{digest}",
                     repository=repository,
                     what=f"blob {digest}",
+                    redirects=True,
                 ) as resp:
                     return int(resp.headers.get("Content-Length", "0") or 0)
             except NotFound:
@@ -604,6 +757,8 @@ class RegistryClient:
                 f"/v2/{repository}/blobs/{digest}",
                 repository=repository,
                 what=f"blob {digest}",
+                size=max_size,
+                redirects=True,
             ) as resp:
                 data = await read_body(resp, max_size)
             if len(data) > max_size:
@@ -627,12 +782,24 @@ class RegistryClient:
 
     @contextlib.asynccontextmanager
     async def open_blob(
-        self, repository: str, digest: Digest
+        self, repository: str, digest: Digest, size: int | None = None
     ) -> AsyncIterator[aiohttp.StreamReader]:
-        """A streaming GET of one blob; the caller hashes what it reads."""
+        """
+        A streaming GET of one blob; the caller hashes what it reads.
+
+        The read must end within the deadline for *size* bytes (the descriptor's size;
+        without it, the ``Content-Length`` the registry declares), or the caller sees
+        `RegistryUnavailable`. A redirect to object storage is followed without
+        credentials, where `redirect_target` allows it.
+        """
         validate_repository(repository)
         async with self._request(
-            "GET", f"/v2/{repository}/blobs/{digest}", repository=repository, what=f"blob {digest}"
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            repository=repository,
+            what=f"blob {digest}",
+            size=size,
+            redirects=True,
         ) as resp:
             yield resp.content
 
@@ -696,8 +863,13 @@ class RegistryClient:
 
     def _upload_url(self, location: str) -> str:
         """An upload ``Location`` made absolute; `RegistryError` when it leaves this registry."""
-        url = urljoin(self._url("/"), location)
-        parts, ours = urlsplit(url), urlsplit(self.base_url)
+        try:
+            url = urljoin(self._url("/"), location)
+            parts, ours = urlsplit(url), urlsplit(self.base_url)
+        except ValueError:  # e.g. "http://[::1/": not an address
+            raise RegistryError(
+                f"{self.host} sent an upload location that does not parse", registry=self.host
+            ) from None
         if (parts.scheme, parts.netloc) != (ours.scheme, ours.netloc):
             # Uploads elsewhere would carry our credentials there: refuse.
             raise RegistryError(
@@ -784,6 +956,7 @@ class RegistryClient:
             data=data,
             ok=(202,),
             what="upload chunk",
+            size=length,
         ) as resp:
             location = resp.headers.get("Location", url)
         return self._upload_url(location)
@@ -802,6 +975,7 @@ class RegistryClient:
             data=data,
             ok=(201, 204),
             what=f"blob {digest}",
+            size=size,
         ) as resp:
             reported = resp.headers.get("Docker-Content-Digest", "")
         if reported and reported != str(digest):

@@ -8,6 +8,7 @@ import datetime as dt
 import email.utils
 import json
 import math
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from drd.errors import (
     NotFound,
@@ -22,7 +25,9 @@ from drd.errors import (
     RegistryError,
     RegistryUnavailable,
     Unauthorized,
+    UnsafeResponse,
 )
+from drd.registry.redirects import address_refusal
 
 USER_AGENT = "drd"
 
@@ -44,16 +49,63 @@ def ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     return ctx
 
 
+class GuardedResolver(AbstractResolver):
+    """
+    Name resolution that refuses, for any host but the registry's own, the addresses
+    `address_refusal` forbids: a redirect or realm naming ``evil.example`` that resolves
+    to 127.0.0.1 or 169.254.169.254 fails as `UnsafeResponse`, before a connection.
+
+    Addresses written as such never reach a resolver; `redirect_target` checks those.
+    """
+
+    def __init__(self, registry_host: str, inner: AbstractResolver | None = None) -> None:
+        self._registry_host = registry_host
+        self._inner = inner if inner is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The addresses of *host*; raises `UnsafeResponse` if one is forbidden."""
+        found = await self._inner.resolve(host, port, family)
+        if host.lower() == self._registry_host.lower():
+            return found
+        for entry in found:
+            if (why := address_refusal(self._registry_host, entry["host"])) is not None:
+                raise UnsafeResponse(
+                    f"{host[:100]} resolves to {why}; refused", registry=self._registry_host
+                )
+        return found
+
+    async def close(self) -> None:
+        """Release the resolver underneath."""
+        await self._inner.close()
+
+
 @contextlib.asynccontextmanager
 async def build_http_client(
-    tls: TLSSettings, *, concurrency: int = 16, timeout_s: float = 60.0
+    tls: TLSSettings,
+    *,
+    concurrency: int = 16,
+    timeout_s: float = 60.0,
+    registry_host: str | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> AsyncIterator[aiohttp.ClientSession]:
-    """One `aiohttp.ClientSession` per registry; closed on exit."""
+    """
+    One `aiohttp.ClientSession` per registry; closed on exit.
+
+    With *registry_host* (the registry's host name or address), names resolve through
+    a `GuardedResolver` for it, over *resolver* (aiohttp's default when None).
+    """
     # aiohttp's own verifying context (the system store, loaded once at import), not another
     # copy of it: loading the store costs a tenth of a second per endpoint at every start.
     custom = tls.ca_file is not None or tls.cert_file is not None
+    if registry_host is not None:
+        resolver = GuardedResolver(registry_host, resolver)
     connector = aiohttp.TCPConnector(
-        limit=concurrency * 2, ssl=ssl_context(tls) if custom else True, enable_cleanup_closed=True
+        limit=concurrency * 2,
+        ssl=ssl_context(tls) if custom else True,
+        enable_cleanup_closed=True,
+        resolver=resolver,
     )
     # Read timeout per socket read, not per request: a 1 GiB blob takes as long as it takes.
     timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15, sock_read=timeout_s)

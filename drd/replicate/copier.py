@@ -76,7 +76,8 @@ class Copier:
         self._blobs = asyncio.Semaphore(blob_concurrency)
         self.state = state or TargetState()
         self.stats = CopyStats()
-        self.seen: set[Digest] = set()  # every manifest digest made or found present
+        # Every (repository, manifest digest) made or found present at the target.
+        self.seen: set[tuple[str, Digest]] = set()
         self._same_registry = source.base_url == target.base_url
 
     async def copy_graph(
@@ -139,7 +140,7 @@ class Copier:
             await self._gather(self._copy_blob(src_repo, dst_repo, d) for d in manifest.blobs)
         await self._put(dst_repo, str(manifest.digest), manifest)
         self.stats.manifests_written += 1
-        self.seen.add(manifest.digest)
+        self.seen.add((dst_repo, manifest.digest))
 
     async def _children(
         self, src_repo: str, dst_repo: str, index: Manifest, depth: int, path: frozenset[Digest]
@@ -148,7 +149,7 @@ class Copier:
             if desc.digest in path:
                 raise InvalidManifest(f"index {index.digest} contains itself")
             # HEAD before GET: a child present at the target is complete (registries check).
-            self.seen.add(desc.digest)
+            self.seen.add((dst_repo, desc.digest))
             if await self.target.head_manifest(dst_repo, str(desc.digest)) is not None:
                 self.stats.manifests_present += 1
                 return
@@ -237,7 +238,7 @@ class Copier:
         self, src_repo: str, dst_repo: str, desc: Descriptor, upload_url: str | None
     ) -> None:
         check = _StreamCheck(desc)
-        async with self.source.open_blob(src_repo, desc.digest) as reader:
+        async with self.source.open_blob(src_repo, desc.digest, desc.size) as reader:
             try:
                 await self.target.upload_blob_stream(
                     dst_repo, desc.digest, desc.size, check.chunks(reader), upload_url=upload_url

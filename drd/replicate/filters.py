@@ -68,8 +68,10 @@ class TagFilter:
     exclude: tuple[str, ...] = ()
 
     def __call__(self, tag: str) -> bool:
-        if is_attached_tag(tag):
-            return False
+        return not is_attached_tag(tag) and self.matches(tag)
+
+    def matches(self, tag: str) -> bool:
+        """The regexes alone: for an attached-looking tag found to hold something else."""
         if any(re.search(p, tag) for p in self.exclude):
             return False
         return self.include is None or any(re.search(p, tag) for p in self.include)

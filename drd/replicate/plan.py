@@ -59,14 +59,18 @@ def plan_attached(
     attached: Mapping[str, Digest], target: Mapping[str, Digest], wanted: Set[Digest]
 ) -> list[Action]:
     """
-    Decide what to do for ``sha256-<hex>[.sig|.att|.sbom]`` tags: only those whose subject
-    is in *wanted* (what this pass copied or found in place). Signatures are re-signed
-    in place, so their tags follow even when release tags are immutable.
+    Decide what to do for attached tags (``sha256-<hex>.sig|.att|.sbom`` and the bare
+    referrers tag): one already in place is up to date whatever its subject; any other
+    only when its subject is in *wanted* (what this pass copied or found in place in the
+    same repository). Signatures are re-signed in place, so their tags follow even when
+    release tags are immutable (a trusted pass verifies each replacement first).
     """
     actions: list[Action] = []
     for tag in sorted(attached):
         subject = subject_of_tag(tag)
-        if subject is not None and subject in wanted:
+        if subject is None:
+            continue
+        if target.get(tag) == attached[tag] or subject in wanted:
             actions.append(_decide(tag, attached[tag], target.get(tag), False, True))
     return actions
 

@@ -21,7 +21,17 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.mediatype import is_index
-from drd.oci.referrers import subject_of_tag
+from drd.oci.referrers import (
+    NOT_ATTACHED,
+    REFERRERS,
+    SIGNATURE,
+    AttachedTag,
+    claim_mismatch,
+    is_attached_tag,
+    parse_attached,
+    signature_tag,
+    subject_of_tag,
+)
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
@@ -37,9 +47,27 @@ _LANDED = ("copied", "skipped", "planned")
 # Memory for source manifests kept between resolving a new tag and copying it.
 MAX_FETCHED_BYTES = 64 * 1024 * 1024
 
+# Attached tags can hang off attached artifacts (an SBOM's own signature): this many rounds.
+MAX_ATTACHED_ROUNDS = 3
+
 # Verifies that *digest* in *repository* on *client* is signed by a trusted key; returns
 # the key's fingerprint or raises VerificationError. Supplied by the trust package.
 Verifier = Callable[[RegistryClient, str, Digest], Awaitable[str]]
+# Verifies what an attached tag holds (its manifest, read by digest) under the same trust
+# policy; returns a key's fingerprint or raises VerificationError.
+AttachedVerifier = Callable[[RegistryClient, str, AttachedTag, Manifest], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class TrustCheck:
+    """A trust policy's two checks; called as a `Verifier`, it checks release digests."""
+
+    release: Verifier
+    attached: AttachedVerifier
+
+    async def __call__(self, client: RegistryClient, repository: str, digest: Digest) -> str:
+        """The release digest's check: its key's fingerprint, or `VerificationError`."""
+        return await self.release(client, repository, digest)
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,7 @@ class _Pass:
     verifier: Verifier | None
     dry_run: bool
     report: PolicyReport
+    attached_check: AttachedVerifier | None = None
     copiers: dict[str, Copier] = field(default_factory=dict)
     done: set[tuple[str, str, str]] = field(default_factory=set)  # (target, repo, tag) handled
     indexes: set[Digest] = field(default_factory=set)  # source digests served as an index
@@ -117,6 +146,7 @@ async def run_policy(
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
     state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache)
+    state.attached_check = _attached_check(verifier)
     for name, client in targets.items():
         copier = Copier(
             source, client, retry, blob_concurrency=policy.blob_concurrency, state=TargetState()
@@ -168,6 +198,42 @@ async def run_policy(
         report.duration_s = time.monotonic() - started
         log.info("replicate.run_finished", **report.summary(), ok=report.ok)
     return report
+
+
+def _attached_check(verifier: Verifier | None) -> AttachedVerifier | None:
+    """How attached tags verify on a trusted policy; None on an untrusted one."""
+    if verifier is None:
+        return None
+    if isinstance(verifier, TrustCheck):
+        return verifier.attached
+    return _through_signature_tag(verifier)
+
+
+def _through_signature_tag(verifier: Verifier) -> AttachedVerifier:
+    """
+    For a bare release verifier, which reads signatures only through the ``.sig`` tag: a
+    ``.sig`` passes when its subject verifies and the tag still names the bytes to be
+    copied. Anything else needs the trust policy (`TrustCheck`) and is refused.
+    """
+
+    async def check(
+        client: RegistryClient, repository: str, tag: AttachedTag, manifest: Manifest
+    ) -> str:
+        if tag.kind != SIGNATURE:
+            raise VerificationError(
+                f"{tag} cannot be verified without the trust policy",
+                reason="no-signature",
+                digest=str(tag.subject),
+            )
+        key = await verifier(client, repository, tag.subject)
+        now = await client.head_manifest(repository, str(tag))
+        if now is None or now.digest != manifest.digest:
+            raise VerificationError(
+                f"{tag} moved while it was verified", reason="malformed", digest=str(tag.subject)
+            )
+        return key
+
+    return check
 
 
 def _only_tags(only: Sequence[tuple[str, str | None]] | None, repo: str) -> set[str] | None:
@@ -256,9 +322,7 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
     selected_names = [
         t for t in policy.tags.select(source_tags) if only_tags is None or t in only_tags
     ]
-    attached_names = (
-        [t for t in source_tags if subject_of_tag(t) is not None] if policy.referrers else []
-    )
+    attached_names = [t for t in source_tags if is_attached_tag(t)] if policy.referrers else []
 
     def new_everywhere(tag: str) -> bool:
         # No target lists it: the copy will read its manifest anyway, so read it now.
@@ -370,28 +434,38 @@ async def _execute(
     attached: dict[str, Digest],
     current: dict[str, Digest],
 ) -> None:
-    """Release tags first (concurrently), then the tags attached to what made it."""
+    """
+    Release tags first (concurrently), then the tags attached to what made it, in rounds:
+    an attached artifact that lands can carry its own (an SBOM's signature).
+    """
     primary = plan_tags(selected, current, immutable=state.policy.immutable_tags)
     # Signatures of the release digests are offered to trusted copies, which move them first.
     offered = [
         a for a in plan_attached(attached, current, set(selected.values())) if isinstance(a, Copy)
     ]
     results = await asyncio.gather(*(_act(state, repo, target, a, offered) for a in primary))
-    # A signature rides only on content that made it: a rejected image takes its .sig with it.
+    # A signature rides only on content that made it, in this repository: a rejected
+    # image takes its .sig with it, and a digest seen in another repository counts not.
     present = {Digest.parse(i.digest) for i in results if i.outcome in _LANDED}
-    present |= state.copiers[target].seen
+    present |= _seen_in(state, target, repo)
     if _unexplained(attached, current, present):
         roots = {Digest.parse(i.digest) for i in results} & present & state.indexes
         present |= await _children(state, repo, roots)
-    # Attached tags already in place are reported as such, whatever their subject.
-    in_place = (subject_of_tag(t) for t, d in attached.items() if current.get(t) == d)
-    present |= {subject for subject in in_place if subject is not None}
-    riding = [
-        a
-        for a in plan_attached(attached, current, present)
-        if (target, repo, a.tag) not in state.done
-    ]
-    await asyncio.gather(*(_act(state, repo, target, a, []) for a in riding))
+    pending = {t: d for t, d in attached.items() if (target, repo, t) not in state.done}
+    for _ in range(MAX_ATTACHED_ROUNDS):
+        riding = plan_attached(pending, current, present)
+        if not riding:
+            break
+        landed = await asyncio.gather(*(_ride(state, repo, target, a) for a in riding))
+        for action in riding:
+            pending.pop(action.tag, None)
+        present |= {Digest.parse(i.digest) for i in landed if i and i.outcome in _LANDED}
+        present |= _seen_in(state, target, repo)
+
+
+def _seen_in(state: _Pass, target: str, repo: str) -> set[Digest]:
+    """Manifests this pass made or found present in *repo* at *target*."""
+    return {digest for where, digest in state.copiers[target].seen if where == repo}
 
 
 def _unexplained(
@@ -427,6 +501,19 @@ async def _children(state: _Pass, repo: str, roots: set[Digest]) -> set[Digest]:
                 if nested:
                     todo.append(child)
     return found
+
+
+async def _ride(state: _Pass, repo: str, target: str, action: Action) -> ItemResult | None:
+    """
+    One attached tag's action, recorded. None when it held something other than its name
+    says and, as the ordinary tag it then is, the tag filters exclude it.
+    """
+    if not isinstance(action, Copy) or state.dry_run:
+        return await _act(state, repo, target, action, [])
+    result = await _copy_attached(state, repo, target, action)
+    if result is not None:
+        _record(state, repo, target, result)
+    return result
 
 
 async def _act(
@@ -497,14 +584,13 @@ async def _copy(
     digest = action.digest
     key = ""
     try:
-        trusted = state.verifier is not None and not action.attached
-        if trusted and state.verifier is not None:
+        if state.verifier is not None:
             # Verify by digest, then copy by that same digest: a tag moved meanwhile is ignored.
             key = await state.verifier(state.source, repo, digest)
         manifest = await copier.copy_graph(repo, repo, digest, state.fetched.get((repo, digest)))
         if state.policy.verify_after_copy:
             await copier.read_back(repo, manifest)
-        if trusted and state.verifier is not None:
+        if state.verifier is not None:
             # Signatures before the tag, then verify there: the tag is the commit point.
             await _copy_signatures(state, repo, target, manifest, attached)
             if state.policy.verify_after_copy:
@@ -527,31 +613,136 @@ async def _copy(
     return ItemResult(repo, action.tag, target, str(digest), "copied", "", moved, key)
 
 
+async def _copy_attached(state: _Pass, repo: str, target: str, action: Copy) -> ItemResult | None:
+    """
+    One attached tag: checked to hold what its name says (and, on a trusted policy,
+    verified) by digest at the source, then copied by that digest and tagged.
+
+    A rejected one is reported and never written: the target keeps what its tag held.
+    One that holds something else is an ordinary tag (`_as_ordinary`).
+    """
+    moved = str(action.moved_from or "")
+    try:
+        key = await _place_attached(state, repo, target, action)
+    except VerificationError as exc:
+        if exc.reason == NOT_ATTACHED:
+            return await _as_ordinary(state, repo, target, action, exc.message)
+        return ItemResult(
+            repo, action.tag, target, str(action.digest), "rejected", exc.reason, moved
+        )
+    except DrdError as exc:
+        _mark_down(state, target, exc)
+        return ItemResult(
+            repo,
+            action.tag,
+            target,
+            str(action.digest),
+            "failed",
+            str(exc),
+            moved,
+            error=type(exc).__name__,
+        )
+    return ItemResult(repo, action.tag, target, str(action.digest), "copied", "", moved, key)
+
+
+async def _as_ordinary(
+    state: _Pass, repo: str, target: str, action: Copy, why: str
+) -> ItemResult | None:
+    """
+    An attached-looking tag that holds something else is an ordinary tag: the tag
+    filters select it or not (None), immutable tags stay put, and a trusted policy
+    verifies it like any release tag.
+    """
+    log.info("replicate.not_attached", repository=repo, tag=action.tag, target=target, why=why)
+    if not state.policy.tags.matches(action.tag):
+        return None
+    if action.moved_from is not None and state.policy.immutable_tags:
+        drift = Drift(action.tag, action.digest, action.moved_from)
+        return await _outcome(state, repo, target, drift, [])
+    release = Copy(action.tag, action.digest, action.moved_from)
+    return await _copy(state, repo, target, release, str(action.moved_from or ""), [])
+
+
+async def _place_attached(state: _Pass, repo: str, target: str, action: Copy) -> str:
+    """
+    `_copy_attached` raising: `VerificationError` when rejected (``not-attached`` when it
+    holds something else), other `DrdError` when it failed; the verifying key or "".
+    """
+    tag = parse_attached(action.tag)
+    if tag is None:  # pragma: no cover - plan_attached plans attached tags only
+        raise AssertionError(f"{action.tag} is not an attached tag")
+    copier = state.copiers[target]
+    manifest = state.fetched.get((repo, action.digest))
+    if manifest is None:
+        manifest = await state.source.get_manifest(repo, action.digest)
+    key = await _check_attached(state, repo, tag, manifest)
+    copied = await copier.copy_graph(repo, repo, action.digest, manifest)
+    if state.policy.verify_after_copy:
+        await copier.read_back(repo, copied)
+    await copier.tag(repo, action.tag, copied)
+    return key
+
+
+async def _check_attached(state: _Pass, repo: str, tag: AttachedTag, manifest: Manifest) -> str:
+    """
+    What *tag* holds is what its name claims; on a trusted policy it verifies too.
+
+    Raises `VerificationError`: ``not-attached``, or why it did not verify.
+    """
+    if (why := claim_mismatch(tag, manifest)) is not None:
+        raise VerificationError(why, reason=NOT_ATTACHED, digest=str(tag.subject))
+    if state.attached_check is not None:
+        # The trust side reads the referrers a referrers index lists, and checks them too.
+        return await state.attached_check(state.source, repo, tag, manifest)
+    if tag.kind == REFERRERS:
+        for desc in manifest.manifests:
+            referrer = await state.source.get_manifest(repo, desc.digest)
+            if referrer.subject is None or referrer.subject.digest != tag.subject:
+                raise VerificationError(
+                    f"{tag} lists {desc.digest}, not a referrer of {tag.subject}",
+                    reason=NOT_ATTACHED,
+                    digest=str(tag.subject),
+                )
+    return ""
+
+
 async def _copy_signatures(
     state: _Pass, repo: str, target: str, manifest: Manifest, attached: list[Copy]
 ) -> None:
     """
     Copy the attached tags hanging off *manifest* now, ahead of the release tag.
 
-    For an index, each child's ``.sig`` tag goes along when the source has one: a trust
-    policy that requires the children's signatures re-verifies them at the target.
+    For an index, the ``.sig`` tag of every manifest under it, at any depth, goes along
+    when the source has one: a trust policy that requires the children's signatures
+    re-verifies them at the target. Each is checked as `_copy_attached` does; a rejected
+    one is reported and left out (the release then verifies at the target, or not).
     """
     digest = manifest.digest
     copier = state.copiers[target]
 
-    async def put(tag: str, signature: Digest, moved: str) -> None:
-        copied = await copier.copy_graph(
-            repo, repo, signature, state.fetched.get((repo, signature))
-        )
-        await copier.tag(repo, tag, copied)
+    async def put(action: Copy) -> None:
         # Two release tags on one digest copy its signatures concurrently: the same
         # bytes twice is harmless, but the report counts the tag once.
-        if (target, repo, tag) not in state.done:
-            item = ItemResult(repo, tag, target, str(signature), "copied", "", moved)
+        if (target, repo, action.tag) in state.done:
+            return
+        moved = str(action.moved_from or "")
+        try:
+            key = await _place_attached(state, repo, target, action)
+        except VerificationError as exc:
+            if exc.reason == NOT_ATTACHED:
+                return  # an ordinary tag after all: the attached rounds take it from here
+            item = ItemResult(
+                repo, action.tag, target, str(action.digest), "rejected", exc.reason, moved
+            )
+        else:
+            item = ItemResult(
+                repo, action.tag, target, str(action.digest), "copied", "", moved, key
+            )
+        if (target, repo, action.tag) not in state.done:
             _record(state, repo, target, item)
 
     async def child_signature(child: Digest) -> None:
-        tag = f"{child.tag_form}.sig"
+        tag = signature_tag(child)
         if (target, repo, tag) in state.done:
             return
         found = await state.source.head_manifest(repo, tag)
@@ -559,12 +750,17 @@ async def _copy_signatures(
             return
         present = await copier.target.head_manifest(repo, tag)
         if present is None or present.digest != found.digest:
-            await put(tag, found.digest, str(present.digest) if present is not None else "")
+            await put(Copy(tag, found.digest, present.digest if present else None, attached=True))
 
     for action in attached:
-        if subject_of_tag(action.tag) == digest and (target, repo, action.tag) not in state.done:
-            await put(action.tag, action.digest, str(action.moved_from or ""))
-    await asyncio.gather(*(child_signature(child.digest) for child in manifest.manifests))
+        if subject_of_tag(action.tag) == digest:
+            await put(action)
+    if manifest.is_index:
+        state.children.setdefault(
+            digest, tuple((d.digest, is_index(d.media_type)) for d in manifest.manifests)
+        )
+        below = await _children(state, repo, {digest})
+        await asyncio.gather(*(child_signature(child) for child in sorted(below, key=str)))
 
 
 async def _verify_at_target(state: _Pass, repo: str, target: str, digest: Digest) -> None:

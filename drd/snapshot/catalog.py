@@ -28,6 +28,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from drd.snapshot.leases import hold_lease, live_leases
 from drd.snapshot.model import (
     MAX_INDEX_OBJECT_BYTES,
     Snapshot,
@@ -44,7 +45,7 @@ from drd.snapshot.model import (
     select_retention,
 )
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore, StoredObject
+from drd.snapshot.store import DirStore, SnapshotStore, StoredObject
 
 log = structlog.get_logger(__name__)
 
@@ -317,6 +318,7 @@ class PruneReport:
     objects_deleted: int = 0
     bytes_freed: int = 0
     objects_kept_young: int = 0
+    sweep_deferred: list[str] = field(default_factory=list)  # live snapshot leases
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -328,6 +330,7 @@ class PruneReport:
             "objects_deleted": self.objects_deleted,
             "bytes_freed": self.bytes_freed,
             "objects_kept_young": self.objects_kept_young,
+            "sweep_deferred": self.sweep_deferred,
         }
 
 
@@ -348,8 +351,31 @@ async def prune(
 
     Every remaining index is read first; if one cannot be read, nothing is deleted,
     since its references are unknown. Indexes go before objects, so a crash midway
-    leaves only unreferenced objects. Objects younger than *grace* stay.
+    leaves only unreferenced objects. Objects younger than *grace* stay. While a
+    snapshot holds a lease on the store (one is being taken right now, here or on
+    another host), no object is deleted: the sweep is deferred to the next prune and
+    ``sweep_deferred`` names the leases. A folder store's abandoned temporary files
+    are removed too.
     """
+    if dry_run:
+        return await _prune(store, source, keep_last, keep_daily, keep_weekly, True, grace, now)
+    # The lease is written before anything is read: see drd.snapshot.leases for why.
+    async with hold_lease(store, "prune", source):
+        if isinstance(store, DirStore):
+            await store.clean_temporaries()
+        return await _prune(store, source, keep_last, keep_daily, keep_weekly, False, grace, now)
+
+
+async def _prune(
+    store: SnapshotStore,
+    source: str,
+    keep_last: int,
+    keep_daily: int,
+    keep_weekly: int,
+    dry_run: bool,
+    grace: dt.timedelta,
+    now: dt.datetime | None,
+) -> PruneReport:
     now = now or dt.datetime.now(dt.UTC)
     report = PruneReport(source, dry_run)
     every = await list_snapshots(store, None)
@@ -377,6 +403,10 @@ async def prune(
                 continue
             unreferenced.append(obj)
     report.deleted = [e.id for e in mine if e.id in doomed]
+    # Looked at after the listing, not before: a snapshot that started meanwhile counts.
+    report.sweep_deferred = await live_leases(store, "snapshot")
+    if report.sweep_deferred:
+        unreferenced = []
     report.objects_deleted = len(unreferenced)
     report.bytes_freed = sum(o.size for o in unreferenced)
     if dry_run:
@@ -385,6 +415,8 @@ async def prune(
         if entry.id in doomed:
             await store.delete(entry.key)
             log.info("snapshot.pruned", source=source, id=entry.id)
+    if report.sweep_deferred:
+        log.warning("snapshot.prune_sweep_deferred", source=source, leases=report.sweep_deferred)
     await _delete_all(store, [o.key for o in unreferenced])
     log.info(
         "snapshot.prune_finished",
@@ -392,6 +424,7 @@ async def prune(
         snapshots_deleted=len(report.deleted),
         objects_deleted=report.objects_deleted,
         bytes_freed=report.bytes_freed,
+        sweep_deferred=bool(report.sweep_deferred),
     )
     return report
 

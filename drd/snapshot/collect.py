@@ -16,6 +16,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,6 +39,7 @@ from drd.registry.client import CHUNK, RegistryClient
 from drd.replicate.filters import RepoFilter
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import list_snapshots, load_snapshot, run_all, write_index
+from drd.snapshot.leases import Lease, hold_lease, wait_while_pruning
 from drd.snapshot.model import (
     ManifestRecord,
     RepositoryRecord,
@@ -53,6 +55,7 @@ from drd.snapshot.model import (
 )
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.store import SnapshotStore
+from drd.snapshot.watermark import record_watermark
 
 log = structlog.get_logger(__name__)
 
@@ -215,15 +218,19 @@ async def run_snapshot(
     retry: RetryPolicy | None = None,
     concurrency: int = 4,
     blob_concurrency: int = 4,
+    state_dir: Path | None = None,
 ) -> SnapshotReport:
     """
     Take one snapshot and report on it; the daemon's scheduled job.
 
-    Side effects: reads the registry; writes manifests (and blobs) content-addressed
-    to *store*, then the index, then the ``latest`` pointer. A failure (registry or
-    store unavailable after retries, an existing index) leaves no index: the report
-    carries ``error`` and ``exception`` and ``snapshot`` is None. Logs one
-    ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
+    Side effects: reads the registry; holds a snapshot lease in *store* for the run
+    (after waiting out a running prune); writes manifests (and blobs)
+    content-addressed to *store*, then the index, then the ``latest`` pointer. A
+    failure (registry or store unavailable after retries, an existing index) leaves
+    no index: the report carries ``error`` and ``exception`` and ``snapshot`` is
+    None. Logs one ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
+    With *state_dir*, a committed snapshot moves this host's watermark of the newest
+    snapshot (`drd.snapshot.watermark`), which a restore of ``latest`` checks.
     """
     validate_source(source_name)
     taken_at = now or dt.datetime.now(dt.UTC)
@@ -245,6 +252,8 @@ async def run_snapshot(
         try:
             report.snapshot = await walk.run(repositories, taken_at, started)
             report.key = report.snapshot.key
+            if state_dir is not None:
+                await asyncio.to_thread(record_watermark, state_dir, store.url, report.snapshot)
         except DrdError as exc:
             report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
@@ -294,6 +303,19 @@ class _Walk:
     async def run(
         self, repositories: RepoFilter | None, taken_at: dt.datetime, started: float
     ) -> Snapshot:
+        # Held from before the store is looked at until after the index is written: a
+        # prune sweeps no object while it is live (see drd.snapshot.leases).
+        async with hold_lease(self.store, "snapshot", self.source) as lease:
+            await wait_while_pruning(self.store)
+            return await self._run(repositories, taken_at, started, lease)
+
+    async def _run(
+        self,
+        repositories: RepoFilter | None,
+        taken_at: dt.datetime,
+        started: float,
+        lease: Lease,
+    ) -> Snapshot:
         await self._load_store_state()
         names = await self._repositories(repositories)
         records: dict[str, RepositoryRecord] = {}
@@ -329,6 +351,7 @@ class _Walk:
         )
         if self.signing_key is not None:
             snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
+        lease.check()
         await write_index(self.store, snapshot)
         return snapshot
 
@@ -536,7 +559,7 @@ class _Walk:
             self.report.blobs_present += 1
 
     async def _stream_blob(self, repo: str, digest: Digest, size: int) -> bool:
-        async with self.client.open_blob(repo, digest) as reader:
+        async with self.client.open_blob(repo, digest, size) as reader:
             return await self.store.put_stream(
                 blob_key(digest),
                 verified_chunks(reader.iter_chunked(CHUNK), digest, size),

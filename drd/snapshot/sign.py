@@ -150,6 +150,24 @@ class IndexKey:
         return _CURVES.get(curve, ("", hashes.SHA256))[1]()
 
 
+def signature_problem(snapshot: Snapshot, key: IndexKey | None) -> VerificationError | None:
+    """
+    Why *snapshot*'s index is not trusted under *key* (unsigned, another key, a bad
+    signature, or no key configured to check it with), or None when it verifies.
+    """
+    if key is None:
+        return VerificationError(
+            f"snapshot {snapshot.id} cannot be checked: no snapshots.signing_key_file "
+            "is configured",
+            reason="no-key",
+        )
+    try:
+        key.verify(snapshot)
+    except VerificationError as exc:
+        return exc
+    return None
+
+
 def _unsupported(source: str, what: str) -> ConfigError:
     return ConfigError(
         f"{source}: snapshot keys must be Ed25519 or ECDSA P-256/P-384",

@@ -16,12 +16,14 @@ import asyncio
 import builtins
 import contextlib
 import datetime as dt
+import fcntl
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -43,6 +45,8 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000
 # A key segment starting with "." is a temporary file of the directory store.
 _TMP_PREFIX = "."
+# A temporary file younger than this is never cleaned, locked or not (see clean_temporaries).
+TMP_MIN_AGE = dt.timedelta(minutes=1)
 
 
 class StoreSettings(Protocol):
@@ -214,28 +218,50 @@ class DirStore:
         size: int | None = None,
         create_only: bool = False,
     ) -> bool:
-        """Stream into a temporary file, then rename; the temporary is removed on failure."""
+        """
+        Stream into a locked temporary file, then rename; the temporary is removed
+        whatever happens. A failing disk (full, quota, I/O error) is a `StorageError`.
+        """
         path = self._path(key)
         if create_only and await asyncio.to_thread(path.exists):
             return False
-        tmp = await asyncio.to_thread(self._tmp_for, path)
+        handle, tmp = await self._open_tmp_shielded(path)
         count = 0
         try:
-            handle = await asyncio.to_thread(tmp.open, "wb")
-            try:
-                async for chunk in chunks:
-                    await asyncio.to_thread(handle.write, chunk)
-                    count += len(chunk)
-                await asyncio.to_thread(_flush, handle)
-            finally:
-                await asyncio.to_thread(handle.close)
+            async for chunk in chunks:
+                await asyncio.to_thread(_write, handle, chunk, path)
+                count += len(chunk)
+            await asyncio.to_thread(_write, handle, b"", path)
             written = await asyncio.to_thread(self._commit, tmp, path, create_only, False)
-        except BaseException:
-            await asyncio.to_thread(tmp.unlink, True)
-            raise
+        finally:
+            # Unlinked before the close releases its lock: a cleaner never sees it unlocked.
+            await asyncio.to_thread(_discard, tmp, handle)
         if written:
             self.stats.count_put(key, count)
         return written
+
+    async def _open_tmp_shielded(self, path: Path) -> tuple[BinaryIO, Path]:
+        """`_open_tmp` in a thread; cancelled meanwhile, the file it made is removed."""
+        # Shielded, not awaited directly: a cancel would leave the thread's file behind.
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open_tmp, path))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StorageError):
+                handle, tmp = await opening
+                await asyncio.to_thread(_discard, tmp, handle)
+            raise
+
+    def _open_tmp(self, path: Path) -> tuple[BinaryIO, Path]:
+        """A new temporary file beside *path*, created exclusively and held under a lock."""
+        tmp = self._tmp_for(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc}", key=str(path)) from exc
+        # The lock says "being written": clean_temporaries only removes unlocked files.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return os.fdopen(fd, "wb"), tmp
 
     def _tmp_for(self, path: Path) -> Path:
         try:
@@ -249,17 +275,14 @@ class DirStore:
     ) -> bool:
         if create_only and path.exists():
             return False
-        tmp = self._tmp_for(path)
+        handle, tmp = self._open_tmp(path)
         try:
-            with tmp.open("wb") as handle:
-                for part in parts:
-                    handle.write(part)
-                _flush(handle)
+            for part in parts:
+                _write(handle, part, path)
+            _write(handle, b"", path)
             return self._commit(tmp, path, create_only, lock)
-        except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc}", key=str(path)) from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp, handle)
 
     def _commit(self, tmp: Path, path: Path, create_only: bool, lock: bool) -> bool:
         if lock:
@@ -271,7 +294,6 @@ class DirStore:
                     os.link(tmp, path)
                 except FileExistsError:
                     return False
-                tmp.unlink(missing_ok=True)
             else:
                 os.replace(tmp, path)
             _fsync_dir(path.parent)
@@ -365,6 +387,10 @@ class DirStore:
         out.sort(key=lambda o: o.key)
         return out
 
+    async def clean_temporaries(self) -> int:
+        """Remove temporary files no writer holds (see `clean_temporaries`); how many."""
+        return await asyncio.to_thread(clean_temporaries, self.root)
+
     async def delete(self, key: str) -> None:
         """Remove the file; a missing file is fine."""
         path = self._path(key)
@@ -378,9 +404,66 @@ class DirStore:
         return f"DirStore({self.root})"
 
 
-def _flush(handle: Any) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
+def _write(handle: BinaryIO, data: bytes, path: Path) -> None:
+    """Write *data* (or, given nothing, flush and fsync); disk errors become `StorageError`."""
+    try:
+        if data:
+            handle.write(data)
+        else:
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        # ENOSPC, EDQUOT, EFBIG, EIO: the store failed, not drd; the run records it.
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}", key=str(path)) from exc
+
+
+def _discard(tmp: Path, handle: BinaryIO) -> None:
+    """Remove a temporary file, then close it (which releases its lock)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    finally:
+        with contextlib.suppress(OSError):
+            # A close that fails to flush (disk full) has nothing left to lose: the file is gone.
+            handle.close()
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(_TMP_PREFIX) and name.endswith(".tmp")
+
+
+def clean_temporaries(root: Path, *, min_age: dt.timedelta = TMP_MIN_AGE) -> int:
+    """
+    Remove temporary files under *root* that no writer holds: left by a crash or an
+    interrupted put. A live one is locked by its writer (`fcntl.flock`) and stays;
+    *min_age* also spares one created an instant ago, before its writer locked it.
+    Returns how many were removed; files that vanish meanwhile are skipped.
+    """
+    removed = 0
+    cutoff = time.time() - min_age.total_seconds()
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if not _is_temporary(name):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                if os.fstat(fd).st_mtime > cutoff:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a writer holds it: live
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+            finally:
+                os.close(fd)
+    if removed:
+        log.warning("store.stale_temporaries_removed", root=str(root), count=removed)
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:
@@ -825,7 +908,8 @@ async def open_store(
     """
     The store ``[snapshots]`` names, opened for the duration of the block.
 
-    ``file:///path`` gives a `DirStore` (the folder is created). ``s3://bucket/prefix``
+    ``file:///path`` gives a `DirStore` (the folder is created, and temporary files a
+    crashed or interrupted writer left are removed). ``s3://bucket/prefix``
     gives an `S3Store` whose aiobotocore client lives exactly as long as the block;
     credentials come from the usual AWS environment and files. botocore's own
     retries are off: *retry* retries each request, and nested retries multiply.
@@ -837,7 +921,10 @@ async def open_store(
             await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create the snapshot folder {root}: {exc}") from exc
-        yield DirStore(root)
+        store = DirStore(root)
+        # On open, not only on prune: a crashed writer's temporaries are dead weight now.
+        await store.clean_temporaries()
+        yield store
         return
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session

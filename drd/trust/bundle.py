@@ -2,7 +2,8 @@
 Key-based sigstore bundles, the OCI 1.1 referrer form of a signature. Pure.
 
 A bundle (``application/vnd.dev.sigstore.bundle.v0.3+json``) names its key
-only by a hint in ``verificationMaterial.publicKey``; the signature is either a
+only by a hint in ``verificationMaterial.publicKey`` (one with a certificate is
+keyless: `drd.trust.keyless`); the signature is either a
 ``messageSignature`` over the artifact or a DSSE envelope around an in-toto
 statement whose subject names the artifact's digest. Its ``tlogEntries`` are
 checked offline with `drd.trust.rekor` when the policy has Rekor keys.
@@ -24,13 +25,14 @@ from drd.trust.decode import (
     load_json,
     lookup,
 )
+from drd.trust.entries import check_dsse_cert, check_hashedrekord_cert
+from drd.trust.keyless import Signed, keyless_trust, verify_keyless_bundle
 from drd.trust.keys import TrustKey, TrustPolicy
 from drd.trust.policy import (
     BAD_SIGNATURE,
     MALFORMED,
     PAYLOAD_TOO_LARGE,
     REKOR,
-    UNKNOWN_KEY,
     WRONG_DIGEST,
     WRONG_TYPE,
     Verified,
@@ -67,7 +69,7 @@ def verify_sigstore_bundle(
     A DSSE envelope must carry an in-toto statement naming *subject*; a
     ``messageSignature`` must sign *subject*'s digest (checked over *artifact*,
     the manifest bytes, when given; otherwise over the digest, which Ed25519
-    cannot do). Certificate (keyless) bundles are refused with ``unknown-key``.
+    cannot do). Certificate (keyless) bundles go to `drd.trust.keyless`.
     Raises `VerificationError` with the reasons of `drd.trust.cosign.verify_simple_signing`.
     """
     if len(bundle_json) > MAX_PAYLOAD_BYTES:
@@ -83,11 +85,7 @@ def verify_sigstore_bundle(
         raise fail(MALFORMED, "sigstore bundle has no verificationMaterial", subject)
     if "publicKey" not in material:
         if "certificate" in material or "x509CertificateChain" in material:
-            raise fail(
-                UNKNOWN_KEY,
-                "sigstore bundle is certificate-based; policy trusts keys only",
-                subject,
-            )
+            return _verify_keyless(doc, subject, policy, artifact)
         raise fail(MALFORMED, "sigstore bundle has no public key hint", subject)
     if "dsseEnvelope" in doc:
         signed = _verify_dsse(doc["dsseEnvelope"], subject, policy)
@@ -137,6 +135,20 @@ def _verify_dsse(envelope: object, subject: Digest, policy: TrustPolicy) -> _Sig
     if found is None:
         raise fail(BAD_SIGNATURE, f"no DSSE signature verifies under policy {policy.name}", subject)
     signer, signature = found
+    predicate_type = read_statement(payload_type, payload, subject)
+
+    def check(body: dict[str, Any]) -> None:
+        check_dsse_entry(body, payload, signature, signer, policy, subject)
+
+    return _Signed(signer, signature, check, predicate_type)
+
+
+def read_statement(payload_type: str, payload: bytes, subject: Digest) -> str:
+    """
+    Read a verified DSSE payload: an in-toto statement that names *subject*.
+
+    Returns its predicate type. Raises ``wrong-type``, ``malformed`` or ``wrong-digest``.
+    """
     if payload_type != INTOTO_PAYLOAD_TYPE:
         raise fail(WRONG_TYPE, f"DSSE payload type is {payload_type!r}, not in-toto", subject)
     statement = load_json(payload, "in-toto statement", subject)
@@ -151,12 +163,72 @@ def _verify_dsse(envelope: object, subject: Digest, policy: TrustPolicy) -> _Sig
     ):
         raise fail(WRONG_DIGEST, f"signed in-toto statement does not name {subject}", subject)
     predicate_type = statement.get("predicateType")
+    return predicate_type if isinstance(predicate_type, str) else ""
 
-    def check(body: dict[str, Any]) -> None:
-        check_dsse_entry(body, payload, signature, signer, policy, subject)
 
-    return _Signed(
-        signer, signature, check, predicate_type if isinstance(predicate_type, str) else ""
+def _verify_keyless(
+    doc: dict[str, Any], subject: Digest, policy: TrustPolicy, artifact: bytes | None
+) -> Verified:
+    """A certificate bundle: what its signature covers here, the checks in `drd.trust.keyless`."""
+    keyless_trust(policy, subject)  # a key-only policy: untrusted-root before any parsing
+    if "dsseEnvelope" in doc:
+        signed = _keyless_dsse(doc["dsseEnvelope"], subject)
+    elif "messageSignature" in doc:
+        signed = _keyless_message(doc["messageSignature"], subject, artifact)
+    else:
+        raise fail(
+            MALFORMED, "sigstore bundle has neither dsseEnvelope nor messageSignature", subject
+        )
+    return verify_keyless_bundle(doc, signed, subject, policy)
+
+
+def _keyless_dsse(envelope: object, subject: Digest) -> Signed:
+    payload_type = lookup(envelope, "payloadType", str, subject, MALFORMED)
+    payload = decode_b64(
+        lookup(envelope, "payload", str, subject, MALFORMED), "DSSE payload", subject
+    )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise fail(PAYLOAD_TOO_LARGE, f"DSSE payload is {len(payload)} bytes, over 1 MiB", subject)
+    items = lookup(envelope, "signatures", list, subject, MALFORMED)
+    if len(items) != 1:
+        raise fail(MALFORMED, f"keyless DSSE envelope has {len(items)} signatures, not 1", subject)
+    signature = decode_b64(lookup(items[0], "sig", str, subject, MALFORMED), "DSSE sig", subject)
+    pae = _pae(payload_type, payload)
+    return Signed(
+        signature,
+        lambda key: key.verify(signature, pae),
+        lambda body, leaf: check_dsse_cert(body, payload, signature, leaf, subject),
+        lambda: read_statement(payload_type, payload, subject),
+    )
+
+
+def _keyless_message(message: object, subject: Digest, artifact: bytes | None) -> Signed:
+    algorithm = lookup(message, "messageDigest.algorithm", str, subject, MALFORMED)
+    if algorithm != "SHA2_256":
+        raise fail(MALFORMED, f"message digest algorithm {algorithm} is not supported", subject)
+    digest = decode_b64(
+        lookup(message, "messageDigest.digest", str, subject, MALFORMED), "message digest", subject
+    )
+    signature = decode_b64(
+        lookup(message, "signature", str, subject, MALFORMED), "message signature", subject
+    )
+    if artifact is not None and not subject.matches(artifact):
+        raise fail(WRONG_DIGEST, f"the artifact bytes given do not hash to {subject}", subject)
+    # Before the signature, not after: the digest is what the bundle claims to be about.
+    if subject.algorithm != "sha256" or digest.hex() != subject.hex:
+        raise fail(
+            WRONG_DIGEST, f"bundle message digest sha256:{digest.hex()} is not {subject}", subject
+        )
+
+    def verifies(key: TrustKey) -> bool:
+        if artifact is not None:
+            return key.verify(signature, artifact)
+        return key.verify_digest(signature, digest)
+
+    return Signed(
+        signature,
+        verifies,
+        lambda body, leaf: check_hashedrekord_cert(body, digest.hex(), signature, leaf, subject),
     )
 
 

@@ -20,6 +20,7 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.trust.decode import MAX_PAYLOAD_BYTES, decode_b64, fail, load_json
+from drd.trust.keyless import CERTIFICATE_ANNOTATION, verify_cosign_keyless
 from drd.trust.keys import TrustKey, TrustPolicy
 from drd.trust.policy import (
     BAD_SIGNATURE,
@@ -29,6 +30,7 @@ from drd.trust.policy import (
     PAYLOAD_TOO_LARGE,
     REKOR,
     UNKNOWN_KEY,
+    UNTRUSTED_ROOT,
     WRONG_DIGEST,
     WRONG_TYPE,
     Verified,
@@ -72,6 +74,28 @@ def verify_simple_signing(
     signer = next((key for key in policy.keys if key.verify(signature, payload)), None)
     if signer is None:
         raise _no_key_verifies(payload, signature, subject, policy, bundle)
+    reference = read_simple_signing(payload, subject, signer.source)
+    entry = _rekor_entry(payload, signature, signer, policy, subject, bundle)
+    return Verified(
+        digest=subject,
+        policy=policy.name,
+        key_fingerprint=signer.fingerprint,
+        key_source=signer.source,
+        form="cosign",
+        rekor=entry is not None,
+        log_index=entry.log_index if entry else None,
+        integrated_time=entry.integrated_time if entry else None,
+        docker_reference=reference,
+    )
+
+
+def read_simple_signing(payload: bytes, subject: Digest, signer: str) -> str:
+    """
+    Read a payload whose signature already verified: it must name exactly *subject*.
+
+    Returns the ``docker-reference`` it names (``""`` when none). Raises
+    ``malformed``, ``wrong-type`` or ``wrong-digest``.
+    """
     doc = load_json(payload, "signed payload", subject)
     critical = doc.get("critical")
     if not isinstance(critical, dict):
@@ -92,22 +116,11 @@ def verify_simple_signing(
     # Exact string comparison, as cosign does: the signer named these bytes, not a parse of them.
     if named != str(subject):
         raise fail(
-            WRONG_DIGEST, f"signature by {signer.source} names {named[:80]}, not {subject}", subject
+            WRONG_DIGEST, f"signature by {signer} names {named[:80]}, not {subject}", subject
         )
-    entry = _rekor_entry(payload, signature, signer, policy, subject, bundle)
     identity = critical.get("identity")
     reference = identity.get("docker-reference") if isinstance(identity, dict) else None
-    return Verified(
-        digest=subject,
-        policy=policy.name,
-        key_fingerprint=signer.fingerprint,
-        key_source=signer.source,
-        form="cosign",
-        rekor=entry is not None,
-        log_index=entry.log_index if entry else None,
-        integrated_time=entry.integrated_time if entry else None,
-        docker_reference=reference if isinstance(reference, str) else "",
-    )
+    return reference if isinstance(reference, str) else ""
 
 
 def _no_key_verifies(
@@ -176,9 +189,34 @@ def verify_signature_layer(
     signature = layer.annotations.get(SIGNATURE_ANNOTATION)
     if not signature:
         raise fail(MALFORMED, f"{where} has no {SIGNATURE_ANNOTATION} annotation", subject)
-    verified = verify_simple_signing(
-        payload, signature, subject, policy, layer.annotations.get(BUNDLE_ANNOTATION)
-    )
+    keyless_error: VerificationError | None = None
+    if CERTIFICATE_ANNOTATION in layer.annotations and policy.keyless is not None:
+        try:
+            verified = verify_cosign_keyless(
+                payload, signature, dict(layer.annotations), subject, policy
+            )
+            return replace(verified, signature_digest=layer.digest)
+        except VerificationError as exc:
+            # A certificate may also accompany a key-based signature: the keys decide then.
+            if not policy.keys:
+                raise
+            keyless_error = exc
+    try:
+        verified = verify_simple_signing(
+            payload, signature, subject, policy, layer.annotations.get(BUNDLE_ANNOTATION)
+        )
+    except VerificationError as exc:
+        if keyless_error is not None:
+            raise most_specific(subject, [keyless_error, exc]) from None
+        if CERTIFICATE_ANNOTATION in layer.annotations and exc.reason == BAD_SIGNATURE:
+            # Say why a keyless signature does not count here, not merely "bad".
+            raise fail(
+                UNTRUSTED_ROOT,
+                f"{where} is keyless (a Fulcio certificate) and verifies under no key;"
+                f" policy {policy.name} has no fulcio_roots or sigstore_root",
+                subject,
+            ) from exc
+        raise
     return replace(verified, signature_digest=layer.digest)
 
 

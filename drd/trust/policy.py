@@ -1,26 +1,37 @@
-"""What a verification decides, in values reports can carry, and cosign tag names. Pure."""
+"""What a verification decides, in values reports can carry. Pure."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drd.errors import VerificationError
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
+
+# Tag names live in drd.oci.referrers, the one module of attached tags; these names are
+# kept importable from here, where verification code has always found them.
+from drd.oci.referrers import NOT_ATTACHED as NOT_ATTACHED
+from drd.oci.referrers import attestation_tag as attestation_tag
+from drd.oci.referrers import is_attached_tag as is_attached_tag
+from drd.oci.referrers import is_signature_tag as is_signature_tag
+from drd.oci.referrers import sbom_tag as sbom_tag
+from drd.oci.referrers import signature_tag as signature_tag
 from drd.trust.keys import TrustPolicy
 
 # Reasons a VerificationError carries, most specific first. A failure after a trusted
-# key verified (wrong digest, wrong type) says more than one where nothing verified.
+# key verified (wrong digest, wrong type, a missing attestation or docker-reference)
+# says more than one where nothing verified; a certificate that chained but names the
+# wrong identity says more than one whose chain reached no trusted root.
 WRONG_DIGEST = "wrong-digest"
 WRONG_TYPE = "wrong-type"
 MISSING_ATTESTATION = "missing-attestation"
 WRONG_REFERENCE = "wrong-reference"
-EXPIRED = "expired"
 UNTRUSTED_IDENTITY = "untrusted-identity"
-UNTRUSTED_ROOT = "untrusted-root"
+EXPIRED = "expired"
+TLOG_INVALID = "tlog-invalid"
 REKOR = "rekor"
+UNTRUSTED_ROOT = "untrusted-root"
 UNKNOWN_KEY = "unknown-key"
 BAD_SIGNATURE = "bad-signature"
 PAYLOAD_TOO_LARGE = "payload-too-large"
@@ -32,23 +43,19 @@ REASONS = (
     WRONG_TYPE,
     MISSING_ATTESTATION,
     WRONG_REFERENCE,
-    EXPIRED,
     UNTRUSTED_IDENTITY,
-    UNTRUSTED_ROOT,
+    EXPIRED,
+    TLOG_INVALID,
     REKOR,
+    UNTRUSTED_ROOT,
     UNKNOWN_KEY,
     BAD_SIGNATURE,
     PAYLOAD_TOO_LARGE,
     MISSING_BLOB,
     MALFORMED,
+    NOT_ATTACHED,
     NO_SIGNATURE,
 )
-
-# cosign's attached-artifact tag suffixes.
-SIGNATURE_SUFFIX = "sig"
-ATTESTATION_SUFFIX = "att"
-SBOM_SUFFIX = "sbom"
-_ATTACHED_TAG = re.compile(r"(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})\.(sig|att|sbom)")
 
 # BuildKit puts provenance manifests into an index as children; they are not images.
 _REFERENCE_TYPE = "vnd.docker.reference.type"
@@ -63,6 +70,8 @@ class Verified:
     ``form`` is ``"cosign"`` (a ``.sig`` tag with a simple-signing payload),
     ``"sigstore-bundle"`` (an OCI 1.1 referrer), or ``"notation-jws"`` /
     ``"notation-cose"`` (a Notation envelope; ``identity`` is its signer's subject).
+    A keyless signature sets ``identity`` to its certificate's subject (email or URI)
+    and ``issuer`` to the OIDC issuer that vouched for it.
     ``attestations`` lists the predicate types a policy required and found verified;
     ``timestamp`` is the time an RFC 3161 countersignature proved, when one verified.
     ``rekor`` says whether a Rekor entry was verified offline too; ``log_index``
@@ -81,6 +90,7 @@ class Verified:
     predicate_type: str = ""
     signature_digest: Digest | None = None
     identity: str = ""
+    issuer: str = ""
     attestations: tuple[str, ...] = ()
     timestamp: int | None = None
 
@@ -100,41 +110,6 @@ class Rejected:
 
 
 Verdict = Verified | Rejected
-
-
-def signature_tag(digest: Digest) -> str:
-    """cosign's signature tag for *digest*: ``sha256-<hex>.sig``."""
-    return f"{digest.tag_form}.{SIGNATURE_SUFFIX}"
-
-
-def attestation_tag(digest: Digest) -> str:
-    """cosign's attestation tag for *digest*: ``sha256-<hex>.att``."""
-    return f"{digest.tag_form}.{ATTESTATION_SUFFIX}"
-
-
-def sbom_tag(digest: Digest) -> str:
-    """cosign's SBOM tag for *digest*: ``sha256-<hex>.sbom``."""
-    return f"{digest.tag_form}.{SBOM_SUFFIX}"
-
-
-def attached_to(tag: str) -> tuple[Digest, str] | None:
-    """``(subject digest, "sig" | "att" | "sbom")`` for a cosign tag; None for any other tag."""
-    match = _ATTACHED_TAG.fullmatch(tag)
-    if match is None:
-        return None
-    algorithm, _, hexpart = match.group(1).partition("-")
-    return Digest(algorithm, hexpart), match.group(2)
-
-
-def is_signature_tag(tag: str) -> bool:
-    """Whether *tag* is a cosign signature tag (``sha256-<hex>.sig``)."""
-    found = attached_to(tag)
-    return found is not None and found[1] == SIGNATURE_SUFFIX
-
-
-def is_attached_tag(tag: str) -> bool:
-    """Whether *tag* is a cosign signature, attestation or SBOM tag, not a release tag."""
-    return attached_to(tag) is not None
 
 
 def children_to_verify(manifest: Manifest, policy: TrustPolicy) -> tuple[Digest, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -71,10 +72,12 @@ def daemon_env(home: Path) -> dict[str, str]:
     return env
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET *url* on loopback: (status, body); (0, b"") when nothing answers."""
+def http_get(
+    url: str, timeout: float = 5.0, *, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
+    """GET *url* on loopback (https: with *context*): (status, body); (0, b"") when none answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -103,6 +106,7 @@ class Daemon:
     config: Path
     stdout: Path
     stderr: Path
+    context: ssl.SSLContext | None = None  # set: the daemon serves https, trusted through it
 
     def output(self) -> bytes:
         """Everything the process wrote so far, stdout then stderr."""
@@ -125,7 +129,7 @@ class Daemon:
         return [e for e in self.logs() if e.get("event") == name]
 
     def metrics_text(self) -> str:
-        status, body = http_get(f"{self.url}/metrics")
+        status, body = http_get(f"{self.url}/metrics", context=self.context)
         if status != 200:
             raise AssertionError(f"/metrics answered {status}")
         return body.decode()
@@ -139,7 +143,7 @@ class Daemon:
         return None
 
     def ready(self) -> bool:
-        return http_get(f"{self.url}/readyz")[0] == 200
+        return http_get(f"{self.url}/readyz", context=self.context)[0] == 200
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -171,10 +175,17 @@ def run_drd(
 
 @contextmanager
 def running_daemon(
-    config: Path, workdir: Path, port: int, env: Mapping[str, str], *, stop: signal.Signals | None
+    config: Path,
+    workdir: Path,
+    port: int,
+    env: Mapping[str, str],
+    *,
+    stop: signal.Signals | None,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Daemon]:
     """
-    Start ``python -m drd run --config CONFIG`` and wait until /healthz answers.
+    Start ``python -m drd run --config CONFIG`` and wait until /healthz answers (over
+    https, trusting what *tls* trusts, when given).
 
     On exit the process is sent *stop* (None: it must have exited already) and, if
     it lingers, killed by its PID.
@@ -190,10 +201,11 @@ def running_daemon(
             cwd=REPO_ROOT,
             preexec_fn=_die_with_parent,  # only prctl runs between fork and exec
         )
-    daemon = Daemon(proc, f"http://127.0.0.1:{port}", config, stdout, stderr)
+    scheme = "http" if tls is None else "https"
+    daemon = Daemon(proc, f"{scheme}://127.0.0.1:{port}", config, stdout, stderr, tls)
     try:
         wait_for(
-            lambda: not daemon.alive() or http_get(f"{daemon.url}/healthz")[0] == 200,
+            lambda: not daemon.alive() or http_get(f"{daemon.url}/healthz", context=tls)[0] == 200,
             30,
             "drd to answer /healthz",
         )

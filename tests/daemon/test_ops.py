@@ -63,6 +63,35 @@ def test_the_unit_is_a_notify_service_that_never_restarts_on_a_config_error() ->
     assert stop > Daemon().drain_timeout + timedelta(seconds=10)
 
 
+def test_the_install_steps_keep_the_credentials_directory_private(tmp_path: Path) -> None:
+    """
+    The unit's `install -d` steps, run under a scratch root, make /etc/drd/credentials
+    0700 (as the README says) and /etc/drd 0755.
+    """
+    steps = [
+        line.removeprefix("#").strip().split("#")[0].replace("/etc/", f"{tmp_path}/etc/")
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("#   install -d ")
+    ]
+    assert steps
+    for step in steps:
+        subprocess.run(["bash", "-c", step], check=True, timeout=30)
+    credentials = tmp_path / "etc" / "drd" / "credentials"
+    assert oct(credentials.stat().st_mode & 0o777) == "0o700"
+    assert oct(credentials.parent.stat().st_mode & 0o777) == "0o755"
+    readme = (ROOT / "README.md").read_text()
+    assert "install -d -m700 /etc/drd/credentials" in readme
+
+
+def test_the_unit_bounds_memory_and_raises_the_file_limit() -> None:
+    """MemoryMax= and LimitNOFILE= are set, each with a value systemd accepts."""
+    unit = unit_settings(UNIT)
+    [memory] = unit["Service.MemoryMax"]
+    [files] = unit["Service.LimitNOFILE"]
+    assert re.fullmatch(r"\d+[KMG]", memory), memory
+    assert int(files) >= 4096
+
+
 def test_the_unit_is_hardened_to_an_exposure_of_at_most_2() -> None:
     """`systemd-analyze security --offline=yes` rates the unit 2.0 or better."""
     analyze = shutil.which("systemd-analyze")

@@ -6,8 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import structlog
 
 from drd import state as state_module
+from drd.errors import StateCorrupt, StateError
 from drd.state import RunRecord, State, SyncRecord, read_status
 from tests.daemon.reports import DIGEST_A, DIGEST_B, item, report
 
@@ -212,9 +214,91 @@ async def test_status_reads_while_the_daemon_holds_the_database(tmp_path: Path) 
 
 
 def test_status_without_a_database_says_where_it_looked(tmp_path: Path) -> None:
-    """No state.db is a FileNotFoundError naming the path; a non-database is an sqlite error."""
+    """No state.db is a FileNotFoundError naming the path; a non-database is StateCorrupt."""
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "state.db")):
         read_status(tmp_path, 0.0)
-    (tmp_path / "state.db").write_bytes(b"not a database" * 100)
-    with pytest.raises(sqlite3.DatabaseError):
+    garbage = b"not a database" * 100
+    (tmp_path / "state.db").write_bytes(garbage)
+    with pytest.raises(StateCorrupt, match="file is not a database"):
         read_status(tmp_path, 0.0)
+    assert (tmp_path / "state.db").read_bytes() == garbage  # a reader leaves it be
+
+
+GARBAGE = b"\x00garbage, not SQLite\xff" * 512
+
+
+async def test_a_file_that_is_not_a_database_is_moved_aside_and_started_afresh(
+    tmp_path: Path,
+) -> None:
+    """Garbage in state.db: StateCorrupt for a command; the daemon's open sets it aside."""
+    db = tmp_path / "state.db"
+    db.write_bytes(GARBAGE)
+    with pytest.raises(StateCorrupt, match="file is not a database") as raised:
+        await State.open(tmp_path)
+    assert raised.value.path == str(db)
+    assert db.read_bytes() == GARBAGE
+
+    with structlog.testing.capture_logs() as logs:
+        async with await State.open(tmp_path, reset_corrupt=True) as state:
+            await state.record_run(RunRecord("a", "ping", "schedule", 1.0, 2.0, "ok", {}))
+            assert [r.job for r in await state.runs()] == ["a"]
+            aside = state.moved_aside
+    assert aside is not None
+    assert aside.parent == tmp_path
+    assert aside.name.startswith("state.db.corrupt-")
+    assert aside.name.endswith("Z")
+    assert aside.read_bytes() == GARBAGE
+    [line] = [e for e in logs if e["event"] == "state.reset"]
+    assert (line["log_level"], line["moved_to"]) == ("error", str(aside))
+    assert "file is not a database" in line["reason"]
+
+
+def corrupt_copies(state_dir: Path) -> list[Path]:
+    return sorted(state_dir.glob("state.db.corrupt-*"))
+
+
+def _damage_pages(db: Path) -> None:
+    """Overwrite the middle of a few b-tree pages, as a torn write or a bad disk would."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(db.read_bytes())
+    assert len(data) >= 8 * 4096, "the database should span several pages"
+    for page in (3, 5):
+        data[page * 4096 + 10 : page * 4096 + 210] = b"\xa5" * 200
+    db.write_bytes(bytes(data))
+
+
+async def test_a_malformed_database_fails_the_integrity_check_and_is_reset(
+    tmp_path: Path,
+) -> None:
+    """A real database with damaged pages is caught on open, not at some later write."""
+    async with await State.open(tmp_path) as state:
+        for i in range(300):
+            await state.record_run(
+                RunRecord(f"job{i % 7}", "ping", "schedule", i, i + 1.0, "ok", {"x": "y" * 50})
+            )
+    _damage_pages(tmp_path / "state.db")
+    damaged = (tmp_path / "state.db").read_bytes()
+    with pytest.raises(StateCorrupt, match=r"integrity check|malformed"):
+        await State.open(tmp_path)
+
+    async with await State.open(tmp_path, reset_corrupt=True) as state:
+        assert await state.runs() == []
+        assert state.moved_aside is not None
+        assert state.moved_aside.read_bytes() == damaged
+    # Started afresh, the new file opens cleanly next time and is not moved again.
+    async with await State.open(tmp_path, reset_corrupt=True) as state:
+        assert state.moved_aside is None
+    assert len(corrupt_copies(tmp_path)) == 1
+
+
+async def test_an_unusable_path_is_a_state_error_and_is_not_moved(tmp_path: Path) -> None:
+    """Only damage resets: a state.db that SQLite cannot open at all is reported, kept."""
+    (tmp_path / "state.db").mkdir()
+    with pytest.raises(StateError) as raised:
+        await State.open(tmp_path, reset_corrupt=True)
+    assert not isinstance(raised.value, StateCorrupt)
+    assert "unable to open database file" in str(raised.value)
+    assert (tmp_path / "state.db").is_dir()
+    assert corrupt_copies(tmp_path) == []

@@ -164,7 +164,15 @@ async def test_primary_destroyed_at_a_random_moment_is_rebuilt_from_the_store(
     )
     started = time.monotonic()
     restore = await run_drd(
-        "restore", "--snapshot", "latest", "--to", "fresh", "--json", config=config
+        "restore",
+        "--snapshot",
+        "latest",
+        "--to",
+        "fresh",
+        "--yes",
+        "--allow-unsigned-snapshot",
+        "--json",
+        config=config,
     )
     restore_wall_s = time.monotonic() - started
     assert restore.returncode == 0, restore.stderr

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from drd.drill.judge import Targets
 from drd.drill.report import DrillReport
-from drd.drill.runner import ReplicaScope, run_replica_drill
+from drd.drill.runner import ReplicaScope, run_replica_drill, verify_digest
+from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.replicate.runner import run_policy
 from drd.trust.verify import verify_artifact
 from tests.clients import RETRY, open_client, policy_for
-from tests.drill.helpers import TRUST, push_signed
-from tests.images import RegistryWriter, make_image, make_multiarch, push_image, signature_tag
+from tests.drill.helpers import KEY, TRUST, push_signed
+from tests.images import (
+    RegistryWriter,
+    make_cosign_signature,
+    make_image,
+    make_multiarch,
+    push_image,
+    push_index,
+    signature_tag,
+)
 from tests.servers import LocalRegistry
 
 TARGETS = Targets(rto_s=600.0, rpo_s=3600.0)
@@ -77,3 +89,31 @@ async def test_a_replica_missing_a_tag_or_signature_fails_naming_them(
     # Nothing was written to the replica by the check.
     async with RegistryWriter(target_registry) as w:
         assert "v2" not in await w.list_tags(repo)
+
+
+async def test_a_drill_checks_the_children_of_a_nested_index(
+    source_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    With ``require_children`` a drill's signature check reaches the platform images of
+    a nested index, as replication does: an unsigned one fails the root, named.
+    """
+    inner = make_multiarch(f"{repo}/inner")
+    await push_index(source_registry, repo, inner)
+    outer = json.dumps(
+        {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": [inner.descriptor()]}
+    ).encode()
+    async with RegistryWriter(source_registry) as w:
+        await w.push_manifest(repo, "v1", outer, mediatype.OCI_INDEX)
+    for digest in (Digest.of(outer), inner.digest, inner.images[0].digest):
+        sig = make_cosign_signature(digest, KEY.private, docker_reference=repo)
+        await push_image(source_registry, repo, sig, signature_tag(digest))
+    trust = dataclasses.replace(TRUST, require_children=True)
+
+    async with open_client(source_registry, "primary") as src:
+        outcome = await verify_digest(src, repo, Digest.of(outer), trust)
+
+    assert outcome is not None
+    reason, message = outcome
+    assert reason == "no-signature"
+    assert f"child {inner.images[1].digest} in {inner.digest}" in message

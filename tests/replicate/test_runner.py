@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import structlog
 
+from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.replicate.runner import run_policy
 from tests.clients import RETRY, open_client, policy_for
 from tests.images import (
+    RegistryWriter,
     make_image,
     make_multiarch,
     push_image,
@@ -19,6 +21,7 @@ from tests.images import (
 from tests.layouts import CASES, push_layout
 from tests.servers import LocalRegistry
 from tests.skopeo import inspect_raw
+from tests.trust.signing import signature_manifest, simple_signing_payload
 
 
 async def replicate(source: LocalRegistry, target: LocalRegistry, *repos: str, **options):
@@ -77,14 +80,19 @@ def _reachable(layout, roots: set[Digest]) -> set[Digest]:
 async def test_multiarch_index_and_signature_tag_are_copied(
     source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
 ) -> None:
-    """An index arrives with its children, and its cosign-format .sig tag rides along."""
+    """
+    An index arrives with its children, and its cosign-format .sig tag rides along
+    (unverified: the policy does not require signatures, but it must be a signature).
+    """
     index = make_multiarch("multi")
     await push_index(source_registry, repo, index, "v1")
-    sig = make_image(
-        "sig-of-index", artifact_type="application/vnd.dev.cosign.artifact.sig.v1+json"
-    )
     sig_tag = f"{index.digest.tag_form}.sig"
-    await push_image(source_registry, repo, sig, sig_tag)
+    raw, blobs = signature_manifest([(simple_signing_payload(index.digest, repo), "c2ln")])
+    async with RegistryWriter(source_registry) as w:
+        for blob in blobs.values():
+            await w.push_blob(repo, blob)
+        await w.push_manifest(repo, sig_tag, raw, mediatype.OCI_MANIFEST)
+    sig_digest = Digest.of(raw)
     unrelated = f"sha256-{'0' * 64}.sig"
     await push_image(source_registry, repo, make_image("dangling"), unrelated)
 
@@ -94,7 +102,7 @@ async def test_multiarch_index_and_signature_tag_are_copied(
     copied = {i.tag for i in report.items if i.outcome == "copied"}
     assert copied == {"v1", sig_tag}, "a signature of an unselected digest is not copied"
     assert Digest.of(inspect_raw(target_registry.host, repo, "v1")) == index.digest
-    assert Digest.of(inspect_raw(target_registry.host, repo, sig_tag)) == sig.digest
+    assert Digest.of(inspect_raw(target_registry.host, repo, sig_tag)) == sig_digest
 
 
 async def test_moved_tag_is_copied_and_reported_as_moved(

@@ -79,8 +79,10 @@ def write_config(
     require_rekor: bool = False,
     require_children: bool = False,
     trusted: bool = True,
+    repositories: Sequence[str] = (),
+    immutable_tags: bool = False,
 ) -> Path:
-    """A drd.toml replicating *repo* from *source* to *target*, trusted by *keys*."""
+    """A drd.toml replicating *repo* (or *repositories*) from *source* to *target*."""
     key_paths: list[Path] = []
     for i, key in enumerate(keys if keys is not None else [KEY.public_pem()]):
         if isinstance(key, Path):
@@ -111,7 +113,8 @@ require_children = {str(require_children).lower()}
 name = "trusted"
 source = "source"
 targets = ["target"]
-repositories = ["{repo}"]
+repositories = {json.dumps(list(repositories) or [repo])}
+immutable_tags = {str(immutable_tags).lower()}
 {'require_signature = "release"' if trusted else ""}
 """
     config = tmp_path / "drd.toml"

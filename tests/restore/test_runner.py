@@ -90,7 +90,15 @@ async def test_restore_brings_back_a_deleted_and_an_overwritten_tag(
     await push_image(source_registry, repo, intruder, "v2")
 
     proc = await run_drd(
-        "restore", "--snapshot", created["id"], "--to", "primary", "--json", config=config
+        "restore",
+        "--snapshot",
+        created["id"],
+        "--to",
+        "primary",
+        "--yes",
+        "--allow-unsigned-snapshot",
+        "--json",
+        config=config,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json_out(proc)
@@ -282,6 +290,7 @@ async def test_a_dry_run_prints_the_plan_and_writes_nothing(
         "--to",
         "primary",
         "--dry-run",
+        "--allow-unsigned-snapshot",
         config=config,
         capsys=capsys,
     )
@@ -406,7 +415,16 @@ async def test_a_corrupt_manifest_fails_the_restore_naming_the_digest(
     index = pushed["index"]
     child = index.images[0]
     (tmp_path / "store" / manifest_key(child.digest)).write_bytes(child.raw + b" ")
-    proc = await run_drd("restore", "--snapshot", snap.id, "--to", "drill", config=config)
+    proc = await run_drd(
+        "restore",
+        "--snapshot",
+        snap.id,
+        "--to",
+        "drill",
+        "--yes",
+        "--allow-unsigned-snapshot",
+        config=config,
+    )
     assert proc.returncode == 1
     assert f"stored manifest {child.digest} is corrupt" in proc.stderr
     assert await list_tags(third_registry, repo) == []

@@ -99,6 +99,11 @@ async def test_no_credentials_for_a_basic_registry_is_unauthorized(
 # token auth
 
 
+def auth(token_server: TokenServer) -> frozenset[str]:
+    """The token server, on its own port, as an auth host that may receive credentials."""
+    return frozenset({token_server.host})
+
+
 @pytest.fixture
 def token_server(tmp_path: Path) -> Iterator[TokenServer]:
     """The token server the token registry sends clients to."""
@@ -133,7 +138,14 @@ async def test_one_token_per_scope_across_a_replication(
         open_client(source_registry, "source") as src,
         build_http_client(TLSSettings()) as http,
     ):
-        dst = RegistryClient("target", token_registry.url, http, RETRY, credentials=CREDS)
+        dst = RegistryClient(
+            "target",
+            token_registry.url,
+            http,
+            RETRY,
+            credentials=CREDS,
+            auth_hosts=auth(token_server),
+        )
         report = await run_policy(policy_for(repo, second), src, {"target": dst}, RETRY)
 
     assert report.ok, report.to_json()
@@ -160,7 +172,14 @@ async def test_concurrent_requests_share_one_token(
 ) -> None:
     """Twenty concurrent first requests for one scope cause one token fetch, not twenty."""
     async with build_http_client(TLSSettings()) as http:
-        client = RegistryClient("target", token_registry.url, http, RETRY, credentials=CREDS)
+        client = RegistryClient(
+            "target",
+            token_registry.url,
+            http,
+            RETRY,
+            credentials=CREDS,
+            auth_hosts=auth(token_server),
+        )
         found = await asyncio.gather(*(client.head_manifest(repo, "v1") for _ in range(20)))
     assert found == [None] * 20
     assert Counter(token_server.scopes()) == {f"repository:{repo}:pull": 1}
@@ -173,7 +192,14 @@ async def test_an_expired_token_is_replaced_after_a_401(
     # distribution accepts a token up to 60 s past "exp": this one dies in about 2 s.
     token_server.lifetime = -58
     async with build_http_client(TLSSettings()) as http:
-        client = RegistryClient("target", token_registry.url, http, RETRY, credentials=CREDS)
+        client = RegistryClient(
+            "target",
+            token_registry.url,
+            http,
+            RETRY,
+            credentials=CREDS,
+            auth_hosts=auth(token_server),
+        )
         assert await client.list_tags(repo) == []
         token_server.lifetime = 300
         await asyncio.sleep(3)
@@ -188,7 +214,14 @@ async def test_a_wrong_password_at_the_token_server_fails_clearly(
     """Refused by the token server: Unauthorized naming the token, one attempt only."""
     wrong = Credentials(username=USER, password=SecretStr("nope"))
     async with build_http_client(TLSSettings()) as http:
-        client = RegistryClient("target", token_registry.url, http, RETRY, credentials=wrong)
+        client = RegistryClient(
+            "target",
+            token_registry.url,
+            http,
+            RETRY,
+            credentials=wrong,
+            auth_hosts=auth(token_server),
+        )
         with pytest.raises(Unauthorized, match="refused our credentials"):
             await client.list_tags(repo)
     assert [i.status for i in token_server.requests()] == [401]
@@ -327,15 +360,50 @@ def test_tls_and_client_certificates_from_the_config(
         pytest.param(
             "http://127.0.0.1.evil.net", "http://127.0.0.1.evil.net/t", (), False, id="fake-lo"
         ),
-        pytest.param("http://127.0.0.1:5000", "http://127.0.0.1:5001/t", (), True, id="loopback"),
-        pytest.param("http://[::1]:5000", "http://[::1]:5001/t", (), True, id="loopback-v6"),
-        pytest.param("http://localhost:5000", "http://localhost/t", (), True, id="localhost"),
+        pytest.param("http://127.0.0.1:5000", "http://127.0.0.1:5000/t", (), True, id="loopback"),
+        pytest.param("http://[::1]:5000", "http://[::1]:5000/t", (), True, id="loopback-v6"),
+        pytest.param("http://localhost", "http://localhost/t", (), True, id="localhost"),
+        pytest.param(
+            "http://127.0.0.1:5000", "http://127.0.0.1:5001/t", (), False, id="other-port"
+        ),
+        pytest.param("http://[::1]:5000", "http://[::1]:5001/t", (), False, id="other-port-v6"),
+        pytest.param("http://localhost:5000", "http://localhost/t", (), False, id="default-port"),
+        pytest.param(
+            "https://r.example.com", "https://r.example.com:443/t", (), True, id="explicit-443"
+        ),
+        pytest.param(
+            "https://r.example.com", "https://r.example.com:8443/t", (), False, id="port-8443"
+        ),
+        pytest.param(
+            "https://r.example.com",
+            "https://auth.example.com:8443/t",
+            ("auth.example.com",),
+            False,
+            id="auth-host-other-port",
+        ),
+        pytest.param(
+            "https://r.example.com",
+            "https://auth.example.com:8443/t",
+            ("auth.example.com:8443",),
+            True,
+            id="auth-host-with-port",
+        ),
+        pytest.param(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5001/t",
+            ("127.0.0.1:5001",),
+            True,
+            id="loopback-auth-host",
+        ),
+        pytest.param(
+            "https://r.example.com", "https://r.example.com:x/t", (), False, id="bad-port"
+        ),
     ],
 )
 def test_where_credentials_may_go(
     registry: str, realm: str, allowed: tuple[str, ...], expected: bool
 ) -> None:
-    """Only to the registry's own host (or a named auth host), never in clear text afar."""
+    """Only to the registry's own host and port (or a named auth host), never in clear afar."""
     assert may_send_credentials(registry, realm, frozenset(allowed)) is expected
 
 

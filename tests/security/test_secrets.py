@@ -94,7 +94,11 @@ def setup(
                     "username": FILE_USER,
                     "password_file": str(password_file),
                 },
-                "tok": {"url": token_target.url, "username": ENV_USER},
+                "tok": {
+                    "url": token_target.url,
+                    "username": ENV_USER,
+                    "auth_hosts": [tokens.host],
+                },
                 "wrong": {"url": basic.url, "username": FILE_USER},
             },
             tables={"retry": FAST_RETRY, "daemon": {"state_dir": str(tmp_path / "state")}},

@@ -122,6 +122,8 @@ def write_config(
         lines.append(f"s3_region = {json.dumps(store.s3_region)}")
     for key, value in snapshots.items():
         lines.append(f"{key} = {json.dumps(value)}")
+    # A state folder per test: the watermark of the newest snapshot is kept there.
+    lines += ["", "[daemon]", f"state_dir = {json.dumps(str(tmp_path / 'state'))}"]
     lines += ["", "[retry]", "attempts = 2", 'budget = "10s"', "wait_initial = 0.0"]
     lines.append("wait_max = 0.0")
     path = tmp_path / "drd.toml"

@@ -148,13 +148,15 @@ def _descriptor(media_type: str, blob: bytes, **extra: Any) -> dict[str, Any]:
 def signature_manifest(
     layers: Sequence[tuple[bytes, str]],
     bundles: Sequence[str | None] | None = None,
+    extra: Sequence[dict[str, str]] | None = None,
 ) -> tuple[bytes, dict[Digest, bytes]]:
     """
     A ``.sig`` manifest with one simple-signing layer per ``(payload, signature_b64)``.
 
     *bundles* gives each layer an optional ``dev.sigstore.cosign/bundle``
-    annotation. Returns the manifest bytes and every blob it needs (the config
-    and the payloads), keyed by digest.
+    annotation, *extra* more annotations (a keyless certificate and chain).
+    Returns the manifest bytes and every blob it needs (the config and the
+    payloads), keyed by digest.
     """
     blobs: dict[Digest, bytes] = {}
     descriptors = []
@@ -162,6 +164,8 @@ def signature_manifest(
         annotations = {SIGNATURE_ANNOTATION: signature}
         if bundles is not None and bundles[i] is not None:
             annotations[BUNDLE_ANNOTATION] = str(bundles[i])
+        if extra is not None:
+            annotations.update(extra[i])
         descriptors.append(
             _descriptor(mediatype.COSIGN_SIMPLESIGNING, payload, annotations=annotations)
         )
@@ -291,6 +295,43 @@ def intoto_statement(
         "predicate": {},
     }
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def attestation_manifest(
+    statement: bytes, key: SigningKey, *, payload_type: str = "application/vnd.in-toto+json"
+) -> tuple[bytes, dict[Digest, bytes]]:
+    """
+    A cosign ``.att`` manifest: one DSSE envelope layer over *statement*, signed by *key*.
+
+    Returns the manifest bytes and every blob it needs (config and envelope), by digest.
+    """
+    kind = payload_type.encode()
+    pae = b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(statement), statement)
+    envelope = {
+        "payloadType": payload_type,
+        "payload": _b64(statement),
+        "signatures": [{"keyid": "", "sig": _b64(sign_raw(pae, key))}],
+    }
+    blob = json.dumps(envelope, separators=(",", ":")).encode()
+    predicate = json.loads(statement).get("predicateType", "")
+    config = json.dumps(
+        {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": []}, "config": {}},
+        separators=(",", ":"),
+    ).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mediatype.OCI_MANIFEST,
+        "config": _descriptor(mediatype.OCI_CONFIG, config),
+        "layers": [
+            _descriptor(
+                "application/vnd.dsse.envelope.v1+json",
+                blob,
+                annotations={"predicateType": predicate, SIGNATURE_ANNOTATION: ""},
+            )
+        ],
+    }
+    blobs = {Digest.of(config): config, Digest.of(blob): blob}
+    return json.dumps(manifest, separators=(",", ":")).encode(), blobs
 
 
 def dsse_bundle(

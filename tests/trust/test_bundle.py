@@ -157,15 +157,15 @@ def test_signed_statement_of_unknown_type_is_wrong_type() -> None:
     assert _reason(dsse_bundle(statement, key), policy_for(key)) == "wrong-type"
 
 
-def test_certificate_bundle_is_unknown_key() -> None:
-    """A keyless (certificate) bundle names a signer outside a key-based policy."""
+def test_certificate_bundle_under_a_key_policy_is_untrusted_root() -> None:
+    """A keyless (certificate) bundle cannot verify under a policy with no Fulcio root."""
     key = cached_key("ecdsa-p256")
     bundle = _edit(
         dsse_bundle(intoto_statement(IMAGE), key),
         lambda d: d.update(verificationMaterial={"certificate": {"rawBytes": "MIIB"}}),
     )
 
-    assert _reason(bundle, policy_for(key)) == "unknown-key"
+    assert _reason(bundle, policy_for(key)) == "untrusted-root"
 
 
 @pytest.mark.parametrize(

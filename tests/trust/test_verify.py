@@ -372,3 +372,25 @@ async def test_real_fixture_signature_verifies_through_the_source() -> None:
 
     assert verified.rekor is True
     assert verified.key_fingerprint.startswith("e8ed5dd0")
+
+
+async def test_keyless_bundle_referrer_verifies_over_the_manifest_digest() -> None:
+    """A certificate bundle referrer (cosign v3's form) verifies with only the digest at hand."""
+    from tests.trust.keyless_signing import WORKFLOW, FakeFulcio, KeylessSigner, keyless_policy
+
+    fulcio, log = FakeFulcio.create(), cached_key("ecdsa-p256", 7)
+    source = FakeSource()
+    referrer = _add_bundle_referrer(
+        source, KeylessSigner(fulcio, log).message_bundle(IMAGE_MANIFEST)
+    )
+
+    verified = await verify_artifact(source, REPO, IMAGE, keyless_policy(fulcio, log))
+
+    assert (verified.form, verified.identity, verified.signature_digest) == (
+        "sigstore-bundle",
+        WORKFLOW,
+        referrer,
+    )
+    with pytest.raises(VerificationError) as caught:
+        await verify_artifact(source, REPO, IMAGE, POLICY)
+    assert caught.value.reason == "untrusted-root"
