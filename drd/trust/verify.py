@@ -209,6 +209,24 @@ async def _subject_descriptor(
     return manifest.descriptor()
 
 
+async def verify_notation_referrer(
+    client: SignatureSource,
+    repository: str,
+    desc: Descriptor,
+    digest: Digest,
+    policy: TrustPolicy,
+) -> Verified:
+    """
+    Verify the Notation signature manifest *desc* as a signature of *digest* under *policy*.
+
+    For a referrers index (the ``sha256-<hex>`` fallback tag) that lists it. Raises
+    `VerificationError`; registry outages propagate.
+    """
+    subject = await _subject_descriptor(client, repository, digest)
+    verified = await _verify_notation_referrer(client, repository, desc, subject, policy)
+    return replace(verified, signature_digest=desc.digest)
+
+
 async def _verify_notation_referrer(
     client: SignatureSource,
     repository: str,
