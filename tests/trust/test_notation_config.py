@@ -113,6 +113,29 @@ def test_a_policy_needs_some_trust_material(tmp_path: Path) -> None:
         config(tmp_path, 'require_attestations = ["https://slsa.dev/provenance/v1"]\n')
     )
     assert "notation_roots" in errors["trust.notary.keys"]
+    assert "fulcio_roots / sigstore_root" in errors["trust.notary.keys"]
+
+
+def test_one_policy_holds_keyless_and_notation_trust_together(tmp_path: Path) -> None:
+    """sigstore_root with an identity and notation_roots in one table: both are loaded."""
+    root = notation_fixture("truststore/x509/ca/valid-trust-store/NotationTestRoot.pem")
+    path = config(
+        tmp_path,
+        f'sigstore_root = "public-good"\nnotation_roots = ["{root}"]\n'
+        "[[trust.notary.identities]]\n"
+        'issuer = "https://token.actions.githubusercontent.com"\n'
+        'subject_regex = "https://github.com/org/.*"\n',
+    )
+    settings = load_settings(path)
+
+    policy = trust_policy(settings.trust["notary"])
+
+    assert policy.keys == ()
+    assert policy.keyless is not None
+    assert len(policy.keyless.identities) == 1
+    assert [len(n.roots) for n in policy.notation] == [1]
+    described = describe(settings)["trust"]["notary"]
+    assert (described["loaded_fulcio_roots"], described["loaded_notation_roots"]) == (0, 1)
 
 
 def test_notation_trustpolicy_json_and_trust_store_are_read(tmp_path: Path) -> None:
