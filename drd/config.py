@@ -109,6 +109,9 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
 )
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# An OCI tag is at most 128 characters; a snapshot index key's tag spends 56 on all but
+# the source (see drd.snapshot.oci_store.key_tag).
+_OCI_SOURCE_BUDGET = 128 - 56
 # The OCI distribution spec's repository name (drd.oci.ref checks the same; config is a leaf).
 _REPO_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"(?=.{{1,255}}$){_REPO_PART}(?:/{_REPO_PART})*")
@@ -584,6 +587,17 @@ class Snapshots(BaseModel):
             for field in s3_only
             if getattr(self, field) is not None
         ]
+        # An oci:// store tags each object with its key, "_" and "." taking two characters
+        # (drd.snapshot.oci_store.key_tag); an index key adds 56 to the source's share.
+        tagged = len(self.source) + self.source.count("_") + self.source.count(".")
+        if self.store_scheme == "oci" and tagged > _OCI_SOURCE_BUDGET:
+            problems.append(
+                (
+                    "source",
+                    f"too long for an oci:// store's tags ({_OCI_SOURCE_BUDGET} characters, "
+                    '"_" counting twice)',
+                )
+            )
         if problems:
             raise _Invalid(problems)
         return self

@@ -59,6 +59,7 @@ from drd.errors import (
     StorageUnavailable,
 )
 from drd.oci.ref import validate_repository
+from drd.registry.auth import may_send_credentials
 from drd.retry import RetryPolicy
 from drd.snapshot.store import CHUNK, StoredObject, StoreStats
 
@@ -286,8 +287,16 @@ def _expect(response: requests.Response, *ok: int) -> requests.Response:
 
 
 def _oras_registry(endpoint: Endpoint) -> Any:
-    """An oras `Registry` for *endpoint*: its TLS, client certificate and credentials."""
+    """
+    An oras `Registry` for *endpoint*: its TLS, client certificate and credentials
+    (thread side). One ``GET /v2/`` picks oras' auth backend: ``basic`` for a Basic
+    challenge (oras' default token backend cannot answer one), ``token`` otherwise;
+    credentials go only to a token realm `may_send_credentials` allows, as for
+    drd's own registry client (oras would send them to any realm).
+    """
+    import oras.auth
     import oras.provider
+    from requests.adapters import HTTPAdapter
 
     class _Registry(oras.provider.Registry):  # type: ignore[misc]
         # oras' do_request is wrapped in a retry loop that sleeps up to 83 s on any
@@ -296,28 +305,49 @@ def _oras_registry(endpoint: Endpoint) -> Any:
             return oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
 
     tls_verify: bool | str = str(endpoint.ca_file) if endpoint.ca_file else True
-    registry = _Registry(
-        hostname=endpoint.host,
-        insecure=endpoint.scheme == "http",
-        tls_verify=tls_verify,
-        auth_backend="token",
-    )
+    insecure = endpoint.scheme == "http"
+    registry = _Registry(hostname=endpoint.host, insecure=insecure, tls_verify=tls_verify)
     if endpoint.cert_file is not None:
         key = str(endpoint.key_file) if endpoint.key_file else None
         registry.session.cert = (str(endpoint.cert_file), key) if key else str(endpoint.cert_file)
+    # One pooled connection per worker thread that may use it at once (urllib3's default is 10).
+    pool = max(LIST_CONCURRENCY, endpoint.concurrency)
+    registry.session.mount(f"{endpoint.scheme}://", HTTPAdapter(pool_maxsize=pool))
     # requests has no session-wide timeout and oras passes none: add one to every request.
     registry.session.request = functools.partial(
         registry.session.request, timeout=(CONNECT_TIMEOUT_S, endpoint.timeout)
     )
     credentials = endpoint.credentials()
-    if credentials is not None:
-        if credentials.token is not None:
-            registry.auth.set_token_auth(credentials.token.get_secret_value())
-        elif credentials.username is not None and credentials.password is not None:
-            registry.auth.set_basic_auth(
-                credentials.username, credentials.password.get_secret_value()
+    if credentials is None:
+        return registry
+    if credentials.token is not None:
+        registry.auth.set_token_auth(credentials.token.get_secret_value())
+        return registry
+    username, password = credentials.username, credentials.password
+    if username is None or password is None:  # Credentials holds a token or both of these
+        return registry
+    probe = registry.session.request("GET", f"{endpoint.url}/v2/", verify=tls_verify)
+    probe.close()
+    challenge = probe.headers.get("WWW-Authenticate", "") if probe.status_code == 401 else ""
+    if challenge.lower().startswith("basic"):
+        registry.auth = oras.auth.get_auth_backend(
+            "basic", registry.session, insecure, tls_verify=tls_verify
+        )
+    elif challenge.lower().startswith("bearer"):
+        realm = _challenge_realm(challenge)
+        allowed = frozenset(host.lower() for host in endpoint.auth_hosts)
+        if not may_send_credentials(endpoint.url, realm, allowed):
+            raise StorageError(
+                f"OCI store endpoint {endpoint.name or endpoint.host} sends its token "
+                "requests to a host its auth_hosts does not name; credentials not sent"
             )
+    registry.auth.set_basic_auth(username, password.get_secret_value())
     return registry
+
+
+def _challenge_realm(challenge: str) -> str:
+    found = re.search(r'realm="([^"]*)"', challenge)
+    return found.group(1) if found else ""
 
 
 class OciStore:
@@ -670,7 +700,16 @@ async def open_oci_store(
             f"the OCI store names endpoint {name!r}, which is not configured",
             errors=[("snapshots.store", f"unknown endpoint {name!r}")],
         )
-    registry = await asyncio.to_thread(_oras_registry, endpoint)
+
+    async def connect() -> Any:
+        try:
+            return await asyncio.to_thread(_oras_registry, endpoint)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _storage_error(exc, where=config.store, key="", op="connect") from exc
+
+    registry = await (retry or RetryPolicy()).call("store.connect", connect)
     try:
         yield OciStore(registry, repository, url=f"oci://{name}/{repository}", retry=retry)
     finally:

@@ -25,7 +25,7 @@ from drd.snapshot.oci_store import (
 )
 from tests.clients import open_client
 from tests.images import RegistryWriter, get_manifest, list_tags, make_image, push_image
-from tests.servers import LocalRegistry
+from tests.servers import LocalRegistry, free_port, make_tls, write_htpasswd
 from tests.snapshot.helpers import (
     StoreConfig,
     drd_here,
@@ -307,3 +307,85 @@ async def test_snapshot_commands_run_as_a_process_on_an_oci_store(
     assert verified.returncode == 0, verified.stderr
     assert json_out(verified)["ok"] is True
     assert key_tag(manifest_key(image.digest)) in await list_tags(vault, "drd")
+
+
+# --------------------------------------------------------------------------- access
+
+
+async def test_an_oci_store_uses_its_endpoints_tls_and_credentials(
+    source_registry: LocalRegistry,
+    registry_factory: Callable[..., LocalRegistry],
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """
+    A store on an https registry with a private CA, client certificate and htpasswd: the
+    endpoint's ca_file, cert_file and password_file are used; a wrong password fails
+    with a clear error, exit 1, and commits nothing.
+    """
+    tls = make_tls(tmp_path / "tls")
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"drd": "s3cret"})
+    vault = registry_factory(htpasswd=htpasswd, tls=tls, require_client_cert=True)
+    await push_image(source_registry, repo, make_image(f"{repo}/t"), "v1")
+    (tmp_path / "vault.password").write_text("s3cret\n")
+    config = write_config(
+        tmp_path,
+        {"primary": source_registry, "vault": vault},
+        source="primary",
+        store=StoreConfig("oci://vault/drd"),
+        repositories=[repo],
+    )
+    access = (
+        f'username = "drd"\npassword_file = "vault.password"\nca_file = "{tls.ca}"\n'
+        f'cert_file = "{tls.client_cert}"\nkey_file = "{tls.client_key}"\n'
+    )
+    text = config.read_text().replace(f'url = "{vault.url}"\n', f'url = "{vault.url}"\n{access}')
+    config.write_text(text)
+
+    created = await run_drd("snapshot", "create", "--json", config=config)
+    assert created.returncode == 0, created.stderr
+    verified = await run_drd("snapshot", "verify", "latest", "--json", config=config)
+    assert (verified.returncode, json_out(verified)["ok"]) == (0, True)
+
+    (tmp_path / "vault.password").write_text("wrong\n")
+    refused = await run_drd("snapshot", "create", "--json", config=config)
+    assert refused.returncode == 1
+    assert "HTTP 401" in refused.stderr
+    assert "check the endpoint's credentials" in refused.stderr
+    assert "wrong" not in refused.stderr
+    (tmp_path / "vault.password").write_text("s3cret\n")
+    listed = await run_drd("snapshot", "list", "--json", config=config)
+    assert len(json_out(listed)["snapshots"]) == 1
+
+
+async def test_an_unreachable_oci_store_exits_69(
+    source_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    """Nothing listens at the store's endpoint: exit 69, naming the store."""
+    await push_image(source_registry, repo, make_image(f"{repo}/u"), "v1")
+    config = write_config(
+        tmp_path,
+        {"primary": source_registry, "vault": f"http://127.0.0.1:{free_port()}"},
+        source="primary",
+        store=StoreConfig("oci://vault/drd"),
+        repositories=[repo],
+    )
+    proc = await run_drd("snapshot", "list", "--json", config=config)
+    assert proc.returncode == 69, proc.stderr
+    assert "cannot reach OCI store oci://vault/drd" in proc.stderr
+
+
+async def test_config_check_refuses_an_oci_store_on_an_unknown_endpoint(
+    source_registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """``drd config check`` exits 78 naming snapshots.store and the missing endpoint."""
+    config = write_config(
+        tmp_path,
+        {"primary": source_registry},
+        source="primary",
+        store=StoreConfig("oci://vault/drd"),
+    )
+    proc = await run_drd("config", "check", config=config)
+    assert proc.returncode == 78
+    assert "snapshots.store" in proc.stderr
+    assert "unknown endpoint 'vault'" in proc.stderr
