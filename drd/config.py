@@ -525,7 +525,7 @@ class Replication(BaseModel):
 
 
 class Snapshots(BaseModel):
-    """Point-in-time snapshots of one endpoint's metadata, kept in a directory or S3."""
+    """Point-in-time snapshots of one endpoint's metadata, kept in a directory, S3 or a registry."""
 
     model_config = _MODEL_CONFIG
 

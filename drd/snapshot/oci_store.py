@@ -16,8 +16,8 @@ A delete removes the key's manifest (the registry must have deletes enabled);
 the layer blob stays until the registry's garbage collector runs
 (``registry garbage-collect --delete-untagged``): no registry API deletes a blob
 still linked in a repository. A registry has no object lock: ``lock`` puts are
-ordinary puts; make the repository immutable in the registry if it can (Harbor's
-immutability rules, ECR's immutable tags) for write-once retention.
+ordinary puts (an immutable repository would not do either: leases and the latest
+pointer are rewritten in place, and prune deletes).
 
 The registry protocol goes through the ``oras`` package, which is synchronous
 (requests): every call runs in a worker thread (`asyncio.to_thread`) so the event
