@@ -374,7 +374,7 @@ class OciStore:
         self.url = url
         self.stats = StoreStats()
         self._retry = retry or RetryPolicy()
-        self._upload_chunk = upload_chunk
+        self.upload_chunk = upload_chunk
         self._config_pushed = False
         self._container = registry.get_container(f"{registry.hostname}/{repository}")
 
@@ -434,9 +434,9 @@ class OciStore:
         """Upload one blob through oras (skipped when the repository has it)."""
         layer = {"mediaType": LAYER_MEDIA_TYPE, "digest": digest, "size": size}
         # Chunked past one chunk: oras' monolithic put reads the whole file into memory.
-        chunked = size > self._upload_chunk
+        chunked = size > self.upload_chunk
         response = self._oras.upload_blob(
-            path, self._container, layer, do_chunked=chunked, chunk_size=self._upload_chunk
+            path, self._container, layer, do_chunked=chunked, chunk_size=self.upload_chunk
         )
         _expect(response, 200, 201, 202)
 

@@ -37,9 +37,12 @@ class StoreConfig:
         return self.endpoint
 
 
-def oci_store_config(registry: LocalRegistry, repository: str, name: str = "vault") -> StoreConfig:
-    """An oci:// store in *repository* of *registry*, named as endpoint *name*."""
-    endpoint = Endpoint(name=name, url=registry.url)
+def oci_store_config(
+    registry: LocalRegistry | str, repository: str, name: str = "vault"
+) -> StoreConfig:
+    """An oci:// store in *repository* of *registry* (or a URL), named as endpoint *name*."""
+    url = registry if isinstance(registry, str) else registry.url
+    endpoint = Endpoint(name=name, url=url)
     return StoreConfig(store=f"oci://{name}/{repository}", endpoint=endpoint)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drd.errors import SnapshotNotFound
+from drd.errors import SnapshotNotFound, StorageUnavailable
 from drd.oci.digest import Digest
 from drd.replicate.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, load_snapshot, prune, verify_snapshot
@@ -19,11 +19,13 @@ from drd.snapshot.model import blob_key, manifest_key
 from drd.snapshot.oci_store import (
     BLOB_ARTIFACT,
     SNAPSHOT_ARTIFACT,
+    OciStore,
     artifact_type,
     key_tag,
     tag_key,
 )
 from tests.clients import open_client
+from tests.faults import Fault, fault_proxy
 from tests.images import RegistryWriter, get_manifest, list_tags, make_image, push_image
 from tests.servers import LocalRegistry, free_port, make_tls, write_htpasswd
 from tests.snapshot.helpers import (
@@ -389,3 +391,38 @@ async def test_config_check_refuses_an_oci_store_on_an_unknown_endpoint(
     assert proc.returncode == 78
     assert "snapshots.store" in proc.stderr
     assert "unknown endpoint 'vault'" in proc.stderr
+
+
+async def test_large_objects_go_up_in_chunks_and_read_back_exactly(
+    target_registry: LocalRegistry, repo: str
+) -> None:
+    """An object over the upload chunk is pushed with chunked PATCHes; its bytes come back."""
+    data = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(100_000))  # 3.2 MB
+    key = f"blobs/sha256/{hashlib.sha256(data).hexdigest()}"
+    with fault_proxy(target_registry.url) as proxy:
+        config = oci_store_config(proxy.url, repo)
+        async with opened(config) as store:
+            assert isinstance(store, OciStore)
+            store.upload_chunk = 1024 * 1024
+            parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+            assert await store.put_stream(key, _chunks(*parts), size=len(data))
+            async with store.open_stream(key) as stream:
+                back = b"".join([c async for c in stream])
+        assert proxy.calls("upload_patch") == 4
+    assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
+
+
+async def test_registry_errors_are_retried_then_mapped(
+    target_registry: LocalRegistry, repo: str
+) -> None:
+    """A 503 on a manifest put is retried; a registry that keeps failing is StorageUnavailable."""
+    with fault_proxy(target_registry.url) as proxy:
+        config = oci_store_config(proxy.url, repo)
+        async with opened(config) as store:
+            proxy.add(Fault.http(503), kinds="manifest_put", times=1)
+            assert await store.put_bytes("leases/prune/x/one", b"{}")
+            assert proxy.calls("manifest_put") == 2
+            proxy.add(Fault.http(503), kinds="tags_list")
+            with pytest.raises(StorageUnavailable, match="HTTP 503"):
+                _ = [o async for o in store.list("leases/")]
+            assert proxy.calls("tags_list") == 2  # the test policy's two attempts
