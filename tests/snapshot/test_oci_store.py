@@ -19,6 +19,7 @@ from drd.snapshot.model import blob_key, manifest_key
 from drd.snapshot.oci_store import (
     BLOB_ARTIFACT,
     SNAPSHOT_ARTIFACT,
+    ForeignTag,
     OciStore,
     artifact_type,
     key_tag,
@@ -426,3 +427,15 @@ async def test_registry_errors_are_retried_then_mapped(
             with pytest.raises(StorageUnavailable, match="HTTP 503"):
                 _ = [o async for o in store.list("leases/")]
             assert proxy.calls("tags_list") == 2  # the test policy's two attempts
+
+
+async def test_tags_that_hold_no_drd_object_are_not_listed(
+    target_registry: LocalRegistry, repo: str
+) -> None:
+    """An ordinary image tagged like a store key is skipped by list and refused by get."""
+    key = "manifests/sha256/" + "a" * 64
+    await push_image(target_registry, repo, make_image(f"{repo}/foreign"), key_tag(key))
+    async with opened(oci_store_config(target_registry, repo)) as store:
+        assert [o async for o in store.list("manifests/")] == []
+        with pytest.raises(ForeignTag, match="does not hold a drd object"):
+            await store.get_bytes(key, max_size=1 << 20)
