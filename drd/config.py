@@ -110,6 +110,12 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
 )
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# An OCI tag is at most 128 characters; a snapshot index key's tag spends 56 on all but
+# the source (see drd.snapshot.oci_store.key_tag).
+_OCI_SOURCE_BUDGET = 128 - 56
+# The OCI distribution spec's repository name (drd.oci.ref checks the same; config is a leaf).
+_REPO_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"(?=.{{1,255}}$){_REPO_PART}(?:/{_REPO_PART})*")
 
 
 def _name(value: str) -> str:
@@ -585,7 +591,7 @@ class Replication(BaseModel):
 
 
 class Snapshots(BaseModel):
-    """Point-in-time snapshots of one endpoint's metadata, kept in a directory or S3."""
+    """Point-in-time snapshots of one endpoint's metadata, kept in a directory, S3 or a registry."""
 
     model_config = _MODEL_CONFIG
 
@@ -604,6 +610,7 @@ class Snapshots(BaseModel):
     repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
 
     _signing_key: SecretBytes | None = PrivateAttr(None)
+    _store_endpoint: Endpoint | None = PrivateAttr(None)
 
     @field_validator("store")
     @classmethod
@@ -620,7 +627,15 @@ class Snapshots(BaseModel):
                 raise ValueError('an S3 store is "s3://bucket/prefix" with a valid bucket name')
             prefix = parts.path.strip("/")
             return f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
-        raise ValueError('must be "file:///path" or "s3://bucket/prefix"')
+        if parts.scheme == "oci":
+            repository = parts.path.strip("/")
+            if not _NAME.fullmatch(parts.netloc) or not _REPOSITORY.fullmatch(repository):
+                raise ValueError(
+                    'an OCI store is "oci://<endpoint>/<repository>": a configured endpoint\'s '
+                    "name and a valid repository name"
+                )
+            return f"oci://{parts.netloc}/{repository}"
+        raise ValueError('must be "file:///path", "s3://bucket/prefix" or "oci://endpoint/repo"')
 
     @field_validator("s3_endpoint_url")
     @classmethod
@@ -638,13 +653,42 @@ class Snapshots(BaseModel):
             for field in s3_only
             if getattr(self, field) is not None
         ]
+        # An oci:// store tags each object with its key, "_" and "." taking two characters
+        # (drd.snapshot.oci_store.key_tag); an index key adds 56 to the source's share.
+        tagged = len(self.source) + self.source.count("_") + self.source.count(".")
+        if self.store_scheme == "oci" and tagged > _OCI_SOURCE_BUDGET:
+            problems.append(
+                (
+                    "source",
+                    f"too long for an oci:// store's tags ({_OCI_SOURCE_BUDGET} characters, "
+                    '"_" counting twice)',
+                )
+            )
         if problems:
             raise _Invalid(problems)
         return self
 
     @property
-    def store_scheme(self) -> Literal["file", "s3"]:
-        return "s3" if self.store.startswith("s3://") else "file"
+    def store_scheme(self) -> Literal["file", "s3", "oci"]:
+        scheme = self.store.partition("://")[0]
+        return "s3" if scheme == "s3" else "oci" if scheme == "oci" else "file"
+
+    @property
+    def oci_endpoint_name(self) -> str:
+        """The endpoint an ``oci://`` store lives on."""
+        if self.store_scheme != "oci":
+            raise ValueError("not an oci:// store")
+        return self.store.removeprefix("oci://").partition("/")[0]
+
+    def store_endpoint(self) -> Endpoint | None:
+        """The endpoint (credentials loaded) of an ``oci://`` store, set by `load_settings`."""
+        return self._store_endpoint
+
+    def with_store_endpoint(self, endpoint: Endpoint | None) -> Snapshots:
+        """A copy of these settings whose ``oci://`` store uses *endpoint*."""
+        copy = self.model_copy()
+        copy._store_endpoint = endpoint
+        return copy
 
     @property
     def store_path(self) -> Path:
@@ -975,6 +1019,8 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         policy(f"{path}.require_signature", rule.require_signature)
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
+        if settings.snapshots.store_scheme == "oci":
+            endpoint("snapshots.store", settings.snapshots.oci_endpoint_name)
     if settings.drills is not None:
         endpoint("drills.target", settings.drills.target)
         endpoint("drills.replica", settings.drills.replica)
@@ -1119,7 +1165,12 @@ class _FileLoader:
             "daemon": self._daemon(self._paths(settings.daemon)),
         }
         if settings.snapshots is not None:
-            update["snapshots"] = self._snapshots(self._paths(settings.snapshots))
+            snapshots = self._snapshots(self._paths(settings.snapshots))
+            if snapshots.store_scheme == "oci":
+                # The store speaks to that endpoint as drd does: same URL, TLS, credentials.
+                ep = update["endpoints"].get(snapshots.oci_endpoint_name)
+                snapshots = snapshots.with_store_endpoint(ep)
+            update["snapshots"] = snapshots
         if settings.drills is not None:
             update["drills"] = self._paths(settings.drills)
         if self.problems:

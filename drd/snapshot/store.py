@@ -53,7 +53,7 @@ class StoreSettings(Protocol):
     """The part of ``[snapshots]`` a store needs (``drd.config.Snapshots`` satisfies it)."""
 
     @property
-    def store(self) -> str: ...  # "file:///path" or "s3://bucket/prefix"
+    def store(self) -> str: ...  # "file:///path", "s3://bucket/prefix" or "oci://endpoint/repo"
     @property
     def s3_endpoint_url(self) -> str | None: ...
     @property
@@ -911,9 +911,22 @@ async def open_store(
     ``file:///path`` gives a `DirStore` (the folder is created, and temporary files a
     crashed or interrupted writer left are removed). ``s3://bucket/prefix``
     gives an `S3Store` whose aiobotocore client lives exactly as long as the block;
-    credentials come from the usual AWS environment and files. botocore's own
+    credentials come from the usual AWS environment and files. ``oci://endpoint/repo``
+    gives an `OciStore` (drd.snapshot.oci_store) on that configured endpoint. botocore's own
     retries are off: *retry* retries each request, and nested retries multiply.
     """
+    if config.store.startswith("oci://"):
+        # Its own module (oras, requests) loaded only for an oci:// store.
+        from drd.snapshot.oci_store import OciStoreSettings, open_oci_store
+
+        if not isinstance(config, OciStoreSettings):
+            raise ConfigError(
+                "an oci:// store needs its endpoint",
+                errors=[("snapshots.store", "no endpoint was resolved for the OCI store")],
+            )
+        async with open_oci_store(config, retry) as oci:
+            yield oci
+        return
     kind, bucket, path = parse_store_url(config.store)
     if kind == "file":
         root = Path(path)
