@@ -64,6 +64,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     for key, table in settings.trust.items():
         data["trust"][key]["loaded_keys"] = len(table.key_pems())
         data["trust"][key]["loaded_fulcio_roots"] = len(table.fulcio_pems())
+        data["trust"][key]["loaded_notation_roots"] = len(table.notation_root_files())
     data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
     if settings.snapshots is not None:
         signing = settings.snapshots.signing_key() is not None

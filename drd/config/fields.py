@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from drd.durations import MAX_SECONDS, parse_duration, seconds_to_timedelta
+from drd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/drd/drd.toml")
 MASK = "********"
@@ -28,6 +29,7 @@ MASK = "********"
 _MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _MAX_SECRET_BYTES = 64 * 1024
 _MAX_PEM_BYTES = 1024 * 1024
+_MAX_TRUST_STORE_FILES = 1024
 _MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -47,6 +49,12 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
 )
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# An OCI tag is at most 128 characters; a snapshot index key's tag spends 56 on all but
+# the source (see drd.store.oci.key_tag).
+_OCI_SOURCE_BUDGET = 128 - 56
+# The OCI distribution spec's repository name (drd.oci.ref checks the same; config is a leaf).
+_REPO_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"(?=.{{1,255}}$){_REPO_PART}(?:/{_REPO_PART})*")
 
 
 def _name(value: str) -> str:
@@ -60,6 +68,23 @@ def _name(value: str) -> str:
 def _policy_name(value: str) -> str:
     if not _POLICY_NAME.fullmatch(value):
         raise ValueError("must be 1-63 letters, digits, '.', '-' or '_'")
+    return value
+
+
+def _notation_identity(value: str) -> str:
+    # Imported here, not at module level: config stays a leaf that loads no crypto at import.
+    from drd.trust.notation_trust import parse_identity
+
+    try:
+        parse_identity(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+def _predicate_type(value: str) -> str:
+    if not value or len(value) > 512 or any(c.isspace() for c in value):
+        raise ValueError("must be a predicate type URI such as https://slsa.dev/provenance/v1")
     return value
 
 
@@ -140,6 +165,8 @@ def _hook(value: str) -> str:
 Name = Annotated[str, AfterValidator(_name)]
 PolicyName = Annotated[str, AfterValidator(_policy_name)]
 ConfigPath = Annotated[Path, BeforeValidator(_path_input)]
+NotationIdentity = Annotated[str, AfterValidator(_notation_identity)]
+PredicateType = Annotated[str, AfterValidator(_predicate_type)]
 Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator(_bounded)]
 Interval = Annotated[Duration, AfterValidator(_positive)]
 Glob = Annotated[str, AfterValidator(_glob)]

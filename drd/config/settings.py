@@ -86,6 +86,10 @@ from drd.config.fields import (
     _MAX_DOCKER_CONFIG_BYTES,
     _MAX_PEM_BYTES,
     _MAX_SECRET_BYTES,
+    _MAX_TRUST_STORE_FILES,
+    _NAME,
+    _OCI_SOURCE_BUDGET,
+    _REPOSITORY,
     DEFAULT_CONFIG_PATH,
     MASK,
     ConfigPath,
@@ -94,8 +98,10 @@ from drd.config.fields import (
     Hook,
     Interval,
     Name,
+    NotationIdentity,
     PlatformName,
     PolicyName,
+    PredicateType,
     Regex,
     _check_host,
     _http_url,
@@ -256,8 +262,8 @@ class Identity(BaseModel):
 
 class Trust(BaseModel):
     """
-    A trust policy: the public keys, or keyless Sigstore roots and identities, whose
-    signatures make an artifact verified.
+    A trust policy: the public keys, keyless Sigstore roots and identities, or Notation
+    certificates whose signatures make an artifact verified.
     """
 
     model_config = _MODEL_CONFIG
@@ -272,12 +278,22 @@ class Trust(BaseModel):
     # A trusted_root.json path, or "public-good" for the root shipped with drd.
     sigstore_root: str | None = Field(None, min_length=1, max_length=4096)
     identities: list[Identity] = Field(default_factory=list, max_length=256)
+    # Notation: trust store certificates (PEM or DER), identities, or Notation's own files.
+    notation_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    notation_identities: list[NotationIdentity] = Field(default_factory=list, max_length=256)
+    notation_tsa_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    notation_policy: ConfigPath | None = None
+    require_attestations: list[PredicateType] = Field(default_factory=list, max_length=64)
+    match_reference: bool = False
 
     _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _fulcio_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _ctlog_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _sigstore_root: tuple[str, bytes] | None = PrivateAttr(None)
+    _notation_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_tsa_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_policy: tuple[bytes, dict[str, bytes]] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -285,8 +301,15 @@ class Trust(BaseModel):
         if self.require_rekor and not self.rekor_keys and self.sigstore_root is None:
             problems.append(("rekor_keys", "require_rekor = true needs at least one rekor key"))
         keyless = bool(self.fulcio_roots) or self.sigstore_root is not None
-        if not self.keys and not keyless:
-            problems.append(("keys", "set keys, or fulcio_roots / sigstore_root for keyless"))
+        notation = bool(self.notation_roots) or self.notation_policy is not None
+        if not self.keys and not keyless and not notation:
+            problems.append(
+                (
+                    "keys",
+                    "set keys, fulcio_roots / sigstore_root for keyless,"
+                    " or notation_roots / notation_policy",
+                )
+            )
         if self.fulcio_roots and not self.rekor_keys and self.sigstore_root is None:
             # Without a log key nothing proves when a ten-minute certificate signed.
             problems.append(("rekor_keys", "fulcio_roots need at least one rekor key"))
@@ -295,9 +318,36 @@ class Trust(BaseModel):
         for field in ("identities", "ctlog_keys"):
             if getattr(self, field) and not keyless:
                 problems.append((field, "applies only with fulcio_roots or sigstore_root"))
+        for field in ("notation_identities", "notation_tsa_roots"):
+            if getattr(self, field) and not self.notation_roots:
+                problems.append((field, "need notation_roots to apply to"))
         if problems:
             raise _Invalid(problems)
         return self
+
+    def notation_root_files(self) -> list[tuple[str, bytes]]:
+        """(source path, bytes) of each Notation trust store certificate file."""
+        return list(self._notation_roots)
+
+    def notation_tsa_root_files(self) -> list[tuple[str, bytes]]:
+        """(source path, bytes) of each RFC 3161 timestamp authority root certificate file."""
+        return list(self._notation_tsa_roots)
+
+    def notation_policy_files(self) -> tuple[bytes, dict[str, bytes]] | None:
+        """Notation's ``trustpolicy.json`` bytes and its trust store files, when configured."""
+        return self._notation_policy
+
+    def with_notation(
+        self,
+        roots: Iterable[tuple[str, bytes]],
+        policy: tuple[bytes, dict[str, bytes]] | None,
+        tsa_roots: Iterable[tuple[str, bytes]] = (),
+    ) -> Trust:
+        """A copy of this policy holding the given Notation material."""
+        copy = self.model_copy()
+        copy._notation_roots, copy._notation_policy = tuple(roots), policy
+        copy._notation_tsa_roots = tuple(tsa_roots)
+        return copy
 
     def key_pems(self) -> list[tuple[str, bytes]]:
         """(source path, PEM bytes) of each signing key, as loaded by `load_settings`."""
@@ -333,6 +383,8 @@ class Trust(BaseModel):
         copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
         copy._fulcio_pems, copy._ctlog_pems = tuple(fulcio), tuple(ctlog)
         copy._sigstore_root = sigstore_root
+        copy._notation_roots, copy._notation_policy = self._notation_roots, self._notation_policy
+        copy._notation_tsa_roots = self._notation_tsa_roots
         return copy
 
 
@@ -373,7 +425,7 @@ class Replication(BaseModel):
 
 
 class Snapshots(BaseModel):
-    """Point-in-time snapshots of one endpoint's metadata, kept in a directory or S3."""
+    """Point-in-time snapshots of one endpoint's metadata, kept in a directory, S3 or a registry."""
 
     model_config = _MODEL_CONFIG
 
@@ -392,6 +444,7 @@ class Snapshots(BaseModel):
     repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
 
     _signing_key: SecretBytes | None = PrivateAttr(None)
+    _store_endpoint: Endpoint | None = PrivateAttr(None)
 
     @field_validator("store")
     @classmethod
@@ -408,7 +461,15 @@ class Snapshots(BaseModel):
                 raise ValueError('an S3 store is "s3://bucket/prefix" with a valid bucket name')
             prefix = parts.path.strip("/")
             return f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
-        raise ValueError('must be "file:///path" or "s3://bucket/prefix"')
+        if parts.scheme == "oci":
+            repository = parts.path.strip("/")
+            if not _NAME.fullmatch(parts.netloc) or not _REPOSITORY.fullmatch(repository):
+                raise ValueError(
+                    'an OCI store is "oci://<endpoint>/<repository>": a configured endpoint\'s '
+                    "name and a valid repository name"
+                )
+            return f"oci://{parts.netloc}/{repository}"
+        raise ValueError('must be "file:///path", "s3://bucket/prefix" or "oci://endpoint/repo"')
 
     @field_validator("s3_endpoint_url")
     @classmethod
@@ -426,13 +487,42 @@ class Snapshots(BaseModel):
             for field in s3_only
             if getattr(self, field) is not None
         ]
+        # An oci:// store tags each object with its key, "_" and "." taking two characters
+        # (drd.store.oci.key_tag); an index key adds 56 to the source's share.
+        tagged = len(self.source) + self.source.count("_") + self.source.count(".")
+        if self.store_scheme == "oci" and tagged > _OCI_SOURCE_BUDGET:
+            problems.append(
+                (
+                    "source",
+                    f"too long for an oci:// store's tags ({_OCI_SOURCE_BUDGET} characters, "
+                    '"_" counting twice)',
+                )
+            )
         if problems:
             raise _Invalid(problems)
         return self
 
     @property
-    def store_scheme(self) -> Literal["file", "s3"]:
-        return "s3" if self.store.startswith("s3://") else "file"
+    def store_scheme(self) -> Literal["file", "s3", "oci"]:
+        scheme = self.store.partition("://")[0]
+        return "s3" if scheme == "s3" else "oci" if scheme == "oci" else "file"
+
+    @property
+    def oci_endpoint_name(self) -> str:
+        """The endpoint an ``oci://`` store lives on."""
+        if self.store_scheme != "oci":
+            raise ValueError("not an oci:// store")
+        return self.store.removeprefix("oci://").partition("/")[0]
+
+    def store_endpoint(self) -> Endpoint | None:
+        """The endpoint (credentials loaded) of an ``oci://`` store, set by `load_settings`."""
+        return self._store_endpoint
+
+    def with_store_endpoint(self, endpoint: Endpoint | None) -> Snapshots:
+        """A copy of these settings whose ``oci://`` store uses *endpoint*."""
+        copy = self.model_copy()
+        copy._store_endpoint = endpoint
+        return copy
 
     @property
     def store_path(self) -> Path:
@@ -763,6 +853,8 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         policy(f"{path}.require_signature", rule.require_signature)
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
+        if settings.snapshots.store_scheme == "oci":
+            endpoint("snapshots.store", settings.snapshots.oci_endpoint_name)
     if settings.drills is not None:
         endpoint("drills.target", settings.drills.target)
         endpoint("drills.replica", settings.drills.replica)
@@ -907,7 +999,12 @@ class _FileLoader:
             "daemon": self._daemon(self._paths(settings.daemon)),
         }
         if settings.snapshots is not None:
-            update["snapshots"] = self._snapshots(self._paths(settings.snapshots))
+            snapshots = self._snapshots(self._paths(settings.snapshots))
+            if snapshots.store_scheme == "oci":
+                # The store speaks to that endpoint as drd does: same URL, TLS, credentials.
+                ep = update["endpoints"].get(snapshots.oci_endpoint_name)
+                snapshots = snapshots.with_store_endpoint(ep)
+            update["snapshots"] = snapshots
         if settings.drills is not None:
             update["drills"] = self._paths(settings.drills)
         if self.problems:
@@ -1025,9 +1122,14 @@ class _FileLoader:
         fulcio = self._pems(table.fulcio_roots, f"{where}.fulcio_roots")
         ctlog = self._pems(table.ctlog_keys, f"{where}.ctlog_keys")
         root = self._sigstore_root(table.sigstore_root, f"{where}.sigstore_root")
+        roots = self._certificates(table.notation_roots, f"{where}.notation_roots")
+        tsa = self._certificates(table.notation_tsa_roots, f"{where}.notation_tsa_roots")
+        policy = None
+        if table.notation_policy is not None:
+            policy = self._notation_policy(table.notation_policy, f"{where}.notation_policy")
         loaded = table.with_pems(keys, rekor, fulcio=fulcio, ctlog=ctlog, sigstore_root=root)
         self._parse_trust(loaded, where)
-        return loaded
+        return loaded.with_notation(roots, policy, tsa)
 
     def _sigstore_root(self, value: str | None, where: str) -> tuple[str, bytes] | None:
         if value is None:
@@ -1064,6 +1166,44 @@ class _FileLoader:
                 load_sigstore_root(root[1], root[0])
             except ConfigError as exc:
                 self.problems.append((f"{where}.sigstore_root", str(exc)))
+
+    def _certificates(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
+        from drd.trust.notation_trust import load_certificates
+
+        loaded: list[tuple[str, bytes]] = []
+        for index, path in enumerate(paths):
+            data = self._read(path, f"{where}[{index}]", _MAX_PEM_BYTES)
+            if data is None:
+                continue
+            try:
+                load_certificates(data, str(path))
+            except ConfigError as exc:
+                self.problems.append((f"{where}[{index}]", str(exc)))
+                continue
+            loaded.append((str(path), data))
+        return loaded
+
+    def _notation_policy(self, path: Path, where: str) -> tuple[bytes, dict[str, bytes]] | None:
+        """Notation's trustpolicy.json and every file under ``truststore/x509`` beside it."""
+        from drd.trust.notation_trust import read_trust_policy
+
+        document = self._read(path, where, _MAX_PEM_BYTES)
+        if document is None:
+            return None
+        base = path.parent / "truststore" / "x509"
+        store: dict[str, bytes] = {}
+        if base.is_dir():
+            for file in sorted(base.glob("*/*/*")):
+                if file.is_file() and len(store) < _MAX_TRUST_STORE_FILES:
+                    data = self._read(file, where, _MAX_PEM_BYTES)
+                    if data is not None:
+                        store[file.relative_to(base).as_posix()] = data
+        try:
+            read_trust_policy(document, store, str(path))
+        except ConfigError as exc:
+            self.problems.append((where, str(exc)))
+            return None
+        return document, store
 
     def _pems(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
         loaded: list[tuple[str, bytes]] = []

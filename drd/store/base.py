@@ -45,7 +45,7 @@ class StoreSettings(Protocol):
     """The part of ``[snapshots]`` a store needs (``drd.config.Snapshots`` satisfies it)."""
 
     @property
-    def store(self) -> str: ...  # "file:///path" or "s3://bucket/prefix"
+    def store(self) -> str: ...  # "file:///path", "s3://bucket/prefix" or "oci://endpoint/repo"
     @property
     def s3_endpoint_url(self) -> str | None: ...
     @property

@@ -1,4 +1,4 @@
-"""Open the snapshot store a ``[snapshots] store`` URL names (``file://`` or ``s3://``)."""
+"""Open the snapshot store a ``[snapshots] store`` URL names: file://, s3:// or oci://."""
 
 from __future__ import annotations
 
@@ -80,9 +80,22 @@ async def open_store(
     ``file:///path`` gives a `DirStore` (the folder is created, and temporary files a
     crashed or interrupted writer left are removed). ``s3://bucket/prefix``
     gives an `S3Store` whose aiobotocore client lives exactly as long as the block;
-    credentials come from the usual AWS environment and files. botocore's own
+    credentials come from the usual AWS environment and files. ``oci://endpoint/repo``
+    gives an `OciStore` (drd.store.oci) on that configured endpoint. botocore's own
     retries are off: *retry* retries each request, and nested retries multiply.
     """
+    if config.store.startswith("oci://"):
+        # Its own module (oras, requests) loaded only for an oci:// store.
+        from drd.store.oci import OciStoreSettings, open_oci_store
+
+        if not isinstance(config, OciStoreSettings):
+            raise ConfigError(
+                "an oci:// store needs its endpoint",
+                errors=[("snapshots.store", "no endpoint was resolved for the OCI store")],
+            )
+        async with open_oci_store(config, retry) as oci:
+            yield oci
+        return
     kind, bucket, path = parse_store_url(config.store)
     if kind == "file":
         root = Path(path)

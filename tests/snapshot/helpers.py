@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drd.config import Endpoint
 from drd.retry import RetryPolicy
 from drd.store.base import SnapshotStore, StoredObject
 from drd.store.open import open_store
@@ -30,6 +31,20 @@ class StoreConfig:
     s3_region: str | None = None
     s3_sse: str | None = None
     s3_object_lock_days: int | None = None
+    endpoint: Endpoint | None = None  # an oci:// store's endpoint
+
+    def store_endpoint(self) -> Endpoint | None:
+        """The endpoint of an oci:// store (`drd.config.Snapshots` resolves it from the config)."""
+        return self.endpoint
+
+
+def oci_store_config(
+    registry: LocalRegistry | str, repository: str, name: str = "vault"
+) -> StoreConfig:
+    """An oci:// store in *repository* of *registry* (or a URL), named as endpoint *name*."""
+    url = registry if isinstance(registry, str) else registry.url
+    endpoint = Endpoint(name=name, url=url)
+    return StoreConfig(store=f"oci://{name}/{repository}", endpoint=endpoint)
 
 
 def store_config(kind: str, tmp_path: Path, s3_endpoint: str = "", bucket: str = "") -> StoreConfig:
