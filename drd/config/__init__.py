@@ -7,9 +7,8 @@ here: ``from drd.config import Settings, load_settings``.
 """
 
 from drd.config.explain import describe, format_errors
+from drd.config.fields import DEFAULT_CONFIG_PATH, MASK
 from drd.config.settings import (
-    DEFAULT_CONFIG_PATH,
-    MASK,
     Credentials,
     Daemon,
     Drills,

@@ -57,28 +57,6 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from drd.errors import ConfigError
-
-__all__ = [
-    "DEFAULT_CONFIG_PATH",
-    "MASK",
-    "Credentials",
-    "Daemon",
-    "Drills",
-    "Endpoint",
-    "Failover",
-    "Identity",
-    "Replication",
-    "RetrySettings",
-    "Settings",
-    "Snapshots",
-    "Trust",
-    "config_path",
-    "credential_env",
-    "load_settings",
-    "parse_settings",
-]
-
 from drd.config.fields import (
     _BUCKET,
     _LOG_LEVELS,
@@ -91,7 +69,6 @@ from drd.config.fields import (
     _OCI_SOURCE_BUDGET,
     _REPOSITORY,
     DEFAULT_CONFIG_PATH,
-    MASK,
     ConfigPath,
     Duration,
     Glob,
@@ -116,6 +93,7 @@ from drd.config.problems import (
     _short,
     _summary,
 )
+from drd.errors import ConfigError
 
 # --- models ------------------------------------------------------------------------------------
 
