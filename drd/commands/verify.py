@@ -9,25 +9,27 @@ import ipaddress
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
 from drd.app import outcome as app_outcome
 from drd.commands.output import emit
+from drd.config import Endpoint, Settings, load_settings
 from drd.errors import InvalidReference, NotFound, VerificationError
-
-if TYPE_CHECKING:
-    from drd.config import Endpoint, Settings
-    from drd.oci.digest import Digest
-    from drd.oci.ref import Ref
-    from drd.registry.client import RegistryClient
-    from drd.registry.layout import LayoutRef
-    from drd.retry import RetryPolicy
-    from drd.trust.keys import TrustPolicy
-    from drd.trust.policy import Verified
-    from drd.trust.verify import SignatureSource
+from drd.oci.digest import Digest
+from drd.oci.mediatype import is_index
+from drd.oci.ref import Ref
+from drd.registry.client import RegistryClient
+from drd.registry.layout import LAYOUT_PREFIX, LayoutRef, LayoutSource
+from drd.registry.transport import TLSSettings, build_http_client
+from drd.resources import open_registry, retry_policy, trust_policy
+from drd.retry import RetryPolicy
+from drd.trust.keys import TrustPolicy
+from drd.trust.policy import MALFORMED, Verified, children_to_verify, signature_tag
+from drd.trust.tree import MAX_DEPTH
+from drd.trust.verify import SignatureSource, verify_artifact
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +126,6 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document."""
-        from drd.registry.layout import LayoutRef
 
         ref = self.reference
         pinned = str(ref.digest) if ref.digest else None
@@ -179,8 +180,6 @@ def public_reason(reason: str) -> str:
 
 
 def _signature_location(v: Verified) -> dict[str, Any]:
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.trust.policy import signature_tag
 
     if v.form == "cosign":
         layer = str(v.signature_digest) if v.signature_digest else None
@@ -190,7 +189,6 @@ def _signature_location(v: Verified) -> dict[str, Any]:
 
 
 def _verified_lines(v: Verified) -> list[str]:
-    from drd.trust.policy import signature_tag
 
     lines = [f"  kind       {v.form}"]
     if v.identity:
@@ -216,10 +214,6 @@ def _verified_lines(v: Verified) -> list[str]:
 
 async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
     """Verify one reference; exit 0 verified, 1 not (or not found), 2 usage, 78 bad config."""
-    from drd.config import load_settings
-    from drd.oci.ref import Ref
-    from drd.registry.layout import LAYOUT_PREFIX, LayoutRef, LayoutSource
-    from drd.resources import retry_policy, trust_policy
 
     ref: Ref | LayoutRef
     try:
@@ -288,9 +282,6 @@ async def check_reference(
     verify too, and the children of a nested index that verifies, to any depth (as
     replication checks them). Registry failures other than "not found" propagate.
     """
-    from drd.oci.mediatype import is_index
-    from drd.trust.policy import MALFORMED, children_to_verify
-    from drd.trust.tree import MAX_DEPTH
 
     outcome = Outcome(reference=ref, policy=policy.name, endpoint=None)
     repo = repository if repository is not None else getattr(ref, "repository", "")
@@ -326,7 +317,6 @@ async def check_reference(
 
 
 async def _check(client: SignatureSource, repo: str, digest: Digest, policy: TrustPolicy) -> Check:
-    from drd.trust.verify import verify_artifact
 
     try:
         return Check(digest, verified=await verify_artifact(client, repo, digest, policy))
@@ -350,9 +340,6 @@ async def _client(
     endpoint: Endpoint | None, registry: str, retry: RetryPolicy
 ) -> AsyncIterator[RegistryClient]:
     """The configured endpoint's client (its credentials and TLS), else an anonymous one."""
-    from drd.registry.client import RegistryClient
-    from drd.registry.transport import TLSSettings, build_http_client
-    from drd.resources import open_registry
 
     if endpoint is not None:
         async with open_registry(endpoint, retry) as client:
