@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -29,6 +30,19 @@ class RunRecord:
     summary: dict[str, Any]
     error: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        """The run as ``drd status`` shows it."""
+        return {
+            "job": self.job,
+            "kind": self.kind,
+            "trigger": self.trigger,
+            "started_at": iso(self.started_at),
+            "duration_s": round(self.finished_at - self.started_at, 3),
+            "outcome": self.outcome,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -42,6 +56,19 @@ class JobRecord:
     last_outcome: str | None
     last_success: float | None
     last_error: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as ``drd status`` shows it."""
+        return {
+            "job": self.job,
+            "kind": self.kind,
+            "first_seen": iso(self.first_seen),
+            "last_started": iso(self.last_started),
+            "last_finished": iso(self.last_finished),
+            "last_outcome": self.last_outcome,
+            "last_success": iso(self.last_success),
+            "last_error": self.last_error,
+        }
 
 
 @dataclass(frozen=True)
@@ -62,6 +89,19 @@ class SyncRecord:
         """Every source change before this instant is known to be at the target."""
         base = self.last_clean if self.last_clean is not None else self.first_seen
         return base if self.oldest_pending is None else min(base, self.oldest_pending)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The (policy, target) as ``drd status`` shows it at *now*."""
+        return {
+            "policy": self.policy,
+            "target": self.target,
+            "lag_s": round(max(0.0, now - self.watermark), 3),
+            "last_clean": iso(self.last_clean),
+            "last_success": iso(self.last_success),
+            "pending": self.pending,
+            "oldest_pending": iso(self.oldest_pending),
+            "drift": self.drift,
+        }
 
     @property
     def success_mark(self) -> float:
@@ -105,3 +145,8 @@ class StateStore(Protocol):
 
     async def runs(self, limit: int = 50) -> list[RunRecord]:
         """The most recent runs, newest first."""
+
+
+def iso(ts: float | None) -> str | None:
+    """A timestamp as ISO 8601 UTC to the second, as ``drd status`` prints them."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

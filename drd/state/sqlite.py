@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from drd.errors import StateCorrupt, StateError
-from drd.state.base import JobRecord, RunRecord, SyncRecord
+from drd.state.base import JobRecord, RunRecord, SyncRecord, iso
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
@@ -562,10 +562,6 @@ class State:
         return await asyncio.to_thread(self._db.read, fn)
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
 def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any]:
     """
     The status document of ``drd status``, read-only from ``state_dir/state.db``.
@@ -587,33 +583,9 @@ def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any
             conn.close()
     return {
         "state_db": str(path),
-        "now": _iso(now),
-        "jobs": [
-            {
-                "job": j.job,
-                "kind": j.kind,
-                "first_seen": _iso(j.first_seen),
-                "last_started": _iso(j.last_started),
-                "last_finished": _iso(j.last_finished),
-                "last_outcome": j.last_outcome,
-                "last_success": _iso(j.last_success),
-                "last_error": j.last_error,
-            }
-            for j in jobs
-        ],
-        "replication": [
-            {
-                "policy": s.policy,
-                "target": s.target,
-                "lag_s": round(max(0.0, now - s.watermark), 3),
-                "last_clean": _iso(s.last_clean),
-                "last_success": _iso(s.last_success),
-                "pending": s.pending,
-                "oldest_pending": _iso(s.oldest_pending),
-                "drift": s.drift,
-            }
-            for s in syncs
-        ],
+        "now": iso(now),
+        "jobs": [j.to_json() for j in jobs],
+        "replication": [s.to_json(now) for s in syncs],
         "drift": [
             {
                 "policy": d["policy"],
@@ -622,22 +594,10 @@ def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any
                 "tag": d["tag"],
                 "source_digest": d["source_digest"],
                 "target_digest": d["target_digest"],
-                "first_seen": _iso(d["first_seen"]),
-                "last_seen": _iso(d["last_seen"]),
+                "first_seen": iso(d["first_seen"]),
+                "last_seen": iso(d["last_seen"]),
             }
             for d in drift
         ],
-        "runs": [
-            {
-                "job": r.job,
-                "kind": r.kind,
-                "trigger": r.trigger,
-                "started_at": _iso(r.started_at),
-                "duration_s": round(r.finished_at - r.started_at, 3),
-                "outcome": r.outcome,
-                "summary": r.summary,
-                "error": r.error,
-            }
-            for r in history
-        ],
+        "runs": [r.to_json() for r in history],
     }
