@@ -6,19 +6,23 @@ import argparse
 import asyncio
 import gc
 import importlib
+import json
+import os
 import sys
+import tomllib
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from drd import __version__, logs
+from drd import __version__, logs, manual
 from drd.app.outcome import Outcome
 from drd.errors import ConfigError, DrdError, TransientError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_UNAVAILABLE, EXIT_SOFTWARE, EXIT_CONFIG = 69, 70, 78
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # The one place outcomes become exit codes.
 EXIT_CODES = {
     Outcome.OK: EXIT_OK,
@@ -32,7 +36,8 @@ EXIT_CODES = {
 # engine, and command modules import what they use at the top.
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("drd.commands.basic", "print the version"),
-    "config": ("drd.commands.basic", "check and print the resolved configuration"),
+    "config": ("drd.commands.basic", "check the configuration (--show prints it resolved)"),
+    "completion": ("drd.commands.completion", "print a bash or zsh completion script"),
     "drill": ("drd.commands.drill", "rehearse a restore (or check a replica) against RTO/RPO"),
     "failover": (
         "drd.commands.failover",
@@ -42,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "drd.commands.failover",
         "return to the configured primary, after pre-flight checks",
     ),
-    "replicate": ("drd.commands.replicate", "one replication pass"),
+    "replicate": ("drd.commands.replicate", "one replication pass (--dry-run: the plan)"),
     "restore": ("drd.commands.restore", "recreate repositories and tags from a snapshot"),
     "run": ("drd.commands.run", "the daemon: every policy, snapshot and drill on its schedule"),
     "snapshot": (
@@ -73,6 +78,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+_HELP_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """
     The command-line grammar; runbooks are checked against it.
@@ -81,63 +89,143 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     (the others appear by name and help only); without, every command is (the whole
     grammar). Each module's ``register(sub, command)`` adds its subcommands.
     """
-    parser = _Parser(prog="drd", description="Disaster recovery for OCI registries.")
+    parser = _Parser(
+        prog="drd",
+        description="Disaster recovery for OCI registries: replicate, snapshot, restore,"
+        " drill and fail over.",
+        epilog="run `drd COMMAND --help` for a command's options and examples.\n\n"
+        + manual.epilog(),
+        formatter_class=_HELP_FORMAT,
+    )
     parser.add_argument("--version", action="version", version=f"drd {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    manual.add_common(parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND", title="commands"
+    )
 
     def command(name: str, handler: Handler) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=COMMANDS[name][1])
-        add_common(p)
+        p = described(sub, name)
         p.set_defaults(handler=handler)
         return p
 
     named = next((a for a in argv if a in COMMANDS), None) if argv is not None else None
     registered: set[str] = set()
-    for name, (module_name, help_) in COMMANDS.items():
+    for name, (module_name, _) in COMMANDS.items():
         if module_name in registered:
             continue
         if argv is None or COMMANDS.get(named or "", ("",))[0] == module_name:
             importlib.import_module(module_name).register(sub, command)
             registered.add(module_name)
         else:
-            sub.add_parser(name, help=help_)
+            described(sub, name)
     return parser
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Options every command takes: --config, --json, --log-level."""
-    p.add_argument("--config", type=Path, default=None, help="config file")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    p.add_argument("--log-level", default=None, help="debug, info, warning, error")
+def described(sub: Any, name: str) -> argparse.ArgumentParser:
+    """Add command *name*: its one-line help, its examples and the common options."""
+    help_ = COMMANDS[name][1]
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_,
+        description=help_[:1].upper() + help_[1:] + ".",
+        epilog=manual.epilog(name),
+        formatter_class=_HELP_FORMAT,
+    )
+    manual.add_common(p)
+    return p
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse *argv* (raises `UsageError`), with the common options' defaults filled in."""
+    args = build_parser(argv).parse_args(argv)
+    for dest, default in manual.COMMON_DEFAULTS.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, default)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+        args = parse(argv)
     except UsageError as exc:
         sys.stderr.write(f"drd: {exc}\n")
         return EXIT_USAGE
-    logs.configure(level=args.log_level or "info")
+    logs.configure(level=log_level(args))
     try:
         outcome: Outcome = asyncio.run(args.handler(args))
     except ConfigError as exc:
-        sys.stderr.write(f"drd: invalid configuration: {exc}\n")
-        for path, message in exc.errors:
-            sys.stderr.write(f"  {path}: {message}\n")
+        report_config_error(args, exc)
         return EXIT_CONFIG
     except TransientError as exc:
-        sys.stderr.write(f"drd: unavailable after retries: {exc}\n")
+        report_error(args, "unavailable", f"unavailable after retries: {exc}")
         return EXIT_UNAVAILABLE
     except DrdError as exc:
-        sys.stderr.write(f"drd: {exc}\n")
+        report_error(args, "failed", str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        # Tags are written only after everything they name is in place, so a stop at
+        # any point leaves whole, untagged content that the next run reuses.
+        sys.stderr.write("interrupted: re-run to resume; nothing half-written is tagged\n")
+        return EXIT_INTERRUPTED
     except Exception:
         log.exception("drd.internal_error")
         return EXIT_SOFTWARE
     return EXIT_CODES[outcome]
+
+
+def log_level(args: argparse.Namespace) -> str:
+    """
+    --log-level, else the config's ``log_level``, else warning for a command a person
+    runs (its summary is the output; info lines would repeat it) and info for the daemon.
+    """
+    if args.log_level:
+        return str(args.log_level)
+    if args.command in ("version", "completion"):
+        return "warning"
+    return configured_level(args.config) or ("info" if args.command == "run" else "warning")
+
+
+def configured_level(path: Path | None) -> str | None:
+    """
+    ``log_level`` as DRD_LOG_LEVEL or the config file sets it, or None when unset or
+    unreadable: the command loads (and reports on) the whole file itself. One key read
+    with tomllib, not the models, so that logging is set before the command starts.
+    """
+    level = os.environ.get("DRD_LOG_LEVEL")
+    if level is None:
+        where = path or Path(os.environ.get("DRD_CONFIG") or "/etc/drd/drd.toml")
+        try:
+            level = tomllib.loads(where.read_text(encoding="utf-8")).get("log_level")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+            return None
+    if not isinstance(level, str) or level.strip().lower() not in logs.LEVELS:
+        return None
+    return level.strip().lower()
+
+
+def report_error(args: argparse.Namespace, kind: str, message: str) -> None:
+    """One error on stderr: a line, or with --json one JSON document on stdout."""
+    if args.json:
+        document = {"error": {"kind": kind, "message": message}}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stderr.write(f"drd: {message}\n")
+
+
+def report_config_error(args: argparse.Namespace, exc: ConfigError) -> None:
+    """Every configuration problem, once: with its dotted path, or as JSON with --json."""
+    if args.json:
+        problems = [{"path": path, "message": message} for path, message in exc.errors]
+        document = {"error": {"kind": "config", "message": str(exc), "problems": problems}}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    lines = [f"drd: invalid configuration: {exc}"]
+    # A file-level problem (missing file, bad TOML) is the whole message: say it once.
+    if [f"{path}: {message}" for path, message in exc.errors] != [str(exc)]:
+        lines += [f"  {path}: {message}" for path, message in exc.errors]
+    sys.stderr.write("\n".join(lines) + "\n")
 
 
 def run() -> None:

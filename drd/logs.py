@@ -13,6 +13,8 @@ import structlog
 # Keys whose values are never printed, whatever their content.
 _SECRET_KEYS = re.compile(r"(password|secret|token|authorization|credential)", re.IGNORECASE)
 _MASK = "********"
+# The levels --log-level and the config's log_level accept.
+LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -56,7 +56,11 @@ def test_version_and_usage_errors() -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        pytest.param("tagz = []\n", "replication[0].tagz", id="misspelt-key"),
+        pytest.param(
+            "tagz = []\n",
+            "replication[p].tagz: unknown key; did you mean `tags`?",
+            id="misspelt-key",
+        ),
         pytest.param('require_signature = "nope"\n', "require_signature", id="unknown-trust"),
     ],
 )

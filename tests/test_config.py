@@ -275,7 +275,7 @@ def test_invalid_environment_value_is_named(
     assert errors["endpoints.dst.url"].endswith("(from DRD_ENDPOINTS__DST__URL)")
     monkeypatch.delenv("DRD_DAEMON__LISTEN")
     monkeypatch.delenv("DRD_ENDPOINTS__DST__URL")
-    assert config_errors(path)["replication[0].targets[1]"].endswith(
+    assert config_errors(path)["replication[r].targets[1]"].endswith(
         "(from DRD_REPLICATION__0__TARGETS)"
     )
     monkeypatch.setenv("DRD_ENDPOINTS__DST__PASSWORD_FILE", "/nonexistent/p")
@@ -504,7 +504,10 @@ def test_password_key_in_the_file_is_refused(tmp_path: Path) -> None:
     """An inline password is an unknown key: secrets come from files or the environment."""
     errors = config_errors(write(tmp_path, MINIMAL + f'password = "{PASSWORD}"\n'))
 
-    assert errors == {"endpoints.dst.password": "extra inputs are not permitted"}
+    assert errors == {
+        "endpoints.dst.password": "secrets are not read from the config file:"
+        " use password_file or DRD_ENDPOINT_DST_PASSWORD"
+    }
 
 
 # --- validation errors name the key --------------------------------------------------------
@@ -514,7 +517,7 @@ def test_misspelt_key_is_named(tmp_path: Path) -> None:
     """An unknown key is an error naming its full path, not a silently ignored value."""
     errors = config_errors(minimal_with(tmp_path, RULE + 'tagz = ["^v1$"]\n'))
 
-    assert errors == {"replication[0].tagz": "extra inputs are not permitted"}
+    assert errors == {"replication[r].tagz": "unknown key; did you mean `tags`?"}
 
 
 def test_every_field_error_is_reported_at_once(tmp_path: Path) -> None:
@@ -529,16 +532,16 @@ def test_every_field_error_is_reported_at_once(tmp_path: Path) -> None:
     errors = dict(caught.value.errors)
     assert {
         "endpoints.dst.concurrency",
-        "replication[0].interval",
-        "replication[0].tags[0]",
-        "replication[0].tags[2]",
+        "replication[r].interval",
+        "replication[r].tags[0]",
+        "replication[r].tags[2]",
         "daemon.listen",
         "retry.attempts",
     } == set(errors)
-    assert errors["replication[0].tags[0]"].startswith("invalid regular expression")
+    assert errors["replication[r].tags[0]"].startswith("invalid regular expression")
     lines = format_errors(caught.value).splitlines()
     assert len(lines) == 6
-    assert "replication[0].interval: invalid duration" in "\n".join(lines)
+    assert "replication[r].interval: invalid duration" in "\n".join(lines)
 
 
 def test_plain_http_to_remote_host_is_refused(tmp_path: Path) -> None:
@@ -593,7 +596,7 @@ def test_unknown_trust_policy_is_named(tmp_path: Path) -> None:
     errors = config_errors(minimal_with(tmp_path, RULE + 'require_signature = "release"\n'))
 
     assert errors == {
-        "replication[0].require_signature": "unknown trust policy 'release' (defined: none)"
+        "replication[r].require_signature": "unknown trust policy 'release' (defined: none)"
     }
 
 
@@ -603,7 +606,7 @@ def test_unknown_endpoint_in_targets_is_named(tmp_path: Path) -> None:
 
     errors = config_errors(minimal_with(tmp_path, rule))
 
-    assert errors == {"replication[0].targets[1]": "unknown endpoint 'nowhere' (defined: dst, src)"}
+    assert errors == {"replication[r].targets[1]": "unknown endpoint 'nowhere' (defined: dst, src)"}
 
 
 def test_policy_consistency_errors(tmp_path: Path) -> None:
@@ -646,7 +649,7 @@ def test_zero_or_negative_intervals_are_refused(tmp_path: Path) -> None:
 
     errors = config_errors(minimal_with(tmp_path, text))
 
-    assert "greater than zero" in errors["replication[0].interval"]
+    assert "greater than zero" in errors["replication[r].interval"]
     assert "negative" in errors["snapshots.interval"]
 
 
@@ -799,7 +802,7 @@ def test_huge_key_and_huge_integers_are_refused(tmp_path: Path) -> None:
 
     assert "less than or equal to 1024" in errors["endpoints.dst.concurrency"]
     assert "endpoints.dst.timeout" in errors
-    assert "at most" in errors["replication[0].interval"]
+    assert "at most" in errors["replication[r].interval"]
     (long_path,) = [path for path in errors if path.startswith("endpoints.nnn")]
     assert len(long_path) < 100
 
@@ -820,7 +823,7 @@ def test_booleans_are_not_numbers(tmp_path: Path) -> None:
     errors = config_errors(write(tmp_path, text))
 
     assert {"version": errors["version"]} == {"version": "must be 1"}
-    assert "duration" in errors["replication[0].interval"]
+    assert "duration" in errors["replication[r].interval"]
 
 
 def test_names_are_checked(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from drd import __version__
 from drd.app.outcome import Outcome
 from drd.commands.output import emit
-from drd.config import describe, load_settings
+from drd.config import Settings, describe, load_settings
 
 
 def register(sub: Any, command: Any) -> None:
@@ -17,6 +17,9 @@ def register(sub: Any, command: Any) -> None:
     command("version", version)
     cfg = command("config", config)
     cfg.add_argument("action", choices=["check"])
+    cfg.add_argument(
+        "--show", action="store_true", help="print the resolved configuration, secrets masked"
+    )
 
 
 async def version(args: argparse.Namespace) -> Outcome:
@@ -26,7 +29,31 @@ async def version(args: argparse.Namespace) -> Outcome:
 
 
 async def config(args: argparse.Namespace) -> Outcome:
-    """Load, resolve and print the configuration with secrets masked (exit 78 when invalid)."""
-    resolved = describe(load_settings(args.config))
-    emit(args, resolved, json.dumps(resolved, indent=2, default=str))
+    """
+    Load and resolve the configuration (exit 78 when invalid) and say what it holds in
+    one line; with --show, the resolved configuration too, secrets masked.
+    """
+    settings = load_settings(args.config)
+    resolved = describe(settings)
+    line = summary(settings)
+    human = f"{json.dumps(resolved, indent=2, default=str)}\n{line}" if args.show else line
+    emit(args, {"ok": True, "summary": line, "config": resolved}, human)
     return Outcome.OK
+
+
+def summary(settings: Settings) -> str:
+    """One line: how many endpoints, policies, trust policies and stores, then OK."""
+    counts = [
+        (len(settings.endpoints), "endpoint"),
+        (len(settings.replication), "replication policy"),
+        (len(settings.trust), "trust policy"),
+        (int(settings.snapshots is not None), "snapshot store"),
+    ]
+    parts = [f"{n} {_plural(word, n)}" for n, word in counts]
+    return f"configuration OK: {', '.join(parts)}"
+
+
+def _plural(word: str, n: int) -> str:
+    if n == 1:
+        return word
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from drd.app.history import open_history
@@ -13,6 +12,7 @@ from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, 
 from drd.commands.output import emit
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
+from drd.manual import add_common
 from drd.resources import open_registry, retry_policy
 from drd.snapshot.catalog import (
     LATEST,
@@ -37,7 +37,7 @@ def register(sub: Any, command: Any) -> None:
 
     def action(name: str, help_: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help_)
-        add_late_common(p)
+        add_common(p)
         p.add_argument(
             "--source",
             default=None,
@@ -59,15 +59,6 @@ def register(sub: Any, command: Any) -> None:
     action("prune", "apply keep_last / keep_daily / keep_weekly").add_argument(
         "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
     )
-
-
-def add_late_common(p: argparse.ArgumentParser) -> None:
-    """--config/--json/--log-level also after the action; unset ones keep the earlier value."""
-    p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="config file")
-    p.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document"
-    )
-    p.add_argument("--log-level", default=argparse.SUPPRESS, help="debug, info, warning, error")
 
 
 async def snapshot(args: argparse.Namespace) -> Outcome:

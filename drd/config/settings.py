@@ -887,7 +887,8 @@ def parse_settings(
         settings = Settings(**data)
     except ValidationError as exc:
         errors = _hinted(
-            [item for error in exc.errors(include_url=False) for item in _explain(error)]
+            [item for error in exc.errors(include_url=False) for item in _explain(error, Settings)],
+            data,
         )
         raise ConfigError(_summary(source, errors), errors=errors) from exc
     except SettingsError as exc:

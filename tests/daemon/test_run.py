@@ -272,7 +272,7 @@ async def test_sighup_with_a_broken_config_keeps_the_config_in_force(setup: Setu
     try:
         daemon.send(signal.SIGHUP)
         failed = wait_for(lambda: daemon.events("daemon.reload_failed"), 15, "the reload to fail")
-        assert any("replication[0].interval" in line for line in failed[-1]["errors"])
+        assert any("replication[mirror].interval" in line for line in failed[-1]["errors"])
         assert daemon.sample("drd_config_last_reload_successful") == 0.0
         assert daemon.alive()
         assert daemon.ready()
