@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from tests.images import (
     signature_tag,
 )
 from tests.layouts import fixture_path, push_layout
-from tests.servers import LocalRegistry
+from tests.servers import LocalRegistry, write_htpasswd
 from tests.trust.signing import (
     SigningKey,
     cached_key,
@@ -66,12 +67,16 @@ def write_config(
 
 
 async def push_signed(
-    registry: LocalRegistry, repo: str, digest: Digest, key: SigningKey = KEY
+    registry: LocalRegistry,
+    repo: str,
+    digest: Digest,
+    key: SigningKey = KEY,
+    auth: tuple[str, str] | None = None,
 ) -> Digest:
     """Push a cosign ``.sig`` manifest for *digest* signed by *key*; its layer's digest."""
     payload = simple_signing_payload(digest, f"example/{repo}")
     raw, blobs = signature_manifest([(payload, sign(payload, key))])
-    async with RegistryWriter(registry) as w:
+    async with RegistryWriter(registry, auth=auth) as w:
         for data in blobs.values():
             await w.push_blob(repo, data)
         await w.push_manifest(repo, signature_tag(digest), raw, mediatype.OCI_MANIFEST)
@@ -318,6 +323,38 @@ async def test_unconfigured_registry_is_read_anonymously(
     assert code == 0
     assert doc["endpoint"] is None
     assert doc["digest"] == str(image.digest)
+
+
+async def test_an_endpoint_name_uses_its_url_and_credentials(
+    registry_factory: Callable[..., LocalRegistry],
+    repo: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """
+    `drd verify primary/REPO:v1` reads from the endpoint named ``primary`` with its
+    password (the registry refuses anonymous reads), not from a host called "primary".
+    """
+    user, password = "drd-verify", "verify-pw-7c1"
+    registry = registry_factory(htpasswd=write_htpasswd(tmp_path / "htpasswd", {user: password}))
+    image = make_image(f"{repo}/by-name")
+    await push_image(registry, repo, image, "v1", auth=(user, password))
+    await push_signed(registry, repo, image.digest, auth=(user, password))
+    (tmp_path / "primary.password").write_text(password + "\n")
+    extra = (
+        f'\n[endpoints.primary]\nurl = "{registry.url}"\nusername = "{user}"\n'
+        'password_file = "primary.password"\n'
+    )
+    config = write_config(tmp_path, extra=extra)
+
+    code, doc, err = await drd_verify(capsys, f"primary/{repo}:v1", "--config", str(config))
+
+    assert code == 0, err
+    assert (doc["endpoint"], doc["registry"]) == ("primary", registry.host)
+    assert doc["digest"] == str(image.digest)
+    assert doc["reference"] == f"{registry.host}/{repo}:v1"
+    code, doc, _ = await drd_verify(capsys, f"{registry.host}/{repo}:v1", "--config", str(config))
+    assert (code, doc["endpoint"]) == (0, "primary")
 
 
 async def test_missing_image_is_not_verified(

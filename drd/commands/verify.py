@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import datetime as dt
 import ipaddress
+import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ def register(sub: Any, command: Any) -> None:
     p = command("verify", verify)
     p.add_argument(
         "reference",
-        help="registry/repository:tag, registry/repository@sha256:…,"
+        help="registry/repository:tag or registry/repository@sha256:…, where registry is"
+        " a host or an endpoint's name ([endpoints.NAME]: its URL, credentials and TLS);"
         " or an OCI image layout: oci:PATH:TAG, oci:PATH@sha256:…",
     )
     p.add_argument(
@@ -217,14 +219,13 @@ async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
 
     ref: Ref | LayoutRef
     try:
-        if args.reference.startswith(LAYOUT_PREFIX):
-            ref = LayoutRef.parse(args.reference)
-        else:
-            ref = Ref.parse(args.reference)
+        # The syntax first, so a bad reference is a usage error whatever the config.
+        _check_syntax(args.reference)
+        settings = load_settings(args.config)
+        ref, named = _resolve(settings, args.reference)
     except InvalidReference as exc:
         sys.stderr.write(f"drd: {exc}\n")
         return app_outcome.Outcome.USAGE
-    settings = load_settings(args.config)
     name = _trust_name(settings, args.trust)
     if name is None:
         return app_outcome.Outcome.USAGE
@@ -234,7 +235,7 @@ async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
         source = LayoutSource(ref.path)
         outcome = await check_reference(source, ref, policy, ref.path.resolve().name)
     else:
-        endpoint = endpoint_for(settings, ref.registry)
+        endpoint = named or endpoint_for(settings, ref.registry)
         retry = retry_policy(settings.retry)
         async with _client(endpoint, ref.registry, retry) as client:
             outcome = await check_reference(client, ref, policy)
@@ -322,6 +323,40 @@ async def _check(client: SignatureSource, repo: str, digest: Digest, policy: Tru
         return Check(digest, verified=await verify_artifact(client, repo, digest, policy))
     except VerificationError as exc:
         return Check(digest, reason=exc.reason, message=exc.message)
+
+
+def _check_syntax(text: str) -> None:
+    """Raise `InvalidReference` unless *text* is a reference, or one after an endpoint name."""
+    if text.startswith(LAYOUT_PREFIX):
+        LayoutRef.parse(text)
+        return
+    try:
+        Ref.parse(text)
+    except InvalidReference:
+        first, slash, rest = text.partition("/")
+        if not slash or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", first):
+            raise
+        Ref.parse(f"endpoint/{rest}")  # an endpoint name may have "_", a host may not
+
+
+def _resolve(settings: Settings, text: str) -> tuple[Ref | LayoutRef, Endpoint | None]:
+    """*text* parsed, with the endpoint its first part names (then its host) or None."""
+    if text.startswith(LAYOUT_PREFIX):
+        return LayoutRef.parse(text), None
+    named = named_endpoint(settings, text)
+    if named is None:
+        return Ref.parse(text), None
+    return Ref.parse(f"{named.host}/{text.partition('/')[2]}"), named
+
+
+def named_endpoint(settings: Settings, reference: str) -> Endpoint | None:
+    """
+    The endpoint whose name begins *reference* (``primary/team-a/app:v1``), or None.
+    Names have no dot and no port, so only a bare host (``localhost``) could be meant
+    instead: the configured name wins, as the operator chose it.
+    """
+    first, slash, _ = reference.partition("/")
+    return settings.endpoints.get(first) if slash else None
 
 
 def endpoint_for(settings: Settings, registry: str) -> Endpoint | None:
