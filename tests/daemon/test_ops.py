@@ -18,6 +18,7 @@ from drd.config import Daemon
 from drd.durations import parse_duration
 from drd.metrics import Metrics
 from tests.servers import missing
+from tests.trust.signing import cached_key
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "drd.service"
@@ -208,3 +209,51 @@ def test_no_query_groups_by_an_unbounded_label(expr_file: Path) -> None:
     for label in ("repository", "tag", "digest"):
         assert not re.search(rf"\b{label}\s*[=~!]", text)
         assert not re.search(rf"by \([^)]*\b{label}\b", text)
+
+
+def readme_service_recipe() -> list[str]:
+    """The shell lines of the README's systemd recipe (its first ```sh block)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Running it as a service") :]
+    block = section[section.index("```sh\n") + len("```sh\n") :]
+    return block[: block.index("```")].splitlines()
+
+
+def test_the_readme_service_recipe_works_as_written(tmp_path: Path) -> None:
+    """
+    The README's systemd recipe, run with /etc under a scratch directory and without
+    systemctl: every file examples/drd.toml names exists, `drd config check` says OK,
+    and each secret it names has its LoadCredential= line in the unit.
+    """
+    etc = tmp_path / "etc"
+    lines = [
+        line.replace("/etc/", f"{etc}/")
+        for line in readme_service_recipe()
+        if not line.startswith("systemctl ")
+    ]
+    (etc / "systemd" / "system").mkdir(parents=True)
+    (tmp_path / "cosign.pub").write_bytes(cached_key("ecdsa-p256").public_pem())
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "systemd", tmp_path / "systemd")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PRIMARY_REGISTRY_PASSWORD": "primary-pw",
+        "DR_REGISTRY_TOKEN": "dr-token",
+        "HOME": str(tmp_path),
+    }
+    drd = f'drd() {{ {sys.executable} -m drd "$@"; }}\n'
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", drd + "\n".join(lines)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("configuration OK: 3 endpoints,")
+    credentials = {p.name for p in (etc / "drd" / "credentials").iterdir()}
+    loaded = {v.split(":")[0] for v in unit_settings(UNIT)["Service.LoadCredential"]}
+    assert credentials == loaded == {"primary.password", "dr.token", "webhook.token"}
