@@ -282,6 +282,7 @@ def main() -> int:
         )
     )
     failures = 0
+    reports: Path | None = None
     try:
         with registries(work) as (primary, dr, drill):
             print(f"primary {primary.url}, dr {dr.url}, drill {drill.url}; work in {work}")
@@ -315,7 +316,34 @@ def main() -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     print("\ndemo finished" + (" with failures" if failures else ""))
+    print(closing(reports, args.keep))
     return 1 if failures else 0
+
+
+def closing(reports: Path | None, kept: Path | None) -> str:
+    """The last paragraph: what just happened, and where to look next."""
+    lines = [
+        "",
+        "What just happened: three registries ran on 127.0.0.1 (primary, dr, drill). drd",
+        "copied the signed images from primary to dr and refused the unsigned one (its",
+        'policy has require_signature = "release"), snapshotted primary\'s tags, restored a',
+        "sample of them into the drill registry and judged the drill against its RTO/RPO,",
+        "checked a failover to dr without switching, and verified signatures with drd verify.",
+        "",
+        "Where to look next:",
+    ]
+    if reports is not None and reports.is_dir():
+        lines.append(f"  {reports}/   the drill reports (HTML, Markdown, JSON): kept")
+    if kept is not None:
+        lines.append(f"  {kept}/   the config (drd.toml), registries' data and snapshots")
+    lines += [
+        "  drd --help, drd COMMAND --help   every command, with examples",
+        "  examples/drd.toml                every configuration key, commented",
+        '  README.md, "Running it as a service"   systemd, the container image',
+        f'  drd itself: {ROOT}/.venv/bin/drd   (export PATH="{ROOT}/.venv/bin:$PATH",',
+        '                                   or install it: README.md, "Install")',
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-system_packages
-venv
+runtime_packages
+venv   # drd and what it needs to run; not the test toolchain (scripts/test.sh adds that)
 exec .venv/bin/python scripts/demo.py "$@"

@@ -1,4 +1,5 @@
-# Shared set-up for scripts/demo.sh and scripts/test.sh: system tools and the venv.
+# Shared set-up for scripts/demo.sh (what drd and the demo need) and scripts/test.sh
+# (that plus the test toolchain): system tools and the venv.
 # Idempotent; on a fresh Debian 12 as root it installs what is missing.
 
 as_root() {
@@ -25,9 +26,18 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
+# What the demo needs: the registry it runs three of. drd itself needs no system package.
+runtime_packages() {
+    [ -x /usr/bin/docker-registry ] || apt_install docker-registry || return 1
+    # The Debian package starts its own registry on :5000 where systemd runs; the demo
+    # and the tests use free ports on 127.0.0.1, so that service is left alone.
+    /usr/bin/docker-registry --version
+}
+
+# What the tests need on top: an independent client, TLS material, the unit's scorer.
 system_packages() {
+    runtime_packages || return 1
     local wanted=()
-    [ -x /usr/bin/docker-registry ] || wanted+=(docker-registry)
     command -v skopeo >/dev/null 2>&1 || wanted+=(skopeo)
     command -v openssl >/dev/null 2>&1 || wanted+=(openssl)
     # systemd-analyze scores the unit's hardening in the tests.
@@ -38,12 +48,13 @@ system_packages() {
     if [ "${#wanted[@]}" -gt 0 ]; then
         apt_install "${wanted[@]}" || return 1
     fi
-    # The Debian package starts its own registry on :5000 where systemd runs; the tests
-    # use free ports on 127.0.0.1, so that service is left alone.
-    /usr/bin/docker-registry --version && skopeo --version
+    skopeo --version
 }
 
+# .venv with drd installed (editable); `venv test` adds the test toolchain (.[test]).
 venv() {
+    local target=.
+    [ "${1:-}" = test ] && target='.[test]'
     if [ ! -x .venv/bin/python ]; then
         local python=${PYTHON:-python3}
         if ! "${python}" -m venv .venv; then
@@ -56,7 +67,7 @@ venv() {
     # The build backend is chatty; keep its output for when the install fails.
     local log=.venv/install.log
     if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
-        -c constraints.txt -e '.[test]' >"${log}" 2>&1; then
+        -c constraints.txt -e "${target}" >"${log}" 2>&1; then
         cat "${log}" >&2
         return 1
     fi

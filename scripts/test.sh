@@ -32,7 +32,7 @@ existing() {
 }
 
 step "system packages" system_packages
-step "virtualenv" venv
+step "virtualenv" venv test
 if [ ! -x .venv/bin/python ]; then
     echo "no .venv: cannot run the checks" >&2
     exit 1

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 REGISTRY_HINT = "apt-get install docker-registry"
 MOTO_HINT = 'pip install "moto[server]"'
@@ -54,6 +52,9 @@ def _die_with_parent() -> None:
 
 def missing(what: str, hint: str) -> None:
     """Fail under CI, skip elsewhere, saying how to install *what*."""
+    # Imported here, not at the top: the demo uses these helpers without the test toolchain.
+    import pytest
+
     message = f"{what} is not available: {hint}"
     if os.environ.get("CI"):
         pytest.fail(message)
