@@ -12,6 +12,7 @@ from drd.app.history import open_history
 from drd.app.outcome import Outcome
 from drd.app.replication import replicate_once, replication_outcome, unknown_policies
 from drd.commands.output import emit
+from drd.commands.units import iec
 from drd.replicate.cache import open_tag_cache
 from drd.replicate.report import PolicyReport
 from drd.resources import open_resources
@@ -69,7 +70,7 @@ def render(reports: list[PolicyReport]) -> str:
         lines.append(
             f"policy {report.policy}{mode}: {s['copied']} copied, {s['skipped']} up to date, "
             f"{s['planned']} planned, {s['failed']} failed, {s['rejected']} rejected, "
-            f"{s['drift']} drift, {s['bytes']} bytes in {s['duration_s']}s"
+            f"{s['drift']} drift, {iec(s['bytes'])} in {s['duration_s']}s"
         )
         if report.error:
             lines.append(f"  error: {report.error}")

@@ -15,6 +15,7 @@ from drd.app.outcome import Outcome
 from drd.app.restore import restore_from_settings
 from drd.app.snapshots import snapshots_config
 from drd.commands.output import emit
+from drd.commands.units import iec, short
 from drd.config import load_settings
 from drd.resources import open_resources
 from drd.restore.plan import Selection
@@ -141,15 +142,17 @@ def render(report: RestoreReport) -> str:
         f"{s['restored']} restored, {s['moved']} moved back, {s['unchanged']} unchanged, "
         f"{s['planned']} planned, {s['failed']} failed; {s['manifests_pushed']} manifests, "
         f"{s['blobs_from_store'] + s['blobs_from_endpoints']} blobs uploaded "
-        f"({s['bytes_uploaded']} bytes), {s['blobs_mounted']} mounted in {s['duration_s']}s"
+        f"({iec(s['bytes_uploaded'])}), {s['blobs_mounted']} mounted in {s['duration_s']}s"
     ]
     for item in report.items:
         if item.outcome == "unchanged" or (item.outcome == "planned" and item.action == "keep"):
             continue
-        moved = f" (from {item.moved_from})" if item.moved_from else ""
+        moved = f" (from {short(item.moved_from)})" if item.moved_from else ""
         reason = f": {item.reason}" if item.reason else ""
         label = item.action if item.outcome == "planned" else item.outcome
-        lines.append(f"  {label:9} {item.repository}:{item.tag} {item.digest}{moved}{reason}")
+        lines.append(
+            f"  {label:9} {item.repository}:{item.tag} {short(item.digest)}{moved}{reason}"
+        )
     for where, reason in sorted(report.failures.items()):
         lines.append(f"  failed    {where}: {reason}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
 from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, take_snapshot
 from drd.commands.output import emit
+from drd.commands.units import fold_attached, iec, short
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
 from drd.manual import add_common
@@ -47,8 +48,13 @@ def register(sub: Any, command: Any) -> None:
 
     action("create", "take a snapshot of the source endpoint now")
     action("list", "list committed snapshots, oldest first")
-    action("show", "print one snapshot's repositories and tags").add_argument(
-        "id", help=f"snapshot id or {LATEST!r}"
+    show_p = action("show", "print one snapshot's repositories and tags")
+    show_p.add_argument("id", help=f"snapshot id or {LATEST!r}")
+    show_p.add_argument(
+        "--all-tags",
+        action="store_true",
+        help="list signature, attestation, SBOM and referrer tags too"
+        " (default: counted under their image's tag)",
     )
     diff_p = action("diff", "tags added, removed and moved between two snapshots")
     diff_p.add_argument("old", help=f"snapshot id or {LATEST!r}")
@@ -94,7 +100,7 @@ async def snapshot(args: argparse.Namespace) -> Outcome:
                 return Outcome.OK
             case "show":
                 snap = await load_snapshot(store, source, args.id, verify_key=key)
-                emit(args, show_json(snap), render_show(snap))
+                emit(args, show_json(snap), render_show(snap, all_tags=args.all_tags))
                 return Outcome.OK
             case "diff":
                 old = await load_snapshot(store, source, args.old, verify_key=key)
@@ -150,9 +156,9 @@ async def _verify(
     lines = [
         f"snapshot {snap.id}: {'ok' if report.ok else 'FAILED'}: "
         f"{report.manifests_checked} manifests, {report.blobs_checked} blobs, "
-        f"{report.bytes_checked} bytes re-hashed in {report.duration_s:.2f}s"
+        f"{iec(report.bytes_checked)} re-hashed in {report.duration_s:.2f}s"
     ]
-    lines += [f"  {p.kind} {p.digest}: {p.reason}" for p in report.problems]
+    lines += [f"  {p.kind} {short(p.digest)}: {p.reason}" for p in report.problems]
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK if report.ok else Outcome.FAILED
 
@@ -173,7 +179,7 @@ async def _prune(
     lines = [
         f"prune of {source}{' (dry run)' if report.dry_run else ''}: "
         f"{len(report.deleted)} snapshots, {report.objects_deleted} objects, "
-        f"{report.bytes_freed} bytes {verb}; {len(report.kept)} snapshots kept"
+        f"{iec(report.bytes_freed)} {verb}; {len(report.kept)} snapshots kept"
     ]
     lines += [f"  delete {sid}" for sid in report.deleted]
     if report.sweep_deferred:
@@ -200,7 +206,7 @@ def render_create(report: SnapshotReport) -> str:
     lines = [
         f"snapshot {s['id']} of {report.source}: {s['repositories']} repositories, "
         f"{s['tags']} tags, {s['manifests']} manifests ({s['manifests_uploaded']} uploaded), "
-        f"{s['blobs']} blobs ({s['blobs_uploaded']} uploaded), {s['bytes_uploaded']} bytes, "
+        f"{s['blobs']} blobs ({s['blobs_uploaded']} uploaded), {iec(s['bytes_uploaded'])}, "
         f"{s['registry_requests']} registry and {s['store_requests']} store requests "
         f"in {s['duration_s']}s",
         f"  key {report.key}",
@@ -232,18 +238,24 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def render_show(snap: Snapshot) -> str:
-    """Human text for `snapshot show`."""
+def render_show(snap: Snapshot, *, all_tags: bool = False) -> str:
+    """
+    Human text for `snapshot show`: short digests, and signature and referrer tags
+    counted under their image's tag (*all_tags*: listed too).
+    """
     s = snap.summary()
     lines = [
         f"snapshot {snap.id} of {snap.source} ({snap.source_url}) taken {s['taken_at']}",
         f"  {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, "
         f"{s['blobs']} blobs{' (stored)' if snap.blobs_stored else ''}, "
-        f"{'signed' if snap.signature else 'unsigned'}, index {s['digest']}",
+        f"{'signed' if snap.signature else 'unsigned'}, index {short(s['digest'])}",
     ]
     for name, repo in sorted(snap.repositories.items()):
         lines.append(f"  {name}")
-        lines += [f"    {tag:40} {d}" for tag, d in sorted(repo.tags.items())]
+        tags = {tag: str(d) for tag, d in repo.tags.items()}
+        for item in fold_attached(tags, all_tags=all_tags):
+            attached = f"  +{item.attached} attached" if item.attached else ""
+            lines.append(f"    {item.tag:40} {short(item.digest)}{attached}")
     return "\n".join(lines)
 
 
@@ -254,11 +266,11 @@ def render_diff(change: SnapshotDiff) -> str:
     lines += [f"  - repository {r}" for r in change.repositories_removed]
     for c in change.tags:
         if c.kind == "added":
-            lines.append(f"  + {c.repository}:{c.tag} {c.after}")
+            lines.append(f"  + {c.repository}:{c.tag} {short(c.after)}")
         elif c.kind == "removed":
-            lines.append(f"  - {c.repository}:{c.tag} (was {c.before})")
+            lines.append(f"  - {c.repository}:{c.tag} (was {short(c.before)})")
         else:
-            lines.append(f"  ~ {c.repository}:{c.tag} {c.before} → {c.after}")
+            lines.append(f"  ~ {c.repository}:{c.tag} {short(c.before)} → {short(c.after)}")
     lines.append(f"  {len(change.manifests_added)} new manifests")
     if len(lines) == 2 and not change.manifests_added:
         lines.insert(1, "  no tag changes")

@@ -26,7 +26,7 @@ async def test_create_and_list_through_the_command_line(
         tmp_path, {"primary": source_registry}, source="primary", store=store, repositories=[repo]
     )
 
-    created = await run_drd("snapshot", "create", "--json", config=config)
+    created = await run_drd("snapshot", "create", "--json", "--log-level", "info", config=config)
     assert created.returncode == 0, created.stderr
     doc = json_out(created)
     assert doc["ok"] is True
