@@ -154,6 +154,9 @@ class Endpoint(BaseModel):
     # Most tags one repository, and most repositories the catalog, may list.
     max_tags: int = Field(100_000, ge=1, le=100_000_000)
     max_repositories: int = Field(100_000, ge=1, le=100_000_000)
+    # Bytes per PATCH for blobs larger than this; None: each blob in one streamed PUT,
+    # falling back to 64 MiB PATCHes when the registry refuses one (413 or 416).
+    chunk_size: int | None = Field(None, ge=1024, le=1 << 40)
 
     _credentials: Credentials | None = PrivateAttr(None)
 
