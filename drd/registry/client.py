@@ -1,4 +1,10 @@
-"""RegistryClient: the distribution API, byte-exact, authenticated, limited and retried."""
+"""
+RegistryClient: the distribution API, byte-exact, authenticated, limited and retried.
+
+Over 500 lines because it is the one facade over the protocol: every call shares the
+session, the token flow, the limits and the retry policy held here. The checked blob
+stream is `drd.registry.stream`; the auth header parsing is `drd.registry.auth`.
+"""
 
 from __future__ import annotations
 
