@@ -569,13 +569,23 @@ class Drills(BaseModel):
         return self
 
 
+def default_state_dir() -> Path:
+    """
+    systemd's ``$STATE_DIRECTORY`` (the unit's ``StateDirectory=``; the first, if several),
+    else ``/var/lib/drd``: a config that names no state_dir follows the unit.
+    """
+    return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "/var/lib/drd")
+
+
 class Failover(BaseModel):
     """What `drd failover` runs and records."""
 
     model_config = _MODEL_CONFIG
 
     hooks: list[Hook] = Field(default_factory=list, max_length=64)
-    overrides_file: ConfigPath = Path("/var/lib/drd/overrides.json")
+    overrides_file: ConfigPath = Field(
+        default_factory=lambda: default_state_dir() / "overrides.json"
+    )
     max_drill_age: Interval = timedelta(hours=48)
 
 
@@ -585,7 +595,7 @@ class Daemon(BaseModel):
     model_config = _MODEL_CONFIG
 
     listen: str = Field("127.0.0.1:9477", max_length=300)
-    state_dir: ConfigPath = Path("/var/lib/drd")
+    state_dir: ConfigPath = Field(default_factory=default_state_dir)
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
