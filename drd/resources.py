@@ -78,6 +78,7 @@ def limits_for(endpoint: Endpoint) -> Limits:
         min_throughput=endpoint.min_throughput,
         max_tags=endpoint.max_tags,
         max_repositories=endpoint.max_repositories,
+        chunk_size=endpoint.chunk_size,
     )
 
 

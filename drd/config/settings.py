@@ -154,6 +154,9 @@ class Endpoint(BaseModel):
     # Most tags one repository, and most repositories the catalog, may list.
     max_tags: int = Field(100_000, ge=1, le=100_000_000)
     max_repositories: int = Field(100_000, ge=1, le=100_000_000)
+    # Bytes per PATCH for blobs larger than this; None: each blob in one streamed PUT,
+    # falling back to 64 MiB PATCHes when the registry refuses one (413 or 416).
+    chunk_size: int | None = Field(None, ge=1024, le=1 << 40)
 
     _credentials: Credentials | None = PrivateAttr(None)
 
@@ -566,13 +569,23 @@ class Drills(BaseModel):
         return self
 
 
+def default_state_dir() -> Path:
+    """
+    systemd's ``$STATE_DIRECTORY`` (the unit's ``StateDirectory=``; the first, if several),
+    else ``/var/lib/drd``: a config that names no state_dir follows the unit.
+    """
+    return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "/var/lib/drd")
+
+
 class Failover(BaseModel):
     """What `drd failover` runs and records."""
 
     model_config = _MODEL_CONFIG
 
     hooks: list[Hook] = Field(default_factory=list, max_length=64)
-    overrides_file: ConfigPath = Path("/var/lib/drd/overrides.json")
+    overrides_file: ConfigPath = Field(
+        default_factory=lambda: default_state_dir() / "overrides.json"
+    )
     max_drill_age: Interval = timedelta(hours=48)
 
 
@@ -582,7 +595,7 @@ class Daemon(BaseModel):
     model_config = _MODEL_CONFIG
 
     listen: str = Field("127.0.0.1:9477", max_length=300)
-    state_dir: ConfigPath = Path("/var/lib/drd")
+    state_dir: ConfigPath = Field(default_factory=default_state_dir)
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
