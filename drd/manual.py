@@ -66,6 +66,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "run": ("drd run --config /etc/drd/drd.toml", "systemctl start drd   # the packaged unit"),
     "snapshot": ("drd snapshot create", "drd snapshot list", "drd snapshot diff OLD latest"),
+    "snapshot create": ("drd snapshot create", "drd snapshot create --source primary --json"),
+    "snapshot list": ("drd snapshot list", "drd snapshot list --json"),
+    "snapshot show": ("drd snapshot show latest", "drd snapshot show latest --all-tags"),
+    "snapshot diff": ("drd snapshot diff OLD latest", "drd snapshot diff OLD NEW --json"),
+    "snapshot verify": ("drd snapshot verify latest",),
+    "snapshot prune": ("drd snapshot prune --dry-run", "drd snapshot prune"),
     "status": ("drd status", "drd status --json | jq .policies"),
     "verify": (
         "drd verify primary/team-a/app:v1.2.3   # endpoint `primary`: its URL, credentials, TLS",

@@ -53,6 +53,19 @@ def test_every_command_has_a_description_and_examples_that_parse(
         build_parser(argv).parse_args(argv)
 
 
+@pytest.mark.parametrize("action", ["create", "list", "show", "diff", "verify", "prune"])
+def test_every_snapshot_action_has_a_description_and_examples_that_parse(
+    capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    """`drd snapshot ACTION --help` describes the action and shows examples that parse."""
+    text = help_of(capsys, "snapshot", action, "--help")
+    assert text.split("\n\n")[1].strip().endswith(".")
+    assert "examples:\n  drd snapshot " + action in text
+    for line in EXAMPLES[f"snapshot {action}"]:
+        argv = shlex.split(line)[1:]
+        build_parser(argv).parse_args(argv)
+
+
 @pytest.mark.parametrize(
     "argv",
     [

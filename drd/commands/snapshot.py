@@ -13,7 +13,7 @@ from drd.commands.output import emit
 from drd.commands.units import fold_attached, iec, short
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
-from drd.manual import add_common
+from drd.manual import add_common, epilog
 from drd.resources import open_registry, retry_policy
 from drd.snapshot.catalog import (
     LATEST,
@@ -37,7 +37,13 @@ def register(sub: Any, command: Any) -> None:
     actions = snap.add_subparsers(dest="action", required=True, parser_class=type(snap))
 
     def action(name: str, help_: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = actions.add_parser(name, help=help_)
+        p: argparse.ArgumentParser = actions.add_parser(
+            name,
+            help=help_,
+            description=help_[:1].upper() + help_[1:] + ".",
+            epilog=epilog(f"snapshot {name}"),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_common(p)
         p.add_argument(
             "--source",
