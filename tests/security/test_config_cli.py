@@ -45,13 +45,13 @@ CASES = [
     pytest.param("timeout = nan", "", "endpoints.src.timeout", id="nan"),
     pytest.param("requests_per_second = -5", "", "endpoints.src.requests_per_second", id="neg"),
     pytest.param(f'region = "{"r" * 100_000}"', "", "endpoints.src.region", id="huge-string"),
-    pytest.param("", 'interval = "9999999999d"', "replication[0].interval", id="huge-duration"),
-    pytest.param("", 'interval = "-5m"', "replication[0].interval", id="negative-duration"),
-    pytest.param("", "tags = ['[unclosed']", "replication[0].tags[0]", id="bad-regex"),
-    pytest.param("", f"tags = ['{'a' * 5000}']", "replication[0].tags[0]", id="huge-regex"),
-    pytest.param("", 'repositories = ["a b"]', "replication[0].repositories[0]", id="bad-glob"),
-    pytest.param("", "concurrency = [1, 2]", "replication[0].concurrency", id="list-for-int"),
-    pytest.param("", 'targets2 = ["dst"]', "replication[0].targets2", id="unknown-rule-key"),
+    pytest.param("", 'interval = "9999999999d"', "replication[p].interval", id="huge-duration"),
+    pytest.param("", 'interval = "-5m"', "replication[p].interval", id="negative-duration"),
+    pytest.param("", "tags = ['[unclosed']", "replication[p].tags[0]", id="bad-regex"),
+    pytest.param("", f"tags = ['{'a' * 5000}']", "replication[p].tags[0]", id="huge-regex"),
+    pytest.param("", 'repositories = ["a b"]', "replication[p].repositories[0]", id="bad-glob"),
+    pytest.param("", "concurrency = [1, 2]", "replication[p].concurrency", id="list-for-int"),
+    pytest.param("", 'targets2 = ["dst"]', "replication[p].targets2", id="unknown-rule-key"),
 ]
 
 

@@ -123,7 +123,7 @@ def runs(setup: Setup) -> dict[str, bytes]:
     """Run every command of the scenario; their combined stdout and stderr, by name."""
     config = str(setup.config)
     commands: dict[str, tuple[list[str], dict[str, str], int]] = {
-        "config check": (["config", "check", "--config", config], {}, 0),
+        "config check": (["config", "check", "--show", "--config", config], {}, 0),
         "config check --json": (["config", "check", "--json", "--config", config], {}, 0),
         "replicate good (debug)": (
             ["replicate", "--policy", "good", "--log-level", "debug", "--config", config],
