@@ -34,6 +34,9 @@ def render(results: dict[str, Any]) -> str:
         first = mine[0]
         lines += [f"## {corpus}", "", _describe(first, mine), ""]
         lines += [*_figures(mine), "", *_ratios(mine), ""]
+        floor = _floor(mine)
+        if floor:
+            lines += [*floor, ""]
         drill = _drill(mine)
         if drill:
             lines += [*drill, ""]
@@ -112,6 +115,50 @@ def _ratios(rows: list[dict[str, Any]]) -> list[str]:
         "copy). req/tag and RSS: drd's figure over skopeo's (lower is better for drd). "
         "Pass alone: the pass as drd timed it itself, without the interpreter's start-up "
         "(what each scheduled pass of `drd run` costs).",
+    ]
+
+
+# Targets of the no-op pass against the whole-process floor (issue: one-shot ≥ 80 %,
+# the daemon's in-process pass ≥ 90 %).
+ONE_SHOT_TARGET, DAEMON_TARGET = 0.80, 0.90
+
+
+def _floor(rows: list[dict[str, Any]]) -> list[str]:
+    """The no-op pass against the whole-process floor: speed as a share of the floor's."""
+    warm = {r["tool"]: r for r in rows if r["phase"] == "warm"}
+    floor = warm.get("floor")
+    if floor is None:
+        return []
+    out = [
+        "| no-op pass | wall s | of the floor's speed | target | req/tag | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    named = (
+        ("floor", "floor process (tags lists + one HEAD per tag, 8 at a time)", None),
+        ("drd", "`drd replicate` one-shot, whole process", ONE_SHOT_TARGET),
+        ("drd-daemon", "daemon's pass, in process", DAEMON_TARGET),
+    )
+    for tool, label, target in named:
+        r = warm.get(tool)
+        if r is None:
+            continue
+        walls = r.get("walls") or [r["wall_s"]]
+        spread = f" ({min(walls):.2f}..{max(walls):.2f})" if len(walls) > 1 else ""
+        share = floor["wall_s"] / max(r["wall_s"], 1e-6)
+        verdict = (
+            "" if target is None else f"{target:.0%}: {'met' if share >= target else 'not met'}"
+        )
+        out.append(
+            f"| {label} | {r['wall_s']:.3f}{spread} | {share:.0%} | {verdict} "
+            f"| {r['requests'] / max(r['tags'], 1):.2f} | {r['rss_mib']:.0f} |"
+        )
+    return [
+        *out,
+        "",
+        "Of the floor's speed: the floor's wall time over the pass's (100 % = as fast as the "
+        "floor). The daemon's figure is the median of its passes after the first, over "
+        "clients it keeps open; the one-shot figure includes the interpreter's start-up, as "
+        "the floor's does.",
     ]
 
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,12 @@ PHASES = ("cold", "warm", "incremental", "drill")
 TOOLS = ("raw", "skopeo", "skopeo-yaml", "drd")
 # A second drd no-op pass without its state directory: what the cache saves.
 DRD_STATELESS = "drd-stateless"
+# The daemon's no-op pass, timed inside one process over open clients (bench.inprocess).
+DRD_DAEMON = "drd-daemon"
+# The whole-process floor of a no-op pass: tags lists and one HEAD per tag (bench.floor).
+FLOOR = "floor"
+# In-process passes per drd-daemon run: the first opens the connections, the rest count.
+DAEMON_PASSES = 4
 _SNAPSHOT_KEYS = ("tags", "manifests", "blobs", "manifests_fetched", "registry_requests")
 
 
@@ -89,8 +96,8 @@ class Bench:
         keep each tool's median run by wall time.
         """
         tools = list(self.tools)
-        if phase == "warm" and "drd" in tools:
-            tools.append(DRD_STATELESS)
+        if phase == "warm":
+            tools += [FLOOR, *((DRD_STATELESS, DRD_DAEMON) if "drd" in tools else ())]
         rounds = {"cold": self.repeat, "warm": self.warm_repeat}.get(phase, 1)
         runs: dict[str, list[tuple[Run, list[str]]]] = {tool: [] for tool in tools}
         for round_ in range(rounds):
@@ -99,7 +106,7 @@ class Bench:
             for tool in tools[round_ % len(tools) :] + tools[: round_ % len(tools)]:
                 if phase == "cold":
                     self.fresh_target(tool)
-                target = self.targets["drd" if tool == DRD_STATELESS else tool]
+                target = self.targets[_target_of(tool, self.targets)]
                 print(f"  {self.corpus.name} {phase:11} {tool:13}", end=" ", flush=True)
                 run = self.run_tool(tool, phase, target, change)
                 problems = asyncio.run(verify(target.registry.url, self.corpus.tags))
@@ -155,7 +162,39 @@ class Bench:
                 return timed(argv, env=_skopeo_env(self.workdir), logs=logs, log_file=log_file)[0]
             case "drd" | "drd-stateless":
                 return self.run_drd(tool, phase, target, logs)
+            case "floor":
+                argv = [str(PYTHON), "-m", "bench.floor", self.source.url, *self.corpus.repos]
+                run, stdout = timed(argv, env=_env(), logs=logs, log_file=log_file)
+                with contextlib.suppress(ValueError):
+                    run.extra = json.loads(stdout)
+                return run
+            case "drd-daemon":
+                return self.run_daemon_pass(target, logs)
         raise ValueError(tool)
+
+    def run_daemon_pass(self, target: Target, logs: list[AccessLog]) -> Run:
+        """
+        DAEMON_PASSES no-op passes in one process; the figures are one pass's: the median
+        wall time of the passes after the first, and the requests divided by the passes.
+        """
+        config = self.workdir / "drd.toml"
+        state = self.workdir / "state-drd"
+        config.write_text(drd_config(self.source, target.registry, self.corpus.repos, state))
+        argv = [str(PYTHON), "-m", "bench.inprocess", str(config), str(DAEMON_PASSES)]
+        run, stdout = timed(argv, env=_env(), logs=logs, log_file=self.workdir / "drd.log")
+        with contextlib.suppress(ValueError, KeyError, IndexError):
+            document = json.loads(stdout)
+            later = sorted(document["passes_s"][1:])
+            run.extra = {
+                "process_wall_s": round(run.wall_s, 3),
+                "passes_s": document["passes_s"],
+                "skipped": document["reports"][-1][0]["skipped"],
+            }
+            run.wall_s = later[len(later) // 2]
+            run.requests = Counter(
+                {k: v // DAEMON_PASSES for k, v in run.requests.items() if v >= DAEMON_PASSES}
+            )
+        return run
 
     def run_drd(self, tool: str, phase: str, target: Target, logs: list[AccessLog]) -> Run:
         state = self.workdir / "state-drd"
@@ -262,6 +301,15 @@ class Bench:
             "extra": run.extra,
             "load1": round(os.getloadavg()[0], 2),  # others' work on the machine meanwhile
         }
+
+
+def _target_of(tool: str, targets: dict[str, Target]) -> str:
+    """The target a tool's run is checked against: its own, drd's, or any filled one."""
+    if tool in (DRD_STATELESS, DRD_DAEMON):
+        return "drd"
+    if tool == FLOOR:
+        return "raw" if "raw" in targets else next(iter(targets))
+    return tool
 
 
 def drd_config(
