@@ -177,13 +177,27 @@ def _drill(rows: list[dict[str, Any]]) -> list[str]:
     pull = phases.get("pull and re-hash")
     if raw is not None and pull:
         mib = drill["bytes"] / MiB
+        share = raw["wall_s"] / pull
+        verdict = "met" if share >= DRILL_VERIFY_TARGET else "not met"
         out += [
             "",
-            f"Pull and re-hash: {mib / pull:.1f} MiB/s; raw pull (GET and sha256 of every "
-            f"blob, 8 streams): {mib / max(raw['wall_s'], 1e-6):.1f} MiB/s including its "
-            f"start-up; drill pull vs raw pull: {raw['wall_s'] / pull:.0%}.",
+            f"Pull and re-hash: {mib / pull:.1f} MiB/s{_runs(drill.get('verify_s'))}; raw pull "
+            f"(GET and sha256 of every blob, 8 streams): {mib / max(raw['wall_s'], 1e-6):.1f} "
+            f"MiB/s including its start-up{_runs(raw.get('walls'))}; drill pull vs raw pull: "
+            f"{share:.0%} (target {DRILL_VERIFY_TARGET:.0%}: {verdict}).",
         ]
     return out
+
+
+# Drill verify (re-hash of restored content) against a raw pull of the same blobs.
+DRILL_VERIFY_TARGET = 0.80
+
+
+def _runs(seconds: list[float] | None) -> str:
+    """' (median of N runs: a..b s)' for repeated figures; nothing for one run."""
+    if not seconds or len(seconds) < 2:
+        return ""
+    return f" (median of {len(seconds)} runs, {min(seconds):.2f}..{max(seconds):.2f} s)"
 
 
 def _pass_alone(drd: dict[str, Any]) -> str:
