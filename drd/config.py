@@ -92,6 +92,15 @@ _MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+# Why a `platforms` filter is refused rather than ignored (README "Multi-arch images").
+PLATFORMS_REMOVED = (
+    "is not supported: a replica holds whole indexes, every platform, byte for byte. "
+    "Copying some platforms would change the index digest (and break its signatures) or "
+    "leave it naming manifests the target does not have, which a registry refuses; "
+    "remove the key, or narrow what is copied with repositories and tags"
+)
+
+
 class _Invalid(ValueError):
     """Problems found by a model validator, at paths relative to the model."""
 
@@ -104,7 +113,6 @@ class _Invalid(ValueError):
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_PLATFORM = re.compile(r"[a-z0-9]{1,32}/[a-z0-9_]{1,32}(?:/[a-z0-9.]{1,32})?")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
 )
@@ -180,12 +188,6 @@ def _regex(value: str) -> str:
     return value
 
 
-def _platform(value: str) -> str:
-    if len(value) > 100 or not _PLATFORM.fullmatch(value):
-        raise ValueError('platform must look like "linux/amd64" or "linux/arm64/v8"')
-    return value
-
-
 def _hook(value: str) -> str:
     if not value.strip() or len(value) > 4096:
         raise ValueError("hook must be a non-empty command of at most 4096 characters")
@@ -206,7 +208,6 @@ Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator
 Interval = Annotated[Duration, AfterValidator(_positive)]
 Glob = Annotated[str, AfterValidator(_glob)]
 Regex = Annotated[str, AfterValidator(_regex)]
-PlatformName = Annotated[str, AfterValidator(_platform)]
 Hook = Annotated[str, AfterValidator(_hook)]
 
 
@@ -499,9 +500,19 @@ class Replication(BaseModel):
     verify_after_copy: bool = True
     immutable_tags: bool = False
     propagate_deletions: bool = False
-    platforms: list[PlatformName] | None = Field(None, min_length=1, max_length=64)
+    # The safety brake on propagated deletions, per pass and target: above either, the
+    # pass deletes nothing at that target and reports why.
+    max_deletions: int = Field(100, ge=0, le=1_000_000)
+    max_deletion_percent: float = Field(10.0, ge=0.0, le=100.0)
     interval: Interval = timedelta(minutes=5)
     concurrency: int = Field(8, ge=1, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_platforms(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "platforms" in data:
+            raise _Invalid([("platforms", PLATFORMS_REMOVED)])
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -907,6 +918,14 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         for position, target in enumerate(rule.targets):
             endpoint(f"{path}.targets[{position}]", target)
         policy(f"{path}.require_signature", rule.require_signature)
+        if rule.propagate_deletions and settings.snapshots is None:
+            problems.append(
+                (
+                    f"{path}.propagate_deletions",
+                    "needs a [snapshots] store: what a pass deletes at a target is recorded "
+                    "in a snapshot first, so that `drd restore` can bring it back",
+                )
+            )
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
     if settings.drills is not None:

@@ -211,3 +211,31 @@ def test_latest_is_the_catalogs_name_for_the_newest_snapshot() -> None:
     from drd.snapshot.catalog import LATEST as CATALOG_LATEST
 
     assert LATEST == CATALOG_LATEST
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "why"),
+    [
+        pytest.param(
+            "propagate_deletions = true\n",
+            "replication[0].propagate_deletions",
+            "needs a [snapshots] store",
+            id="deletions-without-snapshots",
+        ),
+        pytest.param(
+            'platforms = ["linux/amd64"]\n',
+            "replication[0].platforms",
+            "is not supported",
+            id="platforms",
+        ),
+    ],
+)
+def test_config_check_refuses_promises_it_cannot_keep(
+    tmp_path: Path, body: str, field: str, why: str
+) -> None:
+    """`drd config check` exits 78 naming the field and the reason, not a silent default."""
+    config = write_config(tmp_path / "drd.toml", "http://127.0.0.1:1", "http://127.0.0.1:2", body)
+    result = drd("config", "check", "--config", str(config))
+    assert result.returncode == 78, result.stderr
+    assert field in result.stderr
+    assert why in result.stderr

@@ -31,7 +31,12 @@ async def replicate(args: argparse.Namespace) -> int:
     from drd.failover.active import load_active_settings
     from drd.replicate.cache import open_tag_cache
     from drd.replicate.runner import run_policy
-    from drd.resources import open_resources, policy_from_config, verifier_for
+    from drd.resources import (
+        deletion_recorder,
+        open_resources,
+        policy_from_config,
+        verifier_for,
+    )
 
     settings = load_active_settings(args.config)
     names = set(args.policy or [])
@@ -42,6 +47,7 @@ async def replicate(args: argparse.Namespace) -> int:
     reports: list[PolicyReport] = []
     state_dir = None if args.no_cache else settings.daemon.state_dir
     async with open_resources(settings) as res, open_tag_cache(state_dir) as cache:
+        recorder = deletion_recorder(settings.snapshots, res.retry)
         for rep in settings.replication:
             if names and rep.name not in names:
                 continue
@@ -55,6 +61,7 @@ async def replicate(args: argparse.Namespace) -> int:
                     verifier=verifier_for(settings, rep),
                     dry_run=args.dry_run,
                     cache=cache,
+                    recorder=recorder,
                 )
             )
     emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))
@@ -87,6 +94,7 @@ def render(reports: list[PolicyReport]) -> str:
             lines.append(f"  error: {report.error}")
         for target, why in sorted(report.unreachable.items()):
             lines.append(f"  target {target} unreachable for the rest of the pass: {why}")
+        lines += _render_deletions(report)
         for item in sorted(report.items, key=lambda i: (i.target, i.repository, i.tag)):
             if item.outcome == "skipped":
                 continue
@@ -97,3 +105,28 @@ def render(reports: list[PolicyReport]) -> str:
                 f"{item.digest[:19]}{moved}{reason}"
             )
     return "\n".join(lines)
+
+
+def _render_deletions(report: PolicyReport) -> list[str]:
+    """One line per tag deleted (or, in a dry run, to delete), kept, or held by the brake."""
+    lines: list[str] = []
+    verb = "to delete" if report.dry_run else "deleted"
+    for target, plan in sorted(report.deletions.items()):
+        if plan.braked:
+            lines.append(f"  brake    {plan.braked}")
+        if plan.error:
+            lines.append(f"  error    {target}: {plan.error}")
+        done = plan.planned if report.dry_run and not plan.braked else plan.deleted
+        for d in done:
+            lines.append(f"  {verb:8} {target} {d.repository}:{d.tag} {str(d.digest)[:19]}")
+        for d, other in plan.kept:
+            lines.append(
+                f"  kept     {target} {d.repository}:{d.tag} {str(d.digest)[:19]}: "
+                f"{other} names the same digest"
+            )
+        if plan.snapshot:
+            lines.append(
+                f"  recorded in snapshot {plan.snapshot} (undo: drd restore --snapshot "
+                f"{plan.snapshot} --source {plan.snapshot_source} --to {target})"
+            )
+    return lines

@@ -39,7 +39,13 @@ from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
 from drd.replicate.filters import RepoFilter
 from drd.replicate.runner import Policy, Verifier, run_policy
-from drd.resources import Resources, open_resources, policy_from_config, verifier_for
+from drd.resources import (
+    Resources,
+    deletion_recorder,
+    open_resources,
+    policy_from_config,
+    verifier_for,
+)
 from drd.snapshot.catalog import prune
 from drd.snapshot.collect import run_snapshot
 from drd.snapshot.sign import IndexKey
@@ -448,6 +454,9 @@ class _Service:
                     verifier=plan.verifier,
                     only=only,
                     cache=self._tags,
+                    recorder=deletion_recorder(
+                        generation.settings.snapshots, generation.resources.retry
+                    ),
                 )
             finished = time.time()
             await self.state.record_replication(

@@ -215,6 +215,10 @@ class FailoverReport:
     phases: list[Phase] = field(default_factory=list)
     finished_at: float = 0.0
     error: str = ""
+    # The endpoints' ``region`` keys ("" when not set): what a DNS or load-balancer hook
+    # switches between, and what the record says moved where.
+    from_region: str = ""
+    to_region: str = ""
 
     @property
     def ok(self) -> bool:
@@ -243,6 +247,8 @@ class FailoverReport:
             "event": self.event,
             "from": self.source,
             "to": self.to,
+            "from_region": self.from_region,
+            "to_region": self.to_region,
             "dry_run": self.dry_run,
             "forced": self.forced,
             "ok": self.ok,
@@ -263,7 +269,10 @@ class FailoverReport:
     def render(self) -> str:
         """Human text: the findings, then what was done."""
         mode = " (dry run: pre-flight only)" if self.dry_run else ""
-        lines = [f"{self.action} {self.source} -> {self.to}{mode}: {self.outcome}"]
+        lines = [
+            f"{self.action} {_where(self.source, self.from_region)} -> "
+            f"{_where(self.to, self.to_region)}{mode}: {self.outcome}"
+        ]
         if self.preflight is not None:
             for f in self.preflight.findings:
                 lines.append(f"  [{'ok' if f.ok else 'FAIL'}] {f.check}: {f.summary}")
@@ -282,6 +291,11 @@ class FailoverReport:
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
+
+
+def _where(endpoint: str, region: str) -> str:
+    """An endpoint's name, with its region when the config gives one."""
+    return f"{endpoint} ({region})" if region else endpoint
 
 
 def _iso(ts: float) -> str | None:
@@ -406,6 +420,8 @@ async def run_failover(
         forced=force,
         event=uuid.uuid4().hex[:12],
         started_at=clock(),
+        from_region=settings.endpoints[source].region if source in settings.endpoints else "",
+        to_region=settings.endpoints[to].region,
     )
     timer = _Timer(report)
     with structlog.contextvars.bound_contextvars(job=action, event=report.event, to=to):
@@ -530,6 +546,8 @@ async def _switch(
             "action": report.action,
             "from": source,
             "to": to,
+            "from_region": report.from_region,
+            "to_region": report.to_region,
             "registry": standby.host,
             "overrides": mapping,
         }
@@ -545,6 +563,8 @@ async def _switch(
         "to_host": registries[to].host,
         "from_url": registries[source].base_url if source in registries else "",
         "from_host": registries[source].host if source in registries else "",
+        "to_region": report.to_region,
+        "from_region": report.from_region,
         "overrides": str(settings.failover.overrides_file),
         "event": report.event,
     }

@@ -35,6 +35,14 @@ from drd.oci.referrers import (
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
+from drd.replicate.deletions import (
+    Brake,
+    Recorder,
+    TargetDeletions,
+    apply_deletions,
+    deletable,
+    plan_deletions,
+)
 from drd.replicate.filters import RepoFilter, TagFilter
 from drd.replicate.inflight import exception_leaves
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
@@ -82,6 +90,8 @@ class Policy:
     immutable_tags: bool = False
     concurrency: int = 8
     blob_concurrency: int = 8
+    propagate_deletions: bool = False
+    brake: Brake = field(default_factory=Brake)
 
 
 @dataclass
@@ -108,6 +118,8 @@ class _Pass:
     fetched_bytes: int = 0
     # Targets found unreachable this pass (after retries), with why: skipped from then on.
     down: dict[str, DrdError] = field(default_factory=dict)
+    # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
+    deletions: dict[str, TargetDeletions] = field(default_factory=dict)
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -131,6 +143,7 @@ async def run_policy(
     dry_run: bool = False,
     only: Sequence[tuple[str, str | None]] | None = None,
     cache: TagCache | None = None,
+    recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
     One replication pass of *policy* from *source* to every target.
@@ -143,6 +156,9 @@ async def run_policy(
     the report.
     With a *cache*, target tags it knows to hold the source's digest are not asked
     for (see `drd.replicate.cache`); it is flushed at the end of the pass.
+    With ``propagate_deletions``, tags the source no longer lists are deleted at each
+    target after the copies, within the policy's brake, once *recorder* has recorded
+    them in a snapshot (`drd.replicate.deletions`); a dry run lists them.
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
     state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache)
@@ -179,6 +195,7 @@ async def run_policy(
             async with asyncio.TaskGroup() as group:
                 for repo in repos:
                     group.create_task(one(repo))
+            await _delete(state, recorder)
             if failed:
                 repo, first = min(failed.items())
                 more = f"; {len(failed) - 1} more repositories failed" if len(failed) > 1 else ""
@@ -190,6 +207,9 @@ async def run_policy(
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
         finally:
+            report.deletions = {
+                n: d for n, d in sorted(state.deletions.items()) if d.planned or d.kept
+            }
             report.unreachable = {name: str(exc) for name, exc in state.down.items()}
             for copier in state.copiers.values():
                 await copier.state.inflight.aclose()
@@ -372,6 +392,53 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
             for tag in ask:
                 state.cache.observed(client.base_url, repo, tag, target.get(tag))
         await _execute(state, repo, target_name, selected, attached, target)
+        if policy.propagate_deletions:
+            await _plan_deletions(state, repo, target_name, source_tags, listed, target, only_tags)
+
+
+async def _plan_deletions(
+    state: _Pass,
+    repo: str,
+    target_name: str,
+    source_tags: Sequence[str],
+    listed: set[str],
+    known: dict[str, Digest],
+    only_tags: set[str] | None,
+) -> None:
+    """Note the tags of *repo* at *target_name* that the source no longer lists."""
+    selects = state.policy.tags.matches
+    plan = state.deletions.setdefault(target_name, TargetDeletions())
+    plan.managed += sum(1 for tag in listed if deletable(tag, selects))
+    present = set(source_tags)
+    gone = [t for t in listed if t not in present and deletable(t, selects)]
+    if only_tags is not None:
+        gone = [t for t in gone if t in only_tags]
+    if not gone:
+        return
+    # Every tag's digest, to keep a tag whose digest another tag still names.
+    ask = [t for t in listed if t not in known]
+    width = max(state.policy.blob_concurrency, 4)
+    digests = {**known, **await _digests(state.targets[target_name], repo, ask, width)}
+    at_target = {t: d for t, d in digests.items() if t in listed}
+    chosen = set(gone)
+    delete, kept = plan_deletions(repo, present, at_target, chosen.__contains__)
+    plan.planned += delete
+    plan.kept += kept
+
+
+async def _delete(state: _Pass, recorder: Recorder | None) -> None:
+    """Apply each reachable target's planned deletions (see `drd.replicate.deletions`)."""
+    for name, plan in sorted(state.deletions.items()):
+        if name in state.down:
+            continue
+        await apply_deletions(
+            name,
+            state.targets[name],
+            plan,
+            state.policy.brake,
+            recorder,
+            dry_run=state.dry_run,
+        )
 
 
 async def _target_tags(client: RegistryClient, repo: str) -> set[str] | DrdError:
