@@ -46,6 +46,8 @@ from drd.replicate.deletions import (
 from drd.replicate.filters import RepoFilter, TagFilter
 from drd.replicate.inflight import exception_leaves
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
+from drd.replicate.referrers import MAX_DEPTH as REFERRER_DEPTH
+from drd.replicate.referrers import ReferrerWalk
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
 
@@ -55,8 +57,9 @@ _LANDED = ("copied", "skipped", "planned")
 # Memory for source manifests kept between resolving a new tag and copying it.
 MAX_FETCHED_BYTES = 64 * 1024 * 1024
 
-# Attached tags can hang off attached artifacts (an SBOM's own signature): this many rounds.
-MAX_ATTACHED_ROUNDS = 3
+# Attached tags can hang off attached artifacts (an SBOM's own signature, and a signature
+# of that): this many rounds, as deep as referrers found through the API go.
+MAX_ATTACHED_ROUNDS = REFERRER_DEPTH
 
 # Verifies that *digest* in *repository* on *client* is signed by a trusted key; returns
 # the key's fingerprint or raises VerificationError. Supplied by the trust package.
@@ -120,6 +123,8 @@ class _Pass:
     down: dict[str, DrdError] = field(default_factory=dict)
     # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
     deletions: dict[str, TargetDeletions] = field(default_factory=dict)
+    # Per target, the (repository, referrer) handled this pass through the referrers API.
+    referred: dict[str, set[tuple[str, Digest]]] = field(default_factory=dict)
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -518,6 +523,10 @@ async def _execute(
     if _unexplained(attached, current, present):
         roots = {Digest.parse(i.digest) for i in results} & present & state.indexes
         present |= await _children(state, repo, roots)
+    if state.policy.referrers:
+        # The source's tags cover its fallback indexes; the API covers referrers without one.
+        with_tag = {a.subject for t in attached if (a := parse_attached(t)) and a.kind == REFERRERS}
+        present |= await _api_referrers(state, repo, target, present, with_tag)
     pending = {t: d for t, d in attached.items() if (target, repo, t) not in state.done}
     for _ in range(MAX_ATTACHED_ROUNDS):
         riding = plan_attached(pending, current, present)
@@ -528,6 +537,72 @@ async def _execute(
             pending.pop(action.tag, None)
         present |= {Digest.parse(i.digest) for i in landed if i and i.outcome in _LANDED}
         present |= _seen_in(state, target, repo)
+    await _dangling_fallbacks(state, repo, target, pending, current)
+
+
+async def _dangling_fallbacks(
+    state: _Pass, repo: str, target: str, pending: dict[str, Digest], current: dict[str, Digest]
+) -> None:
+    """
+    A bare ``sha256-<hex>`` tag whose subject the source repository does not hold (pushed
+    before its subject, or listing content kept elsewhere) rides on nothing: it is an
+    ordinary tag of the source, copied byte-exact like any other (`_as_ordinary`).
+    """
+    for tag, digest in sorted(pending.items()):
+        parsed = parse_attached(tag)
+        if parsed is None or parsed.kind != REFERRERS or current.get(tag) == digest:
+            continue
+        if await state.source.head_manifest(repo, str(parsed.subject)) is not None:
+            continue  # its subject is here: it rides once the subject is copied
+        action = Copy(tag, digest, current.get(tag))
+        if state.dry_run:
+            if state.policy.tags.matches(tag):
+                moved = str(action.moved_from or "")
+                _record(
+                    state,
+                    repo,
+                    target,
+                    ItemResult(repo, tag, target, str(digest), "planned", "", moved),
+                )
+            continue
+        why = f"its subject {parsed.subject} is not in {repo}"
+        result = await _as_ordinary(state, repo, target, action, why)
+        if result is not None:
+            _record(state, repo, target, result)
+
+
+async def _api_referrers(
+    state: _Pass, repo: str, target: str, subjects: set[Digest], with_tag: set[Digest]
+) -> set[Digest]:
+    """
+    The referrers of *subjects* the source lists through its referrers API, to any depth,
+    brought to *target* (`drd.replicate.referrers`); those now there.
+    """
+    walk = ReferrerWalk(
+        state.source,
+        state.copiers[target],
+        target,
+        check=state.attached_check,
+        dry_run=state.dry_run,
+        read_back=state.policy.verify_after_copy,
+        done=state.referred.setdefault(target, set()),
+    )
+    try:
+        return await walk.run(repo, subjects, with_tag)
+    finally:
+        state.report.items.extend(walk.results)
+        for result in walk.results:
+            if result.outcome in ("failed", "rejected"):
+                log.warning(
+                    "replicate.item_failed" if result.outcome == "failed" else "replicate.rejected",
+                    repository=repo,
+                    tag=result.tag,
+                    target=target,
+                    digest=result.digest,
+                    reason=result.reason,
+                )
+        if walk.failure is not None:
+            _mark_down(state, target, walk.failure)
 
 
 def _seen_in(state: _Pass, target: str, repo: str) -> set[Digest]:
