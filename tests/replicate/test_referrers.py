@@ -283,3 +283,27 @@ async def test_referrers_api_pages_are_followed(source_registry: LocalRegistry, 
     assert {d.digest for d in found} == {one.digest, two.digest}
     assert sboms == []
     assert len(proxy.requests("referrers")) == 3
+
+
+async def test_a_target_with_the_api_gets_no_fallback_tag(
+    source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """Where the target has the referrers API too, it lists the referrers; no tag is written."""
+    image, sbom, signature, _ = chain(repo)
+    with (
+        fault_proxy(source_registry.url, emulate_referrers=True) as source,
+        fault_proxy(target_registry.url, emulate_referrers=True) as target,
+    ):
+        await push_image(source.url, repo, image, "v1")
+        for referrer in (sbom, signature):
+            await push_image(source.url, repo, referrer)
+        async with open_client(source.url, "source") as src, open_client(target.url) as dst:
+            report = await run_policy(policy_for(repo), src, {"target": dst}, RETRY)
+            listed = await dst.referrers_by_api(repo, image.digest)
+
+    assert report.ok, report.to_json()
+    assert listed is not None
+    assert [d.digest for d in listed] == [sbom.digest]
+    async with RegistryWriter(target_registry) as w:
+        assert await w.list_tags(repo) == ["v1"]
+    assert await raw_at(target_registry, repo, signature.digest) == signature.raw
