@@ -63,6 +63,9 @@ class ReferrerWalk:
     results: list[ItemResult] = field(default_factory=list)
     # The first registry failure at the target: the runner decides whether it is down.
     failure: DrdError | None = None
+    # What the source's API listed per (repository, subject), shared by a pass's targets:
+    # asked once per pass, not once per target.
+    listings: dict[tuple[str, Digest], list[Descriptor] | None] = field(default_factory=dict)
 
     @property
     def target(self) -> RegistryClient:
@@ -94,7 +97,9 @@ class ReferrerWalk:
 
     async def _referrers_of(self, repo: str, subject: Digest, has_tag: bool) -> list[Digest]:
         """*subject*'s referrers through the source's API, each copied; those at the target."""
-        listed = await self.source.referrers_by_api(repo, subject)
+        if (repo, subject) not in self.listings:
+            self.listings[(repo, subject)] = await self.source.referrers_by_api(repo, subject)
+        listed = self.listings[(repo, subject)]
         arrived: list[Descriptor] = []
         for desc in listed or []:
             if (repo, desc.digest) in self.done:

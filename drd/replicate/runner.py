@@ -123,8 +123,12 @@ class _Pass:
     down: dict[str, DrdError] = field(default_factory=dict)
     # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
     deletions: dict[str, TargetDeletions] = field(default_factory=dict)
-    # Per target, the (repository, referrer) handled this pass through the referrers API.
+    # Per target, the (repository, referrer) handled this pass through the referrers API,
+    # and what the source's API listed (once per pass, whatever the number of targets).
     referred: dict[str, set[tuple[str, Digest]]] = field(default_factory=dict)
+    referrer_listings: dict[tuple[str, Digest], list[Descriptor] | None] = field(
+        default_factory=dict
+    )
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -586,6 +590,7 @@ async def _api_referrers(
         dry_run=state.dry_run,
         read_back=state.policy.verify_after_copy,
         done=state.referred.setdefault(target, set()),
+        listings=state.referrer_listings,
     )
     try:
         return await walk.run(repo, subjects, with_tag)

@@ -307,3 +307,29 @@ async def test_a_target_with_the_api_gets_no_fallback_tag(
     async with RegistryWriter(target_registry) as w:
         assert await w.list_tags(repo) == ["v1"]
     assert await raw_at(target_registry, repo, signature.digest) == signature.raw
+
+
+async def test_the_source_api_is_asked_once_per_subject_whatever_the_targets(
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    third_registry: LocalRegistry,
+    repo: str,
+) -> None:
+    """Two targets, three subjects (image, SBOM, its signature): three API calls, not six."""
+    image, sbom, signature, _ = chain(repo)
+    with fault_proxy(source_registry.url, emulate_referrers=True) as proxy:
+        await push_image(proxy.url, repo, image, "v1")
+        for referrer in (sbom, signature):
+            await push_image(proxy.url, repo, referrer)
+        async with (
+            open_client(proxy.url, "source") as src,
+            open_client(target_registry, "a") as a,
+            open_client(third_registry, "b") as b,
+        ):
+            report = await run_policy(policy_for(repo), src, {"a": a, "b": b}, RETRY)
+        calls = proxy.calls("referrers")
+
+    assert report.ok, report.to_json()
+    assert calls == 3
+    for registry in (target_registry, third_registry):
+        assert await raw_at(registry, repo, signature.digest) == signature.raw
