@@ -191,11 +191,12 @@ async def apply_deletions(
     """
     Delete what *plan* holds at *target*, unless the brake holds; fills in *plan*.
 
+    A plan that already failed (a target's tags could not be read) deletes nothing.
     A dry run checks the brake and stops. Otherwise the affected repositories are
     recorded by *recorder* first; its failure deletes nothing (``error``). Each
     recorded digest is then deleted once (removing its planned tags).
     """
-    if not plan.planned:
+    if not plan.planned or plan.error:
         return
     reason = brake_reason(len(plan.planned), plan.managed, brake)
     if reason is not None:

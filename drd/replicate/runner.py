@@ -217,7 +217,7 @@ async def run_policy(
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
         finally:
             report.deletions = {
-                n: d for n, d in sorted(state.deletions.items()) if d.planned or d.kept
+                n: d for n, d in sorted(state.deletions.items()) if d.planned or d.kept or d.error
             }
             report.unreachable = {name: str(exc) for name, exc in state.down.items()}
             for copier in state.copiers.values():
@@ -427,7 +427,18 @@ async def _plan_deletions(
     # Every tag's digest, to keep a tag whose digest another tag still names.
     ask = [t for t in listed if t not in known]
     width = max(state.policy.blob_concurrency, 4)
-    digests = {**known, **await _digests(state.targets[target_name], repo, ask, width)}
+    found: dict[str, Digest] = {}
+    failure: DrdError | None = None
+    try:
+        found = await _digests(state.targets[target_name], repo, ask, width)
+    except* DrdError as group_error:
+        failure = _first(group_error)
+    if failure is not None:
+        _mark_down(state, target_name, failure)
+        # Nothing is deleted at this target this pass: what it holds is not known whole.
+        plan.error = plan.error or f"cannot read the tags of {repo} at {target_name}: {failure}"
+        return
+    digests = {**known, **found}
     at_target = {t: d for t, d in digests.items() if t in listed}
     chosen = set(gone)
     delete, kept = plan_deletions(repo, present, at_target, chosen.__contains__)

@@ -21,7 +21,10 @@ from drd.replicate.deletions import (
     confirm,
     plan_deletions,
 )
+from drd.replicate.runner import run_policy
 from drd.snapshot.catalog import list_snapshots, load_snapshot
+from tests.clients import RETRY, open_client, policy_for
+from tests.faults import Fault, fault_proxy
 from tests.images import RegistryWriter, make_image, push_image
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import json_out, opened, run_drd, store_config
@@ -266,3 +269,34 @@ async def test_a_tag_whose_digest_another_tag_names_is_kept(
     assert await tags_at(target_registry, repo) == ["latest", "v1"]
     assert await exists(target_registry, repo, digest)
     assert json.dumps(plan)  # the report is JSON all the way down
+
+
+async def test_a_target_whose_tags_cannot_be_read_deletes_nothing(
+    source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    The target fails the HEAD of the tag gone at the source (after retries): nothing is
+    recorded or deleted there, the report says why, and the pass is not ok.
+    """
+    await push_three(source_registry, repo)
+    policy = policy_for(repo, propagate_deletions=True, brake=Brake(100, 100.0))
+    recorded: list[str] = []
+
+    async def recorder(target: str, client: object, repositories: object) -> Recorded:
+        recorded.append(target)
+        raise AssertionError("nothing may be recorded")
+
+    async with open_client(source_registry) as src, open_client(target_registry) as dst:
+        assert (await run_policy(policy, src, {"dr": dst}, RETRY)).ok
+    source_registry.remove_tag(repo, "v2")
+    with fault_proxy(target_registry.url) as proxy:
+        proxy.add(Fault.http(503), kinds="manifest_head", path=r"/manifests/v2$")
+        async with open_client(source_registry) as src, open_client(proxy.url) as dst:
+            report = await run_policy(policy, src, {"dr": dst}, RETRY, recorder=recorder)
+
+    assert not report.ok
+    plan = report.deletions["dr"]
+    assert plan.deleted == []
+    assert plan.error.startswith(f"cannot read the tags of {repo} at dr")
+    assert recorded == []
+    assert await tags_at(target_registry, repo) == ["v1", "v2", "v3"]
