@@ -25,6 +25,7 @@ from drd.errors import DrdError
 from drd.oci.digest import Digest
 from drd.oci.referrers import is_attached_tag
 from drd.registry.client import RegistryClient
+from drd.selection.policy import Brake
 
 log = structlog.get_logger(__name__)
 
@@ -53,14 +54,6 @@ class Recorded:
 # Takes a snapshot of *repositories* at the target (endpoint name, client) and returns
 # what it recorded. Supplied by the caller, which knows the snapshot store.
 Recorder = Callable[[str, RegistryClient, Sequence[str]], Awaitable[Recorded]]
-
-
-@dataclass(frozen=True)
-class Brake:
-    """At most this many deletions, and this percentage of the managed tags, per pass."""
-
-    max_count: int = 100
-    max_percent: float = 10.0
 
 
 @dataclass
