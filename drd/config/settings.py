@@ -76,7 +76,6 @@ from drd.config.fields import (
     Interval,
     Name,
     NotationIdentity,
-    PlatformName,
     PolicyName,
     PredicateType,
     Regex,
@@ -369,6 +368,15 @@ class Trust(BaseModel):
         return copy
 
 
+# Why a `platforms` filter is refused rather than ignored (README "Multi-arch images").
+PLATFORMS_REMOVED = (
+    "is not supported: a replica holds whole indexes, every platform, byte for byte. "
+    "Copying some platforms would change the index digest (and break its signatures) or "
+    "leave it naming manifests the target does not have, which a registry refuses; "
+    "remove the key, or narrow what is copied with repositories and tags"
+)
+
+
 class Replication(BaseModel):
     """One replication policy: a source endpoint copied to one or more targets."""
 
@@ -386,9 +394,19 @@ class Replication(BaseModel):
     verify_after_copy: bool = True
     immutable_tags: bool = False
     propagate_deletions: bool = False
-    platforms: list[PlatformName] | None = Field(None, min_length=1, max_length=64)
+    # The safety brake on propagated deletions, per pass and target: above either, the
+    # pass deletes nothing at that target and reports why.
+    max_deletions: int = Field(100, ge=0, le=1_000_000)
+    max_deletion_percent: float = Field(10.0, ge=0.0, le=100.0)
     interval: Interval = timedelta(minutes=5)
     concurrency: int = Field(8, ge=1, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_platforms(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "platforms" in data:
+            raise _Invalid([("platforms", PLATFORMS_REMOVED)])
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -842,6 +860,14 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         for position, target in enumerate(rule.targets):
             endpoint(f"{path}.targets[{position}]", target)
         policy(f"{path}.require_signature", rule.require_signature)
+        if rule.propagate_deletions and settings.snapshots is None:
+            problems.append(
+                (
+                    f"{path}.propagate_deletions",
+                    "needs a [snapshots] store: what a pass deletes at a target is recorded "
+                    "in a snapshot first, so that `drd restore` can bring it back",
+                )
+            )
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
         if settings.snapshots.store_scheme == "oci":

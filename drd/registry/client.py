@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 import structlog
@@ -41,7 +41,7 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from drd.oci.ref import validate_repository, validate_tag
-from drd.oci.referrers import fallback_tag
+from drd.oci.referrers import MAX_REFERRERS, fallback_tag
 from drd.registry.auth import (
     Challenge,
     basic_header,
@@ -706,46 +706,86 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ referrers
 
+    @property
+    def has_referrers_api(self) -> bool | None:
+        """Whether the registry answered the referrers API; None until it was asked."""
+        return self._referrers_api
+
     async def referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
         """
         The manifests whose ``subject`` is *digest*: the referrers API when the registry
         has it (remembered per client), else the ``sha256-<hex>`` fallback tag's index.
         """
-        if self._referrers_api is not False:
-            try:
-                return await self._referrers_by_api(repository, digest)
-            except UnsupportedAPI:
-                self._referrers_api = False
+        listed = await self.referrers_by_api(repository, digest)
+        if listed is not None:
+            return listed
         try:
             index = await self.get_manifest(repository, fallback_tag(digest))
         except NotFound:
             return []
         return list(index.manifests) if index.is_index else []
 
-    async def _referrers_by_api(self, repository: str, digest: Digest) -> list[Descriptor]:
-        async def go() -> list[Descriptor]:
+    async def referrers_by_api(
+        self, repository: str, digest: Digest, artifact_type: str = ""
+    ) -> list[Descriptor] | None:
+        """
+        *digest*'s referrers through the referrers API, every page (``Link: rel="next"``),
+        at most `MAX_REFERRERS`; narrowed to *artifact_type* when given (by the registry
+        when it applies the filter, else here). None when the registry has no referrers
+        API (remembered per client: asked once).
+        """
+        validate_repository(repository)
+        if self._referrers_api is False:
+            return None
+        query = f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else ""
+        url: str | None = self._url(f"/v2/{repository}/referrers/{digest}{query}")
+        found: dict[Digest, Descriptor] = {}
+        pages: set[str] = set()
+        while url is not None:
+            if url in pages or len(pages) >= MAX_PAGES:
+                raise RegistryError(f"{self.host} pagination loops at {url}", registry=self.host)
+            pages.add(url)
             try:
-                async with self._request(
-                    "GET",
-                    f"/v2/{repository}/referrers/{digest}",
+                page, link = await self._retrying(
+                    "registry.referrers", lambda u=url: self._referrers_page(u, repository)
+                )
+            except UnsupportedAPI:
+                self._referrers_api = False
+                return None
+            for desc in page:
+                found.setdefault(desc.digest, desc)
+            if len(found) > MAX_REFERRERS:
+                raise RegistryError(
+                    f"{digest} has more than {MAX_REFERRERS} referrers on {self.host}",
+                    registry=self.host,
                     repository=repository,
-                    headers={"Accept": mediatype.OCI_INDEX},
-                    what="referrers",
-                    size=MAX_MANIFEST_BYTES,
-                ) as resp:
-                    raw = await read_body(resp, MAX_MANIFEST_BYTES)
-                    is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
-            except NotFound as exc:
-                raise UnsupportedAPI(
-                    f"{self.host} has no referrers API", registry=self.host
-                ) from exc
-            if not is_index:
-                raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host)
-            self._referrers_api = True
-            return list(Manifest.parse(raw, mediatype.OCI_INDEX).manifests)
+                )
+            url = self._next_page(url, link)
+        listed = list(found.values())
+        if artifact_type:
+            listed = [d for d in listed if d.artifact_type == artifact_type]
+        return listed
 
-        result: list[Descriptor] = await self._retrying("registry.referrers", go)
-        return result
+    async def _referrers_page(self, url: str, repository: str) -> tuple[list[Descriptor], str]:
+        """One page of the referrers API and its ``Link`` header; `UnsupportedAPI` if none."""
+        try:
+            async with self._request(
+                "GET",
+                url,
+                repository=repository,
+                headers={"Accept": mediatype.OCI_INDEX},
+                what="referrers",
+                size=MAX_MANIFEST_BYTES,
+            ) as resp:
+                raw = await read_body(resp, MAX_MANIFEST_BYTES)
+                is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
+                link = resp.headers.get("Link", "")
+        except NotFound as exc:
+            raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host) from exc
+        if not is_index:
+            raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host)
+        self._referrers_api = True
+        return list(Manifest.parse(raw, mediatype.OCI_INDEX).manifests), link
 
     # ------------------------------------------------------------------ blobs
 
