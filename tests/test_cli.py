@@ -272,13 +272,13 @@ def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None
     [
         pytest.param(
             "propagate_deletions = true\n",
-            "replication[0].propagate_deletions",
+            "replication[p].propagate_deletions",
             "needs a [snapshots] store",
             id="deletions-without-snapshots",
         ),
         pytest.param(
             'platforms = ["linux/amd64"]\n',
-            "replication[0].platforms",
+            "replication[p].platforms",
             "is not supported",
             id="platforms",
         ),

@@ -1129,8 +1129,8 @@ def test_propagate_deletions_needs_a_snapshot_store(tmp_path: Path) -> None:
 
     errors = config_errors(minimal_with(tmp_path, rule))
 
-    assert set(errors) == {"replication[0].propagate_deletions"}
-    assert "needs a [snapshots] store" in errors["replication[0].propagate_deletions"]
+    assert set(errors) == {"replication[r].propagate_deletions"}
+    assert "needs a [snapshots] store" in errors["replication[r].propagate_deletions"]
     store = f'[snapshots]\nsource = "src"\nstore = "{(tmp_path / "s").as_uri()}"\n'
     settings = load_settings(minimal_with(tmp_path, rule + store))
     assert settings.replication[0].propagate_deletions
@@ -1149,12 +1149,12 @@ def test_deletion_brake_bounds_are_checked(tmp_path: Path) -> None:
 
     errors = config_errors(minimal_with(tmp_path, rule))
 
-    assert set(errors) == {"replication[0].max_deletions", "replication[0].max_deletion_percent"}
+    assert set(errors) == {"replication[r].max_deletions", "replication[r].max_deletion_percent"}
 
 
 def test_platforms_filter_is_refused_with_the_reason(tmp_path: Path) -> None:
     """`platforms` is not silently ignored: the error says why a replica keeps every platform."""
     errors = config_errors(minimal_with(tmp_path, RULE + 'platforms = ["linux/amd64"]\n'))
 
-    assert set(errors) == {"replication[0].platforms"}
-    assert "break its signatures" in errors["replication[0].platforms"]
+    assert set(errors) == {"replication[r].platforms"}
+    assert "break its signatures" in errors["replication[r].platforms"]
