@@ -118,6 +118,7 @@ async def snapshot(args: argparse.Namespace) -> int:
                         source_name=source,
                         repositories=wanted,
                         blobs=config.blobs,
+                        metadata_blob_max=config.metadata_blob_max,
                         signing_key=key,
                         retry=retry,
                         state_dir=settings.daemon.state_dir,
@@ -251,10 +252,11 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
 def render_show(snap: Snapshot) -> str:
     """Human text for `snapshot show`."""
     s = snap.summary()
+    stored = "stored" if snap.blobs_stored else f"{s['metadata_blobs']} metadata blobs stored"
     lines = [
         f"snapshot {snap.id} of {snap.source} ({snap.source_url}) taken {s['taken_at']}",
         f"  {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, "
-        f"{s['blobs']} blobs{' (stored)' if snap.blobs_stored else ''}, "
+        f"{s['blobs']} blobs ({stored}), "
         f"{'signed' if snap.signature else 'unsigned'}, index {s['digest']}",
     ]
     for name, repo in sorted(snap.repositories.items()):

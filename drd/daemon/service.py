@@ -551,6 +551,7 @@ async def snapshot_jobs(service: _Service, generation: _Generation) -> list[Job]
                     source_name=config.source,
                     repositories=wanted,
                     blobs=config.blobs,
+                    metadata_blob_max=config.metadata_blob_max,
                     signing_key=key,
                     retry=retry,
                     state_dir=generation.settings.daemon.state_dir,

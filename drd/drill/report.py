@@ -24,9 +24,9 @@ from drd.drill.judge import Judgement, duration, size
 from drd.drill.plan import Volume
 
 Mode = Literal["restore", "replica"]
-CheckStatus = Literal["ok", "missing", "differs", "excluded", "unverified"]
+CheckStatus = Literal["ok", "missing", "differs", "incomplete", "excluded", "unverified"]
 # A replica check's statuses that fail a drill or a failover preflight.
-FAILING = ("missing", "differs", "unverified")
+FAILING = ("missing", "differs", "incomplete", "unverified")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,8 @@ class Failure:
 class TagCheck:
     """
     One source tag compared with a replica: ``ok`` (same digest, signature verifies when a
-    trust policy applies), ``missing``, ``differs``, ``unverified`` (there, but its
+    trust policy applies), ``missing``, ``differs``, ``incomplete`` (the tag is right
+    but a manifest or blob below it is missing or the wrong size), ``unverified`` (there, but its
     signature does not verify there) or ``excluded`` (a trusted policy would never
     copy it: it does not verify at the source either).
     """

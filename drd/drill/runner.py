@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -44,9 +45,7 @@ from drd.drill.report import (
 )
 from drd.errors import (
     ConfigError,
-    DigestMismatch,
     DrdError,
-    SizeMismatch,
     SnapshotCorrupt,
     TransientError,
     VerificationError,
@@ -55,12 +54,14 @@ from drd.metrics import Metrics
 from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
-from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.client import RegistryClient
 from drd.replicate.runner import Policy
 from drd.resources import policy_from_config, trust_policy
 from drd.restore.plan import RepositoryPlan
 from drd.restore.runner import restore_snapshot
 from drd.retry import RetryPolicy
+from drd.scrub.check import ClosureCheck, check_closure
+from drd.scrub.check import hash_blob as pull_blob
 from drd.snapshot.catalog import LATEST, list_snapshots, load_snapshot, run_all
 from drd.snapshot.model import Snapshot, object_digest
 from drd.snapshot.sign import IndexKey
@@ -518,30 +519,6 @@ class _Drill:
             await self.target.delete_manifest(repo, digest)
 
 
-async def pull_blob(client: RegistryClient, repo: str, digest: Digest, size: int) -> int:
-    """
-    Stream one blob from *client* through a hasher; return its length.
-
-    Raises `SizeMismatch` or `DigestMismatch` naming the digest, `NotFound` when absent.
-    """
-    hasher = digest.hasher()
-    count = 0
-    async with client.open_blob(repo, digest, size) as reader:
-        async for chunk in reader.iter_chunked(CHUNK):
-            hasher.update(chunk)
-            count += len(chunk)
-    if count != size:
-        raise SizeMismatch(
-            f"blob {digest} is {count} bytes, not {size}", expected=size, actual=count
-        )
-    if hasher.hexdigest() != digest.hex:
-        actual = f"{digest.algorithm}:{hasher.hexdigest()}"
-        raise DigestMismatch(
-            f"blob {digest} hashes to {actual}", expected=str(digest), actual=actual
-        )
-    return count
-
-
 async def verify_digest(
     client: RegistryClient, repo: str, digest: Digest, trust: TrustPolicy
 ) -> tuple[str, str] | None:
@@ -648,11 +625,36 @@ async def check_replica(
             if src is None or subject not in expected_subjects:
                 continue
             found.append(_compare(policy.name, repo, tag, src.digest, rep, attached=True))
-        checks.extend(found)
+        checks.extend(await _whole_at_replica(replica, repo, found, limit))
 
     await run_all(repository(r) for r in repos)
     checks.sort(key=lambda c: (c.repository, c.attached, c.tag))
     return checks
+
+
+async def _whole_at_replica(
+    replica: RegistryClient, repo: str, checks: list[TagCheck], limit: asyncio.Semaphore
+) -> list[TagCheck]:
+    """
+    *checks*, with each tag the replica holds at the right digest walked there: a tag
+    whose manifests or blobs are not all there is ``incomplete``, not ``ok``.
+    """
+    closure = ClosureCheck(repo)
+    out = []
+    for check in sorted(checks, key=lambda c: c.tag):
+        if check.status not in ("ok", "unverified"):
+            out.append(check)
+            continue
+        root = Digest.parse(check.replica_digest)
+        if await check_closure(replica, closure, root, limit=limit):
+            out.append(check)
+            continue
+        damaged = sorted(closure.closure(root) & closure.damage.keys())
+        what = "; ".join(f"{closure.damage[d].kind} {d}" for d in damaged[:3]) + (
+            f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        )
+        out.append(dataclasses.replace(check, status="incomplete", reason=what))
+    return out
 
 
 def _compare(
