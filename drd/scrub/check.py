@@ -165,7 +165,8 @@ async def _blob(
     async with limit:
         if check.deep:
             try:
-                check.bytes_hashed += await hash_blob(client, repo, digest, size)
+                hashed = await hash_blob(client, repo, digest, size)
+                check.bytes_hashed += hashed  # not `+= await`: that reads the total before it
             except NotFound:
                 damage = Damage(repo, str(digest), "missing-blob", "blob unknown")
             except SizeMismatch as exc:
