@@ -127,11 +127,22 @@ class RepositoryResult:
     unsigned: int = 0
     signature_failures: int = 0
     failures: int = 0
+    unchecked: int = 0  # release digests no trust policy applied to: signatures not checked
 
     @property
     def ok(self) -> bool:
         """Every check in this repository passed."""
         return self.failures == 0 and self.tags_ok == self.tags_expected
+
+    @property
+    def status(self) -> str:
+        """
+        ``failed``; ``unsigned`` when some release tag carries no signature, or no trust
+        policy applies so none was checked (whole, but not proven authentic); else ``ok``.
+        """
+        if not self.ok:
+            return "failed"
+        return "unsigned" if self.unsigned or self.unchecked else "ok"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -139,6 +150,7 @@ class RepositoryResult:
             "repository": self.repository,
             "target": self.target,
             "ok": self.ok,
+            "status": self.status,
             "tags_expected": self.tags_expected,
             "tags_ok": self.tags_ok,
             "manifests": self.manifests,
@@ -148,6 +160,7 @@ class RepositoryResult:
             "signed_ok": self.signed_ok,
             "unsigned": self.unsigned,
             "signature_failures": self.signature_failures,
+            "unchecked": self.unchecked,
             "failures": self.failures,
         }
 
@@ -165,6 +178,7 @@ class Readback:
     signed_ok: int = 0
     unsigned: int = 0
     signature_failures: int = 0
+    unchecked: int = 0
 
     @property
     def bytes(self) -> int:
@@ -338,8 +352,11 @@ def render_text(report: DrillReport) -> str:
     lines.append(
         f"  checked {rb.tags_ok}/{rb.tags} tags, {rb.manifests} manifests, {rb.blobs} blobs "
         f"({size(rb.bytes)}); signatures: {rb.signed_ok} verified, {rb.unsigned} unsigned, "
-        f"{rb.signature_failures} failed"
+        f"{rb.signature_failures} failed, {rb.unchecked} not checked"
     )
+    unsigned = [r.repository for r in report.repositories if r.status == "unsigned"]
+    if unsigned:
+        lines.append(f"  unsigned: {', '.join(unsigned[:20])}")
     if report.error:
         lines.append(f"  error: {report.error}")
     for failure in report.failures[:50]:
@@ -395,7 +412,7 @@ def render_markdown(report: DrillReport) -> str:
         f"- Pulled: {rb.manifests} manifests ({size(rb.manifest_bytes)}), "
         f"{rb.blobs} blobs ({size(rb.blob_bytes)}), every digest recomputed",
         f"- Signatures ({_md(report.trust) or 'no trust policy'}): {rb.signed_ok} verified, "
-        f"{rb.unsigned} unsigned, {rb.signature_failures} failed",
+        f"{rb.unsigned} unsigned, {rb.signature_failures} failed, {rb.unchecked} not checked",
         "",
         "## Phases",
         "",
@@ -421,15 +438,15 @@ def render_markdown(report: DrillReport) -> str:
         "",
         "## Repositories",
         "",
-        "| repository | checked at | tags | manifests | blobs | bytes | signatures | ok |",
+        "| repository | checked at | tags | manifests | blobs | bytes | signatures | status |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.repositories:
         out.append(
             f"| {_md(r.repository)} | {_md(r.target)} | {r.tags_ok}/{r.tags_expected} | "
             f"{r.manifests} | {r.blobs} | {size(r.manifest_bytes + r.blob_bytes)} | "
-            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed | "
-            f"{'yes' if r.ok else 'no'} |"
+            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed"
+            f"{f', {r.unchecked} not checked' if r.unchecked else ''} | {r.status} |"
         )
     out += ["", "## Method", ""]
     if j is not None:
@@ -452,6 +469,13 @@ def _cleanup_text(cleanup: dict[str, Any]) -> str:
         text += f"; tags left behind in {', '.join(str(x) for x in left)}"
     else:
         text += "; no tag left behind"
+    if "blobs_deleted" in cleanup:
+        text += f"; {cleanup['blobs_deleted']} blobs deleted"
+        if cleanup.get("blobs_left"):
+            text += (
+                f", {cleanup['blobs_left']} ({size(cleanup.get('blob_bytes_left', 0))}) left "
+                "for the registry's garbage collection (it refuses blob deletes)"
+            )
     if cleanup.get("skipped"):
         text = f"skipped: {cleanup['skipped']}"
     return text
@@ -494,6 +518,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);padding:1px 4px;
 border-radius:4px;word-break:break-all}
 .okcell{color:var(--ok);font-weight:600}.badcell{color:var(--bad);font-weight:600}
+.warncell{color:#9a6700;font-weight:600}
 .none{color:var(--mute)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dt{color:var(--mute)}dd{margin:0}
@@ -637,7 +662,8 @@ def _repositories_html(report: DrillReport) -> str:
         return '<p class="none">No repository was checked.</p>'
     rows = []
     for r in report.repositories:
-        state = '<span class="okcell">ok</span>' if r.ok else '<span class="badcell">failed</span>'
+        cell = {"ok": "okcell", "unsigned": "warncell", "failed": "badcell"}[r.status]
+        state = f'<span class="{cell}">{r.status}</span>'
         rows.append(
             "<tr>"
             f"<td>{_e(r.repository)}</td><td><code>{_e(r.target)}</code></td>"
