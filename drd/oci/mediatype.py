@@ -58,13 +58,14 @@ def is_manifest(media_type: str) -> bool:
     return media_type in ALL_MANIFEST_TYPES
 
 
-def is_metadata_blob(media_type: str, *, config: bool) -> bool:
+def is_metadata_blob(media_type: str, *, config: bool, referrer: bool = False) -> bool:
     """
     A blob that carries metadata rather than content: any manifest's config (an image
-    config, a signature's or artifact's config), a signature payload, an attestation,
-    an SBOM, a Notation envelope or a sigstore bundle.
+    config, a signature's or artifact's config), any layer of a referrer (a manifest
+    with a ``subject``: signatures, attestations, SBOMs attached to an image), a
+    signature payload, an attestation, an SBOM, a Notation envelope or a sigstore bundle.
     """
-    if config:
+    if config or referrer:
         return True
     base = media_type.split(";")[0].strip()
     return base in METADATA_LAYER_TYPES or base.startswith(SIGSTORE_BUNDLE)

@@ -11,6 +11,7 @@ streams each blob through a hasher instead. Reads only.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from drd.errors import DigestMismatch, DrdError, NotFound, SizeMismatch, Transie
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
+from drd.snapshot.catalog import run_all
 
 # Real graphs nest an index in an index at most twice; deeper is hostile.
 MAX_DEPTH = 8
@@ -133,9 +135,16 @@ async def _node(
             repo, str(digest), "bad-manifest", f"nests deeper than {MAX_DEPTH}"
         )
         return False
-    results = await asyncio.gather(
-        *(_node(client, check, c.digest, limit, depth + 1) for c in manifest.manifests),
-        *(_blob(client, check, b.digest, b.size, limit) for b in manifest.blobs),
+    results: list[bool] = []
+
+    async def collect(walk: Coroutine[Any, Any, bool]) -> None:
+        results.append(await walk)
+
+    # run_all, not gather: the first outage cancels the sibling walks instead of
+    # leaving them running unowned.
+    await run_all(
+        [collect(_node(client, check, c.digest, limit, depth + 1)) for c in manifest.manifests]
+        + [collect(_blob(client, check, b.digest, b.size, limit)) for b in manifest.blobs]
     )
     return all(results)
 

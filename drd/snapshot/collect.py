@@ -517,7 +517,7 @@ class _Walk:
             self.blob_sizes.setdefault(desc.digest, desc.size)
             is_config = desc is manifest.config
             if desc.size <= self.metadata_blob_max and mediatype.is_metadata_blob(
-                desc.media_type, config=is_config
+                desc.media_type, config=is_config, referrer=manifest.subject is not None
             ):
                 self.metadata.add(desc.digest)
         self.graph[digest] = record
