@@ -19,6 +19,7 @@ DrdError
 │   ├── UnsafeResponse          a token, realm or redirect drd refuses to act on
 │   └── ListTooLong             a tag list or catalog over its cap; .cap
 ├── VerificationError           a signature did not verify; .reason
+├── FailoverRefused             the switch cannot be made as asked
 ├── StateError                  the state database is unusable; .path
 │   └── StateCorrupt            not a database, or it fails its integrity check
 └── StorageError                .bucket .key
@@ -191,3 +192,7 @@ class StateError(DrdError):
 
 class StateCorrupt(StateError):
     """The state database is not a database, or fails SQLite's integrity check."""
+
+
+class FailoverRefused(DrdError):
+    """The switch cannot be made as asked (unknown endpoint, already active, nothing to undo)."""

@@ -15,13 +15,15 @@ from drd.oci.manifest import Manifest
 from drd.oci.referrers import AttachedTag
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
-from drd.replicate.filters import RepoFilter, tag_filter
-from drd.replicate.runner import Policy, TrustCheck
+from drd.replicate.runner import TrustCheck
 from drd.retry import RetryHook, RetryPolicy
+from drd.selection.filters import RepoFilter, tag_filter
+from drd.selection.policy import Policy
 
 if TYPE_CHECKING:
     from drd.trust.fulcio import KeylessTrust
     from drd.trust.keys import TrustPolicy
+    from drd.trust.notation_trust import NotationTrust
 
 
 @dataclass
@@ -76,6 +78,7 @@ def limits_for(endpoint: Endpoint) -> Limits:
         min_throughput=endpoint.min_throughput,
         max_tags=endpoint.max_tags,
         max_repositories=endpoint.max_repositories,
+        chunk_size=endpoint.chunk_size,
     )
 
 
@@ -154,7 +157,38 @@ def trust_policy(trust: Trust) -> TrustPolicy:
         require_rekor=trust.require_rekor,
         require_children=trust.require_children,
         keyless=keyless,
+        notation=notation_trusts(trust),
+        require_attestations=tuple(trust.require_attestations),
+        match_reference=trust.match_reference,
     )
+
+
+def notation_trusts(trust: Trust) -> tuple[NotationTrust, ...]:
+    """The Notation trust of a `[trust.NAME]` table: its own roots first, then trustpolicy.json."""
+    from drd.trust.notation_trust import NotationTrust, load_certificates, read_trust_policy
+
+    found: list[NotationTrust] = []
+    tsa_roots = [
+        c
+        for source, data in trust.notation_tsa_root_files()
+        for c in load_certificates(data, source)
+    ]
+    roots = [
+        c for source, data in trust.notation_root_files() for c in load_certificates(data, source)
+    ]
+    if roots:
+        found.append(
+            NotationTrust(
+                roots=tuple(roots),
+                identities=tuple(trust.notation_identities),
+                tsa_roots=tuple(tsa_roots),
+            )
+        )
+    policy = trust.notation_policy_files()
+    if policy is not None:
+        document, store = policy
+        found.extend(read_trust_policy(document, store, str(trust.notation_policy)))
+    return tuple(found)
 
 
 def keyless_trust(trust: Trust) -> KeylessTrust | None:

@@ -8,6 +8,8 @@ then runs the real CLI: `drd replicate` with a trust policy, the same for keyles
 (Sigstore) signatures by a CI identity, and - where this
 checkout has them - `drd snapshot create`, `drd snapshot list`, `drd drill` (its
 HTML report is kept and its path printed) and the `drd failover --dry-run` pre-flight.
+Last, a Notation-signed image goes to the trusted DR target and `drd verify` checks it
+there, while one signed under another CA is refused.
 
     .venv/bin/python scripts/demo.py [--keep DIR]
 """
@@ -50,6 +52,7 @@ from tests.trust.keyless_signing import (  # noqa: E402
     KeylessSigner,
     default_log,
 )
+from tests.trust.notary import make_signer, push_notation_signed  # noqa: E402
 from tests.trust.signing import signature_manifest, simple_signing_payload  # noqa: E402
 
 CONFIG = """\
@@ -204,6 +207,56 @@ def keyless_demo(work: Path, primary: LocalRegistry, dr: LocalRegistry) -> int:
     return surprises
 
 
+NOTATION_CONFIG = """\
+version = 1
+
+[endpoints.primary]
+url = "{primary}"
+
+[endpoints.dr]
+url = "{dr}"
+
+[trust.notary]
+notation_roots = ["{root}"]
+notation_identities = ["x509.subject: O=drd tests, CN=release"]
+
+[[replication]]
+name = "notation"
+source = "primary"
+targets = ["dr"]
+repositories = ["notary/**"]
+require_signature = "notary"
+"""
+
+
+def notation_demo(primary: LocalRegistry, dr: LocalRegistry, work: Path) -> int:
+    """
+    A Notation-signed image replicated to the trusted DR target, one under another CA refused.
+
+    Self-contained: its own test CA (the trust store), its own config and policy. The
+    signatures are JWS envelopes attached as Notation attaches them to a registry without
+    the referrers API: the signature manifest and the ``sha256-<hex>`` index listing it.
+    Returns the number of steps that did not answer as they should.
+    """
+    trusted, foreign = make_signer("demo release CA"), make_signer("someone else's CA")
+    root = work / "notation-ca.crt"
+    root.write_bytes(trusted.root_pem())
+    signed, stranger = make_image("notation-signed"), make_image("notation-foreign")
+
+    async def push() -> None:
+        await push_notation_signed(primary, "notary/app", signed, "v1", trusted)
+        await push_notation_signed(primary, "notary/app", stranger, "v2-foreign", foreign)
+
+    asyncio.run(push())
+    config = work / "drd-notation.toml"
+    config.write_text(NOTATION_CONFIG.format(primary=primary.url, dr=dr.url, root=root))
+    failures = 0
+    # Exit 1 is the expected answer: v2-foreign chains to a CA the policy does not trust.
+    failures += drd(config, "replicate", "--policy", "notation") != 1
+    failures += drd(config, "verify", f"{dr.host}/notary/app:v1") != 0
+    return failures
+
+
 @contextlib.contextmanager
 def registries(work: Path) -> Iterator[tuple[LocalRegistry, LocalRegistry, LocalRegistry]]:
     binary = registry_binary()
@@ -257,6 +310,7 @@ def main() -> int:
                 failures += drd(config, "failover", "--to", "dr", "--dry-run") != 0
             # Last, not first: its images are trusted only by its own policy, not the drill's.
             failures += keyless_demo(work, primary, dr)
+            failures += notation_demo(primary, dr, work)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

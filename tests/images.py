@@ -26,6 +26,7 @@ import yarl
 from drd.oci import mediatype
 from drd.oci.digest import Digest
 from tests.servers import LocalRegistry
+from tests.trust.signing import as_signing_key, sign_raw, simple_signing_payload
 
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_LAYER_TAR_GZIP = mediatype.DOCKER_LAYER_GZIP
@@ -365,34 +366,6 @@ def signature_tag(digest: Digest) -> str:
     return f"{digest.tag_form}.sig"
 
 
-def simple_signing_payload(subject: Digest, docker_reference: str) -> bytes:
-    """The cosign "simple signing" payload naming *subject*, as cosign writes it."""
-    return _json(
-        {
-            "critical": {
-                "identity": {"docker-reference": docker_reference},
-                "image": {"docker-manifest-digest": str(subject)},
-                "type": "cosign container image signature",
-            },
-            "optional": None,
-        }
-    )
-
-
-def sign(key: Any, payload: bytes) -> bytes:
-    """Sign *payload* like cosign: ECDSA/SHA-256 (DER), Ed25519, or RSA PKCS#1 v1.5/SHA-256."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(payload, ec.ECDSA(hashes.SHA256()))
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(payload)
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
-    raise TypeError(f"cannot sign with a {type(key).__name__}")
-
-
 def make_cosign_signature(
     subject: Subject | Digest,
     key: Any,
@@ -412,7 +385,7 @@ def make_cosign_signature(
     """
     digest = subject if isinstance(subject, Digest) else subject.digest
     body = payload if payload is not None else simple_signing_payload(digest, docker_reference)
-    pairs = [(body, sign(key, body)), *signatures]
+    pairs = [(body, sign_raw(body, as_signing_key(key))), *signatures]
     layers = [Blob(p, mediatype.COSIGN_SIMPLESIGNING) for p, _ in pairs]
     config = Blob(
         _json(

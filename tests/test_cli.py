@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from drd.cli import build_parser, main
+from tests.clients import open_client
 from tests.images import make_image, push_image
 from tests.servers import LocalRegistry
 
@@ -101,7 +102,10 @@ async def test_replicate_json_and_exit_codes(
 ) -> None:
     """A pass prints one JSON document; 0 when all copied, 2 for an unknown policy."""
     await push_image(source_registry, repo, make_image("cli"), "v1")
-    config = write_config(tmp_path / "drd.toml", source_registry.url, target_registry.url, "", repo)
+    state = f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+    config = write_config(
+        tmp_path / "drd.toml", source_registry.url, target_registry.url, state, repo
+    )
 
     result = drd("replicate", "--config", str(config), "--json")
 
@@ -111,6 +115,48 @@ async def test_replicate_json_and_exit_codes(
     assert policy["summary"]["copied"] == 1
     assert [(i["tag"], i["outcome"]) for i in policy["items"]] == [("v1", "copied")]
     assert drd("replicate", "--config", str(config), "--policy", "nope").returncode == 2
+
+
+async def test_a_manual_pass_is_history_for_drd_status(
+    tmp_path: Path, source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    `drd replicate` records its pass in the state database (created when absent), so
+    `drd status` shows the run, its success and no lag; a dry run records nothing.
+    """
+    image = make_image("cli-history")
+    await push_image(source_registry, repo, image, "v1")
+    state_dir = tmp_path / "state"
+    state = f'[daemon]\nstate_dir = "{state_dir}"\n'
+    config = write_config(
+        tmp_path / "drd.toml", source_registry.url, target_registry.url, state, repo
+    )
+
+    assert drd("replicate", "--dry-run", "--config", str(config)).returncode == 0
+    assert not (state_dir / "state.db").exists()
+    assert drd("status", "--config", str(config)).returncode == 1
+
+    assert drd("replicate", "--config", str(config)).returncode == 0
+    result = drd("status", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    [sync] = doc["replication"]
+    assert (sync["policy"], sync["target"], sync["pending"]) == ("p", "dst", 0)
+    assert sync["last_success"] is not None
+    [job] = doc["jobs"]
+    assert (job["job"], job["last_outcome"]) == ("replicate:p", "ok")
+    [run] = doc["runs"]
+    assert (run["job"], run["trigger"], run["outcome"]) == ("replicate:p", "manual", "ok")
+    assert run["summary"]["copied"] == 1
+    assert (await target_registry_digest(target_registry, repo, "v1")) == str(image.digest)
+
+
+async def target_registry_digest(registry: LocalRegistry, repo: str, tag: str) -> str:
+    async with open_client(registry) as client:
+        desc = await client.head_manifest(repo, tag)
+    assert desc is not None
+    return str(desc.digest)
 
 
 async def test_unreachable_target_exits_69(
@@ -163,14 +209,26 @@ def imported_after(code: str, cwd: Path = ROOT) -> list[str]:
 
 
 def test_building_the_parser_imports_no_engine() -> None:
-    """`drd --version` and `drd X --help` load neither an HTTP client, S3, nor cryptography."""
+    """`drd --help` loads no command module, no HTTP client, S3, nor cryptography."""
     loaded = imported_after(
         "import json, sys\n"
         "from drd.cli import build_parser\n"
-        "build_parser()\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+        "build_parser(['--help'])\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}\n"
+        "    or m.startswith('drd.commands.'))))\n"
     )
     assert loaded == []
+
+
+def test_a_subcommand_loads_only_its_own_module() -> None:
+    """`drd status --help` imports `drd.commands.status` and no other command module."""
+    loaded = imported_after(
+        "import json, sys\n"
+        "from drd.cli import build_parser\n"
+        "build_parser(['status', '--help'])\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('drd.commands.'))))\n"
+    )
+    assert loaded == ["drd.commands.output", "drd.commands.status"]
 
 
 def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None:
@@ -203,11 +261,3 @@ def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None
     )
     assert [m for m in loaded if m.startswith(unwanted)] == []
     assert [m for m in loaded if m.startswith(("drd.daemon", "drd.failover.runner"))] == []
-
-
-def test_latest_is_the_catalogs_name_for_the_newest_snapshot() -> None:
-    """The commands repeat `LATEST` so as not to import the snapshot package; same value."""
-    from drd.commands.snapshot import LATEST
-    from drd.snapshot.catalog import LATEST as CATALOG_LATEST
-
-    assert LATEST == CATALOG_LATEST

@@ -694,6 +694,49 @@ def test_snapshot_store_urls(tmp_path: Path) -> None:
     }
 
 
+def test_oci_store_names_a_configured_endpoint(tmp_path: Path) -> None:
+    """
+    ``oci://<endpoint>/<repository>``: the endpoint's credentials are the store's; an
+    unknown endpoint, a bad repository, S3 options or an untaggable source are refused.
+    """
+    (tmp_path / "dst.password").write_text(PASSWORD + "\n")
+    endpoint = 'username = "drd"\npassword_file = "dst.password"\n'
+    text = MINIMAL.replace(
+        'url = "https://dst.example.com"\n', 'url = "https://dst.example.com"\n' + endpoint
+    )
+    text += '[snapshots]\nsource = "src"\nstore = "oci://dst/backups/drd/"\n'
+
+    snapshots = load_settings(write(tmp_path, text)).snapshots
+
+    assert snapshots is not None
+    assert (snapshots.store, snapshots.store_scheme) == ("oci://dst/backups/drd", "oci")
+    store_endpoint = snapshots.store_endpoint()
+    assert store_endpoint is not None
+    assert store_endpoint.url == "https://dst.example.com"
+    credentials = store_endpoint.credentials()
+    assert credentials is not None
+    assert credentials.password is not None
+    assert credentials.password.get_secret_value() == PASSWORD
+    unknown = '[snapshots]\nsource = "src"\nstore = "oci://vault/backups"\n'
+    errors = config_errors(minimal_with(tmp_path, unknown))
+    assert set(errors) == {"snapshots.store"}
+    assert "unknown endpoint 'vault'" in errors["snapshots.store"]
+    for store in ("oci://dst", "oci://dst/Backups", "oci://dst/a//b", "oci://DST/x"):
+        bad = f'[snapshots]\nsource = "src"\nstore = "{store}"\n'
+        errors = config_errors(minimal_with(tmp_path, bad))
+        assert set(errors) == {"snapshots.store"}, store
+        assert "oci://<endpoint>/<repository>" in errors["snapshots.store"]
+    s3 = '[snapshots]\nsource = "src"\nstore = "oci://dst/x"\ns3_region = "eu-west-1"\n'
+    assert config_errors(minimal_with(tmp_path, s3)) == {
+        "snapshots.s3_region": "applies only to an s3:// store"
+    }
+    long_source = "a_" * 31
+    text = MINIMAL + f'[endpoints.{long_source}]\nurl = "https://x.example.com"\n'
+    text += f'[snapshots]\nsource = "{long_source}"\nstore = "oci://dst/x"\n'
+    errors = config_errors(write(tmp_path, text))
+    assert "too long for an oci:// store's tags" in errors["snapshots.source"]
+
+
 def test_unsafe_hook_placeholders_are_refused(tmp_path: Path) -> None:
     """Failover hooks may use {name} placeholders but not attribute or index access."""
     text = '[failover]\nhooks = ["ok {to}", "leak {to.__class__}", "broken {"]\n'

@@ -7,27 +7,26 @@ import json
 from typing import Any
 
 from drd import __version__
+from drd.app.outcome import Outcome
 from drd.commands.output import emit
+from drd.config import describe, load_settings
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `version` and `config check`."""
-    command("version", "print the version", version)
-    cfg = command("config", "check and print the resolved configuration", config)
+    command("version", version)
+    cfg = command("config", config)
     cfg.add_argument("action", choices=["check"])
 
 
-async def version(args: argparse.Namespace) -> int:
+async def version(args: argparse.Namespace) -> Outcome:
     """Print drd's version."""
     emit(args, {"version": __version__}, f"drd {__version__}")
-    return 0
+    return Outcome.OK
 
 
-async def config(args: argparse.Namespace) -> int:
+async def config(args: argparse.Namespace) -> Outcome:
     """Load, resolve and print the configuration with secrets masked (exit 78 when invalid)."""
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.config import describe, load_settings
-
     resolved = describe(load_settings(args.config))
     emit(args, resolved, json.dumps(resolved, indent=2, default=str))
-    return 0
+    return Outcome.OK

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from drd.app.failover import run_failback, run_failover
+from drd.app.outcome import Outcome
 from drd.commands.output import emit
-
-if TYPE_CHECKING:
-    from drd.failover.runner import FailoverReport
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from drd.config import load_settings
+from drd.errors import FailoverRefused, StateError
+from drd.failover.runner import FailoverReport
+from drd.resources import open_resources
+from drd.state import State
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `failover` and `failback`."""
-    over = command("failover", "make a standby the primary, after pre-flight checks", failover)
+    over = command("failover", failover)
     over.add_argument("--to", required=True, help="the standby endpoint ([endpoints.NAME])")
-    back = command(
-        "failback", "return to the configured primary, after pre-flight checks", failback
-    )
+    back = command("failback", failback)
     for p in (over, back):
         p.add_argument("--dry-run", action="store_true", help="run the pre-flight only")
         p.add_argument(
@@ -28,31 +28,24 @@ def register(sub: Any, command: Any) -> None:
         )
 
 
-async def failover(args: argparse.Namespace) -> int:
+async def failover(args: argparse.Namespace) -> Outcome:
     """Fail over to ``--to``; exit 0 (switched or ready), 1 (refused, hooks failed), 2."""
     return await _run(args, args.to)
 
 
-async def failback(args: argparse.Namespace) -> int:
+async def failback(args: argparse.Namespace) -> Outcome:
     """Fail back to the configured primary; exit codes as for failover."""
     return await _run(args, None)
 
 
-async def _run(args: argparse.Namespace, to: str | None) -> int:
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.config import load_settings
-    from drd.errors import StateError
-    from drd.failover.runner import FailoverRefused, run_failback, run_failover
-    from drd.resources import open_resources
-    from drd.state import State
-
+async def _run(args: argparse.Namespace, to: str | None) -> Outcome:
     settings = load_settings(args.config)
     state: State | None
     try:
         state = await State.open(settings.daemon.state_dir)
     except (OSError, StateError) as exc:
         sys.stderr.write(f"drd: cannot open the state in {settings.daemon.state_dir}: {exc}\n")
-        return EXIT_FAILED
+        return Outcome.FAILED
     try:
         async with open_resources(settings) as res:
             if to is None:
@@ -70,13 +63,13 @@ async def _run(args: argparse.Namespace, to: str | None) -> int:
                 )
     except FailoverRefused as exc:
         sys.stderr.write(f"drd: {exc}\n")
-        return EXIT_USAGE
+        return Outcome.USAGE
     finally:
         await state.close()
     emit(args, report.to_json(), report.render())
-    return exit_code(report)
+    return outcome(report)
 
 
-def exit_code(report: FailoverReport) -> int:
-    """0 when the switch (or, dry, the pre-flight) succeeded; 1 otherwise."""
-    return EXIT_OK if report.ok else EXIT_FAILED
+def outcome(report: FailoverReport) -> Outcome:
+    """OK when the switch (or, dry, the pre-flight) succeeded; FAILED otherwise."""
+    return Outcome.OK if report.ok else Outcome.FAILED

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from drd.app.active import load_active_settings
+from drd.app.history import open_history
+from drd.app.outcome import Outcome
+from drd.app.replication import replicate_once, replication_outcome, unknown_policies
 from drd.commands.output import emit
-from drd.errors import RegistryUnavailable, StorageUnavailable
-
-if TYPE_CHECKING:
-    from drd.replicate.report import PolicyReport
+from drd.replicate.cache import open_tag_cache
+from drd.replicate.report import PolicyReport
+from drd.resources import open_resources
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `replicate`."""
-    rep = command("replicate", "one replication pass", replicate)
+    rep = command("replicate", replicate)
     rep.add_argument("--policy", action="append", help="only this policy (repeatable)")
     rep.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     rep.add_argument(
@@ -25,51 +29,35 @@ def register(sub: Any, command: Any) -> None:
     )
 
 
-async def replicate(args: argparse.Namespace) -> int:
-    """Run the selected policies once; exit 0, 1 (an item failed) or 69 (unavailable)."""
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.failover.active import load_active_settings
-    from drd.replicate.cache import open_tag_cache
-    from drd.replicate.runner import run_policy
-    from drd.resources import open_resources, policy_from_config, verifier_for
-
+async def replicate(args: argparse.Namespace) -> Outcome:
+    """
+    Run the selected policies once, recorded in the state database; OK, FAILED (an
+    item failed or was rejected) or UNAVAILABLE.
+    """
     settings = load_active_settings(args.config)
-    names = set(args.policy or [])
-    unknown = names - {rep.name for rep in settings.replication}
+    unknown = unknown_policies(settings, args.policy or [])
     if unknown:
-        sys.stderr.write(f"drd: no replication policy named {', '.join(sorted(unknown))}\n")
-        return 2
-    reports: list[PolicyReport] = []
-    state_dir = None if args.no_cache else settings.daemon.state_dir
-    async with open_resources(settings) as res, open_tag_cache(state_dir) as cache:
-        for rep in settings.replication:
-            if names and rep.name not in names:
-                continue
-            targets = {name: res.registries[name] for name in rep.targets}
-            reports.append(
-                await run_policy(
-                    policy_from_config(rep),
-                    res.registries[rep.source],
-                    targets,
-                    res.retry,
-                    verifier=verifier_for(settings, rep),
-                    dry_run=args.dry_run,
-                    cache=cache,
-                )
-            )
+        sys.stderr.write(f"drd: no replication policy named {', '.join(unknown)}\n")
+        return Outcome.USAGE
+    state_dir = settings.daemon.state_dir
+    async with contextlib.AsyncExitStack() as stack:
+        state = None
+        if not args.dry_run:
+            state = await stack.enter_async_context(open_history(state_dir, "the pass"))
+        res = await stack.enter_async_context(open_resources(settings))
+        cache = await stack.enter_async_context(
+            open_tag_cache(None if args.no_cache else state_dir)
+        )
+        reports = await replicate_once(
+            settings,
+            res,
+            names=args.policy or [],
+            dry_run=args.dry_run,
+            cache=cache,
+            state=state,
+        )
     emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))
-    return exit_code(reports)
-
-
-def exit_code(reports: list[PolicyReport]) -> int:
-    """
-    0 all good; 69 a pass could not reach a registry, or a target was unreachable for the
-    rest of a pass; 1 an item failed or was rejected.
-    """
-    unavailable = (RegistryUnavailable.__name__, StorageUnavailable.__name__, "RateLimited")
-    if any(r.error.startswith(unavailable) or r.unreachable for r in reports):
-        return 69
-    return 0 if all(r.ok for r in reports) else 1
+    return replication_outcome(reports)
 
 
 def render(reports: list[PolicyReport]) -> str:

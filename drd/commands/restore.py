@@ -8,24 +8,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import structlog
-
+from drd.app.history import open_history
+from drd.app.outcome import Outcome
+from drd.app.restore import restore_from_settings
+from drd.app.snapshots import snapshots_config
 from drd.commands.output import emit
-from drd.commands.snapshot import LATEST, index_key_for, snapshots_config
-
-if TYPE_CHECKING:
-    from drd.restore.runner import RestoreReport
-
-log = structlog.get_logger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from drd.config import load_settings
+from drd.resources import open_resources
+from drd.restore.plan import Selection
+from drd.restore.runner import RestoreReport
+from drd.snapshot.catalog import LATEST
+from drd.snapshot.model import Snapshot
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `restore`."""
-    p = command("restore", "recreate repositories and tags from a snapshot", restore)
+    p = command("restore", restore)
     p.add_argument("--snapshot", required=True, help=f"snapshot id or {LATEST!r}")
     p.add_argument("--to", required=True, help="endpoint to restore into ([endpoints.NAME])")
     p.add_argument(
@@ -54,33 +54,22 @@ def register(sub: Any, command: Any) -> None:
     )
 
 
-async def restore(args: argparse.Namespace) -> int:
+async def restore(args: argparse.Namespace) -> Outcome:
     """
-    Restore one snapshot into one endpoint; exit 0, 1 (something failed or the snapshot
-    is not trusted) or 2 (usage, or a write into production not confirmed).
+    Restore one snapshot into one endpoint, recorded in the state database: OK, FAILED
+    (something failed or the snapshot is not trusted) or USAGE (usage, or a write into
+    production not confirmed).
 
     Before anything is written: the index's signature is checked (refused unless
     ``--allow-unsigned-snapshot``), ``latest`` is checked against this host's
     watermark (refused when older), and a restore into an endpoint that is not the
     drill target is confirmed on the terminal (or by ``--yes``).
     """
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.config import load_settings
-    from drd.errors import VerificationError
-    from drd.resources import open_resources
-    from drd.restore.plan import Selection
-    from drd.restore.runner import restore_snapshot
-    from drd.snapshot.catalog import load_snapshot
-    from drd.snapshot.sign import signature_problem
-    from drd.snapshot.store import open_store
-    from drd.snapshot.watermark import read_watermark, record_watermark, rollback_problem
-
     settings = load_settings(args.config)
-    config = snapshots_config(settings)
+    snapshots_config(settings)
     if args.to not in settings.endpoints:
         sys.stderr.write(f"drd: no endpoint named {args.to}\n")
-        return EXIT_USAGE
-    source = args.source or config.source
+        return Outcome.USAGE
     selection = Selection(
         repositories=tuple(args.repository) if args.repository else None, tag_pattern=args.tag
     )
@@ -88,47 +77,35 @@ async def restore(args: argparse.Namespace) -> int:
     production = args.to != drill_target and not args.dry_run
     if production and not args.yes and not sys.stdin.isatty():
         sys.stderr.write(_unconfirmed(args.to, drill_target))
-        return EXIT_USAGE
-    key = index_key_for(config)
-    state_dir = settings.daemon.state_dir
-    async with open_resources(settings) as res, open_store(config, res.retry) as store:
-        snap = await load_snapshot(store, source, args.snapshot)
-        problem = signature_problem(snap, key)
-        if problem is not None and not args.allow_unsigned_snapshot:
-            raise VerificationError(
-                f"{problem}; refusing to restore it (--allow-unsigned-snapshot restores an "
-                "index that is not verified)",
-                reason=problem.reason,
-            )
-        if problem is not None:
-            # Loud on purpose: whoever can write to the store chose what is restored.
-            log.warning("restore.unverified_snapshot", snapshot=snap.id, reason=str(problem))
-            sys.stderr.write(f"drd: WARNING: restoring an unverified snapshot: {problem}\n")
-        if args.snapshot == LATEST:
-            mark = await asyncio.to_thread(read_watermark, state_dir, store.url, source)
-            if rolled_back := rollback_problem(mark, snap):
-                raise VerificationError(
-                    f"refusing to restore latest: {rolled_back}. Check `drd snapshot list`, "
-                    "then restore an explicit id with --snapshot ID",
-                    reason="rollback",
-                )
-        if problem is None:
-            await asyncio.to_thread(record_watermark, state_dir, store.url, snap)
-        if production and not args.yes and not await _confirmed(args.to, snap.id, drill_target):
-            sys.stderr.write(f"drd: restore into {args.to} not confirmed; nothing was written\n")
-            return EXIT_USAGE
-        report = await restore_snapshot(
-            store,
-            snap,
-            res.registries[args.to],
-            sources=res.registries,
+        return Outcome.USAGE
+
+    async def confirm(snap: Snapshot) -> bool:
+        if not production or args.yes:
+            return True
+        return await _confirmed(args.to, snap.id, drill_target)
+
+    async with (
+        open_history(settings.daemon.state_dir, "the restore") as state,
+        open_resources(settings) as res,
+    ):
+        report = await restore_from_settings(
+            settings,
+            res,
+            snapshot=args.snapshot,
+            to=args.to,
+            source=args.source,
             selection=selection,
-            repository_prefix=args.prefix,
+            prefix=args.prefix,
             dry_run=args.dry_run,
-            retry=res.retry,
+            allow_unsigned=args.allow_unsigned_snapshot,
+            confirm=confirm,
+            state=state,
         )
+    if report is None:
+        sys.stderr.write(f"drd: restore into {args.to} not confirmed; nothing was written\n")
+        return Outcome.USAGE
     emit(args, report.to_json(), render(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return Outcome.OK if report.ok else Outcome.FAILED
 
 
 def _unconfirmed(endpoint: str, drill_target: str | None) -> str:

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drd import logs
-
-if TYPE_CHECKING:
-    from drd.config import Settings
+from drd.app.active import load_active_settings
+from drd.app.outcome import Outcome
+from drd.config import Settings
+from drd.daemon.service import run_daemon
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `run`."""
-    command("run", "the daemon: every policy, snapshot and drill on its schedule", run)
+    command("run", run)
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> Outcome:
     """Run until SIGTERM/SIGINT (exit 0 after the drain); SIGHUP reloads the configuration."""
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.daemon.service import run_daemon
-    from drd.failover.active import load_active_settings
-
     level = args.log_level
 
     def load(path: Path | None) -> Settings:
@@ -31,4 +28,5 @@ async def run(args: argparse.Namespace) -> int:
         logs.configure(level=level or settings.log_level)
         return settings
 
-    return await run_daemon(load, args.config)
+    code = await run_daemon(load, args.config)
+    return Outcome.OK if code == 0 else Outcome.FAILED

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from drd.app.outcome import Outcome
 from drd.commands.output import emit
-
-if TYPE_CHECKING:
-    from drd.scrub.runner import ScrubReport
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from drd.config import load_settings
+from drd.resources import open_resources
+from drd.scrub.runner import ScrubReport, scrub_registry
+from drd.selection.filters import RepoFilter
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `scrub`."""
-    p = command("scrub", "check every tag's manifests and blobs are whole at an endpoint", scrub)
+    p = command("scrub", scrub)
     p.add_argument("endpoint", help="the endpoint to check ([endpoints.NAME])")
     p.add_argument(
         "--repository",
@@ -29,23 +29,17 @@ def register(sub: Any, command: Any) -> None:
     )
 
 
-async def scrub(args: argparse.Namespace) -> int:
-    """Walk every tag's closure at one endpoint; exit 0 (whole), 1 (damage found) or 2."""
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.config import load_settings
-    from drd.replicate.filters import RepoFilter
-    from drd.resources import open_resources
-    from drd.scrub.runner import scrub_registry
-
+async def scrub(args: argparse.Namespace) -> Outcome:
+    """Walk every tag's closure at one endpoint: OK (whole), FAILED (damage found) or USAGE."""
     settings = load_settings(args.config)
     if args.endpoint not in settings.endpoints:
         sys.stderr.write(f"drd: no endpoint named {args.endpoint}\n")
-        return EXIT_USAGE
+        return Outcome.USAGE
     wanted = RepoFilter(tuple(args.repository)) if args.repository else None
     async with open_resources(settings) as res:
         report = await scrub_registry(res.registries[args.endpoint], wanted, deep=args.deep)
     emit(args, report.to_json(), render(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return Outcome.OK if report.ok else Outcome.FAILED
 
 
 def render(report: ScrubReport) -> str:

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from drd.app.history import open_history
+from drd.app.outcome import Outcome, of_error
+from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, take_snapshot
 from drd.commands.output import emit
+from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
-
-if TYPE_CHECKING:
-    from drd.config import Settings, Snapshots
-    from drd.snapshot.catalog import SnapshotEntry
-    from drd.snapshot.collect import SnapshotReport
-    from drd.snapshot.model import Snapshot, SnapshotDiff
-    from drd.snapshot.sign import IndexKey
-
-EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 69
-# The name of the newest snapshot: `drd.snapshot.catalog.LATEST`, repeated here so that
-# registering the commands does not import the snapshot package (tests/test_cli.py checks).
-LATEST = "latest"
+from drd.resources import open_registry, retry_policy
+from drd.snapshot.catalog import (
+    LATEST,
+    SnapshotEntry,
+    list_snapshots,
+    load_snapshot,
+    prune,
+    verify_snapshot,
+)
+from drd.snapshot.collect import SnapshotReport
+from drd.snapshot.diff import SnapshotDiff, diff
+from drd.snapshot.model import Snapshot
+from drd.snapshot.sign import IndexKey
+from drd.store.base import SnapshotStore
+from drd.store.open import open_store
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `snapshot` and its actions."""
-    snap = command("snapshot", "take, list, show, compare, verify and prune snapshots", snapshot)
+    snap = command("snapshot", snapshot)
     actions = snap.add_subparsers(dest="action", required=True, parser_class=type(snap))
 
     def action(name: str, help_: str) -> argparse.ArgumentParser:
@@ -62,35 +70,8 @@ def add_late_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default=argparse.SUPPRESS, help="debug, info, warning, error")
 
 
-def snapshots_config(settings: Settings) -> Snapshots:
-    """The ``[snapshots]`` table; `ConfigError` when it is missing."""
-    if settings.snapshots is None:
-        raise ConfigError(
-            "snapshots are not configured", errors=[("snapshots", "add a [snapshots] table")]
-        )
-    return settings.snapshots
-
-
-def index_key_for(config: Snapshots) -> IndexKey | None:
-    """The configured snapshot signing key (signs, and verifies what is read), or None."""
-    pem = config.signing_key()
-    if pem is None:
-        return None
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.snapshot.sign import IndexKey
-
-    return IndexKey.from_pem(pem, str(config.signing_key_file or "snapshots.signing_key_file"))
-
-
-async def snapshot(args: argparse.Namespace) -> int:
-    """Dispatch one `drd snapshot` action; exit 0, 1 (something failed) or 69."""
-    from drd.config import load_settings
-    from drd.replicate.filters import RepoFilter
-    from drd.resources import open_registry, retry_policy
-    from drd.snapshot.catalog import list_snapshots, load_snapshot
-    from drd.snapshot.collect import run_snapshot
-    from drd.snapshot.model import diff
-    from drd.snapshot.store import open_store
+async def snapshot(args: argparse.Namespace) -> Outcome:
+    """Dispatch one `drd snapshot` action: OK, FAILED (something failed) or UNAVAILABLE."""
 
     settings = load_settings(args.config)
     config = snapshots_config(settings)
@@ -110,23 +91,7 @@ async def snapshot(args: argparse.Namespace) -> int:
                         "the snapshot signing key is a public key",
                         errors=[("snapshots.signing_key_file", "signing needs the private key")],
                     )
-                wanted = RepoFilter(tuple(config.repositories)) if config.repositories else None
-                async with open_registry(settings.endpoints[source], retry) as client:
-                    report = await run_snapshot(
-                        client,
-                        store,
-                        source_name=source,
-                        repositories=wanted,
-                        blobs=config.blobs,
-                        metadata_blob_max=config.metadata_blob_max,
-                        signing_key=key,
-                        retry=retry,
-                        state_dir=settings.daemon.state_dir,
-                    )
-                emit(args, report.to_json(), render_create(report))
-                if isinstance(report.exception, TransientError):
-                    return EXIT_UNAVAILABLE
-                return EXIT_OK if report.ok else EXIT_FAILED
+                return await _create(args, settings, store, source, key)
             case "list":
                 entries = await list_snapshots(store, source)
                 document = {
@@ -135,17 +100,17 @@ async def snapshot(args: argparse.Namespace) -> int:
                     "snapshots": [e.to_json() for e in entries],
                 }
                 emit(args, document, render_list(source, entries))
-                return EXIT_OK
+                return Outcome.OK
             case "show":
                 snap = await load_snapshot(store, source, args.id, verify_key=key)
                 emit(args, show_json(snap), render_show(snap))
-                return EXIT_OK
+                return Outcome.OK
             case "diff":
                 old = await load_snapshot(store, source, args.old, verify_key=key)
                 new = await load_snapshot(store, source, args.new, verify_key=key)
                 change = diff(old, new)
                 emit(args, change.to_json(), render_diff(change))
-                return EXIT_OK
+                return Outcome.OK
             case "verify":
                 return await _verify(args, store, source, key)
             case "prune":
@@ -153,8 +118,34 @@ async def snapshot(args: argparse.Namespace) -> int:
     raise AssertionError(f"unknown action {args.action!r}")  # pragma: no cover
 
 
-async def _verify(args: argparse.Namespace, store: Any, source: str, key: IndexKey | None) -> int:
-    from drd.snapshot.catalog import load_snapshot, verify_snapshot
+async def _create(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: SnapshotStore,
+    source: str,
+    key: IndexKey | None,
+) -> Outcome:
+    """Take one snapshot now, recorded in the state database like the daemon's."""
+    config = snapshots_config(settings)
+    retry = retry_policy(settings.retry)
+    started = time.time()
+    async with (
+        open_history(settings.daemon.state_dir, "the snapshot") as state,
+        open_registry(settings.endpoints[source], retry) as client,
+    ):
+        report = await take_snapshot(
+            config, client, store, source=source, key=key, retry=retry, settings=settings
+        )
+        await record_snapshot(report, trigger="manual", started=started, state=state)
+    emit(args, report.to_json(), render_create(report))
+    if report.exception is not None:
+        return of_error(report.exception)
+    return Outcome.OK if report.ok else Outcome.FAILED
+
+
+async def _verify(
+    args: argparse.Namespace, store: SnapshotStore, source: str, key: IndexKey | None
+) -> Outcome:
 
     try:
         snap = await load_snapshot(store, source, args.id, verify_key=key)
@@ -163,7 +154,7 @@ async def _verify(args: argparse.Namespace, store: Any, source: str, key: IndexK
     except DrdError as exc:
         document = {"snapshot": args.id, "ok": False, "problems": [_problem("index", exc)]}
         emit(args, document, f"snapshot {args.id}: FAILED\n  index: {exc}")
-        return EXIT_FAILED
+        return Outcome.FAILED
     report = await verify_snapshot(store, snap)
     lines = [
         f"snapshot {snap.id}: {'ok' if report.ok else 'FAILED'}: "
@@ -172,11 +163,12 @@ async def _verify(args: argparse.Namespace, store: Any, source: str, key: IndexK
     ]
     lines += [f"  {p.kind} {p.digest}: {p.reason}" for p in report.problems]
     emit(args, report.to_json(), "\n".join(lines))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return Outcome.OK if report.ok else Outcome.FAILED
 
 
-async def _prune(args: argparse.Namespace, store: Any, source: str, config: Snapshots) -> int:
-    from drd.snapshot.catalog import prune
+async def _prune(
+    args: argparse.Namespace, store: SnapshotStore, source: str, config: Snapshots
+) -> Outcome:
 
     report = await prune(
         store,
@@ -199,7 +191,7 @@ async def _prune(args: argparse.Namespace, store: Any, source: str, config: Snap
             f"({', '.join(report.sweep_deferred)}); the next prune deletes them"
         )
     emit(args, report.to_json(), "\n".join(lines))
-    return EXIT_OK
+    return Outcome.OK
 
 
 def _problem(kind: str, exc: DrdError) -> dict[str, str]:

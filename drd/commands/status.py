@@ -9,27 +9,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drd.app.outcome import Outcome
 from drd.commands.output import emit
+from drd.config import load_settings
+from drd.errors import StateCorrupt, StateError
+from drd.state import read_status
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `status`."""
-    status_ = command(
-        "status", "replication lag, last runs and drift from the daemon's state", status
-    )
+    status_ = command("status", status)
     status_.add_argument(
         "--state-dir", type=Path, default=None, help="read this state directory, not the config's"
     )
     status_.add_argument("--runs", type=int, default=20, help="how many recent runs to show")
 
 
-async def status(args: argparse.Namespace) -> int:
+async def status(args: argparse.Namespace) -> Outcome:
     """Print the state document; exit 0, or 1 when there is no readable state database."""
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.config import load_settings
-    from drd.errors import StateCorrupt, StateError
-    from drd.state import read_status
-
     state_dir = args.state_dir or load_settings(args.config).daemon.state_dir
     try:
         document = await asyncio.to_thread(read_status, state_dir, time.time(), runs=args.runs)
@@ -38,12 +35,12 @@ async def status(args: argparse.Namespace) -> int:
             f"drd: cannot read the daemon's state: {exc}\n"
             "  the file is left as it is; `drd run` moves it aside and starts afresh\n"
         )
-        return 1
+        return Outcome.FAILED
     except (FileNotFoundError, StateError) as exc:
         sys.stderr.write(f"drd: cannot read the daemon's state: {exc}\n")
-        return 1
+        return Outcome.FAILED
     emit(args, document, render(document))
-    return 0
+    return Outcome.OK
 
 
 def _age(seconds: float) -> str:

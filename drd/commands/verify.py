@@ -9,34 +9,53 @@ import ipaddress
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
+from drd.app import outcome as app_outcome
 from drd.commands.output import emit
+from drd.config import Endpoint, Settings, load_settings
 from drd.errors import InvalidReference, NotFound, VerificationError
-
-if TYPE_CHECKING:
-    from drd.config import Endpoint, Settings
-    from drd.oci.digest import Digest
-    from drd.oci.ref import Ref
-    from drd.registry.client import RegistryClient
-    from drd.retry import RetryPolicy
-    from drd.trust.keys import TrustPolicy
-    from drd.trust.policy import Verified
+from drd.oci.digest import Digest
+from drd.oci.mediatype import is_index
+from drd.oci.ref import Ref
+from drd.registry.client import RegistryClient
+from drd.registry.layout import LAYOUT_PREFIX, LayoutRef, LayoutSource
+from drd.registry.transport import TLSSettings, build_http_client
+from drd.resources import open_registry, retry_policy, trust_policy
+from drd.retry import RetryPolicy
+from drd.trust.keys import TrustPolicy
+from drd.trust.policy import MALFORMED, Verified, children_to_verify, signature_tag
+from drd.trust.tree import MAX_DEPTH
+from drd.trust.verify import SignatureSource, verify_artifact
 
 log = structlog.get_logger(__name__)
 
-EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_USAGE = 0, 1, 2
 NOT_FOUND = "not-found"
+# What the answer calls each failed check: one word a person or a script can act on.
+# The specific check stays in the JSON as "check".
+_PUBLIC_REASONS = {
+    "wrong-digest": "bad-signature",
+    "wrong-type": "bad-signature",
+    "malformed": "bad-signature",
+    "payload-too-large": "bad-signature",
+    "missing-blob": "bad-signature",
+    "wrong-reference": "untrusted-identity",
+    "rekor": "tlog-invalid",
+}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `verify`."""
-    p = command("verify", "is this artifact verified? which key, which digest", verify)
-    p.add_argument("reference", help="registry/repository:tag or registry/repository@sha256:…")
+    p = command("verify", verify)
+    p.add_argument(
+        "reference",
+        help="registry/repository:tag, registry/repository@sha256:…,"
+        " or an OCI image layout: oci:PATH:TAG, oci:PATH@sha256:…",
+    )
     p.add_argument(
         "--trust", default=None, help="trust policy ([trust.NAME]); default: the only one"
     )
@@ -61,8 +80,12 @@ class Check:
         doc: dict[str, Any] = {
             "digest": str(self.digest),
             "verified": self.ok,
-            "reason": self.reason,
+            "reason": public_reason(self.reason),
+            "check": self.reason,
             "message": self.message,
+            "kind": None,
+            "identity": None,
+            "issuer": None,
             "key": None,
             "signature": None,
             "rekor": None,
@@ -70,6 +93,11 @@ class Check:
         v = self.verified
         if v is None:
             return doc
+        doc["kind"] = v.form
+        doc["identity"] = v.identity or None
+        doc["issuer"] = v.issuer or None
+        if v.attestations:
+            doc["attestations"] = list(v.attestations)
         doc["key"] = {"fingerprint": v.key_fingerprint, "source": v.key_source}
         doc["signature"] = _signature_location(v)
         if v.rekor:
@@ -83,7 +111,7 @@ class Check:
 class Outcome:
     """The whole answer for a reference: the artifact itself and, when required, its children."""
 
-    reference: Ref
+    reference: Ref | LayoutRef
     policy: str
     endpoint: str | None
     top: Check | None = None
@@ -98,19 +126,27 @@ class Outcome:
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document."""
-        pinned = str(self.reference.digest) if self.reference.digest else None
+
+        ref = self.reference
+        pinned = str(ref.digest) if ref.digest else None
         top = self.top.to_json() if self.top is not None else {"digest": pinned}
+        layout = ref.path if isinstance(ref, LayoutRef) else None
         return {
-            "reference": str(self.reference),
-            "registry": self.reference.registry,
+            "reference": str(ref),
+            "registry": None if isinstance(ref, LayoutRef) else ref.registry,
+            "layout": str(layout) if layout is not None else None,
             "endpoint": self.endpoint,
-            "repository": self.reference.repository,
-            "tag": self.reference.tag,
+            "repository": None if isinstance(ref, LayoutRef) else ref.repository,
+            "tag": ref.tag,
             "trust": self.policy,
             "verified": self.ok,
             "digest": top.get("digest"),
-            "reason": self.reason,
+            "reason": public_reason(self.reason),
+            "check": self.reason,
             "message": self.message,
+            "kind": top.get("kind"),
+            "identity": top.get("identity"),
+            "issuer": top.get("issuer"),
             "key": top.get("key"),
             "signature": top.get("signature"),
             "rekor": top.get("rekor"),
@@ -129,16 +165,21 @@ class Outcome:
         if top is not None and top.verified is not None:
             lines += _verified_lines(top.verified)
         if self.reason:
-            lines.append(f"  reason     {self.reason}: {self.message}")
+            shown = public_reason(self.reason)
+            check = "" if shown == self.reason else f" ({self.reason})"
+            lines.append(f"  reason     {shown}{check}: {self.message}")
         for child in self.children:
             state = "verified" if child.ok else f"NOT verified ({child.reason})"
             lines.append(f"  child      {child.digest} {state}")
         return "\n".join(lines)
 
 
+def public_reason(reason: str) -> str:
+    """The answer's reason for a failed check: one of the documented few, or "" when verified."""
+    return _PUBLIC_REASONS.get(reason, reason)
+
+
 def _signature_location(v: Verified) -> dict[str, Any]:
-    # Imported on use, not at module level: start-up time of every CLI run.
-    from drd.trust.policy import signature_tag
 
     if v.form == "cosign":
         layer = str(v.signature_digest) if v.signature_digest else None
@@ -148,9 +189,15 @@ def _signature_location(v: Verified) -> dict[str, Any]:
 
 
 def _verified_lines(v: Verified) -> list[str]:
-    from drd.trust.policy import signature_tag
 
-    lines = [f"  key        {v.key_fingerprint} ({v.key_source})"]
+    lines = [f"  kind       {v.form}"]
+    if v.identity:
+        lines.append(f"  identity   {v.identity}")
+    if v.issuer:
+        lines.append(f"  issuer     {v.issuer}")
+    lines.append(f"  key        {v.key_fingerprint} ({v.key_source})")
+    if v.attestations:
+        lines.append(f"  attested   {', '.join(v.attestations)}")
     if v.form == "cosign":
         lines.append(f"  signature  tag {signature_tag(v.digest)}, layer {v.signature_digest}")
     else:
@@ -165,27 +212,33 @@ def _verified_lines(v: Verified) -> list[str]:
     return lines
 
 
-async def verify(args: argparse.Namespace) -> int:
+async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
     """Verify one reference; exit 0 verified, 1 not (or not found), 2 usage, 78 bad config."""
-    from drd.config import load_settings
-    from drd.oci.ref import Ref
-    from drd.resources import retry_policy, trust_policy
 
+    ref: Ref | LayoutRef
     try:
-        ref = Ref.parse(args.reference)
+        if args.reference.startswith(LAYOUT_PREFIX):
+            ref = LayoutRef.parse(args.reference)
+        else:
+            ref = Ref.parse(args.reference)
     except InvalidReference as exc:
         sys.stderr.write(f"drd: {exc}\n")
-        return EXIT_USAGE
+        return app_outcome.Outcome.USAGE
     settings = load_settings(args.config)
     name = _trust_name(settings, args.trust)
     if name is None:
-        return EXIT_USAGE
+        return app_outcome.Outcome.USAGE
     policy = trust_policy(settings.trust[name])
-    endpoint = endpoint_for(settings, ref.registry)
-    retry = retry_policy(settings.retry)
-    async with _client(endpoint, ref.registry, retry) as client:
-        outcome = await check_reference(client, ref, policy)
-    outcome.endpoint = endpoint.name if endpoint is not None else None
+    if isinstance(ref, LayoutRef):
+        # The layout's directory name stands for the repository (Notation scopes, references).
+        source = LayoutSource(ref.path)
+        outcome = await check_reference(source, ref, policy, ref.path.resolve().name)
+    else:
+        endpoint = endpoint_for(settings, ref.registry)
+        retry = retry_policy(settings.retry)
+        async with _client(endpoint, ref.registry, retry) as client:
+            outcome = await check_reference(client, ref, policy)
+        outcome.endpoint = endpoint.name if endpoint is not None else None
     log.info(
         "verify.finished",
         reference=str(ref),
@@ -194,7 +247,7 @@ async def verify(args: argparse.Namespace) -> int:
         reason=outcome.reason,
     )
     emit(args, outcome.to_json(), outcome.human())
-    return EXIT_VERIFIED if outcome.ok else EXIT_NOT_VERIFIED
+    return app_outcome.Outcome.OK if outcome.ok else app_outcome.Outcome.FAILED
 
 
 def _trust_name(settings: Settings, wanted: str | None) -> str | None:
@@ -215,27 +268,30 @@ def _trust_name(settings: Settings, wanted: str | None) -> str | None:
     return None
 
 
-async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy) -> Outcome:
+async def check_reference(
+    client: SignatureSource,
+    ref: Ref | LayoutRef,
+    policy: TrustPolicy,
+    repository: str | None = None,
+) -> Outcome:
     """
-    Verify what *ref* names at *client* under *policy*.
+    Verify what *ref* names at *client* (a registry or a layout) under *policy*.
 
     A tag is resolved once, to the digest of the bytes it serves; that digest is
     what is verified. With ``require_children``, each child of an index must
     verify too, and the children of a nested index that verifies, to any depth (as
     replication checks them). Registry failures other than "not found" propagate.
     """
-    from drd.oci.mediatype import is_index
-    from drd.trust.policy import MALFORMED, children_to_verify
-    from drd.trust.tree import MAX_DEPTH
 
     outcome = Outcome(reference=ref, policy=policy.name, endpoint=None)
-    reference = ref.digest if ref.digest is not None else (ref.tag or "latest")
+    repo = repository if repository is not None else getattr(ref, "repository", "")
+    reference = str(ref.digest) if ref.digest is not None else (ref.tag or "latest")
     try:
-        manifest = await client.get_manifest(ref.repository, reference)
+        manifest = await client.get_manifest(repo, reference)
     except NotFound as exc:
         outcome.reason, outcome.message = NOT_FOUND, str(exc)
         return outcome
-    outcome.top = await _check(client, ref.repository, manifest.digest, policy)
+    outcome.top = await _check(client, repo, manifest.digest, policy)
     todo = [(manifest, 0)] if outcome.top.ok else []
     seen = {manifest.digest}
     while todo:
@@ -245,12 +301,12 @@ async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy)
             if child in seen:
                 continue
             seen.add(child)
-            check = await _check(client, ref.repository, child, policy)
+            check = await _check(client, repo, child, policy)
             if check.ok and is_index(kinds[child]):
                 if depth + 1 >= MAX_DEPTH:
                     check = Check(child, reason=MALFORMED, message=f"nests deeper than {MAX_DEPTH}")
                 else:
-                    todo.append((await client.get_manifest(ref.repository, child), depth + 1))
+                    todo.append((await client.get_manifest(repo, str(child)), depth + 1))
             outcome.children.append(check)
     failed = next((c for c in [outcome.top, *outcome.children] if not c.ok), None)
     if failed is not None:
@@ -260,8 +316,7 @@ async def check_reference(client: RegistryClient, ref: Ref, policy: TrustPolicy)
     return outcome
 
 
-async def _check(client: RegistryClient, repo: str, digest: Digest, policy: TrustPolicy) -> Check:
-    from drd.trust.verify import verify_artifact
+async def _check(client: SignatureSource, repo: str, digest: Digest, policy: TrustPolicy) -> Check:
 
     try:
         return Check(digest, verified=await verify_artifact(client, repo, digest, policy))
@@ -285,9 +340,6 @@ async def _client(
     endpoint: Endpoint | None, registry: str, retry: RetryPolicy
 ) -> AsyncIterator[RegistryClient]:
     """The configured endpoint's client (its credentials and TLS), else an anonymous one."""
-    from drd.registry.client import RegistryClient
-    from drd.registry.transport import TLSSettings, build_http_client
-    from drd.resources import open_registry
 
     if endpoint is not None:
         async with open_registry(endpoint, retry) as client:

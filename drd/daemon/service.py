@@ -8,6 +8,9 @@ progress up to ``daemon.drain_timeout``, cancel the rest and return 0; a second
 signal exits at once. SIGHUP loads the configuration again: a valid one drains
 the current generation and starts the next, an invalid one is logged and the
 configuration in force stays.
+
+It is longer than 500 lines because the process lifecycle (signals, reloads, drain) and
+the three job plug-ins it schedules share one `_Service`; what a job does is in `drd.app`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,24 +29,26 @@ from typing import Any
 
 import structlog
 
+from drd.app.drills import drill_job
+from drd.app.replication import run_pass
+from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
 from drd.daemon.listener import tls_context
 from drd.daemon.scheduler import Job, Scheduler, Trigger
-from drd.drill.runner import drill_job
 from drd.errors import ConfigError, DrdError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
-from drd.replicate.filters import RepoFilter
-from drd.replicate.runner import Policy, Verifier, run_policy
+from drd.replicate.runner import Verifier
 from drd.resources import Resources, open_resources, policy_from_config, verifier_for
+from drd.selection.policy import Policy
 from drd.snapshot.catalog import prune
-from drd.snapshot.collect import run_snapshot
-from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore, open_store
-from drd.state import RunRecord, State
+from drd.state import State
+from drd.store.base import SnapshotStore
+from drd.store.open import open_store
+from drd.timeline import new_run_id
 
 __all__ = ["PING_INTERVAL", "PUSH_WINDOW", "SettingsLoader", "run_daemon"]
 
@@ -430,43 +434,24 @@ class _Service:
     ) -> Callable[[], Awaitable[None]]:
         """One run of policy *name*: a full pass (*only* None) or the pushed items."""
         plan = generation.config.policies[name]
-        registries = generation.resources.registries
         full = only is None
         trigger = "schedule" if full else "push"
         job = f"replicate:{name}" if full else f"push:{name}"
 
         async def replicate() -> None:
-            started = time.time()
-            with structlog.contextvars.bound_contextvars(
-                job=job, run_id=uuid.uuid4().hex[:12], trigger=trigger
-            ):
-                report = await run_policy(
-                    plan.policy,
-                    registries[plan.rep.source],
-                    {target: registries[target] for target in plan.rep.targets},
-                    generation.resources.retry,
-                    verifier=plan.verifier,
-                    only=only,
-                    cache=self._tags,
-                )
-            finished = time.time()
-            await self.state.record_replication(
-                report, full=full, started_at=started, finished_at=finished
+            await run_pass(
+                generation.resources,
+                plan.policy,
+                plan.rep.source,
+                plan.rep.targets,
+                verifier=plan.verifier,
+                job=job,
+                trigger=trigger,
+                only=only,
+                cache=self._tags,
+                state=self.state,
+                metrics=self.metrics,
             )
-            outcome = "ok" if report.ok else ("error" if report.error else "failed")
-            await self.state.record_run(
-                RunRecord(
-                    job,
-                    "replicate",
-                    trigger,
-                    started,
-                    finished,
-                    outcome,
-                    report.summary(),
-                    report.problem,
-                )
-            )
-            self.metrics.record_replication(report, full=full, finished_at=finished)
             await self.refresh_replication_metrics()
 
         return replicate
@@ -535,55 +520,36 @@ async def snapshot_jobs(service: _Service, generation: _Generation) -> list[Job]
     record = await service.state.register_job("snapshot", "snapshot", time.time())
     since = record.last_success if record.last_success is not None else record.first_seen
     service.metrics.configure_snapshots(config.source, config.interval.total_seconds(), since)
-    pem = config.signing_key()
-    key = None if pem is None else IndexKey.from_pem(pem, "snapshots.signing_key_file")
+    key = index_key_for(config)
     client = generation.resources.registries[config.source]
     retry = generation.resources.retry
-    wanted = RepoFilter(tuple(config.repositories)) if config.repositories else None
 
     async def snapshot() -> None:
         started = time.time()
-        with structlog.contextvars.bound_contextvars(job="snapshot", run_id=uuid.uuid4().hex[:12]):
+        with structlog.contextvars.bound_contextvars(job="snapshot", run_id=new_run_id()):
             async with open_store(config, retry) as store:
-                report = await run_snapshot(
+                report = await take_snapshot(
+                    config,
                     client,
                     store,
-                    source_name=config.source,
-                    repositories=wanted,
-                    blobs=config.blobs,
-                    metadata_blob_max=config.metadata_blob_max,
-                    signing_key=key,
+                    source=config.source,
+                    key=key,
                     retry=retry,
-                    state_dir=generation.settings.daemon.state_dir,
+                    settings=generation.settings,
                 )
                 if report.snapshot is not None:
                     await _prune(store, config)
-        finished = time.time()
         # /readyz names the store while it fails, and clears once a snapshot commits.
         if isinstance(report.exception, StorageError):
             generation.health[STORE] = f"{type(report.exception).__name__}: {report.exception}"
         elif report.snapshot is not None:
             generation.health[STORE] = ""
-        outcome = "ok" if report.ok else ("error" if report.snapshot is None else "failed")
-        await service.state.record_run(
-            RunRecord(
-                "snapshot",
-                "snapshot",
-                "schedule",
-                started,
-                finished,
-                outcome,
-                report.summary(),
-                report.error,
-            )
-        )
-        service.metrics.record_snapshot(
-            config.source,
-            ok=report.snapshot is not None,
-            duration_s=report.duration_s,
-            finished_at=finished,
-            manifests=len(report.snapshot.manifests) if report.snapshot else None,
-            uploaded_bytes=report.bytes_uploaded,
+        await record_snapshot(
+            report,
+            trigger="schedule",
+            started=started,
+            state=service.state,
+            metrics=service.metrics,
         )
 
     last = _datetime(record.last_started)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drd.drill.plan import Volume
+from drd.timeline import duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,24 +87,6 @@ class Judgement:
                 "method": self.rpo_method,
             },
         }
-
-
-def duration(seconds: float | None) -> str:
-    """A short human duration: ``850ms``, ``42.0s``, ``12m05s``, ``3h12m``, ``3d04h``."""
-    if seconds is None:
-        return "unknown"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def size(n: int) -> str:
@@ -197,3 +180,23 @@ def judge(
         rpo_method=rpo_method,
         reasons=tuple(reasons),
     )
+
+
+def replica_rpo(
+    lag: tuple[float | None, str] | None, *, compared: bool, failing: int
+) -> tuple[float | None, str]:
+    """
+    A replica drill's RPO and how it was found: the replication lag when the history
+    knows it; else 0 when the replica held every source tag, unknown when it could not
+    be compared or *failing* tags differ (nothing says since when).
+    """
+    if lag is not None and lag[0] is not None:
+        return lag
+    if not compared:
+        return None, "unknown: the replica could not be compared"
+    if failing:
+        return None, (
+            f"unknown: {failing} tag(s) are not at the replica as at the source, and "
+            "no replication history says since when"
+        )
+    return 0.0, "the replica held every source tag when compared"

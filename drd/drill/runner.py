@@ -17,113 +17,54 @@ policy selects at the source with the replica (same digest), verifies signatures
 at the replica, and takes the RPO from the replication lag.
 
 Both end in a `DrillReport` judged against ``[drills] rto`` and ``rpo``.
+
+Both drills share the timeline, the read-back and the report they fill, which is why
+they sit in one module of over 500 lines; planning, judging and rendering are apart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import datetime as dt
-import time
-import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from drd.config import Drills, Settings
-from drd.drill.judge import RtoEstimate, Targets, estimate_rto, judge, snapshot_rpo
+from drd.aio import run_all
+from drd.drill.judge import RtoEstimate, Targets, estimate_rto, judge, replica_rpo, snapshot_rpo
 from drd.drill.plan import DrillPlan, plan_drill
-from drd.drill.report import (
-    DrillReport,
-    Failure,
-    Phase,
-    RepositoryResult,
-    TagCheck,
-    write_report,
-)
+from drd.drill.render import write_report
+from drd.drill.report import DrillReport, Failure, RepositoryResult
 from drd.errors import (
-    ConfigError,
     DrdError,
     SnapshotCorrupt,
     TransientError,
-    VerificationError,
 )
-from drd.metrics import Metrics
-from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
-from drd.registry.client import RegistryClient
-from drd.replicate.filters import RepoFilter
-from drd.replicate.runner import Policy
-from drd.resources import policy_from_config, trust_policy
+from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.stream import verified_chunks
+from drd.replica.check import ReplicaScope, check_replica, verify_digest
 from drd.restore.plan import RepositoryPlan
 from drd.restore.runner import restore_snapshot
 from drd.retry import RetryPolicy
-from drd.scrub.check import ClosureCheck, check_closure
-from drd.scrub.check import hash_blob as pull_blob
-from drd.snapshot.catalog import LATEST, list_snapshots, load_snapshot, run_all
+from drd.selection.filters import RepoFilter
+from drd.snapshot.catalog import LATEST, list_snapshots, load_snapshot
 from drd.snapshot.model import Snapshot, object_digest
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore, open_store
-from drd.state import RunRecord, State
+from drd.store.base import SnapshotStore
+from drd.timeline import Timeline, new_run_id, utc_now
 from drd.trust.keys import TrustPolicy
 from drd.trust.policy import NO_SIGNATURE, signature_tag
-from drd.trust.tree import verify_tree
-from drd.trust.verify import fingerprint_verifier
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], dt.datetime]
 
 
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-def new_run_id() -> str:
-    """A fresh drill id: 12 lower-case hex characters."""
-    return uuid.uuid4().hex[:12]
-
-
 # --------------------------------------------------------------------------- timing
-
-
-@dataclass
-class _Step:
-    """A phase in progress: callers set ``ok`` and ``detail`` before it ends."""
-
-    ok: bool = True
-    detail: str = ""
-
-
-class _Timeline:
-    """Times phases against one monotonic start."""
-
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-        self.phases: list[Phase] = []
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[_Step]:
-        step = _Step()
-        start = time.monotonic()
-        try:
-            yield step
-        except BaseException:
-            step.ok = False
-            raise
-        finally:
-            end = time.monotonic()
-            self.phases.append(Phase(name, start - self.t0, end - start, step.ok, step.detail))
-
-    def total(self, *names: str) -> float:
-        """The summed duration of the named phases."""
-        return sum(p.duration_s for p in self.phases if p.name in names)
 
 
 # --------------------------------------------------------------------------- restore drill
@@ -176,7 +117,7 @@ async def run_drill(
         ),
         sample=sample,
     )
-    timeline = _Timeline()
+    timeline = Timeline()
     with structlog.contextvars.bound_contextvars(job="drill", drill=run_id, target=target.name):
         try:
             await _restore_drill(
@@ -194,6 +135,7 @@ async def run_drill(
                 concurrency=concurrency,
             )
         except DrdError as exc:
+            report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
             log.error("drill.aborted", error=report.error)  # noqa: TRY400 - an outage, no traceback
         except asyncio.CancelledError:
@@ -222,7 +164,7 @@ async def run_drill(
 
 async def _restore_drill(
     report: DrillReport,
-    timeline: _Timeline,
+    timeline: Timeline,
     store: SnapshotStore,
     target: RegistryClient,
     *,
@@ -326,7 +268,7 @@ class _Drill:
 
     async def restore(
         self,
-        timeline: _Timeline,
+        timeline: Timeline,
         store: SnapshotStore,
         sources: Mapping[str, RegistryClient] | None,
     ) -> bool:
@@ -365,7 +307,7 @@ class _Drill:
 
     # ------------------------------------------------------------------ read back
 
-    async def read_back(self, timeline: _Timeline) -> None:
+    async def read_back(self, timeline: Timeline) -> None:
         """Pull and re-hash everything, compare tags, verify signatures."""
         rb = self.report.readback
         with timeline.phase("pull and re-hash") as step:
@@ -504,7 +446,7 @@ class _Drill:
 
     # ------------------------------------------------------------------ cleanup
 
-    async def cleanup(self, timeline: _Timeline) -> None:
+    async def cleanup(self, timeline: Timeline) -> None:
         """
         Delete every manifest of the plan by digest, parents first; check no tag is left;
         then delete the drill repositories' blobs where the registry allows it.
@@ -601,207 +543,20 @@ class _Trusts:
         return self.fallback
 
 
-async def verify_digest(
-    client: RegistryClient, repo: str, digest: Digest, trust: TrustPolicy
-) -> tuple[str, str] | None:
+async def pull_blob(client: RegistryClient, repo: str, digest: Digest, size: int) -> int:
     """
-    Verify *digest* in *repo* under *trust* (and, when the policy requires children,
-    every manifest under it, as replication does: `drd.trust.tree.verify_tree`).
+    Stream one blob from *client* through a hasher; return its length.
 
-    None when it verifies, else ``(reason, message)``. Registry outages raise.
+    Raises `SizeMismatch` or `DigestMismatch` naming the digest, `NotFound` when absent.
     """
-    try:
-        await verify_tree(client, repo, digest, trust, fingerprint_verifier(trust))
-    except VerificationError as exc:
-        return exc.reason, exc.message
-    return None
+    count = 0
+    async with client.open_blob(repo, digest, size) as reader:
+        async for chunk in verified_chunks(reader.iter_chunked(CHUNK), digest, size):
+            count += len(chunk)
+    return count
 
 
 # --------------------------------------------------------------------------- replica drill
-
-
-@dataclass(frozen=True)
-class ReplicaScope:
-    """
-    One replication policy as a replica drill or failover preflight checks it.
-
-    *require* is the trust policy the replication policy requires (its
-    ``require_signature``): sources that do not verify are never copied, so they are
-    not expected at the replica. *verify* is the policy signatures are checked
-    against at the replica (the required one, else ``[drills] trust``).
-    """
-
-    policy: Policy
-    source: str
-    require: TrustPolicy | None = None
-    verify: TrustPolicy | None = None
-
-
-async def check_replica(
-    source: RegistryClient,
-    replica: RegistryClient,
-    scope: ReplicaScope,
-    *,
-    concurrency: int = 8,
-) -> list[TagCheck]:
-    """
-    Compare every tag *scope*'s policy selects at *source* with *replica*.
-
-    Release tags must be at the replica with the source's digest and, when a trust
-    policy applies, verify there. Attached tags (signatures, attestations, referrers)
-    must match for every subject the replica is expected to hold. Reads only;
-    registry outages raise.
-    """
-    policy = scope.policy
-    limit = asyncio.Semaphore(max(concurrency, 1))
-    literal = policy.repositories.literal_names()
-    repos = (
-        literal
-        if literal is not None
-        else sorted(n for n in await source.catalog() if policy.repositories(n))
-    )
-    checks: list[TagCheck] = []
-
-    async def heads(client: RegistryClient, repo: str, tags: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-
-        async def one(tag: str) -> None:
-            async with limit:
-                desc = await client.head_manifest(repo, tag)
-            if desc is not None:
-                found[tag] = desc
-
-        await run_all(one(t) for t in tags)
-        return found
-
-    async def repository(repo: str) -> None:
-        source_tags = await source.list_tags(repo)
-        release = policy.tags.select(source_tags)
-        attached = [t for t in source_tags if subject_of_tag(t) is not None]
-        if not policy.referrers:
-            attached = []
-        at_source = await heads(source, repo, release + attached)
-        listed = set(await replica.list_tags(repo))
-        at_replica = await heads(replica, repo, [t for t in release + attached if t in listed])
-        expected_subjects: set[Digest] = set()
-        found: list[TagCheck] = []
-
-        async def release_tag(tag: str) -> None:
-            if tag not in at_source:
-                return  # deleted at the source meanwhile
-            check = await _check_release(
-                source, replica, scope, repo, tag, at_source[tag], at_replica.get(tag), limit
-            )
-            found.append(check)
-            if check.status != "excluded":
-                expected_subjects.add(at_source[tag].digest)
-                if mediatype.is_index(at_source[tag].media_type):
-                    async with limit:
-                        index = await source.get_manifest(repo, at_source[tag].digest)
-                    expected_subjects.update(c.digest for c in index.manifests)
-
-        await run_all(release_tag(t) for t in release)
-        for tag in sorted(attached):
-            subject = subject_of_tag(tag)
-            src, rep = at_source.get(tag), at_replica.get(tag)
-            if src is None or subject not in expected_subjects:
-                continue
-            found.append(_compare(policy.name, repo, tag, src.digest, rep, attached=True))
-        checks.extend(await _whole_at_replica(replica, repo, found, limit))
-
-    await run_all(repository(r) for r in repos)
-    checks.sort(key=lambda c: (c.repository, c.attached, c.tag))
-    return checks
-
-
-async def _whole_at_replica(
-    replica: RegistryClient, repo: str, checks: list[TagCheck], limit: asyncio.Semaphore
-) -> list[TagCheck]:
-    """
-    *checks*, with each tag the replica holds at the right digest walked there: a tag
-    whose manifests or blobs are not all there is ``incomplete``, not ``ok``.
-    """
-    closure = ClosureCheck(repo)
-    out = []
-    for check in sorted(checks, key=lambda c: c.tag):
-        if check.status not in ("ok", "unverified"):
-            out.append(check)
-            continue
-        root = Digest.parse(check.replica_digest)
-        if await check_closure(replica, closure, root, limit=limit):
-            out.append(check)
-            continue
-        damaged = sorted(closure.closure(root) & closure.damage.keys())
-        what = "; ".join(f"{closure.damage[d].kind} {d}" for d in damaged[:3]) + (
-            f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
-        )
-        out.append(dataclasses.replace(check, status="incomplete", reason=what))
-    return out
-
-
-def _compare(
-    policy: str, repo: str, tag: str, source: Digest, replica: Any, *, attached: bool
-) -> TagCheck:
-    if replica is None:
-        return TagCheck(
-            policy, repo, tag, str(source), "", "missing", "not at the replica", attached
-        )
-    if replica.digest != source:
-        return TagCheck(
-            policy,
-            repo,
-            tag,
-            str(source),
-            str(replica.digest),
-            "differs",
-            "the replica's tag points elsewhere",
-            attached,
-        )
-    return TagCheck(policy, repo, tag, str(source), str(replica.digest), "ok", "", attached)
-
-
-async def _check_release(
-    source: RegistryClient,
-    replica: RegistryClient,
-    scope: ReplicaScope,
-    repo: str,
-    tag: str,
-    src: Any,
-    rep: Any,
-    limit: asyncio.Semaphore,
-) -> TagCheck:
-    name = scope.policy.name
-    check = _compare(name, repo, tag, src.digest, rep, attached=False)
-    if check.status != "ok":
-        if scope.require is not None:
-            async with limit:
-                outcome = await verify_digest(source, repo, src.digest, scope.require)
-            if outcome is not None:
-                return TagCheck(
-                    name,
-                    repo,
-                    tag,
-                    str(src.digest),
-                    check.replica_digest,
-                    "excluded",
-                    f"not verified at the source ({outcome[0]}): never replicated",
-                )
-        return check
-    if scope.verify is None:
-        return check
-    async with limit:
-        outcome = await verify_digest(replica, repo, src.digest, scope.verify)
-    if outcome is None:
-        return TagCheck(name, repo, tag, str(src.digest), str(rep.digest), "ok", "verified")
-    reason, message = outcome
-    if reason == NO_SIGNATURE and scope.require is None:
-        async with limit:
-            signed_at_source = await source.head_manifest(repo, signature_tag(src.digest))
-        if signed_at_source is None:
-            return TagCheck(name, repo, tag, str(src.digest), str(rep.digest), "ok", "unsigned")
-    return TagCheck(
-        name, repo, tag, str(src.digest), str(rep.digest), "unverified", f"{reason}: {message}"
-    )
 
 
 async def run_replica_drill(
@@ -831,7 +586,7 @@ async def run_replica_drill(
         started_at=clock(),
         trust=trust_name,
     )
-    timeline = _Timeline()
+    timeline = Timeline()
     with structlog.contextvars.bound_contextvars(job="drill", drill=run_id, target=replica.name):
         try:
             with timeline.phase("compare tags") as step:
@@ -841,6 +596,7 @@ async def run_replica_drill(
                 step.ok = not report.failures
                 step.detail = f"{len(report.checks)} tags of {len(scopes)} policies"
         except DrdError as exc:
+            report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
             log.error("drill.aborted", error=report.error)  # noqa: TRY400 - an outage, no traceback
         report.phases = timeline.phases
@@ -857,19 +613,9 @@ async def run_replica_drill(
                 "checking every tag and signature the failover relies on"
             ),
         )
-        failing = [c for c in report.checks if c.failing]
-        if lag is not None and lag[0] is not None:
-            rpo_s, rpo_method = lag
-        elif report.error:
-            rpo_s, rpo_method = None, "unknown: the replica could not be compared"
-        elif failing:
-            rpo_s = None
-            rpo_method = (
-                f"unknown: {len(failing)} tag(s) are not at the replica as at the source, and "
-                "no replication history says since when"
-            )
-        else:
-            rpo_s, rpo_method = 0.0, "the replica held every source tag when compared"
+        rpo_s, rpo_method = replica_rpo(
+            lag, compared=not report.error, failing=sum(1 for c in report.checks if c.failing)
+        )
         report.judgement = judge(
             rto=None if report.error else rto,
             rpo_s=rpo_s,
@@ -935,205 +681,6 @@ def _fill_replica_report(report: DrillReport) -> None:
 # --------------------------------------------------------------------------- from config
 
 
-def drills_config(settings: Settings) -> Drills:
-    """The ``[drills]`` table; `ConfigError` when it is missing."""
-    if settings.drills is None:
-        raise ConfigError("drills are not configured", errors=[("drills", "add a [drills] table")])
-    return settings.drills
-
-
-def replica_scopes(settings: Settings, replica: str) -> list[ReplicaScope]:
-    """Every replication policy that copies to *replica*, with its trust policies."""
-    drills = settings.drills
-    fallback = trust_policy(settings.trust[drills.trust]) if drills and drills.trust else None
-    scopes = []
-    for rep in settings.replication:
-        if replica not in rep.targets:
-            continue
-        require = (
-            trust_policy(settings.trust[rep.require_signature]) if rep.require_signature else None
-        )
-        scopes.append(
-            ReplicaScope(policy_from_config(rep), rep.source, require, require or fallback)
-        )
-    return scopes
-
-
-def trust_scopes(settings: Settings, endpoint: str) -> list[TrustScope]:
-    """
-    The trust policies of the replication policies that feed *endpoint*'s repositories
-    (copy from it, or into it) and require signatures, in configuration order.
-    """
-    return [
-        TrustScope(policy_from_config(rep).repositories, trust_policy(settings.trust[name]))
-        for rep in settings.replication
-        if (name := rep.require_signature) and endpoint in (rep.source, *rep.targets)
-    ]
-
-
-async def replication_lag(
-    state: State | None, scopes: Sequence[ReplicaScope], replica: str, now: float
-) -> tuple[float | None, str] | None:
-    """The replica's lag from the daemon's replication history, or None without one."""
-    if state is None:
-        return None
-    names = {s.policy.name for s in scopes}
-    records = [r for r in await state.syncs() if r.policy in names and r.target == replica]
-    if not records or len(records) < len(names):
-        return None
-    watermark = min(r.watermark for r in records)
-    when = dt.datetime.fromtimestamp(watermark, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (
-        max(0.0, now - watermark),
-        f"replication lag from the daemon's history: every source change before {when} "
-        "is known to be at the replica",
-    )
-
-
-def index_key(settings: Settings) -> IndexKey | None:
-    """The snapshot signing key that verifies what the drill reads, when one is configured."""
-    config = settings.snapshots
-    pem = config.signing_key() if config else None
-    if config is None or pem is None:
-        return None
-    return IndexKey.from_pem(pem, str(config.signing_key_file or "snapshots.signing_key_file"))
-
-
-async def drill_from_settings(
-    settings: Settings,
-    registries: Mapping[str, RegistryClient],
-    retry: RetryPolicy,
-    *,
-    snapshot: str = LATEST,
-    replica: bool = False,
-    sample: int | None = None,
-    state: State | None = None,
-    clock: Clock = utc_now,
-) -> DrillReport:
-    """
-    The drill ``[drills]`` describes: a restore drill of *snapshot* into ``[drills] target``,
-    or (with *replica* or ``mode = "replica"``) a replica drill of ``[drills] replica``.
-
-    Raises `ConfigError` when the configuration cannot describe the drill.
-    """
-    drills = drills_config(settings)
-    targets = Targets(drills.rto.total_seconds(), drills.rpo.total_seconds())
-    if replica or drills.mode == "replica":
-        name = drills.replica
-        if name is None:
-            raise ConfigError(
-                "a replica drill needs [drills] replica",
-                errors=[("drills.replica", "name the endpoint to check")],
-            )
-        scopes = replica_scopes(settings, name)
-        if not scopes:
-            raise ConfigError(
-                f"no replication policy copies to {name}",
-                errors=[("drills.replica", f"no [[replication]] lists {name} in targets")],
-            )
-        lag = await replication_lag(state, scopes, name, clock().timestamp())
-        return await run_replica_drill(
-            registries,
-            registries[name],
-            scopes,
-            targets=targets,
-            lag=lag,
-            trust_name=drills.trust or "",
-            clock=clock,
-        )
-    config = settings.snapshots
-    if config is None:
-        raise ConfigError(
-            "a restore drill needs [snapshots]",
-            errors=[("snapshots", "add a [snapshots] table to drill from")],
-        )
-    trust = trust_policy(settings.trust[drills.trust]) if drills.trust else None
-    trusts = trust_scopes(settings, config.source)
-    others = {n: c for n, c in registries.items() if n != drills.target}
-    async with open_store(config, retry) as store:
-        return await run_drill(
-            store,
-            registries[drills.target],
-            source=config.source,
-            targets=targets,
-            snapshot=snapshot,
-            sample=drills.sample if sample is None else sample,
-            trust=trust,
-            trusts=trusts,
-            sources=others,
-            verify_key=index_key(settings),
-            retry=retry,
-            clock=clock,
-        )
-
-
-async def record_drill(
-    report: DrillReport,
-    *,
-    trigger: str,
-    state: State | None = None,
-    metrics: Metrics | None = None,
-    endpoint: str = "",
-) -> None:
-    """Record *report* as a run of the job ``drill`` (state) and in the ``drd_drill_*`` metrics."""
-    finished = (report.finished_at or utc_now()).timestamp()
-    if state is not None:
-        outcome = "ok" if report.ok else ("error" if report.error else "failed")
-        await state.record_run(
-            RunRecord(
-                "drill",
-                "drill",
-                trigger,
-                report.started_at.timestamp(),
-                finished,
-                outcome,
-                report.summary(),
-                report.error or "; ".join(report.judgement.reasons if report.judgement else ()),
-            )
-        )
-    if metrics is not None:
-        j = report.judgement
-        metrics.record_drill(
-            endpoint or report.target,
-            ok=report.ok,
-            duration_s=report.duration_s,
-            finished_at=finished,
-            rto_s=j.rto.value_s if j is not None and j.rto is not None else None,
-            rpo_s=j.rpo_s if j is not None else None,
-        )
-
-
-def drill_job(
-    settings: Settings,
-    registries: Mapping[str, RegistryClient],
-    retry: RetryPolicy,
-    *,
-    state: State | None,
-    metrics: Metrics | None,
-) -> Callable[[], Coroutine[Any, Any, None]]:
-    """
-    The daemon's scheduled drill: run the configured drill, write its reports into
-    ``[drills] report_dir``, record it in state and metrics. A failed drill is
-    recorded, not raised; a configuration error raises.
-    """
-    drills = drills_config(settings)
-
-    async def run() -> None:
-        report = await drill_from_settings(settings, registries, retry, state=state)
-        try:
-            paths = await asyncio.to_thread(write_report, report, drills.report_dir)
-        except OSError as exc:
-            log.error("drill.report_not_written", error=str(exc), directory=str(drills.report_dir))  # noqa: TRY400
-            paths = {}
-        await record_drill(
-            report, trigger="schedule", state=state, metrics=metrics, endpoint=drills.target
-        )
-        if "html" in paths:
-            log.info("drill.report_written", path=str(paths["html"]), ok=report.ok)
-
-    return run
-
-
 async def write_reports(report: DrillReport, directory: Path) -> dict[str, Path]:
     """`write_report` off the event loop."""
     return await asyncio.to_thread(write_report, report, directory)
@@ -1141,15 +688,9 @@ async def write_reports(report: DrillReport, directory: Path) -> dict[str, Path]
 
 __all__ = [
     "RESTORE_PHASES",
-    "ReplicaScope",
     "TrustScope",
-    "check_replica",
-    "drill_from_settings",
-    "drill_job",
     "pull_blob",
-    "record_drill",
     "run_drill",
     "run_replica_drill",
-    "verify_digest",
     "write_reports",
 ]

@@ -1,24 +1,19 @@
 """
-The failover in force, as recorded in ``state_dir/failover.json``, and the
-configuration as it applies while it is.
-
-`load_active_settings` is what `drd replicate`, `drd drill` and `drd run` read
-their configuration with; this module imports only configuration and the standard
-library, so those commands do not load the failover machinery (`drd.failover.runner`).
+The failover in force, as recorded in ``state_dir/failover.json``: the document, its
+events and the atomic write that replaces it. `drd.app.active` applies it to the
+configuration.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drd.config import Settings, load_settings
 from drd.errors import DrdError
+from drd.files import atomic_write
 
 STATE_FILE = "failover.json"
 
@@ -71,20 +66,6 @@ def write_document(state_dir: Path, doc: Mapping[str, Any]) -> None:
     atomic_write(_state_path(state_dir), json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write *text* to a temporary file beside *path*, fsync it, and rename it over *path*."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_active(state_dir: Path) -> Active | None:
     """The failover in force, or None. Raises `DrdError` for an unreadable state file."""
     active = read_document(state_dir).get("active")
@@ -100,35 +81,6 @@ def read_active(state_dir: Path) -> Active | None:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DrdError(f"the failover state in {state_dir} is malformed: {exc}") from exc
-
-
-def apply_active(settings: Settings, active: Active | None) -> Settings:
-    """
-    The configuration as it applies while *active* is in force. Pure.
-
-    Every policy copying *primary* to *standby* is turned around: it copies from the
-    standby to the old primary (and to its other targets). Snapshots of the old
-    primary become snapshots of the standby. Everything else is unchanged.
-    """
-    if active is None:
-        return settings
-    reps = []
-    for rep in settings.replication:
-        if rep.source == active.primary and active.standby in rep.targets:
-            targets = [active.primary] + [t for t in rep.targets if t != active.standby]
-            reps.append(rep.model_copy(update={"source": active.standby, "targets": targets}))
-        else:
-            reps.append(rep)
-    update: dict[str, Any] = {"replication": reps}
-    if settings.snapshots is not None and settings.snapshots.source == active.primary:
-        update["snapshots"] = settings.snapshots.model_copy(update={"source": active.standby})
-    return settings.model_copy(update=update)
-
-
-def load_active_settings(path: Path | None = None) -> Settings:
-    """`load_settings`, then `apply_active` with the failover recorded in the state directory."""
-    settings = load_settings(path)
-    return apply_active(settings, read_active(settings.daemon.state_dir))
 
 
 def events(state_dir: Path) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from drd.drill.judge import duration
-from drd.drill.report import TagCheck
+from drd.replica.check import TagCheck
+from drd.timeline import duration
 
 # Evidence lines listed per finding; the rest are counted.
 MAX_DETAILS = 20

@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import shlex
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,160 +34,27 @@ from typing import Any
 
 import structlog
 
-from drd.config import Settings
-from drd.drill.report import Phase, TagCheck
-from drd.drill.runner import ReplicaScope, check_replica, replica_scopes, replication_lag
-from drd.errors import DrdError, InvalidReference, TransientError
-from drd.failover.active import (
-    Active,
-    apply_active,
-    atomic_write,
-    read_active,
-    read_document,
-    write_document,
-)
-
-# Re-exported: they lived here before `drd.failover.active`.
-from drd.failover.active import events as events
-from drd.failover.active import load_active_settings as load_active_settings
+from drd.aio import run_all
+from drd.errors import DrdError, TransientError
+from drd.failover.active import Active, read_document, write_document
+from drd.failover.hooks import HOOK_TIMEOUT_S, HookResult, run_hook
 from drd.failover.preflight import LastDrill, Preflight, pins, preflight
+from drd.failover.switch import plan_switch
+from drd.files import atomic_write
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
-from drd.replicate.runner import Policy
-from drd.snapshot.catalog import run_all
+from drd.replica.check import ReplicaScope, TagCheck, check_replica, replication_lag
+from drd.selection.policy import Policy
 from drd.state import RunRecord, State
+from drd.timeline import Phase, new_run_id
 
 log = structlog.get_logger(__name__)
 
-# A hook that has not finished after this long is killed and recorded as timed out.
-HOOK_TIMEOUT_S = 300.0
-# Output kept per hook stream; the rest is cut (the hook's own logs have it all).
-MAX_HOOK_OUTPUT = 16 * 1024
 # Events kept in failover.json; the state database keeps its own history of runs.
 MAX_EVENTS = 200
 
 
-class FailoverRefused(DrdError):
-    """The switch cannot be made as asked (unknown endpoint, already active, nothing to undo)."""
-
-
 # --------------------------------------------------------------------------- hooks
-
-
-@dataclass(frozen=True)
-class HookResult:
-    """One hook command: what ran, how it ended, how long it took, what it printed."""
-
-    command: tuple[str, ...]
-    exit_code: int | None
-    duration_s: float
-    stdout: str = ""
-    stderr: str = ""
-    timed_out: bool = False
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Exited 0 in time."""
-        return self.exit_code == 0 and not self.timed_out and not self.error
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "command": list(self.command),
-            "ok": self.ok,
-            "exit_code": self.exit_code,
-            "duration_s": round(self.duration_s, 3),
-            "timed_out": self.timed_out,
-            "error": self.error,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-        }
-
-
-def hook_argv(hook: str, values: Mapping[str, str]) -> list[str]:
-    """
-    Split *hook* like a POSIX shell would, then fill ``{name}`` placeholders in each
-    argument: a value with spaces stays one argument, and is never parsed by a shell.
-
-    Raises `InvalidReference` for an unknown placeholder or an unbalanced quote.
-    """
-    try:
-        parts = shlex.split(hook)
-    except ValueError as exc:
-        raise InvalidReference(f"hook {hook[:80]!r} cannot be split: {exc}") from exc
-    try:
-        argv = [part.format_map(values) for part in parts]
-    except (KeyError, ValueError, IndexError) as exc:
-        known = ", ".join("{" + k + "}" for k in sorted(values))
-        raise InvalidReference(f"hook {hook[:80]!r}: unknown placeholder {exc} ({known})") from exc
-    if not argv:
-        raise InvalidReference("hook is empty")
-    return argv
-
-
-def _text(data: bytes | bytearray) -> str:
-    cut = bytes(data[:MAX_HOOK_OUTPUT])
-    text = cut.decode("utf-8", errors="replace")
-    return text + ("\n[output cut]" if len(data) > MAX_HOOK_OUTPUT else "")
-
-
-async def _drain(stream: asyncio.StreamReader | None, sink: bytearray) -> None:
-    """Read *stream* to its end, keeping the first MAX_HOOK_OUTPUT bytes (and one more)."""
-    if stream is None:
-        return
-    while chunk := await stream.read(64 * 1024):
-        room = MAX_HOOK_OUTPUT + 1 - len(sink)
-        if room > 0:
-            sink.extend(chunk[:room])
-
-
-async def run_hook(hook: str, values: Mapping[str, str], timeout_s: float) -> HookResult:
-    """Run one hook without a shell; kill it (by its PID) when it outlives *timeout_s*."""
-    started = time.monotonic()
-    try:
-        argv = hook_argv(hook, values)
-    except InvalidReference as exc:
-        return HookResult((hook,), None, 0.0, error=str(exc))
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        return HookResult(
-            tuple(argv), None, time.monotonic() - started, error=f"cannot start: {exc}"
-        )
-    out, err = bytearray(), bytearray()
-    readers = [
-        asyncio.create_task(_drain(proc.stdout, out)),
-        asyncio.create_task(_drain(proc.stderr, err)),
-    ]
-    timed_out = False
-    try:
-        async with asyncio.timeout(timeout_s):
-            await proc.wait()
-    except TimeoutError:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-    # A grandchild may hold the pipes open after the hook exited: stop reading soon after.
-    _, pending = await asyncio.wait(readers, timeout=5.0)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    return HookResult(
-        tuple(argv),
-        proc.returncode,
-        time.monotonic() - started,
-        _text(out),
-        _text(err),
-        timed_out=timed_out,
-        error=f"timed out after {timeout_s:g}s" if timed_out else "",
-    )
 
 
 # --------------------------------------------------------------------------- the report
@@ -215,6 +81,7 @@ class FailoverReport:
     phases: list[Phase] = field(default_factory=list)
     finished_at: float = 0.0
     error: str = ""
+    exception: DrdError | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -356,69 +223,55 @@ async def standby_pins(
     return sorted(set(found))
 
 
-async def run_failover(
-    settings: Settings,
+@dataclass(frozen=True)
+class FailoverSetup:
+    """What a switch needs from the configuration, resolved to plain values."""
+
+    state_dir: Path
+    overrides_file: Path
+    hooks: tuple[str, ...] = ()
+    max_drill_age_s: float = 7 * 86400.0
+    rpo_s: float = 3600.0
+    hook_timeout_s: float = HOOK_TIMEOUT_S
+
+
+async def switch_over(
+    setup: FailoverSetup,
     registries: Mapping[str, RegistryClient],
+    scopes: list[ReplicaScope],
     *,
+    action: str,
+    source: str,
     to: str,
     dry_run: bool = False,
     force: bool = False,
     state: State | None = None,
-    hook_timeout_s: float = HOOK_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
 ) -> FailoverReport:
     """
-    Make *to* the active primary, after the pre-flight; see the module docstring.
-
-    *settings* is the configuration as written (not `apply_active`'s view). Raises
-    `FailoverRefused` when *to* is unknown, already active, or not a standby of
-    anything. Side effects (none with *dry_run*): the state file, the overrides file,
-    the hook commands, the state database.
+    Run the pre-flight and (unless *dry_run*, or refused) the switch to *to*; record
+    the event. `drd.app.failover` checks the request and resolves *scopes* first.
     """
-    if to not in settings.endpoints:
-        raise FailoverRefused(f"no endpoint named {to}")
-    state_dir = settings.daemon.state_dir
-    active = read_active(state_dir)
-    action = "failover"
-    if active is not None:
-        if to == active.standby:
-            raise FailoverRefused(
-                f"{to} is already the active primary (since {_iso(active.since)})"
-            )
-        if to != active.primary:
-            raise FailoverRefused(
-                f"{active.standby} is active in place of {active.primary}; fail back first"
-            )
-        action = "failback"
-    effective = apply_active(settings, active)
-    scopes = replica_scopes(effective, to)
-    sources = sorted({s.source for s in scopes})
-    if not scopes:
-        raise FailoverRefused(f"no replication policy copies to {to}: it is nobody's standby")
-    if len(sources) > 1:
-        raise FailoverRefused(f"{to} is the standby of several endpoints: {', '.join(sources)}")
-    source = sources[0]
     report = FailoverReport(
         action=action,
         source=source,
         to=to,
         dry_run=dry_run,
         forced=force,
-        event=uuid.uuid4().hex[:12],
+        event=new_run_id(),
         started_at=clock(),
     )
     timer = _Timer(report)
     with structlog.contextvars.bound_contextvars(job=action, event=report.event, to=to):
         try:
-            await _switch(
-                report, timer, settings, effective, scopes, registries, state, hook_timeout_s
-            )
+            await _switch(report, timer, setup, scopes, registries, state)
         except DrdError as exc:
+            report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
             log.error(f"{action}.failed", error=report.error)  # noqa: TRY400 - no traceback
         report.finished_at = clock()
         if not dry_run:
-            await _record(report, state_dir, state)
+            await _record(report, setup.state_dir, state)
         log.info(
             f"{action}.finished",
             outcome=report.outcome,
@@ -428,42 +281,15 @@ async def run_failover(
     return report
 
 
-async def run_failback(
-    settings: Settings,
-    registries: Mapping[str, RegistryClient],
-    *,
-    dry_run: bool = False,
-    force: bool = False,
-    state: State | None = None,
-    hook_timeout_s: float = HOOK_TIMEOUT_S,
-    clock: Callable[[], float] = time.time,
-) -> FailoverReport:
-    """Fail back to the configured primary; `FailoverRefused` when no failover is in force."""
-    active = read_active(settings.daemon.state_dir)
-    if active is None:
-        raise FailoverRefused("no failover is in force: nothing to fail back from")
-    return await run_failover(
-        settings,
-        registries,
-        to=active.primary,
-        dry_run=dry_run,
-        force=force,
-        state=state,
-        hook_timeout_s=hook_timeout_s,
-        clock=clock,
-    )
-
-
-async def _switch(
+async def _preflight(
     report: FailoverReport,
     timer: _Timer,
-    settings: Settings,
-    effective: Settings,
+    setup: FailoverSetup,
     scopes: list[ReplicaScope],
     registries: Mapping[str, RegistryClient],
     state: State | None,
-    hook_timeout_s: float,
-) -> None:
+) -> Preflight:
+    """Compare the standby, read the lag and the last drill: the pre-flight's findings."""
     to, source = report.to, report.source
     standby = registries[to]
     with timer.phase("preflight") as detail:
@@ -476,8 +302,7 @@ async def _switch(
             compared, compare_error = False, f"{type(exc).__name__}: {exc}"
         now = report.started_at
         lag = await replication_lag(state, scopes, to, now)
-        drills = effective.drills
-        report.preflight = preflight(
+        result = preflight(
             to=to,
             source=source,
             policies=[s.policy.name for s in scopes],
@@ -486,58 +311,97 @@ async def _switch(
             compare_error=compare_error,
             lag_s=lag[0] if lag else None,
             lag_method=lag[1] if lag else "",
-            rpo_s=(drills.rpo if drills else dt.timedelta(hours=1)).total_seconds(),
+            rpo_s=setup.rpo_s,
             last_drill=await _last_drill(state),
-            max_drill_age_s=settings.failover.max_drill_age.total_seconds(),
+            max_drill_age_s=setup.max_drill_age_s,
             now=now,
         )
-        detail.append(f"{len(report.preflight.failed())} of 4 findings failed")
-    if report.dry_run:
+        detail.append(f"{len(result.failed())} of 4 findings failed")
+    return result
+
+
+async def _switch(
+    report: FailoverReport,
+    timer: _Timer,
+    setup: FailoverSetup,
+    scopes: list[ReplicaScope],
+    registries: Mapping[str, RegistryClient],
+    state: State | None,
+) -> None:
+    to, source = report.to, report.source
+    standby = registries[to]
+    report.preflight = await _preflight(report, timer, setup, scopes, registries, state)
+    plan = plan_switch(
+        action=report.action,
+        source=source,
+        to=to,
+        dry_run=report.dry_run,
+        preflight_ok=report.preflight.ok,
+        force=report.forced,
+        started_at=report.started_at,
+        event=report.event,
+    )
+    if plan.step == "stop":
         return
-    if not report.preflight.ok and not report.forced:
+    if plan.step == "refuse":
         failed = ", ".join(f.check for f in report.preflight.failed())
         report.error = f"pre-flight failed ({failed}); refusing to switch without --force"
         report.refused = True
         return
     with timer.phase("switch") as detail:
-        doc = await asyncio.to_thread(read_document, settings.daemon.state_dir)
-        if report.action == "failback":
-            report.active = None
-            doc["active"] = None
-        else:
-            report.active = Active(
-                source, to, report.started_at, report.event, report.forced and not _ok(report)
-            )
-            doc["active"] = report.active.to_json()
-        await asyncio.to_thread(write_document, settings.daemon.state_dir, doc)
+        doc = await asyncio.to_thread(read_document, setup.state_dir)
+        report.active = plan.active
+        doc["active"] = plan.active.to_json() if plan.active is not None else None
+        await asyncio.to_thread(write_document, setup.state_dir, doc)
         report.switched = True
         detail.append(f"{to} is the active primary")
     log.warning(
         f"{report.action}.switched",
         source=source,
         to=to,
-        forced=report.forced and not _ok(report),
+        forced=plan.forced,
     )
+    await _write_overrides(report, timer, setup, standby, scopes)
+    if setup.hooks:
+        await _run_hooks(report, timer, setup, registries)
+
+
+async def _write_overrides(
+    report: FailoverReport,
+    timer: _Timer,
+    setup: FailoverSetup,
+    standby: RegistryClient,
+    scopes: list[ReplicaScope],
+) -> None:
+    """Pin every release tag the standby holds, by digest, in the overrides file."""
     with timer.phase("overrides") as detail:
         found = await standby_pins(standby, scopes)
         mapping = pins(found, standby.host)
-        path = settings.failover.overrides_file
+        path = setup.overrides_file
         document = {
             "kind": "drd-overrides",
             "schema_version": 1,
             "generated_at": _iso(time.time()),
             "event": report.event,
             "action": report.action,
-            "from": source,
-            "to": to,
+            "from": report.source,
+            "to": report.to,
             "registry": standby.host,
             "overrides": mapping,
         }
         await asyncio.to_thread(atomic_write, path, json.dumps(document, indent=2) + "\n")
         report.overrides_file, report.overrides = str(path), len(mapping)
         detail.append(f"{len(mapping)} pins")
-    if not settings.failover.hooks:
-        return
+
+
+async def _run_hooks(
+    report: FailoverReport,
+    timer: _Timer,
+    setup: FailoverSetup,
+    registries: Mapping[str, RegistryClient],
+) -> None:
+    """Run each ``[failover] hooks`` command with the switch's values filled in."""
+    to, source = report.to, report.source
     values = {
         "to": to,
         "from": source,
@@ -545,12 +409,12 @@ async def _switch(
         "to_host": registries[to].host,
         "from_url": registries[source].base_url if source in registries else "",
         "from_host": registries[source].host if source in registries else "",
-        "overrides": str(settings.failover.overrides_file),
+        "overrides": str(setup.overrides_file),
         "event": report.event,
     }
     with timer.phase("hooks") as detail:
-        for hook in settings.failover.hooks:
-            result = await run_hook(hook, values, hook_timeout_s)
+        for hook in setup.hooks:
+            result = await run_hook(hook, values, setup.hook_timeout_s)
             report.hooks.append(result)
             log.info(
                 f"{report.action}.hook",

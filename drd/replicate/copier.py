@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import structlog
 
+from drd.aio import InFlight, KeyedLocks, exception_leaves
 from drd.errors import DigestMismatch, DrdError, IntegrityError, InvalidManifest, SizeMismatch
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
-from drd.registry.client import CHUNK, RegistryClient
-from drd.replicate.inflight import InFlight, KeyedLocks, exception_leaves
+from drd.registry.client import CHUNK, MonolithicUploadRefused, RegistryClient
+from drd.registry.stream import verified_chunks
 from drd.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -218,9 +219,16 @@ class Copier:
                     await self._give_back(dst_repo, url)
                 raise
 
+        async def transfer_or_chunked() -> None:
+            try:
+                await transfer()
+            except MonolithicUploadRefused:
+                # The target now wants PATCHes: start over at once, not after a backoff.
+                await transfer()
+
         try:
             async with self._blobs:
-                await self._retry.call("registry.copy_blob", transfer)
+                await self._retry.call("registry.copy_blob", transfer_or_chunked)
         finally:
             # Stopped before the transfer began (a shutdown while waiting for a slot).
             if upload is not None:
@@ -260,38 +268,10 @@ class _StreamCheck:
         self.failure: DigestMismatch | SizeMismatch | None = None
 
     async def chunks(self, reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-        hasher = self.desc.digest.hasher()
-        count = 0
-        held: bytes | None = None
-        async for chunk in reader.iter_chunked(CHUNK):
-            count += len(chunk)
-            if count > self.desc.size:
-                self.failure = SizeMismatch(
-                    f"blob {self.desc.digest} is longer than its {self.desc.size} bytes",
-                    expected=self.desc.size,
-                    actual=count,
-                    digest=str(self.desc.digest),
-                )
-                raise self.failure
-            hasher.update(chunk)
-            if held is not None:
-                yield held
-            held = chunk
-        actual = Digest(self.desc.digest.algorithm, hasher.hexdigest())
-        if count != self.desc.size:
-            self.failure = SizeMismatch(
-                f"blob {self.desc.digest} is {count} bytes, not {self.desc.size}",
-                expected=self.desc.size,
-                actual=count,
-                digest=str(self.desc.digest),
-            )
-        elif actual != self.desc.digest:
-            self.failure = DigestMismatch(
-                f"blob {self.desc.digest} hashes to {actual}",
-                expected=str(self.desc.digest),
-                actual=str(actual),
-            )
-        if self.failure is not None:
-            raise self.failure
-        if held is not None:
-            yield held
+        digest, size = self.desc.digest, self.desc.size
+        try:
+            async for chunk in verified_chunks(reader.iter_chunked(CHUNK), digest, size):
+                yield chunk
+        except (DigestMismatch, SizeMismatch) as exc:
+            self.failure = exc
+            raise

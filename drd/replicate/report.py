@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from drd.errors import DrdError
 from drd.replicate.copier import CopyStats
 
 OUTCOMES = ("copied", "skipped", "failed", "drift", "rejected", "planned")
@@ -40,6 +41,8 @@ class PolicyReport:
     # What went wrong at the source: unreachable (the pass ended there), or repositories
     # it could not serve (the first one, and how many; the others were still copied).
     error: str = ""
+    # The error itself behind ``error`` (the first one): what callers decide on.
+    exception: DrdError | None = field(default=None, repr=False, compare=False)
     # Targets that could not be reached even after retries, with why: the rest of the
     # pass failed their items without asking them again. The other targets went on.
     unreachable: dict[str, str] = field(default_factory=dict)

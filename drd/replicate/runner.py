@@ -1,4 +1,10 @@
-"""Run one replication policy end to end: discover, plan, verify, copy, tag → PolicyReport."""
+"""
+Run one replication policy end to end: discover, plan, verify, copy, tag → PolicyReport.
+
+Longer than most modules on purpose: a pass is one state machine over `_Pass`, and
+discovery, planning, verification and copying all read and fill that state; the pure
+decisions already live in `drd.replicate.plan` and `drd.selection`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from drd.aio import exception_leaves
 from drd.errors import (
     DrdError,
     IntegrityError,
@@ -35,11 +42,10 @@ from drd.oci.referrers import (
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
-from drd.replicate.filters import RepoFilter, TagFilter
-from drd.replicate.inflight import exception_leaves
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
+from drd.selection.policy import Policy
 
 log = structlog.get_logger(__name__)
 
@@ -68,20 +74,6 @@ class TrustCheck:
     async def __call__(self, client: RegistryClient, repository: str, digest: Digest) -> str:
         """The release digest's check: its key's fingerprint, or `VerificationError`."""
         return await self.release(client, repository, digest)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A replication policy with every default resolved: what the runner needs, nothing more."""
-
-    name: str
-    repositories: RepoFilter
-    tags: TagFilter
-    referrers: bool = True
-    verify_after_copy: bool = True
-    immutable_tags: bool = False
-    concurrency: int = 8
-    blob_concurrency: int = 8
 
 
 @dataclass
@@ -182,10 +174,12 @@ async def run_policy(
             if failed:
                 repo, first = min(failed.items())
                 more = f"; {len(failed) - 1} more repositories failed" if len(failed) > 1 else ""
+                report.exception = first
                 report.error = f"{type(first).__name__}: {first} (repository {repo}{more})"
                 log.error("replicate.pass_failed", error=report.error)
         except* DrdError as group_error:
             fatal = _first(group_error)
+            report.exception = fatal
             report.error = f"{type(fatal).__name__}: {fatal}"
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400

@@ -19,7 +19,7 @@ from drd.errors import InvalidReference, SnapshotCorrupt
 from drd.oci.digest import Digest
 from drd.oci.ref import validate_repository
 from drd.oci.referrers import subject_of_tag
-from drd.replicate.filters import glob_match
+from drd.selection.filters import glob_match
 from drd.snapshot.model import RepositoryRecord, Snapshot
 
 TagAction = Literal["create", "move", "keep"]

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import structlog
 
+from drd.aio import run_all
 from drd.errors import (
     DrdError,
     IntegrityError,
@@ -34,12 +35,12 @@ from drd.errors import (
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.stream import verified_chunks
 from drd.restore.plan import RepositoryPlan, RestorePlan, Selection, TagStep, plan_restore
 from drd.retry import RetryPolicy
-from drd.snapshot.catalog import load_manifest, run_all
-from drd.snapshot.collect import verified_chunks
+from drd.snapshot.catalog import load_manifest
 from drd.snapshot.model import Snapshot, blob_key, object_digest
-from drd.snapshot.store import SnapshotStore
+from drd.store.base import SnapshotStore
 
 log = structlog.get_logger(__name__)
 

@@ -15,11 +15,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from drd.aio import run_all
 from drd.errors import DigestMismatch, DrdError, NotFound, SizeMismatch, TransientError
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import CHUNK, RegistryClient
-from drd.snapshot.catalog import run_all
+from drd.registry.stream import verified_chunks
 
 # Real graphs nest an index in an index at most twice; deeper is hostile.
 MAX_DEPTH = 8
@@ -202,19 +203,8 @@ async def hash_blob(client: RegistryClient, repo: str, digest: Digest, size: int
 
     Raises `SizeMismatch` or `DigestMismatch` naming the digest, `NotFound` when absent.
     """
-    hasher = digest.hasher()
     count = 0
     async with client.open_blob(repo, digest, size) as reader:
-        async for chunk in reader.iter_chunked(CHUNK):
-            hasher.update(chunk)
+        async for chunk in verified_chunks(reader.iter_chunked(CHUNK), digest, size):
             count += len(chunk)
-    if count != size:
-        raise SizeMismatch(
-            f"blob {digest} is {count} bytes, not {size}", expected=size, actual=count
-        )
-    if hasher.hexdigest() != digest.hex:
-        actual = f"{digest.algorithm}:{hasher.hexdigest()}"
-        raise DigestMismatch(
-            f"blob {digest} hashes to {actual}", expected=str(digest), actual=actual
-        )
     return count

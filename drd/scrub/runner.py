@@ -15,12 +15,12 @@ from typing import Any
 
 import structlog
 
+from drd.aio import run_all
 from drd.errors import DrdError, TransientError
 from drd.oci.digest import Digest
 from drd.registry.client import RegistryClient
-from drd.replicate.filters import RepoFilter
 from drd.scrub.check import ClosureCheck, Damage, check_closure
-from drd.snapshot.catalog import run_all
+from drd.selection.filters import RepoFilter
 
 log = structlog.get_logger(__name__)
 

@@ -12,12 +12,13 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from drd.aio import run_all
 from drd.errors import (
     DrdError,
     InvalidManifest,
@@ -37,15 +38,16 @@ from drd.snapshot.model import (
     index_prefix,
     latest_key,
     manifest_key,
-    object_digest,
     parse_index,
     parse_index_key,
     parse_snapshot_id,
     record_of,
-    select_retention,
 )
+from drd.snapshot.retention import select_retention
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import DirStore, SnapshotStore, StoredObject
+from drd.snapshot.sweep import plan_sweep
+from drd.store.base import SnapshotStore, StoredObject
+from drd.store.dir import DirStore
 
 log = structlog.get_logger(__name__)
 
@@ -184,25 +186,6 @@ async def load_manifest(store: SnapshotStore, snapshot: Snapshot, digest: Digest
             key=key,
         )
     return manifest
-
-
-async def run_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """
-    Run *coros* in one task group; on failure, cancel the rest and raise the first error
-    itself, not an ExceptionGroup, so callers and the CLI see drd's own error types.
-    """
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coro in coros:
-                group.create_task(coro)
-    except BaseExceptionGroup as group_error:
-        raise _first(group_error) from None
-
-
-def _first(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 # --------------------------------------------------------------------------- verify
@@ -393,22 +376,20 @@ async def _prune(
     for entry in remaining:
         snap = await load_snapshot(store, entry.source, entry.id)
         referenced |= snap.object_keys()
-    unreferenced: list[StoredObject] = []
+    listed: list[StoredObject] = []
     for prefix in ("manifests/", "blobs/"):
-        async for obj in store.list(prefix):
-            if object_digest(obj.key) is None or obj.key in referenced:
-                continue
-            if now - obj.modified < grace:
-                report.objects_kept_young += 1
-                continue
-            unreferenced.append(obj)
+        listed += [obj async for obj in store.list(prefix) if obj.key not in referenced]
     report.deleted = [e.id for e in mine if e.id in doomed]
-    # Looked at after the listing, not before: a snapshot that started meanwhile counts.
-    report.sweep_deferred = await live_leases(store, "snapshot")
-    if report.sweep_deferred:
-        unreferenced = []
+    # Leases are looked at after the listing, not before: a snapshot that started
+    # meanwhile counts.
+    sweep = plan_sweep(
+        listed, referenced, now=now, grace=grace, leases=await live_leases(store, "snapshot")
+    )
+    unreferenced = sweep.delete
+    report.objects_kept_young = sweep.kept_young
+    report.sweep_deferred = sweep.deferred
     report.objects_deleted = len(unreferenced)
-    report.bytes_freed = sum(o.size for o in unreferenced)
+    report.bytes_freed = sweep.bytes_freed
     if dry_run:
         return report
     for entry in mine:

@@ -10,6 +10,9 @@ hashed on the way; without, the metadata blobs still are (configs, signature
 payloads, attestations, SBOMs, Notation envelopes, sigstore bundles, up to
 *metadata_blob_max* bytes each): a restore needs them whole even when the source is
 gone. The index is written last: until it exists, nothing is listed.
+
+Over 500 lines because the walk, its upload of objects and the commit of the index
+share one report and one lease; the index schema is `drd.snapshot.model`.
 """
 
 from __future__ import annotations
@@ -17,21 +20,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from drd.aio import run_all
 from drd.errors import (
-    DigestMismatch,
     DrdError,
     IntegrityError,
     InvalidManifest,
     InvalidReference,
     NotFound,
-    SizeMismatch,
     StorageError,
     VerificationError,
 )
@@ -40,9 +41,10 @@ from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.ref import validate_tag
 from drd.registry.client import CHUNK, RegistryClient
-from drd.replicate.filters import RepoFilter
+from drd.registry.stream import verified_chunks
 from drd.retry import RetryPolicy
-from drd.snapshot.catalog import list_snapshots, load_snapshot, run_all, write_index
+from drd.selection.filters import RepoFilter
+from drd.snapshot.catalog import list_snapshots, load_snapshot, write_index
 from drd.snapshot.leases import Lease, hold_lease, wait_while_pruning
 from drd.snapshot.model import (
     ManifestRecord,
@@ -58,8 +60,8 @@ from drd.snapshot.model import (
     validate_source,
 )
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import SnapshotStore
 from drd.snapshot.watermark import record_watermark
+from drd.store.base import SnapshotStore
 
 log = structlog.get_logger(__name__)
 
@@ -68,49 +70,6 @@ METADATA_BLOB_MAX = 4 * 1024 * 1024
 
 # Real graphs nest an index in an index at most twice; deeper is hostile.
 MAX_DEPTH = 8
-
-
-async def verified_chunks(
-    chunks: AsyncIterator[bytes], digest: Digest, size: int
-) -> AsyncIterator[bytes]:
-    """
-    Pass *chunks* through, hashing and counting them; hold the last chunk back until
-    the whole stream checks out, so a consumer never commits wrong content.
-
-    Raises `SizeMismatch` or `DigestMismatch` naming *digest*.
-    """
-    hasher = digest.hasher()
-    count = 0
-    held: bytes | None = None
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        count += len(chunk)
-        if count > size:
-            raise SizeMismatch(
-                f"blob {digest} is longer than its {size} bytes",
-                expected=size,
-                actual=count,
-                digest=str(digest),
-            )
-        hasher.update(chunk)
-        if held is not None:
-            yield held
-        held = chunk
-    if count != size:
-        raise SizeMismatch(
-            f"blob {digest} is {count} bytes, not {size}",
-            expected=size,
-            actual=count,
-            digest=str(digest),
-        )
-    actual = Digest(digest.algorithm, hasher.hexdigest())
-    if actual != digest:
-        raise DigestMismatch(
-            f"blob {digest} hashes to {actual}", expected=str(digest), actual=str(actual)
-        )
-    if held is not None:
-        yield held
 
 
 @dataclass

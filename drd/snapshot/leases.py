@@ -41,7 +41,7 @@ import structlog
 
 from drd.errors import StorageError
 from drd.snapshot.model import validate_source
-from drd.snapshot.store import SnapshotStore
+from drd.store.base import SnapshotStore
 
 log = structlog.get_logger(__name__)
 

@@ -1,5 +1,6 @@
 """
-The snapshot index: schema, canonical encoding, object keys, diff and retention. Pure.
+The snapshot index: schema, canonical encoding, object keys. Pure. (`drd.snapshot.diff`
+compares two indexes; `drd.snapshot.retention` chooses which to keep.)
 
 A snapshot index is a schema-versioned JSON document, gzip-compressed, that names
 every repository, every tag → digest, every referrer, and the digest, media type
@@ -14,6 +15,9 @@ Object keys, relative to the store's root::
     blobs/sha256/<hex>                                        content-addressed
     snapshots/<source>/<YYYY>/<MM>/<DD>/<id>.json.gz          one per snapshot
     snapshots/<source>/latest.json                            a convenience pointer
+
+Over 500 lines because the parser checks every field of an index read from a store
+that may be hostile, path by path, with the message a user sees.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import gzip
 import json
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +93,7 @@ def object_digest(key: str) -> tuple[str, Digest] | None:
 
 def snapshot_id(taken_at: dt.datetime) -> str:
     """The id of a snapshot taken at *taken_at*: its UTC timestamp, ``20240501T093000.123456Z``."""
-    return _utc(taken_at).strftime("%Y%m%dT%H%M%S.%fZ")
+    return as_utc(taken_at).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def parse_snapshot_id(text: str) -> dt.datetime:
@@ -255,7 +259,7 @@ class Snapshot:
             "id": self.id,
             "source": self.source,
             "source_url": self.source_url,
-            "taken_at": _utc(self.taken_at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "taken_at": as_utc(self.taken_at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "duration_s": round(self.duration_s, 3),
             "blobs_stored": self.blobs_stored,
             "repositories": {
@@ -337,7 +341,7 @@ def encode_document(doc: Mapping[str, Any]) -> bytes:
     return gzip.compress(canonical_json(out), mtime=0)
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
+def as_utc(when: dt.datetime) -> dt.datetime:
     if when.tzinfo is None:
         raise ValueError("snapshot times must be timezone-aware")
     return when.astimezone(dt.UTC)
@@ -580,155 +584,6 @@ def _parse_signature(value: Any) -> Signature | None:
         key_id=_get(value, "key_id", str, "signature.")[:128],
         value=_get(value, "value", str, "signature.")[:4096],
     )
-
-
-# --------------------------------------------------------------------------- diff
-
-
-@dataclass(frozen=True, slots=True)
-class TagChange:
-    """One tag that differs between two snapshots."""
-
-    repository: str
-    tag: str
-    before: Digest | None  # None: added
-    after: Digest | None  # None: removed
-
-    @property
-    def kind(self) -> str:
-        """``added``, ``removed`` or ``moved``."""
-        if self.before is None:
-            return "added"
-        if self.after is None:
-            return "removed"
-        return "moved"
-
-
-@dataclass(frozen=True)
-class SnapshotDiff:
-    """What changed from *old* to *new*: repositories, tags, and manifests new to *new*."""
-
-    old: str
-    new: str
-    repositories_added: tuple[str, ...]
-    repositories_removed: tuple[str, ...]
-    tags: tuple[TagChange, ...]
-    manifests_added: tuple[Digest, ...]
-    manifests_removed: tuple[Digest, ...]
-
-    def of_kind(self, kind: str) -> list[TagChange]:
-        """The tag changes of one kind."""
-        return [c for c in self.tags if c.kind == kind]
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "old": self.old,
-            "new": self.new,
-            "repositories_added": list(self.repositories_added),
-            "repositories_removed": list(self.repositories_removed),
-            "tags": {
-                kind: [
-                    {
-                        "repository": c.repository,
-                        "tag": c.tag,
-                        "before": str(c.before) if c.before else None,
-                        "after": str(c.after) if c.after else None,
-                    }
-                    for c in self.of_kind(kind)
-                ]
-                for kind in ("added", "removed", "moved")
-            },
-            "manifests_added": [str(d) for d in self.manifests_added],
-            "manifests_removed": [str(d) for d in self.manifests_removed],
-        }
-
-
-def diff(old: Snapshot, new: Snapshot) -> SnapshotDiff:
-    """Tags added, removed and moved from *old* to *new*, and the manifest digests new to it."""
-    changes: list[TagChange] = []
-    for name in sorted(old.repositories.keys() | new.repositories.keys()):
-        before = old.repositories[name].tags if name in old.repositories else {}
-        after = new.repositories[name].tags if name in new.repositories else {}
-        for tag in sorted(before.keys() | after.keys()):
-            b, a = before.get(tag), after.get(tag)
-            if b != a:
-                changes.append(TagChange(name, tag, b, a))
-    return SnapshotDiff(
-        old=old.id,
-        new=new.id,
-        repositories_added=tuple(sorted(new.repositories.keys() - old.repositories.keys())),
-        repositories_removed=tuple(sorted(old.repositories.keys() - new.repositories.keys())),
-        tags=tuple(changes),
-        manifests_added=tuple(sorted(new.manifests.keys() - old.manifests.keys())),
-        manifests_removed=tuple(sorted(old.manifests.keys() - new.manifests.keys())),
-    )
-
-
-# --------------------------------------------------------------------------- retention
-
-
-@dataclass(frozen=True)
-class Retention:
-    """Which snapshot ids to keep, why, and which to delete."""
-
-    keep: dict[str, tuple[str, ...]]  # id -> rules that keep it
-    delete: tuple[str, ...]
-
-
-def select_retention(
-    snapshots: Iterable[tuple[str, dt.datetime]],
-    *,
-    keep_last: int = 0,
-    keep_daily: int = 0,
-    keep_weekly: int = 0,
-) -> Retention:
-    """
-    Choose what to keep from ``(id, taken_at)`` pairs. Pure.
-
-    ``keep_last`` keeps the newest N; ``keep_daily`` the newest of each of the N most
-    recent UTC days that have a snapshot; ``keep_weekly`` the same per ISO week.
-    The newest snapshot is always kept, and with every rule at 0 nothing is deleted.
-    """
-    ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
-    if not ordered:
-        return Retention(keep={}, delete=())
-    if keep_last <= 0 and keep_daily <= 0 and keep_weekly <= 0:
-        return Retention(keep={sid: ("no-policy",) for sid, _ in ordered}, delete=())
-    reasons: dict[str, list[str]] = {}
-
-    def keep(sid: str, why: str) -> None:
-        reasons.setdefault(sid, []).append(why)
-
-    for sid, _ in ordered[: max(keep_last, 0)]:
-        keep(sid, "last")
-    for rule, count, bucket in (
-        ("daily", keep_daily, _day),
-        ("weekly", keep_weekly, _week),
-    ):
-        seen: set[tuple[int, ...]] = set()
-        for sid, when in ordered:
-            if len(seen) >= count:
-                break
-            period = bucket(when)
-            if period not in seen:
-                seen.add(period)
-                keep(sid, rule)
-    keep(ordered[0][0], "newest")
-    return Retention(
-        keep={sid: tuple(dict.fromkeys(why)) for sid, why in reasons.items()},
-        delete=tuple(sid for sid, _ in ordered if sid not in reasons),
-    )
-
-
-def _day(when: dt.datetime) -> tuple[int, ...]:
-    utc = _utc(when)
-    return (utc.year, utc.month, utc.day)
-
-
-def _week(when: dt.datetime) -> tuple[int, ...]:
-    year, week, _ = _utc(when).isocalendar()
-    return (year, week)
 
 
 def referenced_objects(snapshots: Sequence[Snapshot]) -> set[str]:

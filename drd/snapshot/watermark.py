@@ -16,7 +16,6 @@ import datetime as dt
 import fcntl
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import structlog
 
 from drd.errors import InvalidReference
+from drd.files import atomic_write
 from drd.snapshot.model import Snapshot, parse_snapshot_id
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ def record_watermark(state_dir: Path, store_url: str, snapshot: Snapshot) -> boo
                 "index_digest": str(snapshot.digest),
                 "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
             }
-            _write(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            atomic_write(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     except OSError as exc:
         log.warning("snapshot.watermark_unwritable", path=str(path), error=str(exc))
         return False
@@ -150,15 +150,3 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -5,8 +5,8 @@ A ``.sig`` must hold a signature of its subject that verifies (one is enough: co
 appends a layer per signer); a ``.att`` a DSSE attestation of its subject, signed by a
 trusted key; a ``.sbom`` carries no signature of its own, so the SBOM manifest itself
 must be signed; every referrer a referrers index lists must be a referrer of the
-subject and verify: a sigstore bundle as a signature of the subject, anything else
-by its own signature.
+subject and verify: a sigstore bundle or a Notation signature as a signature of the
+subject, anything else by its own signature.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from drd.trust.bundle import BUNDLE_MEDIA_PREFIX, verify_sigstore_bundle
 from drd.trust.cosign import MAX_SIGNATURES, signature_layers, verify_signature_layer
 from drd.trust.decode import fail, load_json
 from drd.trust.keys import TrustPolicy
+from drd.trust.notation import SIGNATURE_ARTIFACT_TYPE
 from drd.trust.policy import MALFORMED, MISSING_BLOB, NO_SIGNATURE, most_specific
-from drd.trust.verify import SignatureSource, _fetch
+from drd.trust.verify import SignatureSource, _fetch, verify_notation_referrer
 
 # Verifies a digest by its own signature (the replication verifier): its key's fingerprint.
 OwnSignature = Callable[[SignatureSource, str, Digest], Awaitable[str]]
@@ -145,6 +146,9 @@ async def _referrers(
         if bundle is not None:
             raw = await _fetch(client, repository, bundle, tag.subject)
             keys.append(verify_sigstore_bundle(raw, tag.subject, policy).key_fingerprint)
+        elif referrer.artifact_type == SIGNATURE_ARTIFACT_TYPE:
+            verified = await verify_notation_referrer(client, repository, desc, tag.subject, policy)
+            keys.append(verified.key_fingerprint)
         else:
             keys.append(await _own(client, repository, tag, referrer.digest, own_signature))
     if not keys:

@@ -317,3 +317,16 @@ def _int(text: str, subject: Digest) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise fail(REKOR, f"{text[:20]!r} is not a log integer", subject)
     return int(text)
+
+
+def verify_dsse_envelope(
+    envelope: object, subject: Digest, policy: TrustPolicy
+) -> tuple[TrustKey, str]:
+    """
+    A bare DSSE envelope (a cosign ``.att`` layer) over an in-toto statement naming *subject*.
+
+    Returns the policy key that signed it and the statement's predicate type.
+    Raises `VerificationError` as a bundle's DSSE envelope would.
+    """
+    signed = _verify_dsse(envelope, subject, policy)
+    return signed.signer, signed.predicate_type

@@ -15,6 +15,7 @@ from drd.errors import ConfigError
 
 if TYPE_CHECKING:
     from drd.trust.fulcio import KeylessTrust
+    from drd.trust.notation_trust import NotationTrust
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
@@ -167,7 +168,13 @@ class TrustPolicy:
     ``rekor_keys`` are transparency-log keys used to check Rekor entries offline;
     ``require_rekor`` refuses signatures without a verified entry;
     ``require_children`` asks every child of a signed index for its own signature;
-    ``keyless`` trusts Fulcio certificates for listed identities (then ``keys`` may be empty).
+    ``keyless`` trusts Fulcio certificates for listed identities.
+    ``notation`` holds Notation trust stores and identities (one per
+    ``trustpolicy.json`` policy, by repository scope); ``require_attestations``
+    lists in-toto predicate types that must each be attested under this same
+    policy; ``match_reference`` makes a simple-signing payload's
+    ``docker-reference`` name the repository being verified. A policy needs at
+    least one of ``keys``, ``keyless`` and ``notation``.
     """
 
     name: str
@@ -176,10 +183,15 @@ class TrustPolicy:
     require_rekor: bool = False
     require_children: bool = False
     keyless: KeylessTrust | None = None
+    notation: tuple[NotationTrust, ...] = ()
+    require_attestations: tuple[str, ...] = ()
+    match_reference: bool = False
 
     def __post_init__(self) -> None:
-        if not self.keys and self.keyless is None:
-            raise ConfigError(f"trust policy {self.name}: lists no keys and no Fulcio roots")
+        if not self.keys and self.keyless is None and not self.notation:
+            raise ConfigError(
+                f"trust policy {self.name}: lists no keys, no Fulcio roots and no notation roots"
+            )
         if self.require_rekor and not self.rekor_keys:
             raise ConfigError(
                 f"trust policy {self.name}: require_rekor needs at least one rekor key"

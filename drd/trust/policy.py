@@ -20,25 +20,29 @@ from drd.oci.referrers import signature_tag as signature_tag
 from drd.trust.keys import TrustPolicy
 
 # Reasons a VerificationError carries, most specific first. A failure after a trusted
-# key verified (wrong digest, wrong type) says more than one where nothing verified.
+# key verified (wrong digest, wrong type, a missing attestation or docker-reference)
+# says more than one where nothing verified; a certificate that chained but names the
+# wrong identity says more than one whose chain reached no trusted root.
 WRONG_DIGEST = "wrong-digest"
 WRONG_TYPE = "wrong-type"
+MISSING_ATTESTATION = "missing-attestation"
+WRONG_REFERENCE = "wrong-reference"
+UNTRUSTED_IDENTITY = "untrusted-identity"
+EXPIRED = "expired"
+TLOG_INVALID = "tlog-invalid"
 REKOR = "rekor"
+UNTRUSTED_ROOT = "untrusted-root"
 UNKNOWN_KEY = "unknown-key"
 BAD_SIGNATURE = "bad-signature"
 PAYLOAD_TOO_LARGE = "payload-too-large"
 MISSING_BLOB = "missing-blob"
 MALFORMED = "malformed"
 NO_SIGNATURE = "no-signature"
-# Keyless and policy reasons (issue 15's vocabulary), ranked among the ones above.
-UNTRUSTED_IDENTITY = "untrusted-identity"
-EXPIRED = "expired"
-TLOG_INVALID = "tlog-invalid"
-UNTRUSTED_ROOT = "untrusted-root"
-MISSING_ATTESTATION = "missing-attestation"
 REASONS = (
     WRONG_DIGEST,
     WRONG_TYPE,
+    MISSING_ATTESTATION,
+    WRONG_REFERENCE,
     UNTRUSTED_IDENTITY,
     EXPIRED,
     TLOG_INVALID,
@@ -49,7 +53,6 @@ REASONS = (
     PAYLOAD_TOO_LARGE,
     MISSING_BLOB,
     MALFORMED,
-    MISSING_ATTESTATION,
     NOT_ATTACHED,
     NO_SIGNATURE,
 )
@@ -64,9 +67,15 @@ class Verified:
     """
     An artifact whose signature verified with a trusted key and names exactly its digest.
 
-    ``form`` is ``"cosign"`` (a ``.sig`` tag with a simple-signing payload) or
-    ``"sigstore-bundle"`` (an OCI 1.1 referrer). ``rekor`` says whether a Rekor
-    entry was verified offline too; ``log_index`` and ``integrated_time`` come from it.
+    ``form`` is ``"cosign"`` (a ``.sig`` tag with a simple-signing payload),
+    ``"sigstore-bundle"`` (an OCI 1.1 referrer), or ``"notation-jws"`` /
+    ``"notation-cose"`` (a Notation envelope; ``identity`` is its signer's subject).
+    A keyless signature sets ``identity`` to its certificate's subject (email or URI)
+    and ``issuer`` to the OIDC issuer that vouched for it.
+    ``attestations`` lists the predicate types a policy required and found verified;
+    ``timestamp`` is the time an RFC 3161 countersignature proved, when one verified.
+    ``rekor`` says whether a Rekor entry was verified offline too; ``log_index``
+    and ``integrated_time`` come from it.
     """
 
     digest: Digest
@@ -80,9 +89,10 @@ class Verified:
     docker_reference: str = ""
     predicate_type: str = ""
     signature_digest: Digest | None = None
-    # Keyless signatures: the certificate's subject (email or URI) and OIDC issuer.
     identity: str = ""
     issuer: str = ""
+    attestations: tuple[str, ...] = ()
+    timestamp: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

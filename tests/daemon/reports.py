@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from drd.errors import DrdError
 from drd.replicate.copier import CopyStats
 from drd.replicate.report import ItemResult, PolicyReport
 
@@ -30,7 +31,7 @@ def report(
     *,
     policy: str = "prod",
     targets: Iterable[str] = ("dst",),
-    error: str = "",
+    error: DrdError | None = None,
     dry_run: bool = False,
     stats: CopyStats | None = None,
     duration_s: float = 1.5,
@@ -40,6 +41,8 @@ def report(
     for target in targets:
         result.stats[target] = stats or CopyStats()
     result.items.extend(items)
-    result.error = error
+    if error is not None:
+        result.exception = error
+        result.error = f"{type(error).__name__}: {error}"
     result.duration_s = duration_s
     return result

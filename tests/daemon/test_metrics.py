@@ -126,7 +126,7 @@ def test_a_failed_pass_is_an_error_for_every_target() -> None:
     """A pass that could not list the source counts an error by class at each target."""
     registry = CollectorRegistry()
     Metrics(registry).record_replication(
-        report(error="RegistryUnavailable: cannot talk to src", targets=["dst", "dr2"]), full=True
+        report(error=RegistryUnavailable("cannot talk to src"), targets=["dst", "dr2"]), full=True
     )
     for target in ("dst", "dr2"):
         assert (

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from drd import state as state_module
-from drd.errors import StateCorrupt, StateError
+from drd.errors import RegistryUnavailable, StateCorrupt, StateError
 from drd.state import RunRecord, State, SyncRecord, read_status
+from drd.state import sqlite as state_module
 from tests.daemon.reports import DIGEST_A, DIGEST_B, item, report
 
 
@@ -112,7 +112,7 @@ async def test_a_pass_that_could_not_list_does_not_move_the_watermark(tmp_path: 
         await state.register_policy("prod", ["dst"], 100.0)
         await state.record_replication(report(), full=True, started_at=110.0, finished_at=120.0)
         await state.record_replication(
-            report(error="RegistryUnavailable: cannot talk to src"),
+            report(error=RegistryUnavailable("cannot talk to src")),
             full=True,
             started_at=200.0,
             finished_at=260.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from drd.oci.digest import Digest
@@ -117,9 +116,3 @@ def release_tags(tag_map: Mapping[str, Mapping[str, Digest]]) -> list[tuple[str,
     return sorted(
         (repo, tag) for repo, tags in tag_map.items() for tag in tags if subject_of_tag(tag) is None
     )
-
-
-def write_toml(path: Path, text: str) -> Path:
-    """Write a config file and return its path."""
-    path.write_text(text.strip() + "\n")
-    return path

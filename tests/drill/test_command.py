@@ -7,12 +7,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from drd.app.drills import drill_job
 from drd.config import load_settings
-from drd.drill.runner import drill_job
 from drd.metrics import Metrics
 from drd.resources import open_resources
 from drd.state import State
-from tests.drill.helpers import KEY, push_signed, write_toml
+from tests.configs import local_daemon, signed_replication, write_toml
+from tests.drill.helpers import KEY, push_signed
 from tests.images import RegistryWriter, make_image, push_image
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import json_out, run_drd
@@ -36,30 +37,11 @@ def config(
     key = tmp_path / "release.pub"
     key.write_bytes(KEY.public_pem())
     replica = '\nreplica = "dr"' if mode == "replica" else ""
+    urls = {"primary": primary.url, "dr": dr.url, "drill": drill.url}
     return write_toml(
         tmp_path / "drd.toml",
-        f"""
-version = 1
-
-[endpoints.primary]
-url = "{primary.url}"
-
-[endpoints.dr]
-url = "{dr.url}"
-
-[endpoints.drill]
-url = "{drill.url}"
-
-[trust.release]
-keys = ["{key}"]
-
-[[replication]]
-name = "prod"
-source = "primary"
-targets = ["dr"]
-repositories = ["{repo}"]
-require_signature = "release"
-
+        signed_replication(urls, repo, key)
+        + f"""
 [snapshots]
 source = "primary"
 store = "file://{tmp_path / "snapshots"}"
@@ -73,15 +55,8 @@ rto = "10m"
 rpo = "{rpo}"
 report_dir = "{tmp_path / "reports"}"
 mode = "{mode}"{replica}
-
-[daemon]
-state_dir = "{tmp_path / "state"}"
-
-[retry]
-attempts = 2
-wait_initial = 0.0
-wait_max = 0.0
-""",
+"""
+        + local_daemon(tmp_path / "state"),
     )
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from drd.drill.judge import Targets, duration, estimate_rto, snapshot_rpo
+from drd.drill.judge import Targets, estimate_rto, snapshot_rpo
 from drd.drill.plan import volume
 from drd.drill.runner import run_drill
 from drd.oci.digest import Digest
@@ -27,10 +27,12 @@ from drd.replicate.runner import run_policy
 from drd.restore.plan import Selection, plan_restore
 from drd.snapshot.collect import run_snapshot
 from drd.snapshot.model import Snapshot
-from drd.snapshot.store import open_store
+from drd.store.open import open_store
+from drd.timeline import duration
 from drd.trust.verify import verify_artifact
 from tests.clients import RETRY, open_client, policy_for
-from tests.drill.helpers import KEY, TRUST, push_signed, write_toml
+from tests.configs import write_toml
+from tests.drill.helpers import KEY, TRUST, push_signed
 from tests.images import RegistryWriter, make_image
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import StoreConfig, json_out, run_drd

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from drd.drill.judge import Targets, duration, estimate_rto, judge, size, snapshot_rpo
+from drd.drill.judge import Targets, estimate_rto, judge, size, snapshot_rpo
 from drd.drill.plan import (
     NAMESPACE_PREFIX,
     Volume,
@@ -19,6 +19,7 @@ from drd.drill.plan import (
 from drd.errors import InvalidReference
 from drd.oci.digest import Digest
 from drd.snapshot.model import ManifestRecord, RepositoryRecord, Snapshot
+from drd.timeline import duration
 
 TAKEN = dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.UTC)
 

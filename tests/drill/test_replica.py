@@ -7,9 +7,10 @@ import json
 
 from drd.drill.judge import Targets
 from drd.drill.report import DrillReport
-from drd.drill.runner import ReplicaScope, run_replica_drill, verify_digest
+from drd.drill.runner import run_replica_drill
 from drd.oci import mediatype
 from drd.oci.digest import Digest
+from drd.replica.check import ReplicaScope, verify_digest
 from drd.replicate.runner import run_policy
 from drd.trust.verify import verify_artifact
 from tests.clients import RETRY, open_client, policy_for

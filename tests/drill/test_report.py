@@ -10,17 +10,9 @@ from xml.etree import ElementTree
 
 from drd.drill.judge import Targets, estimate_rto, judge
 from drd.drill.plan import Volume
-from drd.drill.report import (
-    DrillReport,
-    Failure,
-    Phase,
-    Readback,
-    RepositoryResult,
-    render_html,
-    render_markdown,
-    timeline_svg,
-    write_report,
-)
+from drd.drill.render import render_html, render_markdown, timeline_svg, write_report
+from drd.drill.report import DrillReport, Failure, Readback, RepositoryResult
+from drd.timeline import Phase
 
 START = dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.UTC)
 HOSTILE = '<script>alert("x")</script>|`rm -rf`'

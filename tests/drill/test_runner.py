@@ -10,7 +10,7 @@ from drd.drill.judge import Targets
 from drd.drill.report import DrillReport
 from drd.drill.runner import run_drill
 from drd.oci.digest import Digest
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.collect import take_snapshot
 from drd.snapshot.model import Snapshot, blob_key
 from tests.clients import RETRY, open_client

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from drd.drill.judge import Targets
 from drd.drill.runner import run_drill
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.collect import take_snapshot
 from tests.clients import RETRY, open_client
-from tests.drill.helpers import KEY, TRUST, push_signed, write_toml
+from tests.configs import write_toml
+from tests.drill.helpers import KEY, TRUST, push_signed
 from tests.faults import Fault, fault_proxy
 from tests.images import RegistryWriter, make_cosign_signature, make_image, push_image
 from tests.images import signature_tag as sig_tag

@@ -11,15 +11,18 @@ from typing import Any
 
 import pytest
 
+from drd.app.active import apply_active, load_active_settings
+from drd.app.failover import run_failback, run_failover
 from drd.config import Settings, load_settings
-from drd.errors import InvalidReference
-from drd.failover.active import Active, apply_active, events, load_active_settings, read_active
-from drd.failover.runner import FailoverRefused, hook_argv, run_failback, run_failover, run_hook
+from drd.errors import FailoverRefused, InvalidReference
+from drd.failover.active import Active, events, read_active
+from drd.failover.hooks import hook_argv, run_hook
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
 from drd.resources import open_resources, policy_from_config, verifier_for
 from drd.state import RunRecord, State
-from tests.drill.helpers import KEY, push_signed, write_toml
+from tests.configs import local_daemon, signed_replication, write_toml
+from tests.drill.helpers import KEY, push_signed
 from tests.images import RegistryWriter, make_image, make_multiarch, signature_tag
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import json_out, run_drd
@@ -45,25 +48,8 @@ def config(
     key.write_bytes(KEY.public_pem())
     return write_toml(
         tmp_path / "drd.toml",
-        f"""
-version = 1
-
-[endpoints.primary]
-url = "{primary.url}"
-
-[endpoints.dr]
-url = "{dr.url}"
-
-[trust.release]
-keys = ["{key}"]
-
-[[replication]]
-name = "prod"
-source = "primary"
-targets = ["dr"]
-repositories = ["{repo}"]
-require_signature = "release"
-
+        signed_replication({"primary": primary.url, "dr": dr.url}, repo, key)
+        + f"""
 [drills]
 target = "dr"
 rpo = "1h"
@@ -73,15 +59,8 @@ report_dir = "{tmp_path / "reports"}"
 hooks = {json.dumps(hooks or [])}
 overrides_file = "{tmp_path / "overrides.json"}"
 max_drill_age = "1h"
-
-[daemon]
-state_dir = "{tmp_path / "state"}"
-
-[retry]
-attempts = 2
-wait_initial = 0.0
-wait_max = 0.0
-""",
+"""
+        + local_daemon(tmp_path / "state"),
     )
 
 

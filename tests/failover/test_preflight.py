@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from drd.drill.report import TagCheck
 from drd.failover.preflight import LastDrill, pins, preflight
+from drd.replica.check import TagCheck
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

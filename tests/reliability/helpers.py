@@ -14,7 +14,7 @@ from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import load_snapshot, verify_snapshot
-from drd.snapshot.store import S3Store
+from drd.store.s3 import S3Store
 from tests.images import OCI_LAYER_TAR, Blob, MiB, RegistryWriter
 from tests.servers import LocalRegistry
 

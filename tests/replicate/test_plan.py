@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from drd.oci.digest import Digest
-from drd.replicate.filters import RepoFilter, TagFilter, glob_match
 from drd.replicate.plan import Copy, Drift, Skip, plan_attached, plan_tags
+from drd.selection.filters import RepoFilter, TagFilter, glob_match
 
 A, B = Digest("sha256", "a" * 64), Digest("sha256", "b" * 64)
 SIG_A = f"sha256-{'a' * 64}.sig"

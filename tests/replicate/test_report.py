@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from drd.commands.replicate import exit_code, render
+from drd.app.outcome import Outcome
+from drd.app.replication import replication_outcome as exit_code
+from drd.commands.replicate import render
+from drd.errors import RegistryUnavailable
 from drd.replicate.report import ItemResult, PolicyReport
 
 DIGEST = "sha256:" + "a" * 64
@@ -16,7 +19,7 @@ def test_a_clean_pass_is_ok_and_exits_0() -> None:
     clean = report(items=[ItemResult("a/b", "v1", "dst", DIGEST, "copied")])
     assert clean.ok
     assert clean.problem == ""
-    assert exit_code([clean]) == 0
+    assert exit_code([clean]) is Outcome.OK
 
 
 def test_an_unreachable_target_is_not_ok_even_with_nothing_to_copy() -> None:
@@ -25,7 +28,7 @@ def test_an_unreachable_target_is_not_ok_even_with_nothing_to_copy() -> None:
     assert down.problem == (
         "target dr1 unreachable: answered 503; target dr2 unreachable: cannot talk to 127.0.0.1:9"
     )
-    assert exit_code([down]) == 69
+    assert exit_code([down]) is Outcome.UNAVAILABLE
     assert "target dr2 unreachable for the rest of the pass: cannot talk to" in render([down])
     assert down.to_json()["unreachable"] == {
         "dr2": "cannot talk to 127.0.0.1:9",
@@ -34,9 +37,13 @@ def test_an_unreachable_target_is_not_ok_even_with_nothing_to_copy() -> None:
 
 
 def test_the_pass_error_comes_before_unreachable_targets() -> None:
-    both = report(error="RegistryUnavailable: cannot talk to src", unreachable={"dr1": "x"})
+    both = report(
+        error="RegistryUnavailable: cannot talk to src",
+        exception=RegistryUnavailable("cannot talk to src"),
+        unreachable={"dr1": "x"},
+    )
     assert both.problem == "RegistryUnavailable: cannot talk to src"
-    assert exit_code([both]) == 69
+    assert exit_code([both]) is Outcome.UNAVAILABLE
 
 
 def test_a_failed_item_alone_exits_1() -> None:
@@ -44,4 +51,4 @@ def test_a_failed_item_alone_exits_1() -> None:
     one = report(items=[failed])
     assert not one.ok
     assert one.problem == ""
-    assert exit_code([one]) == 1
+    assert exit_code([one]) is Outcome.FAILED

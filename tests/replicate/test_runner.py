@@ -152,8 +152,8 @@ async def test_tag_filters_select_what_is_copied(
         await push_image(source_registry, repo, make_image(f"filter-{tag}"), tag)
 
     async with open_client(source_registry) as src, open_client(target_registry) as dst:
-        from drd.replicate.filters import RepoFilter, TagFilter
-        from drd.replicate.runner import Policy
+        from drd.selection.filters import RepoFilter, TagFilter
+        from drd.selection.policy import Policy
 
         policy = Policy("p", RepoFilter((repo,)), TagFilter((r"^v\d",), ("-rc",)))
         report = await run_policy(policy, src, {"t": dst}, RETRY)

@@ -181,7 +181,8 @@ async def test_replicate_and_verify_commands_name_the_keyless_identity(
 
     check = await asyncio.to_thread(drd, "verify", f"{target_registry.host}/{repo}:good")
     assert check.returncode == 0, check.stderr.decode()
-    assert WORKFLOW in check.stdout.decode()
+    doc = json.loads(check.stdout)
+    assert (doc["kind"], doc["identity"], doc["issuer"]) == ("cosign", WORKFLOW, GHA)
     check = await asyncio.to_thread(drd, "verify", f"{source_registry.host}/{repo}:foreign")
     assert check.returncode == 1
     assert "untrusted-identity" in check.stdout.decode()

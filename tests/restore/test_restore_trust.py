@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, write_index
 from drd.snapshot.collect import take_snapshot
 from drd.snapshot.model import RepositoryRecord, snapshot_id

@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from drd.errors import SnapshotCorrupt
-from drd.replicate.filters import RepoFilter
 from drd.restore.plan import Selection
 from drd.restore.runner import restore_snapshot
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import load_snapshot
 from drd.snapshot.collect import take_snapshot
 from drd.snapshot.model import encode_document, index_key, manifest_key, snapshot_id

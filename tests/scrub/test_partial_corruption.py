@@ -10,7 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.drill.helpers import KEY, push_signed, write_toml
+from tests.configs import write_toml
+from tests.drill.helpers import KEY, push_signed
 from tests.images import RegistryWriter, make_image
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import json_out, run_drd

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from drd.replicate.filters import RepoFilter
 from drd.scrub.runner import scrub_registry
+from drd.selection.filters import RepoFilter
 from tests.clients import open_client
 from tests.images import RegistryWriter, make_image, make_multiarch, push_image, push_index
 from tests.servers import LocalRegistry

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drd.config import Endpoint
 from drd.retry import RetryPolicy
-from drd.snapshot.store import SnapshotStore, StoredObject, open_store
+from drd.store.base import SnapshotStore, StoredObject
+from drd.store.open import open_store
 from tests.servers import LocalRegistry
 
 RETRY = RetryPolicy.no_wait(attempts=2)
@@ -29,6 +31,20 @@ class StoreConfig:
     s3_region: str | None = None
     s3_sse: str | None = None
     s3_object_lock_days: int | None = None
+    endpoint: Endpoint | None = None  # an oci:// store's endpoint
+
+    def store_endpoint(self) -> Endpoint | None:
+        """The endpoint of an oci:// store (`drd.config.Snapshots` resolves it from the config)."""
+        return self.endpoint
+
+
+def oci_store_config(
+    registry: LocalRegistry | str, repository: str, name: str = "vault"
+) -> StoreConfig:
+    """An oci:// store in *repository* of *registry* (or a URL), named as endpoint *name*."""
+    url = registry if isinstance(registry, str) else registry.url
+    endpoint = Endpoint(name=name, url=url)
+    return StoreConfig(store=f"oci://{name}/{repository}", endpoint=endpoint)
 
 
 def store_config(kind: str, tmp_path: Path, s3_endpoint: str = "", bucket: str = "") -> StoreConfig:
@@ -174,13 +190,13 @@ async def drd_here(*args: str, config: Path, capsys: Any) -> tuple[int, Any]:
     Exceptions propagate: `drd.cli.main` would map them to exit codes.
     """
     from drd import logs
-    from drd.cli import build_parser
+    from drd.cli import EXIT_CODES, build_parser
 
     logs.configure(json=True)  # log lines to stderr, as `python -m drd` does
     capsys.readouterr()
     parsed = build_parser().parse_args([*args, "--json", "--config", str(config)])
-    code = await parsed.handler(parsed)
-    return int(code), json.loads(capsys.readouterr().out)
+    outcome = await parsed.handler(parsed)
+    return EXIT_CODES[outcome], json.loads(capsys.readouterr().out)
 
 
 def files_under(root: Path) -> list[str]:

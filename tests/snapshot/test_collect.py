@@ -11,12 +11,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from drd.errors import DigestMismatch, VerificationError
 from drd.oci.digest import Digest
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, load_snapshot, verify_snapshot
 from drd.snapshot.collect import run_snapshot, take_snapshot
 from drd.snapshot.model import blob_key, manifest_key
 from drd.snapshot.sign import IndexKey
-from drd.snapshot.store import S3Store
+from drd.store.s3 import S3Store
 from tests.clients import open_client
 from tests.images import (
     make_cosign_signature,

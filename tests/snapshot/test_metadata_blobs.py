@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from drd.oci import mediatype
 from drd.oci.digest import Digest
-from tests.drill.helpers import KEY, push_signed, write_toml
+from tests.configs import write_toml
+from tests.drill.helpers import KEY, push_signed
 from tests.images import RegistryWriter, make_image, make_multiarch, push_image, push_index
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import json_out, run_drd

@@ -13,12 +13,12 @@ from drd.errors import InvalidReference, SnapshotCorrupt
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.snapshot import model
+from drd.snapshot.diff import diff
 from drd.snapshot.model import (
     ManifestRecord,
     RepositoryRecord,
     Snapshot,
     blob_key,
-    diff,
     encode_document,
     index_key,
     manifest_key,
@@ -27,9 +27,9 @@ from drd.snapshot.model import (
     parse_index_key,
     parse_snapshot_id,
     record_of,
-    select_retention,
     snapshot_id,
 )
+from drd.snapshot.retention import select_retention
 from tests.images import make_image, make_index
 
 T0 = dt.datetime(2024, 5, 1, 9, 30, 0, 123456, tzinfo=dt.UTC)

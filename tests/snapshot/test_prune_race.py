@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from drd.errors import StorageError
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, load_snapshot, prune, verify_snapshot
 from drd.snapshot.collect import SnapshotReport, run_snapshot, take_snapshot
 from drd.snapshot.leases import LEASE_TTL, LEASES, hold_lease, live_leases, wait_while_pruning
 from drd.snapshot.model import manifest_key
-from drd.snapshot.store import SnapshotStore, StoredObject
+from drd.store.base import SnapshotStore, StoredObject
 from tests.clients import open_client
 from tests.images import Image, make_image, push_image
 from tests.servers import LocalRegistry

@@ -12,7 +12,10 @@ import pytest
 
 from drd.errors import ConfigError, SnapshotNotFound, StorageError, StorageUnavailable
 from drd.retry import RetryPolicy
-from drd.snapshot.store import DirStore, S3Options, S3Store, SnapshotStore, open_store
+from drd.store.base import SnapshotStore
+from drd.store.dir import DirStore
+from drd.store.open import open_store
+from drd.store.s3 import S3Options, S3Store
 from tests.faults import Fault, fault_proxy
 from tests.servers import free_port, s3_client
 from tests.snapshot.helpers import StoreConfig, files_under, opened, store_config

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from drd.errors import StorageError
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, prune
 from drd.snapshot.collect import run_snapshot
-from drd.snapshot.store import DirStore
+from drd.store.dir import DirStore
 from tests.clients import open_client
 from tests.images import make_image, push_image
 from tests.servers import LocalRegistry
@@ -79,7 +79,7 @@ async def test_a_create_only_race_leaves_no_temporary_file(tmp_path: Path) -> No
 _CRASHING_WRITER = """
 import asyncio, os, signal, sys
 from pathlib import Path
-from drd.snapshot.store import DirStore
+from drd.store.dir import DirStore
 
 async def chunks():
     yield b"partial" * 1000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drd.replicate.filters import RepoFilter
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import list_snapshots, load_snapshot, prune, verify_snapshot
 from drd.snapshot.collect import take_snapshot
 from drd.snapshot.model import blob_key, manifest_key

@@ -1,5 +1,5 @@
 """
-Real sigstore bundles (shared/fixtures/signatures/README.md section 1), offline.
+Real sigstore bundles (shared/fixtures/signatures/README.md sections 1 and 3), offline.
 
 Every ACCEPT there is accepted here with the identity upstream expects, and every
 REJECT rejected with the matching reason. Bundles over a plain file are verified
@@ -272,3 +272,94 @@ def test_tag_form_rfc3161_timestamp_is_a_signing_time_source() -> None:
     no_tsa = replace(policy, keyless=replace(policy.keyless, timestamp_authorities=()))
     assert reason(annotations, no_tsa)[0] == "tlog-invalid"
     assert reason({CERTIFICATE_ANNOTATION: pem.decode()}, policy)[0] == "tlog-invalid"
+
+
+# Section 3: keyless in-toto attestations. The cosign bundle (v0.3, Rekor dsse 0.0.1)
+# attests go-containerregistry's empty image under its own trusted root; the sigstore-js
+# bundle (v0.1, Rekor intoto 0.0.2) is SLSA v1 provenance for an npm package.
+COSIGN_ATTESTATION = "attestations/cosign/oci-attestation.sigstore.json"
+COSIGN_ATTESTATION_ROOT = "attestations/cosign/trusted_root_pgi.json"
+EMPTY_IMAGE = Digest.parse(
+    "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+)
+CODY = "cody@soyland.com"
+SLSA_BUNDLE = "attestations/sigstore-js-slsa/sigstore.js@2.0.0-provenance.sigstore.json"
+SIGSTORE_JS_PACKAGE = Digest.parse(
+    "sha512:46d4e2f74c4877316640000a6fdf8a8b59f1e0847667973e9859f774dd31b8f1e0"
+    "937813b777fb66a2ac67d50540fe34640966eee9fc2ccca387082b4c85cd3c"
+)
+
+ATTESTATION_ACCEPT = [
+    pytest.param(
+        COSIGN_ATTESTATION, EMPTY_IMAGE, COSIGN_ATTESTATION_ROOT, CODY, GITHUB_OAUTH,
+        "https://cosign.sigstore.dev/attestation/v1", id="cosign-oci-attestation",
+    ),
+    pytest.param(
+        SLSA_BUNDLE, SIGSTORE_JS_PACKAGE, PROD, SIGSTORE_JS, GHA,
+        "https://slsa.dev/provenance/v1", id="sigstore-js-slsa-provenance-intoto-0.0.2",
+    ),
+    pytest.param(
+        SLSA_BUNDLE, SIGSTORE_JS_PACKAGE, SIGSTORE_GO, SIGSTORE_JS, GHA,
+        "https://slsa.dev/provenance/v1", id="sigstore-js-slsa-provenance-sigstore-go-root",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bundle", "digest", "root", "subject", "issuer", "predicate_type"), ATTESTATION_ACCEPT
+)
+def test_real_keyless_attestation_is_accepted_for_its_subject(
+    bundle: str, digest: Digest, root: str, subject: str, issuer: str, predicate_type: str
+) -> None:
+    """Section 3's ACCEPT cases: the statement names the digest; identity and type reported."""
+    verified = _verify(bundle, digest, root, subject, issuer)
+
+    assert (verified.identity, verified.issuer) == (subject, issuer)
+    assert verified.predicate_type == predicate_type
+    assert verified.digest == digest
+
+
+ATTESTATION_REJECT = [
+    pytest.param(
+        COSIGN_ATTESTATION, Digest.parse("sha256:" + "11" * 32), COSIGN_ATTESTATION_ROOT, CODY,
+        GITHUB_OAUTH, "wrong-digest", "does not name sha256:1111", id="cosign-other-digest",
+    ),
+    pytest.param(
+        COSIGN_ATTESTATION, EMPTY_IMAGE, COSIGN_ATTESTATION_ROOT, "someone@example.com",
+        GITHUB_OAUTH, "untrusted-identity", "signed by cody@soyland.com", id="cosign-other-san",
+    ),
+    pytest.param(
+        COSIGN_ATTESTATION, EMPTY_IMAGE, COSIGN_ATTESTATION_ROOT, CODY, GHA,
+        "untrusted-identity", "issuer https://github.com/login/oauth",
+        id="cosign-other-issuer",
+    ),
+    pytest.param(
+        COSIGN_ATTESTATION, EMPTY_IMAGE, STG, CODY, GITHUB_OAUTH, "untrusted-root",
+        "does not chain", id="cosign-staging-root",
+    ),
+    pytest.param(
+        SLSA_BUNDLE, Digest.parse("sha512:" + "00" * 64), PROD, SIGSTORE_JS, GHA,
+        "wrong-digest", "does not name sha512:0000", id="slsa-other-digest",
+    ),
+    pytest.param(
+        SLSA_BUNDLE, SIGSTORE_JS_PACKAGE, PROD, SIGSTORE_JS.replace("main", "dev"), GHA,
+        "untrusted-identity", "signed by https://github.com/sigstore/sigstore-js/",
+        id="slsa-other-san",
+    ),
+    pytest.param(
+        SLSA_BUNDLE, SIGSTORE_JS_PACKAGE, STG, SIGSTORE_JS, GHA, "untrusted-root",
+        "does not chain", id="slsa-staging-root",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bundle", "digest", "root", "subject", "issuer", "reason", "message"), ATTESTATION_REJECT
+)
+def test_real_keyless_attestation_is_rejected_with_its_reason(
+    bundle: str, digest: Digest, root: str, subject: str, issuer: str, reason: str, message: str
+) -> None:
+    """Section 3's REJECT cases: another digest, SAN, issuer or root, each with its reason."""
+    with pytest.raises(VerificationError, match=message) as caught:
+        _verify(bundle, digest, root, subject, issuer)
+    assert caught.value.reason == reason

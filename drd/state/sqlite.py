@@ -1,5 +1,6 @@
 """
-The daemon's memory across restarts: a small SQLite database in ``state_dir``.
+The daemon's memory across restarts: a small SQLite database in ``state_dir``
+(the embedded implementation of `drd.state.base.StateStore`).
 
 It holds the run history, the last run and last success of every job, the
 replication bookkeeping behind ``drd_replication_lag_seconds`` (last clean run
@@ -14,6 +15,9 @@ quick integrity check, is moved aside by the daemon (``state.db.corrupt-<UTC
 time>``) and a fresh one started, rather than
 the daemon exiting into a restart loop (`State.open` with ``reset_corrupt``).
 Every other failure of SQLite is raised as `drd.errors.StateError`.
+
+The module is long because it holds the whole database in one place: the schema, every
+SQL statement and the async facade over them, so a schema change is read whole.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -34,11 +37,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from drd.errors import StateCorrupt, StateError
+from drd.state.base import JobRecord, RunRecord, SyncRecord, iso
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
-
-__all__ = ["DB_NAME", "JobRecord", "RunRecord", "State", "SyncRecord", "read_status"]
 
 log = structlog.get_logger(__name__)
 
@@ -103,59 +105,6 @@ CREATE TABLE IF NOT EXISTS drift (
 _T = TypeVar("_T")
 
 _CLEARS_PENDING = ("copied", "skipped", "drift", "rejected")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One finished run of a job."""
-
-    job: str
-    kind: str
-    trigger: str
-    started_at: float
-    finished_at: float
-    outcome: str
-    summary: dict[str, Any]
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """What is known of one job: when it was first scheduled, last ran, last succeeded."""
-
-    job: str
-    kind: str
-    first_seen: float
-    last_started: float | None
-    last_finished: float | None
-    last_outcome: str | None
-    last_success: float | None
-    last_error: str
-
-
-@dataclass(frozen=True)
-class SyncRecord:
-    """Replication bookkeeping of one policy at one target."""
-
-    policy: str
-    target: str
-    first_seen: float
-    last_clean: float | None
-    last_success: float | None
-    pending: int
-    oldest_pending: float | None
-    drift: int
-
-    @property
-    def watermark(self) -> float:
-        """Every source change before this instant is known to be at the target."""
-        base = self.last_clean if self.last_clean is not None else self.first_seen
-        return base if self.oldest_pending is None else min(base, self.oldest_pending)
-
-    @property
-    def success_mark(self) -> float:
-        """The last success, or when the policy was first scheduled (see drd.metrics)."""
-        return self.last_success if self.last_success is not None else self.first_seen
 
 
 # SQLite's primary result codes for a damaged file; extended codes keep them in the low byte.
@@ -613,10 +562,6 @@ class State:
         return await asyncio.to_thread(self._db.read, fn)
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
 def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any]:
     """
     The status document of ``drd status``, read-only from ``state_dir/state.db``.
@@ -638,33 +583,9 @@ def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any
             conn.close()
     return {
         "state_db": str(path),
-        "now": _iso(now),
-        "jobs": [
-            {
-                "job": j.job,
-                "kind": j.kind,
-                "first_seen": _iso(j.first_seen),
-                "last_started": _iso(j.last_started),
-                "last_finished": _iso(j.last_finished),
-                "last_outcome": j.last_outcome,
-                "last_success": _iso(j.last_success),
-                "last_error": j.last_error,
-            }
-            for j in jobs
-        ],
-        "replication": [
-            {
-                "policy": s.policy,
-                "target": s.target,
-                "lag_s": round(max(0.0, now - s.watermark), 3),
-                "last_clean": _iso(s.last_clean),
-                "last_success": _iso(s.last_success),
-                "pending": s.pending,
-                "oldest_pending": _iso(s.oldest_pending),
-                "drift": s.drift,
-            }
-            for s in syncs
-        ],
+        "now": iso(now),
+        "jobs": [j.to_json() for j in jobs],
+        "replication": [s.to_json(now) for s in syncs],
         "drift": [
             {
                 "policy": d["policy"],
@@ -673,22 +594,10 @@ def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any
                 "tag": d["tag"],
                 "source_digest": d["source_digest"],
                 "target_digest": d["target_digest"],
-                "first_seen": _iso(d["first_seen"]),
-                "last_seen": _iso(d["last_seen"]),
+                "first_seen": iso(d["first_seen"]),
+                "last_seen": iso(d["last_seen"]),
             }
             for d in drift
         ],
-        "runs": [
-            {
-                "job": r.job,
-                "kind": r.kind,
-                "trigger": r.trigger,
-                "started_at": _iso(r.started_at),
-                "duration_s": round(r.finished_at - r.started_at, 3),
-                "outcome": r.outcome,
-                "summary": r.summary,
-                "error": r.error,
-            }
-            for r in history
-        ],
+        "runs": [r.to_json() for r in history],
     }

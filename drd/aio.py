@@ -1,10 +1,11 @@
-"""InFlight: at most one copy per key at a time; concurrent callers share its outcome."""
+"""Async helpers every use case shares: `run_all` (a task group that raises drd's own error),
+`InFlight` (at most one copy per key at a time), `KeyedLocks`, `exception_leaves`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable, Sequence
 from typing import Any
 
 
@@ -74,3 +75,22 @@ def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseExcep
     for exc in group.exceptions:
         found.extend(exception_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
+
+
+async def run_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """
+    Run *coros* in one task group; on failure, cancel the rest and raise the first error
+    itself, not an ExceptionGroup, so callers and the CLI see drd's own error types.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

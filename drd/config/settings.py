@@ -1,5 +1,8 @@
 """
-drd's configuration: one TOML file plus `DRD_*` environment overrides.
+drd's configuration models and their loading: one TOML file plus `DRD_*` environment
+overrides. (Models and the loader stay together: the loader fills the models' private
+secret attributes and validates cross-references as one step; field types live in
+`drd.config.fields`, explanations in `drd.config.explain`.)
 
 `load_settings(path)` is the only code that reads the config file, the environment and the
 credential files the config names. It validates everything up front and raises one
@@ -25,7 +28,6 @@ import json
 import os
 import re
 import stat
-import string
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,9 +37,7 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ByteSize,
     ConfigDict,
     Field,
@@ -58,205 +58,43 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from drd.durations import MAX_SECONDS, format_duration, parse_duration, seconds_to_timedelta
-from drd.errors import ConfigError
-
-__all__ = [
-    "DEFAULT_CONFIG_PATH",
-    "MASK",
-    "Credentials",
-    "Daemon",
-    "Drills",
-    "Endpoint",
-    "Failover",
-    "Identity",
-    "Replication",
-    "RetrySettings",
-    "Settings",
-    "Snapshots",
-    "Trust",
-    "config_path",
-    "credential_env",
-    "describe",
-    "format_errors",
-    "load_settings",
-    "parse_settings",
-]
-
-DEFAULT_CONFIG_PATH = Path("/etc/drd/drd.toml")
-MASK = "********"
-
-_MAX_CONFIG_BYTES = 16 * 1024 * 1024
-_MAX_SECRET_BYTES = 64 * 1024
-_MAX_PEM_BYTES = 1024 * 1024
-_MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
-_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-class _Invalid(ValueError):
-    """Problems found by a model validator, at paths relative to the model."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
-        self.problems = problems
-
-
-# --- field types -------------------------------------------------------------------------------
-
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-_POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_PLATFORM = re.compile(r"[a-z0-9]{1,32}/[a-z0-9_]{1,32}(?:/[a-z0-9.]{1,32})?")
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+from drd.config.fields import (
+    _BUCKET,
+    _LOG_LEVELS,
+    _MAX_CONFIG_BYTES,
+    _MAX_DOCKER_CONFIG_BYTES,
+    _MAX_PEM_BYTES,
+    _MAX_SECRET_BYTES,
+    _MAX_TRUST_STORE_FILES,
+    _NAME,
+    _OCI_SOURCE_BUDGET,
+    _REPOSITORY,
+    DEFAULT_CONFIG_PATH,
+    ConfigPath,
+    Duration,
+    Glob,
+    Hook,
+    Interval,
+    Name,
+    NotationIdentity,
+    PlatformName,
+    PolicyName,
+    PredicateType,
+    Regex,
+    _check_host,
+    _http_url,
+    _Invalid,
+    _is_loopback,
+    _netloc,
 )
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            "must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
-        )
-    return value
-
-
-def _policy_name(value: str) -> str:
-    if not _POLICY_NAME.fullmatch(value):
-        raise ValueError("must be 1-63 letters, digits, '.', '-' or '_'")
-    return value
-
-
-def _path_input(value: object) -> object:
-    if not isinstance(value, str | Path):
-        raise PydanticCustomError("path_type", "must be a path (a string)")
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("path is empty")
-        if len(value) > 4096:
-            raise ValueError("path is longer than 4096 characters")
-        if "\0" in value:
-            raise ValueError("path contains a NUL character")
-    return value
-
-
-def _duration_input(value: object) -> object:
-    if isinstance(value, bool):
-        raise PydanticCustomError("duration_type", 'must be a duration such as "5m" or seconds')
-    if isinstance(value, int | float):
-        return seconds_to_timedelta(value)
-    if isinstance(value, str) and not value.strip().lstrip("+-").upper().startswith("P"):
-        return parse_duration(value)
-    return value  # ISO 8601 ("PT5M") and timedelta: pydantic's own parser
-
-
-def _bounded(value: timedelta) -> timedelta:
-    if value < timedelta(0):
-        raise ValueError("duration must not be negative")
-    if value.total_seconds() > MAX_SECONDS:
-        raise ValueError(f"duration must be at most {MAX_SECONDS} seconds")
-    return value
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("duration must be greater than zero")
-    return value
-
-
-def _glob(value: str) -> str:
-    if not value or len(value) > 512:
-        raise ValueError("pattern must be 1-512 characters")
-    if any(char.isspace() or not char.isprintable() for char in value):
-        raise ValueError("pattern must not contain spaces or control characters")
-    return value
-
-
-def _regex(value: str) -> str:
-    if len(value) > 1024:
-        raise ValueError("regular expression is longer than 1024 characters")
-    try:
-        re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from exc
-    return value
-
-
-def _platform(value: str) -> str:
-    if len(value) > 100 or not _PLATFORM.fullmatch(value):
-        raise ValueError('platform must look like "linux/amd64" or "linux/arm64/v8"')
-    return value
-
-
-def _hook(value: str) -> str:
-    if not value.strip() or len(value) > 4096:
-        raise ValueError("hook must be a non-empty command of at most 4096 characters")
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"invalid placeholder: {exc}") from exc
-    # Plain names only, not {to.attr} or {to[0]}: str.format would otherwise reach into objects.
-    if any(not name.isidentifier() for name in fields):
-        raise ValueError("placeholders must be plain names such as {to}")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_name)]
-PolicyName = Annotated[str, AfterValidator(_policy_name)]
-ConfigPath = Annotated[Path, BeforeValidator(_path_input)]
-Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator(_bounded)]
-Interval = Annotated[Duration, AfterValidator(_positive)]
-Glob = Annotated[str, AfterValidator(_glob)]
-Regex = Annotated[str, AfterValidator(_regex)]
-PlatformName = Annotated[str, AfterValidator(_platform)]
-Hook = Annotated[str, AfterValidator(_hook)]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _netloc(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port is None else f"{shown}:{port}"
-
-
-def _check_host(host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not _HOSTNAME.fullmatch(host):
-            raise ValueError("host is not a valid host name or IP address") from None
-
-
-def _http_url(value: str, *, allow_path: bool) -> tuple[str, str, str]:
-    """Split an http(s) URL into (scheme, netloc, path); never echoes the input in errors."""
-    # Messages here never quote the URL: a password pasted into it must not reach a log.
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError("is not a valid URL (check the host and port)") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError("must start with https:// (or http://)")
-    if "@" in parts.netloc:
-        raise ValueError("must not contain credentials: use username and password_file")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise ValueError("has no host")
-    _check_host(host)
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    path = parts.path.rstrip("/")
-    if path and not allow_path:
-        raise ValueError("must not have a path: registries serve /v2/ at the root")
-    return scheme, _netloc(host, port), path
-
+from drd.config.problems import (
+    _explain,
+    _hinted,
+    _lower_first,
+    _short,
+    _summary,
+)
+from drd.errors import ConfigError
 
 # --- models ------------------------------------------------------------------------------------
 
@@ -317,6 +155,9 @@ class Endpoint(BaseModel):
     # Most tags one repository, and most repositories the catalog, may list.
     max_tags: int = Field(100_000, ge=1, le=100_000_000)
     max_repositories: int = Field(100_000, ge=1, le=100_000_000)
+    # Bytes per PATCH for blobs larger than this; None: each blob in one streamed PUT,
+    # falling back to 64 MiB PATCHes when the registry refuses one (413 or 416).
+    chunk_size: int | None = Field(None, ge=1024, le=1 << 40)
 
     _credentials: Credentials | None = PrivateAttr(None)
 
@@ -403,8 +244,8 @@ class Identity(BaseModel):
 
 class Trust(BaseModel):
     """
-    A trust policy: the public keys, or keyless Sigstore roots and identities, whose
-    signatures make an artifact verified.
+    A trust policy: the public keys, keyless Sigstore roots and identities, or Notation
+    certificates whose signatures make an artifact verified.
     """
 
     model_config = _MODEL_CONFIG
@@ -419,12 +260,22 @@ class Trust(BaseModel):
     # A trusted_root.json path, or "public-good" for the root shipped with drd.
     sigstore_root: str | None = Field(None, min_length=1, max_length=4096)
     identities: list[Identity] = Field(default_factory=list, max_length=256)
+    # Notation: trust store certificates (PEM or DER), identities, or Notation's own files.
+    notation_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    notation_identities: list[NotationIdentity] = Field(default_factory=list, max_length=256)
+    notation_tsa_roots: list[ConfigPath] = Field(default_factory=list, max_length=256)
+    notation_policy: ConfigPath | None = None
+    require_attestations: list[PredicateType] = Field(default_factory=list, max_length=64)
+    match_reference: bool = False
 
     _key_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _rekor_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _fulcio_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _ctlog_pems: tuple[tuple[str, bytes], ...] = PrivateAttr(())
     _sigstore_root: tuple[str, bytes] | None = PrivateAttr(None)
+    _notation_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_tsa_roots: tuple[tuple[str, bytes], ...] = PrivateAttr(())
+    _notation_policy: tuple[bytes, dict[str, bytes]] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -432,8 +283,15 @@ class Trust(BaseModel):
         if self.require_rekor and not self.rekor_keys and self.sigstore_root is None:
             problems.append(("rekor_keys", "require_rekor = true needs at least one rekor key"))
         keyless = bool(self.fulcio_roots) or self.sigstore_root is not None
-        if not self.keys and not keyless:
-            problems.append(("keys", "set keys, or fulcio_roots / sigstore_root for keyless"))
+        notation = bool(self.notation_roots) or self.notation_policy is not None
+        if not self.keys and not keyless and not notation:
+            problems.append(
+                (
+                    "keys",
+                    "set keys, fulcio_roots / sigstore_root for keyless,"
+                    " or notation_roots / notation_policy",
+                )
+            )
         if self.fulcio_roots and not self.rekor_keys and self.sigstore_root is None:
             # Without a log key nothing proves when a ten-minute certificate signed.
             problems.append(("rekor_keys", "fulcio_roots need at least one rekor key"))
@@ -442,9 +300,36 @@ class Trust(BaseModel):
         for field in ("identities", "ctlog_keys"):
             if getattr(self, field) and not keyless:
                 problems.append((field, "applies only with fulcio_roots or sigstore_root"))
+        for field in ("notation_identities", "notation_tsa_roots"):
+            if getattr(self, field) and not self.notation_roots:
+                problems.append((field, "need notation_roots to apply to"))
         if problems:
             raise _Invalid(problems)
         return self
+
+    def notation_root_files(self) -> list[tuple[str, bytes]]:
+        """(source path, bytes) of each Notation trust store certificate file."""
+        return list(self._notation_roots)
+
+    def notation_tsa_root_files(self) -> list[tuple[str, bytes]]:
+        """(source path, bytes) of each RFC 3161 timestamp authority root certificate file."""
+        return list(self._notation_tsa_roots)
+
+    def notation_policy_files(self) -> tuple[bytes, dict[str, bytes]] | None:
+        """Notation's ``trustpolicy.json`` bytes and its trust store files, when configured."""
+        return self._notation_policy
+
+    def with_notation(
+        self,
+        roots: Iterable[tuple[str, bytes]],
+        policy: tuple[bytes, dict[str, bytes]] | None,
+        tsa_roots: Iterable[tuple[str, bytes]] = (),
+    ) -> Trust:
+        """A copy of this policy holding the given Notation material."""
+        copy = self.model_copy()
+        copy._notation_roots, copy._notation_policy = tuple(roots), policy
+        copy._notation_tsa_roots = tuple(tsa_roots)
+        return copy
 
     def key_pems(self) -> list[tuple[str, bytes]]:
         """(source path, PEM bytes) of each signing key, as loaded by `load_settings`."""
@@ -480,6 +365,8 @@ class Trust(BaseModel):
         copy._key_pems, copy._rekor_pems = tuple(keys), tuple(rekor)
         copy._fulcio_pems, copy._ctlog_pems = tuple(fulcio), tuple(ctlog)
         copy._sigstore_root = sigstore_root
+        copy._notation_roots, copy._notation_policy = self._notation_roots, self._notation_policy
+        copy._notation_tsa_roots = self._notation_tsa_roots
         return copy
 
 
@@ -520,7 +407,7 @@ class Replication(BaseModel):
 
 
 class Snapshots(BaseModel):
-    """Point-in-time snapshots of one endpoint's metadata, kept in a directory or S3."""
+    """Point-in-time snapshots of one endpoint's metadata, kept in a directory, S3 or a registry."""
 
     model_config = _MODEL_CONFIG
 
@@ -542,6 +429,7 @@ class Snapshots(BaseModel):
     repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
 
     _signing_key: SecretBytes | None = PrivateAttr(None)
+    _store_endpoint: Endpoint | None = PrivateAttr(None)
 
     @field_validator("store")
     @classmethod
@@ -558,7 +446,15 @@ class Snapshots(BaseModel):
                 raise ValueError('an S3 store is "s3://bucket/prefix" with a valid bucket name')
             prefix = parts.path.strip("/")
             return f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
-        raise ValueError('must be "file:///path" or "s3://bucket/prefix"')
+        if parts.scheme == "oci":
+            repository = parts.path.strip("/")
+            if not _NAME.fullmatch(parts.netloc) or not _REPOSITORY.fullmatch(repository):
+                raise ValueError(
+                    'an OCI store is "oci://<endpoint>/<repository>": a configured endpoint\'s '
+                    "name and a valid repository name"
+                )
+            return f"oci://{parts.netloc}/{repository}"
+        raise ValueError('must be "file:///path", "s3://bucket/prefix" or "oci://endpoint/repo"')
 
     @field_validator("s3_endpoint_url")
     @classmethod
@@ -576,13 +472,42 @@ class Snapshots(BaseModel):
             for field in s3_only
             if getattr(self, field) is not None
         ]
+        # An oci:// store tags each object with its key, "_" and "." taking two characters
+        # (drd.store.oci.key_tag); an index key adds 56 to the source's share.
+        tagged = len(self.source) + self.source.count("_") + self.source.count(".")
+        if self.store_scheme == "oci" and tagged > _OCI_SOURCE_BUDGET:
+            problems.append(
+                (
+                    "source",
+                    f"too long for an oci:// store's tags ({_OCI_SOURCE_BUDGET} characters, "
+                    '"_" counting twice)',
+                )
+            )
         if problems:
             raise _Invalid(problems)
         return self
 
     @property
-    def store_scheme(self) -> Literal["file", "s3"]:
-        return "s3" if self.store.startswith("s3://") else "file"
+    def store_scheme(self) -> Literal["file", "s3", "oci"]:
+        scheme = self.store.partition("://")[0]
+        return "s3" if scheme == "s3" else "oci" if scheme == "oci" else "file"
+
+    @property
+    def oci_endpoint_name(self) -> str:
+        """The endpoint an ``oci://`` store lives on."""
+        if self.store_scheme != "oci":
+            raise ValueError("not an oci:// store")
+        return self.store.removeprefix("oci://").partition("/")[0]
+
+    def store_endpoint(self) -> Endpoint | None:
+        """The endpoint (credentials loaded) of an ``oci://`` store, set by `load_settings`."""
+        return self._store_endpoint
+
+    def with_store_endpoint(self, endpoint: Endpoint | None) -> Snapshots:
+        """A copy of these settings whose ``oci://`` store uses *endpoint*."""
+        copy = self.model_copy()
+        copy._store_endpoint = endpoint
+        return copy
 
     @property
     def store_path(self) -> Path:
@@ -913,6 +838,8 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         policy(f"{path}.require_signature", rule.require_signature)
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
+        if settings.snapshots.store_scheme == "oci":
+            endpoint("snapshots.store", settings.snapshots.oci_endpoint_name)
     if settings.drills is not None:
         endpoint("drills.target", settings.drills.target)
         endpoint("drills.replica", settings.drills.replica)
@@ -1057,7 +984,12 @@ class _FileLoader:
             "daemon": self._daemon(self._paths(settings.daemon)),
         }
         if settings.snapshots is not None:
-            update["snapshots"] = self._snapshots(self._paths(settings.snapshots))
+            snapshots = self._snapshots(self._paths(settings.snapshots))
+            if snapshots.store_scheme == "oci":
+                # The store speaks to that endpoint as drd does: same URL, TLS, credentials.
+                ep = update["endpoints"].get(snapshots.oci_endpoint_name)
+                snapshots = snapshots.with_store_endpoint(ep)
+            update["snapshots"] = snapshots
         if settings.drills is not None:
             update["drills"] = self._paths(settings.drills)
         if self.problems:
@@ -1175,9 +1107,14 @@ class _FileLoader:
         fulcio = self._pems(table.fulcio_roots, f"{where}.fulcio_roots")
         ctlog = self._pems(table.ctlog_keys, f"{where}.ctlog_keys")
         root = self._sigstore_root(table.sigstore_root, f"{where}.sigstore_root")
+        roots = self._certificates(table.notation_roots, f"{where}.notation_roots")
+        tsa = self._certificates(table.notation_tsa_roots, f"{where}.notation_tsa_roots")
+        policy = None
+        if table.notation_policy is not None:
+            policy = self._notation_policy(table.notation_policy, f"{where}.notation_policy")
         loaded = table.with_pems(keys, rekor, fulcio=fulcio, ctlog=ctlog, sigstore_root=root)
         self._parse_trust(loaded, where)
-        return loaded
+        return loaded.with_notation(roots, policy, tsa)
 
     def _sigstore_root(self, value: str | None, where: str) -> tuple[str, bytes] | None:
         if value is None:
@@ -1214,6 +1151,44 @@ class _FileLoader:
                 load_sigstore_root(root[1], root[0])
             except ConfigError as exc:
                 self.problems.append((f"{where}.sigstore_root", str(exc)))
+
+    def _certificates(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
+        from drd.trust.notation_trust import load_certificates
+
+        loaded: list[tuple[str, bytes]] = []
+        for index, path in enumerate(paths):
+            data = self._read(path, f"{where}[{index}]", _MAX_PEM_BYTES)
+            if data is None:
+                continue
+            try:
+                load_certificates(data, str(path))
+            except ConfigError as exc:
+                self.problems.append((f"{where}[{index}]", str(exc)))
+                continue
+            loaded.append((str(path), data))
+        return loaded
+
+    def _notation_policy(self, path: Path, where: str) -> tuple[bytes, dict[str, bytes]] | None:
+        """Notation's trustpolicy.json and every file under ``truststore/x509`` beside it."""
+        from drd.trust.notation_trust import read_trust_policy
+
+        document = self._read(path, where, _MAX_PEM_BYTES)
+        if document is None:
+            return None
+        base = path.parent / "truststore" / "x509"
+        store: dict[str, bytes] = {}
+        if base.is_dir():
+            for file in sorted(base.glob("*/*/*")):
+                if file.is_file() and len(store) < _MAX_TRUST_STORE_FILES:
+                    data = self._read(file, where, _MAX_PEM_BYTES)
+                    if data is not None:
+                        store[file.relative_to(base).as_posix()] = data
+        try:
+            read_trust_policy(document, store, str(path))
+        except ConfigError as exc:
+            self.problems.append((where, str(exc)))
+            return None
+        return document, store
 
     def _pems(self, paths: list[Path], where: str) -> list[tuple[str, bytes]]:
         loaded: list[tuple[str, bytes]] = []
@@ -1291,113 +1266,3 @@ def _docker_entry(document: Any, host: str, source: str) -> Credentials:
     if isinstance(username, str) and username and isinstance(password, str) and password:
         return Credentials(username=username, password=SecretStr(password), source=source)
     raise _DockerConfigUnusable(f"the entry for {host} has no usable credentials")
-
-
-# --- reporting ---------------------------------------------------------------------------------
-
-
-def _short(text: str) -> str:
-    text = text if text.isprintable() else repr(text)
-    return text if len(text) <= 64 else text[:61] + "..."
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def _join(base: str, relative: str) -> str:
-    if not base or not relative:
-        return base or relative
-    return base + relative if relative.startswith("[") else f"{base}.{relative}"
-
-
-def _loc_path(loc: Iterable[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "[key]":  # the key itself failed: the path already ends with it
-            path = _join(path, _short(part))
-    return path
-
-
-def _env_hint(path: str) -> str:
-    """ " (from DRD_X__Y)" when an environment variable set the value at dotted *path*."""
-    names = {name.upper() for name in os.environ if name.upper().startswith("DRD_")}
-    variable = "DRD"
-    for part in filter(None, re.split(r"[.\[\]]+", path)):
-        variable += ("_" if variable == "DRD" else "__") + part.upper()
-        if variable in names:
-            return f" (from {variable})"
-    return ""
-
-
-def _explain(error: Any) -> list[tuple[str, str]]:
-    """One pydantic error as (path, message) pairs; an `_Invalid` expands to its problems."""
-    path = _loc_path(error["loc"])
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, _Invalid):
-        return [(_join(path, rel), msg) for rel, msg in cause.problems]
-    message = str(error["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    return [(path, _lower_first(message))]
-
-
-def _hinted(errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Name the variable behind each error that the environment caused."""
-    return [(path, message + _env_hint(path)) for path, message in errors]
-
-
-def _summary(source: str, errors: list[tuple[str, str]]) -> str:
-    count = len(errors)
-    return f"{source}: {count} configuration error{'s' if count != 1 else ''}"
-
-
-def format_errors(err: ConfigError) -> str:
-    """One line per problem: `path: message`."""
-    if not err.errors:
-        return err.message
-    return "\n".join(f"{path}: {message}" if path else message for path, message in err.errors)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, SecretStr | SecretBytes):
-        return MASK
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _describe_credentials(credentials: Credentials | None) -> dict[str, Any]:
-    if credentials is None:
-        return {"kind": "anonymous"}
-    if credentials.token is not None:
-        return {"kind": "token", "token": MASK, "source": credentials.source}
-    return {
-        "kind": "basic",
-        "username": credentials.username,
-        "password": MASK,
-        "source": credentials.source,
-    }
-
-
-def describe(settings: Settings) -> dict[str, Any]:
-    """The resolved configuration as JSON-able data, every secret replaced by `MASK`."""
-    data: dict[str, Any] = _plain(settings.model_dump())
-    for key, ep in settings.endpoints.items():
-        data["endpoints"][key]["credentials"] = _describe_credentials(ep.credentials())
-    for key, table in settings.trust.items():
-        data["trust"][key]["loaded_keys"] = len(table.key_pems())
-        data["trust"][key]["loaded_fulcio_roots"] = len(table.fulcio_pems())
-    data["daemon"]["webhook_token"] = MASK if settings.daemon.webhook_token() else None
-    if settings.snapshots is not None:
-        signing = settings.snapshots.signing_key() is not None
-        data["snapshots"]["signing_key"] = MASK if signing else None
-    return data

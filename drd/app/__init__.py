@@ -1,0 +1,1 @@
+"""The application layer: config → engine run → state, metrics and a typed outcome."""

@@ -1,0 +1,133 @@
+"""
+Replication from the configuration: the passes `drd replicate` asks for and the
+daemon schedules, each recorded in the state database (and, in the daemon, the
+metrics) the same way, and the outcome of a set of passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import structlog
+
+from drd.app.outcome import Outcome, of_error, run_word
+from drd.config import Settings
+from drd.metrics import Metrics
+from drd.replicate.cache import TagCache
+from drd.replicate.report import PolicyReport
+from drd.replicate.runner import Verifier, run_policy
+from drd.resources import Resources, policy_from_config, verifier_for
+from drd.selection.policy import Policy
+from drd.state import RunRecord, State
+from drd.timeline import new_run_id
+
+log = structlog.get_logger(__name__)
+
+
+async def run_pass(
+    res: Resources,
+    policy: Policy,
+    source: str,
+    targets: Sequence[str],
+    *,
+    verifier: Verifier | None,
+    job: str,
+    trigger: str,
+    only: Sequence[tuple[str, str | None]] | None = None,
+    dry_run: bool = False,
+    cache: TagCache | None = None,
+    state: State | None = None,
+    metrics: Metrics | None = None,
+) -> PolicyReport:
+    """
+    One pass of *policy*: a full one, or the pushed items *only*; recorded unless dry.
+
+    A full pass (manual or scheduled) moves the watermark and the last success; a
+    push-triggered one only clears what it copied.
+    """
+    started = time.time()
+    with structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger):
+        report = await run_policy(
+            policy,
+            res.registries[source],
+            {target: res.registries[target] for target in targets},
+            res.retry,
+            verifier=verifier,
+            only=only,
+            dry_run=dry_run,
+            cache=cache,
+        )
+    if dry_run:
+        return report
+    finished = time.time()
+    full = only is None
+    if state is not None:
+        await state.record_replication(report, full=full, started_at=started, finished_at=finished)
+        await state.record_run(
+            RunRecord(
+                job,
+                "replicate",
+                trigger,
+                started,
+                finished,
+                run_word(report.ok, bool(report.error)),
+                report.summary(),
+                report.problem,
+            )
+        )
+    if metrics is not None:
+        metrics.record_replication(report, full=full, finished_at=finished)
+    return report
+
+
+async def replicate_once(
+    settings: Settings,
+    res: Resources,
+    *,
+    names: Iterable[str] = (),
+    dry_run: bool = False,
+    cache: TagCache | None = None,
+    state: State | None = None,
+) -> list[PolicyReport]:
+    """
+    One manual pass of every (or each named) replication policy, recorded in *state*
+    as the job ``replicate:<policy>`` with the trigger ``manual``.
+
+    Names no policy has are ignored: `unknown_policies` says which they are.
+    """
+    wanted = set(names)
+    reports = []
+    for rep in settings.replication:
+        if wanted and rep.name not in wanted:
+            continue
+        reports.append(
+            await run_pass(
+                res,
+                policy_from_config(rep),
+                rep.source,
+                rep.targets,
+                verifier=verifier_for(settings, rep),
+                job=f"replicate:{rep.name}",
+                trigger="manual",
+                dry_run=dry_run,
+                cache=cache,
+                state=state,
+            )
+        )
+    return reports
+
+
+def unknown_policies(settings: Settings, names: Iterable[str]) -> list[str]:
+    """The names among *names* that no ``[[replication]]`` policy has, sorted."""
+    return sorted(set(names) - {rep.name for rep in settings.replication})
+
+
+def replication_outcome(reports: Sequence[PolicyReport]) -> Outcome:
+    """
+    ``UNAVAILABLE`` when a pass could not reach a registry or a target was unreachable
+    for the rest of a pass; ``FAILED`` when an item failed or was rejected; else ``OK``.
+    """
+    if any(r.unreachable or of_error(r.exception) is Outcome.UNAVAILABLE for r in reports):
+        return Outcome.UNAVAILABLE
+    return Outcome.OK if all(r.ok for r in reports) else Outcome.FAILED

@@ -1,0 +1,1 @@
+"""Selection: which repositories and tags a policy takes (filters, `Policy`, `glob_match`)."""

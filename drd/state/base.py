@@ -1,0 +1,152 @@
+"""
+What the application, the daemon and ``drd status`` need of run history: the
+records (`RunRecord`, `JobRecord`, `SyncRecord`) and the `StateStore` interface.
+
+`drd.state.sqlite.State` implements it over an embedded SQLite database; another
+backend (PostgreSQL for a cluster) implements the same protocol beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from drd.replicate.report import PolicyReport
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run of a job."""
+
+    job: str
+    kind: str
+    trigger: str
+    started_at: float
+    finished_at: float
+    outcome: str
+    summary: dict[str, Any]
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as ``drd status`` shows it."""
+        return {
+            "job": self.job,
+            "kind": self.kind,
+            "trigger": self.trigger,
+            "started_at": iso(self.started_at),
+            "duration_s": round(self.finished_at - self.started_at, 3),
+            "outcome": self.outcome,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What is known of one job: when it was first scheduled, last ran, last succeeded."""
+
+    job: str
+    kind: str
+    first_seen: float
+    last_started: float | None
+    last_finished: float | None
+    last_outcome: str | None
+    last_success: float | None
+    last_error: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as ``drd status`` shows it."""
+        return {
+            "job": self.job,
+            "kind": self.kind,
+            "first_seen": iso(self.first_seen),
+            "last_started": iso(self.last_started),
+            "last_finished": iso(self.last_finished),
+            "last_outcome": self.last_outcome,
+            "last_success": iso(self.last_success),
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    """Replication bookkeeping of one policy at one target."""
+
+    policy: str
+    target: str
+    first_seen: float
+    last_clean: float | None
+    last_success: float | None
+    pending: int
+    oldest_pending: float | None
+    drift: int
+
+    @property
+    def watermark(self) -> float:
+        """Every source change before this instant is known to be at the target."""
+        base = self.last_clean if self.last_clean is not None else self.first_seen
+        return base if self.oldest_pending is None else min(base, self.oldest_pending)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The (policy, target) as ``drd status`` shows it at *now*."""
+        return {
+            "policy": self.policy,
+            "target": self.target,
+            "lag_s": round(max(0.0, now - self.watermark), 3),
+            "last_clean": iso(self.last_clean),
+            "last_success": iso(self.last_success),
+            "pending": self.pending,
+            "oldest_pending": iso(self.oldest_pending),
+            "drift": self.drift,
+        }
+
+    @property
+    def success_mark(self) -> float:
+        """The last success, or when the policy was first scheduled (see drd.metrics)."""
+        return self.last_success if self.last_success is not None else self.first_seen
+
+
+class StateStore(Protocol):
+    """Run history and replication bookkeeping, as the app layer and the daemon use it."""
+
+    async def close(self) -> None:
+        """Release the backend."""
+
+    async def register_job(self, job: str, kind: str, now: float) -> JobRecord:
+        """Remember when *job* was first scheduled; return what is known of it."""
+
+    async def record_run(self, run: RunRecord) -> None:
+        """Append *run* to the history and update its job's last run and last success."""
+
+    async def register_policy(self, policy: str, targets: Iterable[str], now: float) -> None:
+        """Remember when each (policy, target) was first scheduled."""
+
+    async def note_push(
+        self, policy: str, targets: Iterable[str], repository: str, tag: str, at: float
+    ) -> None:
+        """A push the source announced: pending at every target until a run brings it there."""
+
+    async def record_replication(
+        self, report: PolicyReport, *, full: bool, started_at: float, finished_at: float
+    ) -> None:
+        """Update pending changes, drift and the watermark from one replication run."""
+
+    async def jobs(self) -> list[JobRecord]:
+        """Every job ever scheduled."""
+
+    async def syncs(self) -> list[SyncRecord]:
+        """The replication bookkeeping of every (policy, target)."""
+
+    async def pending(self, policy: str) -> list[tuple[str, str]]:
+        """The (repository, tag) pairs still pending at any target of *policy*."""
+
+    async def runs(self, limit: int = 50) -> list[RunRecord]:
+        """The most recent runs, newest first."""
+
+
+def iso(ts: float | None) -> str | None:
+    """A timestamp as ISO 8601 UTC to the second, as ``drd status`` prints them."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
