@@ -65,6 +65,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "drd restore --snapshot latest --to dr",
     ),
     "run": ("drd run --config /etc/drd/drd.toml", "systemctl start drd   # the packaged unit"),
+    "scrub": ("drd scrub dr", "drd scrub dr --repository 'team-a/**' --deep --json"),
     "snapshot": ("drd snapshot create", "drd snapshot list", "drd snapshot diff OLD latest"),
     "snapshot create": ("drd snapshot create", "drd snapshot create --source primary --json"),
     "snapshot list": ("drd snapshot list", "drd snapshot list --json"),

@@ -250,10 +250,11 @@ def render_show(snap: Snapshot, *, all_tags: bool = False) -> str:
     counted under their image's tag (*all_tags*: listed too).
     """
     s = snap.summary()
+    stored = "stored" if snap.blobs_stored else f"{s['metadata_blobs']} metadata blobs stored"
     lines = [
         f"snapshot {snap.id} of {snap.source} ({snap.source_url}) taken {s['taken_at']}",
         f"  {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, "
-        f"{s['blobs']} blobs{' (stored)' if snap.blobs_stored else ''}, "
+        f"{s['blobs']} blobs ({stored}), "
         f"{'signed' if snap.signature else 'unsigned'}, index {short(s['digest'])}",
     ]
     for name, repo in sorted(snap.repositories.items()):
