@@ -190,6 +190,15 @@ async def _prune(
             "  no object deleted: a snapshot is being taken "
             f"({', '.join(report.sweep_deferred)}); the next prune deletes them"
         )
+    lines += [
+        f"  keep {sid}: its index is locked until {until:%Y-%m-%dT%H:%M:%SZ}"
+        for sid, until in sorted(report.retained.items())
+    ]
+    if report.objects_retained_until:
+        lines.append(
+            f"  {len(report.objects_retained)} unreferenced objects kept: locked until "
+            f"{report.objects_retained_until:%Y-%m-%dT%H:%M:%SZ} at the latest"
+        )
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK
 

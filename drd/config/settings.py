@@ -416,6 +416,7 @@ class Snapshots(BaseModel):
     s3_region: str | None = Field(None, min_length=1, max_length=64)
     s3_sse: Literal["AES256", "aws:kms"] | None = None
     s3_object_lock_days: int | None = Field(None, ge=1, le=36_500)
+    s3_object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
     interval: Interval = timedelta(hours=1)
     blobs: bool = False
     keep_last: int = Field(48, ge=1, le=1_000_000)
@@ -460,6 +461,8 @@ class Snapshots(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if "s3_object_lock_mode" in self.model_fields_set and self.s3_object_lock_days is None:
+            raise _Invalid([("s3_object_lock_mode", "applies only with s3_object_lock_days")])
         if self.store_scheme == "s3":
             return self
         s3_only = ("s3_endpoint_url", "s3_region", "s3_sse", "s3_object_lock_days")
