@@ -707,6 +707,14 @@ def test_object_lock_mode_needs_object_lock_days(tmp_path: Path) -> None:
     assert load_settings(minimal_with(tmp_path, good)).snapshots is not None
 
 
+def test_settings_exclude_needs_settings(tmp_path: Path) -> None:
+    """``settings_exclude`` with no ``settings`` would exclude nothing: refused."""
+    text = '[snapshots]\nsource = "src"\nsettings_exclude = ["*/htpasswd"]\n'
+    assert config_errors(minimal_with(tmp_path, text)) == {
+        "snapshots.settings_exclude": "applies only with settings"
+    }
+
+
 def test_oci_store_names_a_configured_endpoint(tmp_path: Path) -> None:
     """
     ``oci://<endpoint>/<repository>``: the endpoint's credentials are the store's; an

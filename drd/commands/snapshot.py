@@ -247,6 +247,7 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
         "skipped": [
             {"repository": s.repository, "tag": s.tag, "reason": s.reason} for s in snap.skipped
         ],
+        "settings": [r.to_json() for r in snap.settings],
     }
 
 
@@ -262,6 +263,13 @@ def render_show(snap: Snapshot) -> str:
     for name, repo in sorted(snap.repositories.items()):
         lines.append(f"  {name}")
         lines += [f"    {tag:40} {d}" for tag, d in sorted(repo.tags.items())]
+    if snap.settings:
+        lines.append("  settings")
+        lines += [
+            f"    {r.path:40} {r.kind:5} {r.mode:04o} {r.size:>9} {r.digest}"
+            + ("" if r.stored else "  (secret: digest only)")
+            for r in snap.settings
+        ]
     return "\n".join(lines)
 
 

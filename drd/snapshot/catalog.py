@@ -44,6 +44,7 @@ from drd.snapshot.model import (
     record_of,
 )
 from drd.snapshot.retention import select_retention
+from drd.snapshot.settings import SettingsRecord, load_settings_file
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.sweep import plan_sweep
 from drd.store.base import SnapshotStore, StoredObject
@@ -208,6 +209,7 @@ class VerifyReport:
     snapshot: str
     manifests_checked: int = 0
     blobs_checked: int = 0
+    settings_checked: int = 0
     bytes_checked: int = 0
     problems: list[ObjectProblem] = field(default_factory=list)
     duration_s: float = 0.0
@@ -224,6 +226,7 @@ class VerifyReport:
             "ok": self.ok,
             "manifests_checked": self.manifests_checked,
             "blobs_checked": self.blobs_checked,
+            "settings_checked": self.settings_checked,
             "bytes_checked": self.bytes_checked,
             "duration_s": round(self.duration_s, 3),
             "problems": [
@@ -237,7 +240,8 @@ async def verify_snapshot(
 ) -> VerifyReport:
     """
     Re-hash every object *snapshot* references: each manifest (against its digest and
-    its record) and, when blobs were stored, each blob streamed. Failures are listed
+    its record), each stored settings file and, when blobs were stored, each blob
+    streamed. Failures are listed
     by digest in the report; storage outages raise.
     """
     report = VerifyReport(snapshot.id)
@@ -261,8 +265,21 @@ async def verify_snapshot(
             report.blobs_checked += 1
             report.bytes_checked += size
 
+    async def setting(record: SettingsRecord) -> None:
+        async with limit:
+            try:
+                await load_settings_file(store, record)
+            except SnapshotCorrupt as exc:
+                report.problems.append(ObjectProblem("settings", str(record.digest), str(exc)))
+            report.settings_checked += 1
+            report.bytes_checked += record.size
+
     blobs = snapshot.blobs.items() if snapshot.blobs_stored else ()
-    await run_all([manifest(d) for d in snapshot.manifests] + [blob(d, size) for d, size in blobs])
+    await run_all(
+        [manifest(d) for d in snapshot.manifests]
+        + [blob(d, size) for d, size in blobs]
+        + [setting(r) for r in snapshot.settings if r.stored]
+    )
     report.problems.sort(key=lambda p: (p.kind, p.digest))
     report.duration_s = time.monotonic() - started
     return report
@@ -405,7 +422,7 @@ async def _prune(
         snap = await load_snapshot(store, entry.source, entry.id)
         referenced |= snap.object_keys()
     listed: list[StoredObject] = []
-    for prefix in ("manifests/", "blobs/"):
+    for prefix in ("manifests/", "blobs/", "settings/"):
         listed += [obj async for obj in store.list(prefix) if obj.key not in referenced]
     report.deleted = [e.id for e in mine if e.id in doomed]
     # Leases are looked at after the listing, not before: a snapshot that started
