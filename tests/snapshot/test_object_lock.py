@@ -81,7 +81,8 @@ async def test_prune_skips_locked_objects_reports_them_and_frees_them_once_expir
         assert expired.deleted == [ids[0]]
         assert expired.retained == {}
         assert expired.objects_retained == {}
-        assert expired.objects_deleted == 2  # the old image's manifest and the orphan
+        # The old image's manifest, its config (a metadata blob) and the orphan.
+        assert expired.objects_deleted == 3
         assert [e.id for e in await list_snapshots(store, "primary")] == [ids[1]]
         assert await store.stat(orphan_key) is None
         assert await store.stat(manifest_key(old_image.digest)) is None
