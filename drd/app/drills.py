@@ -108,12 +108,19 @@ async def drill_from_settings(
             clock=clock,
         )
         history = await _history(state)
-        policies = {s.policy.name for s in scopes}
+        # Full passes only (``replicate:<policy>``): a push-triggered copy of one tag
+        # (``push:<policy>``) does not bring the rest of the replica up to date.
+        jobs = {f"replicate:{s.policy.name}": s.policy.name for s in scopes}
         passes: dict[str, list[dt.datetime]] = {}
         for run in history:
-            if run.kind == "replicate" and run.outcome == "ok" and run.job in policies:
-                passes.setdefault(run.job, []).append(_utc(run.finished_at))
-        _judge_worst_rpo(report, passes, _previous_drill(history, report), "replication pass")
+            if run.kind == "replicate" and run.outcome == "ok" and run.job in jobs:
+                passes.setdefault(jobs[run.job], []).append(_utc(run.finished_at))
+        _judge_worst_rpo(
+            report,
+            passes,
+            _previous_drill(history, report),
+            ("replication pass", "replication passes"),
+        )
         return report
     config = settings.snapshots
     if config is None:
@@ -143,7 +150,7 @@ async def drill_from_settings(
         entries = await list_snapshots(store, config.source)
     history = await _history(state)
     snapshots = {config.source: [e.taken_at for e in entries]}
-    _judge_worst_rpo(report, snapshots, _previous_drill(history, report), "snapshot")
+    _judge_worst_rpo(report, snapshots, _previous_drill(history, report), ("snapshot", "snapshots"))
     return report
 
 
@@ -166,7 +173,7 @@ def _judge_worst_rpo(
     report: DrillReport,
     points: Mapping[str, list[dt.datetime]],
     since: dt.datetime | None,
-    what: str,
+    what: tuple[str, str],
 ) -> None:
     """Add the longest gap between *points* (per series, the worst of all) to the judgement."""
     if report.judgement is None:  # pragma: no cover - both drills always judge
@@ -182,15 +189,15 @@ def _judge_worst_rpo(
         else "over the whole recorded history"
     )
     if worst is None:
-        method = f"unknown: no successful {what} is recorded"
+        method = f"unknown: no successful {what[0]} is recorded"
         report.judgement = with_worst_rpo(report.judgement, None, method)
         return
     series, gap = worst
     method = (
-        f"longest gap between successful {what}s of {series} {window}, the open gap to the "
+        f"longest gap between successful {what[1]} of {series} {window}, the open gap to the "
         f"drill included: {duration(gap.seconds)} from "
         f"{gap.start.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ} to "
-        f"{gap.end.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ} ({gap.points} {what}s recorded)"
+        f"{gap.end.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ} ({gap.points} {what[1]} recorded)"
     )
     report.judgement = with_worst_rpo(report.judgement, gap, method)
 
