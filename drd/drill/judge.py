@@ -80,10 +80,19 @@ class Judgement:
         return self.rto is not None and self.rto.value_s <= self.rto_target_s
 
     @property
+    def newest_rpo_met(self) -> bool:
+        """Whether the RPO measured now (newest snapshot's age, or the lag) is within target."""
+        return self.rpo_s is not None and self.rpo_s <= self.rpo_target_s
+
+    @property
+    def worst_rpo_met(self) -> bool:
+        """Whether the worst case in the window, when known, is within the RPO target."""
+        return self.worst_rpo is None or self.worst_rpo.seconds <= self.rpo_target_s
+
+    @property
     def rpo_met(self) -> bool:
-        """Whether the measured RPO (and the worst case, when known) is within its target."""
-        worst_met = self.worst_rpo is None or self.worst_rpo.seconds <= self.rpo_target_s
-        return self.rpo_s is not None and self.rpo_s <= self.rpo_target_s and worst_met
+        """Whether the measured RPO and the worst case, when known, are within the target."""
+        return self.newest_rpo_met and self.worst_rpo_met
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -111,6 +120,7 @@ class Judgement:
                 "measured_s": None if self.rpo_s is None else round(self.rpo_s, 3),
                 "met": self.rpo_met,
                 "method": self.rpo_method,
+                "worst_met": self.worst_rpo_met,
                 "worst_s": None if worst is None else round(worst.seconds, 3),
                 "worst_from": None if worst is None else _iso(worst.start),
                 "worst_to": None if worst is None else _iso(worst.end),

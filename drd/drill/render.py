@@ -98,13 +98,12 @@ def render_markdown(report: DrillReport) -> str:
         )
         out.append(
             f"| RPO | {duration(j.rpo_target_s)} | {duration(j.rpo_s)} | "
-            f"{'yes' if j.rpo_met else 'no'} |"
+            f"{'yes' if j.newest_rpo_met else 'no'} |"
         )
         if j.worst_rpo is not None:
-            worst_met = j.worst_rpo.seconds <= j.rpo_target_s
             out.append(
                 f"| RPO, worst case in the window | {duration(j.rpo_target_s)} | "
-                f"{duration(j.worst_rpo.seconds)} | {'yes' if worst_met else 'no'} |"
+                f"{duration(j.worst_rpo.seconds)} | {'yes' if j.worst_rpo_met else 'no'} |"
             )
     rb = report.readback
     out += [
@@ -327,7 +326,8 @@ def _cards(report: DrillReport) -> str:
         cards.append(
             '<div class="card"><h2>RPO, data at risk</h2>'
             f'<div class="big">{_e(duration(j.rpo_s))}</div>'
-            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · {_met(j.rpo_met)}</div>'
+            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
+            f"{_met(j.newest_rpo_met)}</div>"
             f"{_gauge(j.rpo_s, j.rpo_target_s)}</div>"
         )
         if j.worst_rpo is not None:
@@ -336,7 +336,7 @@ def _cards(report: DrillReport) -> str:
                 '<div class="card"><h2>RPO, worst case in the window</h2>'
                 f'<div class="big">{_e(duration(worst))}</div>'
                 f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
-                f"{_met(worst <= j.rpo_target_s)}</div>"
+                f"{_met(j.worst_rpo_met)}</div>"
                 f"{_gauge(worst, j.rpo_target_s)}</div>"
             )
     sampled = (

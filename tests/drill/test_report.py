@@ -146,7 +146,10 @@ def test_reports_are_written_as_json_markdown_and_html(tmp_path: Path) -> None:
     assert rpo["measured_s"] == 1200.0
     assert (rpo["worst_s"], rpo["worst_from"]) == (5400.0, "2024-05-01T06:30:00.000000Z")
     assert any("worst-case RPO 1h30m exceeds" in r for r in document["judgement"]["reasons"])
-    assert "| RPO, worst case in the window | 1h00m | 1h30m | no |" in paths["md"].read_text()
+    assert (rpo["met"], rpo["worst_met"]) == (False, False)
+    md = paths["md"].read_text()
+    assert "| RPO | 1h00m | 20m00s | yes |" in md
+    assert "| RPO, worst case in the window | 1h00m | 1h30m | no |" in md
     assert "RPO, worst case in the window" in paths["html"].read_text()
     assert document["failures"][0]["digest"] == "sha256:" + "e" * 64
     assert not list((tmp_path / "reports").glob(".*"))
