@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -238,6 +239,16 @@ async def record_drill(
         )
 
 
+@functools.cache
+def _daemon_startup_s() -> float | None:
+    """
+    The daemon's own start-up, what a fresh `drd restore` would pay too: measured when
+    its first drill job is built (at start) and kept, so a configuration reload, which
+    builds the job again hours later, does not count the daemon's uptime as start-up.
+    """
+    return process_age_s()
+
+
 def drill_job(
     settings: Settings,
     registries: Mapping[str, RegistryClient],
@@ -252,8 +263,7 @@ def drill_job(
     recorded, not raised; a configuration error raises.
     """
     drills = drills_config(settings)
-    # The daemon's own start-up, measured once: what a fresh `drd restore` would pay too.
-    startup_s = process_age_s()
+    startup_s = _daemon_startup_s()
 
     async def run() -> None:
         report = await drill_from_settings(
