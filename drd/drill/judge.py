@@ -50,7 +50,7 @@ class RtoEstimate:
     """The whole-registry RTO extrapolated from a drill, with the ratios and the method."""
 
     measured_s: float  # restore + read-back of the drill's scope
-    value_s: float  # extrapolated to the whole registry
+    value_s: float  # fixed costs + the variable part scaled to the whole registry
     scale: float  # the factor applied to the variable part, at least 1
     byte_ratio: float
     object_ratio: float
