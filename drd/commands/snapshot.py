@@ -193,6 +193,15 @@ async def _prune(
             "  no object deleted: a snapshot is being taken "
             f"({', '.join(report.sweep_deferred)}); the next prune deletes them"
         )
+    lines += [
+        f"  keep {sid}: its index is locked until {until:%Y-%m-%dT%H:%M:%SZ}"
+        for sid, until in sorted(report.retained.items())
+    ]
+    if report.objects_retained_until:
+        lines.append(
+            f"  {len(report.objects_retained)} unreferenced objects kept: locked until "
+            f"{report.objects_retained_until:%Y-%m-%dT%H:%M:%SZ} at the latest"
+        )
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK
 
@@ -241,6 +250,7 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
         "skipped": [
             {"repository": s.repository, "tag": s.tag, "reason": s.reason} for s in snap.skipped
         ],
+        "settings": [r.to_json() for r in snap.settings],
     }
 
 
@@ -263,6 +273,13 @@ def render_show(snap: Snapshot, *, all_tags: bool = False) -> str:
         for item in fold_attached(tags, all_tags=all_tags):
             attached = f"  +{item.attached} attached" if item.attached else ""
             lines.append(f"    {item.tag:40} {short(item.digest)}{attached}")
+    if snap.settings:
+        lines.append("  settings")
+        lines += [
+            f"    {r.path:40} {r.kind:5} {r.mode:04o} {iec(r.size):>10} {short(r.digest)}"
+            + ("" if r.stored else "  (secret: digest only)")
+            for r in snap.settings
+        ]
     return "\n".join(lines)
 
 

@@ -50,6 +50,11 @@ def render_text(report: DrillReport) -> str:
             f"  RTO estimate {duration(rto.value_s if rto else None)} "
             f"(target {duration(j.rto_target_s)}); RPO {duration(j.rpo_s)} "
             f"(target {duration(j.rpo_target_s)})"
+            + (
+                f"; worst-case RPO {duration(j.worst_rpo.seconds)}"
+                if j.worst_rpo is not None
+                else ""
+            )
         )
     rb = report.readback
     lines.append(
@@ -96,8 +101,13 @@ def render_markdown(report: DrillReport) -> str:
         )
         out.append(
             f"| RPO | {duration(j.rpo_target_s)} | {duration(j.rpo_s)} | "
-            f"{'yes' if j.rpo_met else 'no'} |"
+            f"{'yes' if j.newest_rpo_met else 'no'} |"
         )
+        if j.worst_rpo is not None:
+            out.append(
+                f"| RPO, worst case in the window | {duration(j.rpo_target_s)} | "
+                f"{duration(j.worst_rpo.seconds)} | {'yes' if j.worst_rpo_met else 'no'} |"
+            )
     rb = report.readback
     out += [
         "",
@@ -128,6 +138,8 @@ def render_markdown(report: DrillReport) -> str:
         if j.rto is not None:
             out.append(f"- RTO: {_md(j.rto.method)}")
         out.append(f"- RPO: {_md(j.rpo_method)}")
+        if j.worst_rpo_method:
+            out.append(f"- Worst-case RPO: {_md(j.worst_rpo_method)}")
     if report.cleanup:
         out.append(f"- Cleanup: {_md(_cleanup_text(report.cleanup))}")
     out += [f"- {_md(n)}" for n in report.notes]
@@ -311,9 +323,10 @@ def _cards(report: DrillReport) -> str:
         scale = ""
         if rto is not None:
             scale = (
-                " · measured in full"
+                f" · {duration(rto.fixed_s)} fixed + {duration(rto.measured_s)} measured in full"
                 if rto.scale == 1.0
-                else f" · x{rto.scale:.2f} of {duration(rto.measured_s)} measured"
+                else f" · {duration(rto.fixed_s)} fixed + x{rto.scale:.2f} of "
+                f"{duration(rto.measured_s)} measured"
             )
         cards.append(
             '<div class="card"><h2>RTO, whole registry</h2>'
@@ -324,9 +337,19 @@ def _cards(report: DrillReport) -> str:
         cards.append(
             '<div class="card"><h2>RPO, data at risk</h2>'
             f'<div class="big">{_e(duration(j.rpo_s))}</div>'
-            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · {_met(j.rpo_met)}</div>'
+            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
+            f"{_met(j.newest_rpo_met)}</div>"
             f"{_gauge(j.rpo_s, j.rpo_target_s)}</div>"
         )
+        if j.worst_rpo is not None:
+            worst = j.worst_rpo.seconds
+            cards.append(
+                '<div class="card"><h2>RPO, worst case in the window</h2>'
+                f'<div class="big">{_e(duration(worst))}</div>'
+                f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
+                f"{_met(j.worst_rpo_met)}</div>"
+                f"{_gauge(worst, j.rpo_target_s)}</div>"
+            )
     sampled = (
         f"{report.chosen} of {report.release_tags} release tags, seed {report.seed}"
         if report.sample
@@ -408,6 +431,8 @@ def _details_html(report: DrillReport) -> str:
         items.append(("RTO method", j.rto.method))
     if j is not None:
         items.append(("RPO method", j.rpo_method))
+        if j.worst_rpo_method:
+            items.append(("worst-case RPO method", j.worst_rpo_method))
     sc, wh = report.scope, report.whole
     items.append(
         (

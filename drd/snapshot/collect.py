@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from drd.snapshot.model import (
     valid_media_type,
     validate_source,
 )
+from drd.snapshot.settings import SettingsSource, store_settings
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.watermark import record_watermark
 from drd.store.base import SnapshotStore
@@ -188,6 +190,7 @@ async def run_snapshot(
     blob_concurrency: int = 4,
     state_dir: Path | None = None,
     metadata_blob_max: int = METADATA_BLOB_MAX,
+    settings: Sequence[SettingsSource] = (),
 ) -> SnapshotReport:
     """
     Take one snapshot and report on it; the daemon's scheduled job.
@@ -200,6 +203,8 @@ async def run_snapshot(
     None. Logs one ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
     With *state_dir*, a committed snapshot moves this host's watermark of the newest
     snapshot (`drd.snapshot.watermark`), which a restore of ``latest`` checks.
+    *settings* sources are collected and stored (`drd.snapshot.settings`) under the
+    same lease, before the index that lists them.
     """
     validate_source(source_name)
     taken_at = now or dt.datetime.now(dt.UTC)
@@ -215,6 +220,7 @@ async def run_snapshot(
         blob_concurrency=blob_concurrency,
         signing_key=signing_key,
         metadata_blob_max=metadata_blob_max,
+        settings=settings,
     )
     started = time.monotonic()
     requests0, store0 = client.requests, store.stats.requests
@@ -254,8 +260,10 @@ class _Walk:
         blob_concurrency: int,
         signing_key: IndexKey | None,
         metadata_blob_max: int = METADATA_BLOB_MAX,
+        settings: Sequence[SettingsSource] = (),
     ) -> None:
         self.client, self.store, self.report = client, store, report
+        self.settings_sources = settings
         self.source = source
         self.with_blobs = blobs
         self.retry = retry
@@ -311,6 +319,7 @@ class _Walk:
         needed = {b for d in members for b in manifests[d].blobs}
         metadata = needed & self.metadata
         await self._upload_blobs(needed if self.with_blobs else metadata)
+        settings = await store_settings(self.store, self.settings_sources)
         snapshot = Snapshot(
             id=snapshot_id(taken_at),
             source=self.source,
@@ -323,6 +332,7 @@ class _Walk:
             duration_s=time.monotonic() - started,
             skipped=tuple(sorted(self.report.skipped, key=lambda s: (s.repository, s.tag))),
             metadata_blobs=frozenset(metadata),
+            settings=settings,
         )
         if self.signing_key is not None:
             snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
