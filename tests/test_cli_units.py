@@ -90,8 +90,8 @@ async def test_snapshot_show_folds_signatures_and_shortens_digests(
 
     shown = await run_drd("snapshot", "show", snap_id, config=config)
     assert shown.returncode == 0, shown.stderr
-    [line] = [line for line in shown.stdout.splitlines() if line.startswith("    ")]
-    assert line.split() == ["v1", short(image.digest), "+1", "attached"]
+    listing = shown.stdout.split(f"\n  {repo}\n", 1)[1].split("\n  settings\n")[0]
+    assert listing.split() == ["v1", short(image.digest), "+1", "attached"]
     assert str(image.digest) not in shown.stdout
 
     every = await run_drd("snapshot", "show", snap_id, "--all-tags", config=config)
