@@ -126,8 +126,11 @@ def unknown_policies(settings: Settings, names: Iterable[str]) -> list[str]:
 def replication_outcome(reports: Sequence[PolicyReport]) -> Outcome:
     """
     ``UNAVAILABLE`` when a pass could not reach a registry or a target was unreachable
-    for the rest of a pass; ``FAILED`` when an item failed or was rejected; else ``OK``.
+    for the rest of a pass; ``FAILED`` when an item failed; ``REJECTED`` when the passes
+    completed but the trust policy refused items (in a dry run: would refuse); else ``OK``.
     """
     if any(r.unreachable or of_error(r.exception) is Outcome.UNAVAILABLE for r in reports):
         return Outcome.UNAVAILABLE
-    return Outcome.OK if all(r.ok for r in reports) else Outcome.FAILED
+    if not all(r.ok for r in reports):
+        return Outcome.FAILED
+    return Outcome.REJECTED if any(r.rejected for r in reports) else Outcome.OK

@@ -52,10 +52,19 @@ class PolicyReport:
 
     @property
     def ok(self) -> bool:
-        """No item failed or was rejected, every target answered, and the pass completed."""
+        """
+        No item failed, every target answered, and the pass completed. Items the trust
+        policy rejected do not count against it: refusing them is the policy working
+        (``rejected`` says how many there were).
+        """
         if self.error or self.unreachable:
             return False
-        return self.count("failed") == 0 and self.count("rejected") == 0
+        return self.count("failed") == 0
+
+    @property
+    def rejected(self) -> int:
+        """How many items the trust policy rejected (never written to their target)."""
+        return self.count("rejected")
 
     @property
     def problem(self) -> str:
@@ -85,6 +94,7 @@ class PolicyReport:
             "source": self.source,
             "dry_run": self.dry_run,
             "ok": self.ok,
+            "rejected": self.rejected,
             "error": self.error,
             "unreachable": dict(self.unreachable),
             "summary": self.summary(),

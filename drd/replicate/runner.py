@@ -100,6 +100,9 @@ class _Pass:
     fetched_bytes: int = 0
     # Targets found unreachable this pass (after retries), with why: skipped from then on.
     down: dict[str, DrdError] = field(default_factory=dict)
+    # A dry run's trust verdicts at the source, per (repository, tag, digest): the key that
+    # verified it, or why not. The same for every target, so checked once.
+    verdicts: dict[tuple[str, str, Digest], str | DrdError] = field(default_factory=dict)
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -388,7 +391,15 @@ def _target_failed(
     error = type(exc).__name__
     for tag, digest in sorted(tags.items()):
         failed = ItemResult(repo, tag, target, str(digest), "failed", reason, error=error)
-        _record(state, repo, target, failed)
+        _record(state, repo, target, failed, quiet=True)
+    # One line for the lot: the same reason item by item tells nothing more.
+    log.warning(
+        "replicate.target_failed",
+        repository=repo,
+        target=target,
+        items=len(tags),
+        reason=reason,
+    )
 
 
 def _mark_down(state: _Pass, target: str, exc: DrdError) -> None:
@@ -518,13 +529,18 @@ async def _act(
     return result
 
 
-def _record(state: _Pass, repo: str, target: str, result: ItemResult) -> None:
+def _record(
+    state: _Pass, repo: str, target: str, result: ItemResult, *, quiet: bool = False
+) -> None:
+    """Add *result* to the report and the cache; log it unless *quiet* (the caller does)."""
     state.report.items.append(result)
     state.done.add((target, repo, result.tag))
     if state.cache is not None and result.outcome in ("copied", "failed"):
         # A failed copy may have left the tag anywhere: forget it, the next pass asks.
         landed = Digest.parse(result.digest) if result.outcome == "copied" else None
         state.cache.observed(state.targets[target].base_url, repo, result.tag, landed)
+    if quiet:
+        return
     if result.outcome in ("failed", "rejected", "drift"):
         log.warning(
             f"replicate.{result.outcome}"
@@ -566,9 +582,49 @@ async def _outcome(
         case Copy(tag, digest, moved_from):
             moved = str(moved_from) if moved_from else ""
             if state.dry_run:
-                return ItemResult(repo, tag, target, str(digest), "planned", "", moved)
+                return await _plan(state, repo, target, action, moved)
             return await _copy(state, repo, target, action, moved, attached)
     raise AssertionError(f"unknown action {action!r}")  # pragma: no cover
+
+
+async def _plan(state: _Pass, repo: str, target: str, action: Copy, moved: str) -> ItemResult:
+    """
+    A dry run's copy: ``planned``, or ``rejected`` with why when the trust policy would
+    refuse it (checked at the source as the copy would, once per digest and pass).
+    """
+    tag, digest = action.tag, action.digest
+    key = ""
+    if state.verifier is not None:
+        verdict = state.verdicts.get((repo, tag, digest))
+        if verdict is None:
+            verdict = state.verdicts[(repo, tag, digest)] = await _dry_verdict(state, repo, action)
+        if isinstance(verdict, DrdError):
+            outcome = "rejected" if isinstance(verdict, VerificationError) else "failed"
+            reason = verdict.reason if isinstance(verdict, VerificationError) else str(verdict)
+            error = "" if isinstance(verdict, VerificationError) else type(verdict).__name__
+            return ItemResult(repo, tag, target, str(digest), outcome, reason, moved, error=error)
+        key = verdict
+    return ItemResult(repo, tag, target, str(digest), "planned", "", moved, key)
+
+
+async def _dry_verdict(state: _Pass, repo: str, action: Copy) -> str | DrdError:
+    """The key that verifies *action* at the source, or the error that refuses it."""
+    try:
+        if not action.attached and state.verifier is not None:
+            return await state.verifier(state.source, repo, action.digest)
+        tag = parse_attached(action.tag)
+        if tag is None:  # pragma: no cover - attached actions name attached tags
+            return ""
+        manifest = state.fetched.get((repo, action.digest))
+        if manifest is None:
+            manifest = await state.source.get_manifest(repo, action.digest)
+        return await _check_attached(state, repo, tag, manifest)
+    except VerificationError as exc:
+        if exc.reason == NOT_ATTACHED:
+            return ""  # an ordinary tag after all: the copy decides; the plan copies it
+        return exc
+    except DrdError as exc:
+        return exc
 
 
 async def _copy(
