@@ -144,7 +144,7 @@ def render(report: RestoreReport) -> str:
         f"({s['bytes_uploaded']} bytes), {s['blobs_mounted']} mounted in {s['duration_s']}s"
     ]
     for item in report.items:
-        if item.outcome == "unchanged" or (item.outcome == "planned" and item.action == "keep"):
+        if item.outcome == "unchanged":
             continue
         moved = f" (from {item.moved_from})" if item.moved_from else ""
         reason = f": {item.reason}" if item.reason else ""

@@ -21,6 +21,7 @@ from drd.snapshot.catalog import (
     load_snapshot,
     prune,
     verify_snapshot,
+    with_sizes,
 )
 from drd.snapshot.collect import SnapshotReport
 from drd.snapshot.diff import SnapshotDiff, diff
@@ -93,7 +94,7 @@ async def snapshot(args: argparse.Namespace) -> Outcome:
                     )
                 return await _create(args, settings, store, source, key)
             case "list":
-                entries = await list_snapshots(store, source)
+                entries = await with_sizes(store, await list_snapshots(store, source))
                 document = {
                     "source": source,
                     "store": store.url,
@@ -219,10 +220,17 @@ def render_create(report: SnapshotReport) -> str:
 
 
 def render_list(source: str, entries: list[SnapshotEntry]) -> str:
-    """Human text for `snapshot list`."""
+    """Human text for `snapshot list`: what each snapshot holds and what it added."""
     if not entries:
         return f"no snapshots of {source}"
-    return "\n".join(f"{e.id}  {e.source}  {e.size:>10} bytes  {e.key}" for e in entries)
+
+    def size(value: int | None) -> str:
+        return "unreadable" if value is None else f"{value} bytes"
+
+    return "\n".join(
+        f"{e.id}  {e.source}  {size(e.logical_bytes):>16}  new {size(e.new_bytes):>16}  {e.key}"
+        for e in entries
+    )
 
 
 def show_json(snap: Snapshot) -> dict[str, Any]:

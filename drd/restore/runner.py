@@ -166,8 +166,16 @@ async def restore_snapshot(
         plan = plan_restore(snapshot, selection, current, repository_prefix=repository_prefix)
         report.plan = plan
         if dry_run:
+            # A tag already right is unchanged, not planned: the plan counts what it lists.
             report.items = [
-                TagResult(r.target, t.tag, str(t.digest), t.action, "planned", _moved(t))
+                TagResult(
+                    r.target,
+                    t.tag,
+                    str(t.digest),
+                    t.action,
+                    "unchanged" if t.action == "keep" else "planned",
+                    _moved(t),
+                )
                 for r in plan.repositories
                 for t in r.tags
             ]
