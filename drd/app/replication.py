@@ -14,6 +14,7 @@ import structlog
 from drd.app.outcome import Outcome, of_error, run_word
 from drd.config import Settings
 from drd.metrics import Metrics
+from drd.progress import Tally
 from drd.replicate.cache import TagCache
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
@@ -39,6 +40,7 @@ async def run_pass(
     cache: TagCache | None = None,
     state: State | None = None,
     metrics: Metrics | None = None,
+    progress: Tally | None = None,
 ) -> PolicyReport:
     """
     One pass of *policy*: a full one, or the pushed items *only*; recorded unless dry.
@@ -57,6 +59,7 @@ async def run_pass(
             only=only,
             dry_run=dry_run,
             cache=cache,
+            progress=progress,
         )
     if dry_run:
         return report
@@ -89,6 +92,7 @@ async def replicate_once(
     dry_run: bool = False,
     cache: TagCache | None = None,
     state: State | None = None,
+    progress: Tally | None = None,
 ) -> list[PolicyReport]:
     """
     One manual pass of every (or each named) replication policy, recorded in *state*
@@ -113,6 +117,7 @@ async def replicate_once(
                 dry_run=dry_run,
                 cache=cache,
                 state=state,
+                progress=progress,
             )
         )
     return reports

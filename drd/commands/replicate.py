@@ -13,6 +13,7 @@ from drd.app.history import open_history
 from drd.app.outcome import Outcome
 from drd.app.replication import replicate_once, replication_outcome, unknown_policies
 from drd.commands.output import emit
+from drd.progress import for_terminal, shown
 from drd.replicate.cache import open_tag_cache
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.resources import open_resources
@@ -59,14 +60,17 @@ async def replicate(args: argparse.Namespace) -> Outcome:
         cache = await stack.enter_async_context(
             open_tag_cache(None if args.no_cache else state_dir)
         )
-        reports = await replicate_once(
-            settings,
-            res,
-            names=args.policy or [],
-            dry_run=args.dry_run,
-            cache=cache,
-            state=state,
-        )
+        tally = for_terminal(args)
+        async with shown(tally):
+            reports = await replicate_once(
+                settings,
+                res,
+                names=args.policy or [],
+                dry_run=args.dry_run,
+                cache=cache,
+                state=state,
+                progress=tally,
+            )
     emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))
     return replication_outcome(reports)
 

@@ -39,9 +39,10 @@ from drd.oci.referrers import (
     signature_tag,
     subject_of_tag,
 )
+from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
-from drd.replicate.copier import Copier, TargetState
+from drd.replicate.copier import Copier, CopyStats, TargetState
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
@@ -103,6 +104,24 @@ class _Pass:
     # A dry run's trust verdicts at the source, per (repository, tag, digest): the key that
     # verified it, or why not. The same for every target, so checked once.
     verdicts: dict[tuple[str, str, Digest], str | DrdError] = field(default_factory=dict)
+    # Progress for a terminal, one line per target; items recorded per (target, repository).
+    progress: Tally | None = None
+    recorded: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def line(self, target: str) -> str:
+        """The progress line of *target*."""
+        return f"{self.policy.name} -> {target}"
+
+    def expect(self, target: str, items: int) -> None:
+        """*items* more items are to be handled at *target*."""
+        if self.progress is not None:
+            self.progress.expect(self.line(target), items)
+
+    def settle(self, target: str, repo: str, items: int) -> None:
+        """*repo* is over at *target*: the items it expected count done, recorded or not."""
+        left = items - self.recorded.pop((target, repo), 0)
+        if self.progress is not None and left > 0:
+            self.progress.done(self.line(target), left)
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -126,6 +145,7 @@ async def run_policy(
     dry_run: bool = False,
     only: Sequence[tuple[str, str | None]] | None = None,
     cache: TagCache | None = None,
+    progress: Tally | None = None,
 ) -> PolicyReport:
     """
     One replication pass of *policy* from *source* to every target.
@@ -138,16 +158,20 @@ async def run_policy(
     the report.
     With a *cache*, target tags it knows to hold the source's digest are not asked
     for (see `drd.replicate.cache`); it is flushed at the end of the pass.
+    Items and bytes per target are counted into *progress* as they go.
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
     state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache)
     state.attached_check = _attached_check(verifier)
+    state.progress = progress
     for name, client in targets.items():
         copier = Copier(
             source, client, retry, blob_concurrency=policy.blob_concurrency, state=TargetState()
         )
         state.copiers[name] = copier
         report.stats[name] = copier.stats
+        if progress is not None:
+            progress.watch(state.line(name), _bytes_of(copier.stats))
     started = time.monotonic()
     with structlog.contextvars.bound_contextvars(policy=policy.name):
         try:
@@ -195,6 +219,11 @@ async def run_policy(
         report.duration_s = time.monotonic() - started
         log.info("replicate.run_finished", **report.summary(), ok=report.ok)
     return report
+
+
+def _bytes_of(stats: CopyStats) -> Callable[[], int]:
+    """Reads the blob bytes *stats* has counted so far."""
+    return lambda: stats.bytes_copied
 
 
 def _attached_check(verifier: Verifier | None) -> AttachedVerifier | None:
@@ -350,25 +379,43 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
     for target_name, client in state.targets.items():
         listed = target_tags[target_name] if target_name in target_tags else state.down[target_name]
         wanted = {**selected, **attached}
-        if isinstance(listed, DrdError):
-            # This target fails this repository's items; the other targets go on.
-            _target_failed(state, repo, target_name, wanted, listed)
-            continue
-        known = [t for t in wanted if t in listed]
-        target = await _cached(state, client, repo, wanted, listed)
-        ask = [t for t in known if t not in target]
-        failure: DrdError | None = None
+        state.expect(target_name, len(wanted))
         try:
-            target |= await _digests(client, repo, ask, width)
-        except* DrdError as group_error:
-            failure = _first(group_error)
-        if failure is not None:
-            _target_failed(state, repo, target_name, wanted, failure)
-            continue
-        if state.cache is not None:
-            for tag in ask:
-                state.cache.observed(client.base_url, repo, tag, target.get(tag))
-        await _execute(state, repo, target_name, selected, attached, target)
+            await _to_target(state, repo, (target_name, client), listed, selected, attached)
+        finally:
+            state.settle(target_name, repo, len(wanted))
+
+
+async def _to_target(
+    state: _Pass,
+    repo: str,
+    target_client: tuple[str, RegistryClient],
+    listed: set[str] | DrdError,
+    selected: dict[str, Digest],
+    attached: dict[str, Digest],
+) -> None:
+    """*repo*'s wanted tags at one target: what it holds, then the plan, acted on."""
+    target_name, client = target_client
+    wanted = {**selected, **attached}
+    if isinstance(listed, DrdError):
+        # This target fails this repository's items; the other targets go on.
+        _target_failed(state, repo, target_name, wanted, listed)
+        return
+    known = [t for t in wanted if t in listed]
+    target = await _cached(state, client, repo, wanted, listed)
+    ask = [t for t in known if t not in target]
+    failure: DrdError | None = None
+    try:
+        target |= await _digests(client, repo, ask, max(state.policy.blob_concurrency, 4))
+    except* DrdError as group_error:
+        failure = _first(group_error)
+    if failure is not None:
+        _target_failed(state, repo, target_name, wanted, failure)
+        return
+    if state.cache is not None:
+        for tag in ask:
+            state.cache.observed(client.base_url, repo, tag, target.get(tag))
+    await _execute(state, repo, target_name, selected, attached, target)
 
 
 async def _target_tags(client: RegistryClient, repo: str) -> set[str] | DrdError:
@@ -535,6 +582,9 @@ def _record(
     """Add *result* to the report and the cache; log it unless *quiet* (the caller does)."""
     state.report.items.append(result)
     state.done.add((target, repo, result.tag))
+    if state.progress is not None:
+        state.recorded[(target, repo)] = state.recorded.get((target, repo), 0) + 1
+        state.progress.done(state.line(target))
     if state.cache is not None and result.outcome in ("copied", "failed"):
         # A failed copy may have left the tag anywhere: forget it, the next pass asks.
         landed = Digest.parse(result.digest) if result.outcome == "copied" else None
