@@ -20,6 +20,7 @@ from drd.drill.report import DrillReport
 from drd.drill.runner import run_drill, run_replica_drill
 from drd.errors import ConfigError
 from drd.metrics import Metrics
+from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.replica.check import ReplicaScope, replication_lag
 from drd.resources import policy_from_config, trust_policy
@@ -68,6 +69,7 @@ async def drill_from_settings(
     sample: int | None = None,
     state: State | None = None,
     clock: Clock = utc_now,
+    progress: Tally | None = None,
 ) -> DrillReport:
     """
     The drill ``[drills]`` describes: a restore drill of *snapshot* into ``[drills] target``,
@@ -121,6 +123,7 @@ async def drill_from_settings(
             verify_key=index_key_for(settings.snapshots),
             retry=retry,
             clock=clock,
+            progress=progress,
         )
 
 

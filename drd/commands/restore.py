@@ -16,6 +16,7 @@ from drd.app.restore import restore_from_settings
 from drd.app.snapshots import snapshots_config
 from drd.commands.output import emit
 from drd.config import load_settings
+from drd.progress import for_terminal, shown
 from drd.resources import open_resources
 from drd.restore.plan import Selection
 from drd.restore.runner import RestoreReport
@@ -88,19 +89,22 @@ async def restore(args: argparse.Namespace) -> Outcome:
         open_history(settings.daemon.state_dir, "the restore") as state,
         open_resources(settings) as res,
     ):
-        report = await restore_from_settings(
-            settings,
-            res,
-            snapshot=args.snapshot,
-            to=args.to,
-            source=args.source,
-            selection=selection,
-            prefix=args.prefix,
-            dry_run=args.dry_run,
-            allow_unsigned=args.allow_unsigned_snapshot,
-            confirm=confirm,
-            state=state,
-        )
+        tally = for_terminal(args)
+        async with shown(tally):
+            report = await restore_from_settings(
+                settings,
+                res,
+                snapshot=args.snapshot,
+                to=args.to,
+                source=args.source,
+                selection=selection,
+                prefix=args.prefix,
+                dry_run=args.dry_run,
+                allow_unsigned=args.allow_unsigned_snapshot,
+                confirm=confirm,
+                state=state,
+                progress=tally,
+            )
     if report is None:
         sys.stderr.write(f"drd: restore into {args.to} not confirmed; nothing was written\n")
         return Outcome.USAGE

@@ -13,6 +13,7 @@ from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, 
 from drd.commands.output import emit
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
+from drd.progress import for_terminal, shown
 from drd.resources import open_registry, retry_policy
 from drd.snapshot.catalog import (
     LATEST,
@@ -134,9 +135,18 @@ async def _create(
         open_history(settings.daemon.state_dir, "the snapshot") as state,
         open_registry(settings.endpoints[source], retry) as client,
     ):
-        report = await take_snapshot(
-            config, client, store, source=source, key=key, retry=retry, settings=settings
-        )
+        tally = for_terminal(args)
+        async with shown(tally):
+            report = await take_snapshot(
+                config,
+                client,
+                store,
+                source=source,
+                key=key,
+                retry=retry,
+                settings=settings,
+                progress=tally,
+            )
         await record_snapshot(report, trigger="manual", started=started, state=state)
     emit(args, report.to_json(), render_create(report))
     if report.exception is not None:

@@ -41,6 +41,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
+from drd.progress import Tally
 from drd.registry.client import CHUNK, RegistryClient
 from drd.registry.stream import verified_chunks
 from drd.replica.check import ReplicaScope, check_replica, verify_digest
@@ -84,6 +85,7 @@ async def run_drill(
     run_id: str | None = None,
     clock: Clock = utc_now,
     concurrency: int = 8,
+    progress: Tally | None = None,
 ) -> DrillReport:
     """
     Restore *snapshot* of *source* (``latest`` or an id) into *target* under
@@ -94,7 +96,8 @@ async def run_drill(
     suffices). Failures of content (digests, tags, signatures, corrupt or missing
     objects in the store) are in the report, each with its digest; an unreachable
     store or registry ends the drill early with ``report.error``. Side effects:
-    writes into, then deletes from, the drill namespace on *target* only.
+    writes into, then deletes from, the drill namespace on *target* only. The restore's
+    tags and bytes are counted into *progress*.
     """
     run_id = run_id or new_run_id()
     report = DrillReport(
@@ -122,6 +125,7 @@ async def run_drill(
                 verify_key=verify_key,
                 retry=retry or RetryPolicy(),
                 concurrency=concurrency,
+                progress=progress,
             )
         except DrdError as exc:
             report.exception = exc
@@ -165,6 +169,7 @@ async def _restore_drill(
     verify_key: IndexKey | None,
     retry: RetryPolicy,
     concurrency: int,
+    progress: Tally | None = None,
 ) -> None:
     with timeline.phase("load snapshot") as step:
         snap = await load_snapshot(store, source, ref, verify_key=verify_key)
@@ -195,6 +200,7 @@ async def _restore_drill(
             "so the drill proves less than a restore after the loss of the source"
         )
     drill = _Drill(report, snap, plan, target, trust, retry, concurrency)
+    drill.progress = progress
     await drill.check_namespace_empty()
     try:
         restored = await drill.restore(timeline, store, None if snap.blobs_stored else sources)
@@ -220,6 +226,7 @@ class _Drill:
     ) -> None:
         self.report, self.snapshot, self.plan, self.target = report, snapshot, plan, target
         self.trust, self.retry = trust, retry
+        self.progress: Tally | None = None
         self.limit = asyncio.Semaphore(max(concurrency, 1))
         self.repos: dict[str, RepositoryResult] = {}
         for repo_plan in plan.restore.repositories:
@@ -272,6 +279,7 @@ class _Drill:
                     selection=self.plan.selection,
                     repository_prefix=self.plan.namespace,
                     retry=self.retry,
+                    progress=self.progress,
                 )
             except SnapshotCorrupt as exc:
                 found = object_digest(exc.key) if exc.key else None

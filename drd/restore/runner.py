@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
+from drd.progress import Tally
 from drd.registry.client import CHUNK, RegistryClient
 from drd.registry.stream import verified_chunks
 from drd.restore.plan import RepositoryPlan, RestorePlan, Selection, TagStep, plan_restore
@@ -141,6 +142,7 @@ async def restore_snapshot(
     retry: RetryPolicy | None = None,
     concurrency: int = 8,
     blob_concurrency: int = 8,
+    progress: Tally | None = None,
 ) -> RestoreReport:
     """
     Recreate *selection* of *snapshot* in *target*, under *repository_prefix*.
@@ -152,7 +154,7 @@ async def restore_snapshot(
     Raises `SnapshotCorrupt` (naming the digest) when a needed object is missing or
     does not hash right, before anything is written; per-manifest write failures
     are in the report. Side effects: writes blobs, manifests and tags to *target*
-    (nothing with *dry_run*).
+    (nothing with *dry_run*). Tags written and bytes uploaded are counted into *progress*.
     """
     selection = selection or Selection()
     report = RestoreReport(snapshot=snapshot.id, target=target.name, dry_run=dry_run)
@@ -182,6 +184,10 @@ async def restore_snapshot(
         else:
             run = _Run(store, snapshot, target, sources or {}, manifests, report, retry)
             run.fresh = fresh
+            if progress is not None:
+                run.progress, run.line = progress, f"restore {snapshot.id} -> {target.name}"
+                progress.expect(run.line, sum(len(r.tags) for r in plan.repositories))
+                progress.watch(run.line, _bytes_of(report))
             run.blob_limit = asyncio.Semaphore(max(blob_concurrency, 1))
             limit = asyncio.Semaphore(max(concurrency, 1))
 
@@ -193,6 +199,11 @@ async def restore_snapshot(
         report.duration_s = time.monotonic() - started
         log.info("restore.run_finished", ok=report.ok, dry_run=dry_run, **report.summary())
     return report
+
+
+def _bytes_of(report: RestoreReport) -> Callable[[], int]:
+    """Reads the bytes *report* has counted as uploaded so far."""
+    return lambda: report.stats.bytes_uploaded
 
 
 def _moved(step: TagStep) -> str:
@@ -278,6 +289,8 @@ class _Run:
         self.failed: dict[tuple[str, Digest], str] = {}
         # Target repositories without a single tag: nothing to find there, so no HEADs.
         self.fresh: set[str] = set()
+        self.progress: Tally | None = None
+        self.line = ""
 
     async def repository(self, plan: RepositoryPlan) -> None:
         with structlog.contextvars.bound_contextvars(repository=plan.target):
@@ -285,6 +298,8 @@ class _Run:
                 await run_all(self._ensure(plan, d) for d in level)
             for step in plan.tags:
                 self.report.items.append(await self._tag(plan, step))
+                if self.progress is not None:
+                    self.progress.done(self.line)
 
     def _deps(self, digest: Digest) -> list[Digest]:
         record = self.snapshot.manifests[digest]
