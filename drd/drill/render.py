@@ -436,6 +436,9 @@ def render_html(report: DrillReport) -> str:
         f"drill {report.id}"
     )
     failures_title = f"Failures ({len(report.failures)})"
+    # Failures, when there are any, come right under the verdict: on a laptop screen
+    # they are what the reader must see without scrolling (tests/drill/test_browser.py).
+    failures = f"<section><h2>{_e(failures_title)}</h2>{_failures_html(report)}</section>"
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -444,9 +447,10 @@ def render_html(report: DrillReport) -> str:
         f"<style>{_CSS}</style></head><body><main>"
         f'<header class="verdict {verdict_class}"><div class="badge">{_e(report.verdict)}</div>'
         f"<h1>{_e(report.title)}</h1><p>{_e(subtitle)}</p>{reasons}</header>"
+        f"{failures if report.failures else ''}"
         f"{_cards(report)}"
         f"<section><h2>Timeline</h2>{timeline_svg(report.phases, report.duration_s)}</section>"
-        f"<section><h2>{_e(failures_title)}</h2>{_failures_html(report)}</section>"
+        f"{'' if report.failures else failures}"
         f"<section><h2>Repositories</h2>{_repositories_html(report)}</section>"
         f"<section><h2>How this was measured</h2>{_details_html(report)}</section>"
         f"<footer>drd {_e(__version__)} · report generated {_e(_stamp(report.finished_at))}"
