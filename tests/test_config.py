@@ -1118,3 +1118,40 @@ def test_certificate_given_as_a_key_fails_config_check(tmp_path: Path) -> None:
 
     assert list(errors) == ["trust.t.keys[0]"]
     assert "is a certificate; give its public key" in errors["trust.t.keys[0]"]
+
+
+def test_propagate_deletions_needs_a_snapshot_store(tmp_path: Path) -> None:
+    """Nothing is deleted that cannot be restored: no [snapshots], no propagated deletions."""
+    rule = RULE + "propagate_deletions = true\n"
+
+    errors = config_errors(minimal_with(tmp_path, rule))
+
+    assert set(errors) == {"replication[0].propagate_deletions"}
+    assert "needs a [snapshots] store" in errors["replication[0].propagate_deletions"]
+    store = f'[snapshots]\nsource = "src"\nstore = "{(tmp_path / "s").as_uri()}"\n'
+    settings = load_settings(minimal_with(tmp_path, rule + store))
+    assert settings.replication[0].propagate_deletions
+    assert (
+        settings.replication[0].max_deletions,
+        settings.replication[0].max_deletion_percent,
+    ) == (
+        100,
+        10.0,
+    )
+
+
+def test_deletion_brake_bounds_are_checked(tmp_path: Path) -> None:
+    """A negative count or a percentage over 100 is refused, naming the key."""
+    rule = RULE + "max_deletions = -1\nmax_deletion_percent = 150\n"
+
+    errors = config_errors(minimal_with(tmp_path, rule))
+
+    assert set(errors) == {"replication[0].max_deletions", "replication[0].max_deletion_percent"}
+
+
+def test_platforms_filter_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """`platforms` is not silently ignored: the error says why a replica keeps every platform."""
+    errors = config_errors(minimal_with(tmp_path, RULE + 'platforms = ["linux/amd64"]\n'))
+
+    assert set(errors) == {"replication[0].platforms"}
+    assert "break its signatures" in errors["replication[0].platforms"]

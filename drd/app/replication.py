@@ -16,9 +16,10 @@ from drd.config import Settings
 from drd.metrics import Metrics
 from drd.progress import Tally
 from drd.replicate.cache import TagCache
+from drd.replicate.deletions import Recorder
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
-from drd.resources import Resources, policy_from_config, verifier_for
+from drd.resources import Resources, deletion_recorder, policy_from_config, verifier_for
 from drd.selection.policy import Policy
 from drd.state import RunRecord, State
 from drd.timeline import new_run_id
@@ -41,12 +42,14 @@ async def run_pass(
     state: State | None = None,
     metrics: Metrics | None = None,
     progress: Tally | None = None,
+    recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
     One pass of *policy*: a full one, or the pushed items *only*; recorded unless dry.
 
     A full pass (manual or scheduled) moves the watermark and the last success; a
-    push-triggered one only clears what it copied.
+    push-triggered one only clears what it copied. *recorder* records what the pass is
+    about to delete at a target (propagate_deletions; `deletion_recorder`).
     """
     started = time.time()
     with structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger):
@@ -60,6 +63,7 @@ async def run_pass(
             dry_run=dry_run,
             cache=cache,
             progress=progress,
+            recorder=recorder,
         )
     if dry_run:
         return report
@@ -102,6 +106,7 @@ async def replicate_once(
     """
     wanted = set(names)
     reports = []
+    recorder = deletion_recorder(settings.snapshots, res.retry)
     for rep in settings.replication:
         if wanted and rep.name not in wanted:
             continue
@@ -118,6 +123,7 @@ async def replicate_once(
                 cache=cache,
                 state=state,
                 progress=progress,
+                recorder=recorder,
             )
         )
     return reports

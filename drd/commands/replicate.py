@@ -100,6 +100,7 @@ def render(reports: list[PolicyReport]) -> str:
             if i.outcome != "skipped"
             and not (i.target in report.unreachable and i.outcome == "failed")
         ]
+        lines += _render_deletions(report)
         lines += [f"  {line}" for line in item_lines(shown)]
     return "\n".join(lines)
 
@@ -153,3 +154,28 @@ def item_lines(items: Sequence[ItemResult]) -> list[str]:
             )
         )
     return [text for _, text in sorted(lines)]
+
+
+def _render_deletions(report: PolicyReport) -> list[str]:
+    """One line per tag deleted (or, in a dry run, to delete), kept, or held by the brake."""
+    lines: list[str] = []
+    verb = "to delete" if report.dry_run else "deleted"
+    for target, plan in sorted(report.deletions.items()):
+        if plan.braked:
+            lines.append(f"  brake    {plan.braked}")
+        if plan.error:
+            lines.append(f"  error    {target}: {plan.error}")
+        done = plan.planned if report.dry_run and not plan.braked else plan.deleted
+        for d in done:
+            lines.append(f"  {verb:8} {target} {d.repository}:{d.tag} {str(d.digest)[:19]}")
+        for d, other in plan.kept:
+            lines.append(
+                f"  kept     {target} {d.repository}:{d.tag} {str(d.digest)[:19]}: "
+                f"{other} names the same digest"
+            )
+        if plan.snapshot:
+            lines.append(
+                f"  recorded in snapshot {plan.snapshot} (undo: drd restore --snapshot "
+                f"{plan.snapshot} --source {plan.snapshot_source} --to {target})"
+            )
+    return lines

@@ -76,7 +76,6 @@ from drd.config.fields import (
     Interval,
     Name,
     NotationIdentity,
-    PlatformName,
     PolicyName,
     PredicateType,
     Regex,
@@ -154,6 +153,9 @@ class Endpoint(BaseModel):
     # Most tags one repository, and most repositories the catalog, may list.
     max_tags: int = Field(100_000, ge=1, le=100_000_000)
     max_repositories: int = Field(100_000, ge=1, le=100_000_000)
+    # Bytes per PATCH for blobs larger than this; None: each blob in one streamed PUT,
+    # falling back to 64 MiB PATCHes when the registry refuses one (413 or 416).
+    chunk_size: int | None = Field(None, ge=1024, le=1 << 40)
 
     _credentials: Credentials | None = PrivateAttr(None)
 
@@ -366,6 +368,15 @@ class Trust(BaseModel):
         return copy
 
 
+# Why a `platforms` filter is refused rather than ignored (README "Multi-arch images").
+PLATFORMS_REMOVED = (
+    "is not supported: a replica holds whole indexes, every platform, byte for byte. "
+    "Copying some platforms would change the index digest (and break its signatures) or "
+    "leave it naming manifests the target does not have, which a registry refuses; "
+    "remove the key, or narrow what is copied with repositories and tags"
+)
+
+
 class Replication(BaseModel):
     """One replication policy: a source endpoint copied to one or more targets."""
 
@@ -383,9 +394,19 @@ class Replication(BaseModel):
     verify_after_copy: bool = True
     immutable_tags: bool = False
     propagate_deletions: bool = False
-    platforms: list[PlatformName] | None = Field(None, min_length=1, max_length=64)
+    # The safety brake on propagated deletions, per pass and target: above either, the
+    # pass deletes nothing at that target and reports why.
+    max_deletions: int = Field(100, ge=0, le=1_000_000)
+    max_deletion_percent: float = Field(10.0, ge=0.0, le=100.0)
     interval: Interval = timedelta(minutes=5)
     concurrency: int = Field(8, ge=1, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_platforms(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "platforms" in data:
+            raise _Invalid([("platforms", PLATFORMS_REMOVED)])
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -566,13 +587,23 @@ class Drills(BaseModel):
         return self
 
 
+def default_state_dir() -> Path:
+    """
+    systemd's ``$STATE_DIRECTORY`` (the unit's ``StateDirectory=``; the first, if several),
+    else ``/var/lib/drd``: a config that names no state_dir follows the unit.
+    """
+    return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "/var/lib/drd")
+
+
 class Failover(BaseModel):
     """What `drd failover` runs and records."""
 
     model_config = _MODEL_CONFIG
 
     hooks: list[Hook] = Field(default_factory=list, max_length=64)
-    overrides_file: ConfigPath = Path("/var/lib/drd/overrides.json")
+    overrides_file: ConfigPath = Field(
+        default_factory=lambda: default_state_dir() / "overrides.json"
+    )
     max_drill_age: Interval = timedelta(hours=48)
 
 
@@ -582,7 +613,7 @@ class Daemon(BaseModel):
     model_config = _MODEL_CONFIG
 
     listen: str = Field("127.0.0.1:9477", max_length=300)
-    state_dir: ConfigPath = Path("/var/lib/drd")
+    state_dir: ConfigPath = Field(default_factory=default_state_dir)
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
@@ -829,6 +860,14 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         for position, target in enumerate(rule.targets):
             endpoint(f"{path}.targets[{position}]", target)
         policy(f"{path}.require_signature", rule.require_signature)
+        if rule.propagate_deletions and settings.snapshots is None:
+            problems.append(
+                (
+                    f"{path}.propagate_deletions",
+                    "needs a [snapshots] store: what a pass deletes at a target is recorded "
+                    "in a snapshot first, so that `drd restore` can bring it back",
+                )
+            )
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
         if settings.snapshots.store_scheme == "oci":
