@@ -17,7 +17,7 @@ from drd.config import Drills, Settings
 from drd.drill.judge import Targets
 from drd.drill.render import write_report
 from drd.drill.report import DrillReport
-from drd.drill.runner import run_drill, run_replica_drill
+from drd.drill.runner import TrustScope, run_drill, run_replica_drill
 from drd.errors import ConfigError
 from drd.metrics import Metrics
 from drd.progress import Tally
@@ -57,6 +57,18 @@ def replica_scopes(settings: Settings, replica: str) -> list[ReplicaScope]:
             ReplicaScope(policy_from_config(rep), rep.source, require, require or fallback)
         )
     return scopes
+
+
+def trust_scopes(settings: Settings, endpoint: str) -> list[TrustScope]:
+    """
+    The trust policies of the replication policies that feed *endpoint*'s repositories
+    (copy from it, or into it) and require signatures, in configuration order.
+    """
+    return [
+        TrustScope(policy_from_config(rep).repositories, trust_policy(settings.trust[name]))
+        for rep in settings.replication
+        if (name := rep.require_signature) and endpoint in (rep.source, *rep.targets)
+    ]
 
 
 async def drill_from_settings(
@@ -109,6 +121,7 @@ async def drill_from_settings(
             errors=[("snapshots", "add a [snapshots] table to drill from")],
         )
     trust = trust_policy(settings.trust[drills.trust]) if drills.trust else None
+    trusts = trust_scopes(settings, config.source)
     others = {n: c for n, c in registries.items() if n != drills.target}
     async with open_store(config, retry) as store:
         return await run_drill(
@@ -119,6 +132,7 @@ async def drill_from_settings(
             snapshot=snapshot,
             sample=drills.sample if sample is None else sample,
             trust=trust,
+            trusts=trusts,
             sources=others,
             verify_key=index_key_for(settings.snapshots),
             retry=retry,

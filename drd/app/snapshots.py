@@ -58,6 +58,7 @@ async def take_snapshot(
         source_name=source,
         repositories=wanted,
         blobs=config.blobs,
+        metadata_blob_max=config.metadata_blob_max,
         signing_key=key,
         retry=retry,
         state_dir=settings.daemon.state_dir,

@@ -262,10 +262,11 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
 def render_show(snap: Snapshot) -> str:
     """Human text for `snapshot show`."""
     s = snap.summary()
+    stored = "stored" if snap.blobs_stored else f"{s['metadata_blobs']} metadata blobs stored"
     lines = [
         f"snapshot {snap.id} of {snap.source} ({snap.source_url}) taken {s['taken_at']}",
         f"  {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, "
-        f"{s['blobs']} blobs{' (stored)' if snap.blobs_stored else ''}, "
+        f"{s['blobs']} blobs ({stored}), "
         f"{'signed' if snap.signature else 'unsigned'}, index {s['digest']}",
     ]
     for name, repo in sorted(snap.repositories.items()):

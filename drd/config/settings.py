@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -436,6 +437,9 @@ class Snapshots(BaseModel):
     s3_object_lock_days: int | None = Field(None, ge=1, le=36_500)
     interval: Interval = timedelta(hours=1)
     blobs: bool = False
+    # Metadata blobs (configs, signature payloads, attestations, SBOMs) up to this size
+    # are stored even with blobs = false: "4MiB", "512KiB" or bytes.
+    metadata_blob_max: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=0, le=1 << 30)
     keep_last: int = Field(48, ge=1, le=1_000_000)
     keep_daily: int = Field(30, ge=0, le=100_000)
     keep_weekly: int = Field(12, ge=0, le=100_000)

@@ -55,8 +55,11 @@ def render_text(report: DrillReport) -> str:
     lines.append(
         f"  checked {rb.tags_ok}/{rb.tags} tags, {rb.manifests} manifests, {rb.blobs} blobs "
         f"({size(rb.bytes)}); signatures: {rb.signed_ok} verified, {rb.unsigned} unsigned, "
-        f"{rb.signature_failures} failed"
+        f"{rb.signature_failures} failed, {rb.unchecked} not checked"
     )
+    unsigned = [r.repository for r in report.repositories if r.status == "unsigned"]
+    if unsigned:
+        lines.append(f"  unsigned: {', '.join(unsigned[:20])}")
     if report.error:
         lines.append(f"  error: {report.error}")
     for failure in report.failures[:50]:
@@ -112,7 +115,7 @@ def render_markdown(report: DrillReport) -> str:
         f"- Pulled: {rb.manifests} manifests ({size(rb.manifest_bytes)}), "
         f"{rb.blobs} blobs ({size(rb.blob_bytes)}), every digest recomputed",
         f"- Signatures ({_md(report.trust) or 'no trust policy'}): {rb.signed_ok} verified, "
-        f"{rb.unsigned} unsigned, {rb.signature_failures} failed",
+        f"{rb.unsigned} unsigned, {rb.signature_failures} failed, {rb.unchecked} not checked",
         "",
         "## Phases",
         "",
@@ -154,15 +157,15 @@ def _md_tables(report: DrillReport) -> list[str]:
         "",
         "## Repositories",
         "",
-        "| repository | checked at | tags | manifests | blobs | bytes | signatures | ok |",
+        "| repository | checked at | tags | manifests | blobs | bytes | signatures | status |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.repositories:
         out.append(
             f"| {_md(r.repository)} | {_md(r.target)} | {r.tags_ok}/{r.tags_expected} | "
             f"{r.manifests} | {r.blobs} | {size(r.manifest_bytes + r.blob_bytes)} | "
-            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed | "
-            f"{'yes' if r.ok else 'no'} |"
+            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed"
+            f"{f', {r.unchecked} not checked' if r.unchecked else ''} | {r.status} |"
         )
     return out
 
@@ -176,6 +179,13 @@ def _cleanup_text(cleanup: dict[str, Any]) -> str:
         text += f"; tags left behind in {', '.join(str(x) for x in left)}"
     else:
         text += "; no tag left behind"
+    if "blobs_deleted" in cleanup:
+        text += f"; {cleanup['blobs_deleted']} blobs deleted"
+        if cleanup.get("blobs_left"):
+            text += (
+                f", {cleanup['blobs_left']} ({size(cleanup.get('blob_bytes_left', 0))}) left "
+                "for the registry's garbage collection (it refuses blob deletes)"
+            )
     if cleanup.get("skipped"):
         text = f"skipped: {cleanup['skipped']}"
     return text
@@ -218,6 +228,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);padding:1px 4px;
 border-radius:4px;word-break:break-all}
 .okcell{color:var(--ok);font-weight:600}.badcell{color:var(--bad);font-weight:600}
+.warncell{color:#9a6700;font-weight:600}
 .none{color:var(--mute)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dt{color:var(--mute)}dd{margin:0}
@@ -361,7 +372,8 @@ def _repositories_html(report: DrillReport) -> str:
         return '<p class="none">No repository was checked.</p>'
     rows = []
     for r in report.repositories:
-        state = '<span class="okcell">ok</span>' if r.ok else '<span class="badcell">failed</span>'
+        cell = {"ok": "okcell", "unsigned": "warncell", "failed": "badcell"}[r.status]
+        state = f'<span class="{cell}">{r.status}</span>'
         rows.append(
             "<tr>"
             f"<td>{_e(r.repository)}</td><td><code>{_e(r.target)}</code></td>"

@@ -704,6 +704,35 @@ class RegistryClient:
 
         await self._retrying("registry.delete_manifest", go)
 
+    async def delete_blob(self, repository: str, digest: Digest) -> bool:
+        """
+        DELETE a blob from *repository* (distribution unlinks it there; its garbage
+        collection reclaims the bytes). True when deleted or already absent, False when
+        the registry does not allow deleting blobs (405 or ``UNSUPPORTED``).
+        """
+        validate_repository(repository)
+
+        async def go() -> bool:
+            try:
+                async with self._request(
+                    "DELETE",
+                    f"/v2/{repository}/blobs/{digest}",
+                    repository=repository,
+                    push=True,
+                    ok=(200, 202),
+                    what=f"blob {digest}",
+                ):
+                    return True
+            except NotFound:
+                return True
+            except RegistryError as exc:
+                if exc.status == 405 or exc.code == "UNSUPPORTED":
+                    return False
+                raise
+
+        result: bool = await self._retrying("registry.delete_blob", go)
+        return result
+
     # ------------------------------------------------------------------ referrers
 
     @property

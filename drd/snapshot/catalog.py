@@ -297,7 +297,7 @@ async def verify_snapshot(
             report.blobs_checked += 1
             report.bytes_checked += size
 
-    blobs = snapshot.blobs.items() if snapshot.blobs_stored else ()
+    blobs = snapshot.stored_blobs.items()
     await run_all([manifest(d) for d in snapshot.manifests] + [blob(d, size) for d, size in blobs])
     report.problems.sort(key=lambda p: (p.kind, p.digest))
     report.duration_s = time.monotonic() - started

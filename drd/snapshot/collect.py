@@ -6,7 +6,10 @@ The walk visits every selected repository, every tag (release tags, cosign
 manifest below each tag. Manifests are stored content-addressed; a manifest the
 store already holds is neither fetched nor uploaded again when the previous
 snapshot recorded its graph. With ``blobs``, blobs are streamed into the store and
-hashed on the way. The index is written last: until it exists, nothing is listed.
+hashed on the way; without, the metadata blobs still are (configs, signature
+payloads, attestations, SBOMs, Notation envelopes, sigstore bundles, up to
+*metadata_blob_max* bytes each): a restore needs them whole even when the source is
+gone. The index is written last: until it exists, nothing is listed.
 
 Over 500 lines because the walk, its upload of objects and the commit of the index
 share one report and one lease; the index schema is `drd.snapshot.model`.
@@ -33,6 +36,7 @@ from drd.errors import (
     StorageError,
     VerificationError,
 )
+from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.ref import validate_tag
@@ -61,6 +65,9 @@ from drd.snapshot.watermark import record_watermark
 from drd.store.base import SnapshotStore
 
 log = structlog.get_logger(__name__)
+
+# The default cap on one metadata blob stored with ``blobs = false``.
+METADATA_BLOB_MAX = 4 * 1024 * 1024
 
 # Real graphs nest an index in an index at most twice; deeper is hostile.
 MAX_DEPTH = 8
@@ -142,6 +149,7 @@ async def take_snapshot(
     signing_key: IndexKey | None = None,
     now: dt.datetime | None = None,
     retry: RetryPolicy | None = None,
+    metadata_blob_max: int = METADATA_BLOB_MAX,
 ) -> Snapshot:
     """
     Snapshot *client*'s registry into *store* and return the committed snapshot.
@@ -158,6 +166,7 @@ async def take_snapshot(
         signing_key=signing_key,
         now=now,
         retry=retry,
+        metadata_blob_max=metadata_blob_max,
     )
     if report.exception is not None:
         raise report.exception
@@ -180,6 +189,7 @@ async def run_snapshot(
     blob_concurrency: int = 4,
     state_dir: Path | None = None,
     progress: Tally | None = None,
+    metadata_blob_max: int = METADATA_BLOB_MAX,
 ) -> SnapshotReport:
     """
     Take one snapshot and report on it; the daemon's scheduled job.
@@ -208,6 +218,7 @@ async def run_snapshot(
         blob_concurrency=blob_concurrency,
         signing_key=signing_key,
         progress=progress,
+        metadata_blob_max=metadata_blob_max,
     )
     started = time.monotonic()
     requests0, store0 = client.requests, store.stats.requests
@@ -247,6 +258,7 @@ class _Walk:
         blob_concurrency: int,
         signing_key: IndexKey | None,
         progress: Tally | None = None,
+        metadata_blob_max: int = METADATA_BLOB_MAX,
     ) -> None:
         self.client, self.store, self.report = client, store, report
         self.progress = progress
@@ -257,6 +269,9 @@ class _Walk:
         self.concurrency = max(concurrency, 1)
         self.blob_limit = asyncio.Semaphore(max(blob_concurrency, 1))
         self.signing_key = signing_key
+        self.metadata_blob_max = metadata_blob_max
+        self.metadata: set[Digest] = set()
+        self.cache_metadata: frozenset[Digest] = frozenset()
         self.graph: dict[Digest, ManifestRecord] = {}
         self.cache: dict[Digest, ManifestRecord] = {}
         self.cache_sizes: dict[Digest, int] = {}
@@ -301,8 +316,8 @@ class _Walk:
         members = set().union(*(r.manifests for r in records.values())) if records else set()
         manifests = {d: self.graph[d] for d in members}
         needed = {b for d in members for b in manifests[d].blobs}
-        if self.with_blobs:
-            await self._upload_blobs(needed)
+        metadata = needed & self.metadata
+        await self._upload_blobs(needed if self.with_blobs else metadata)
         snapshot = Snapshot(
             id=snapshot_id(taken_at),
             source=self.source,
@@ -314,6 +329,7 @@ class _Walk:
             source_url=self.client.base_url,
             duration_s=time.monotonic() - started,
             skipped=tuple(sorted(self.report.skipped, key=lambda s: (s.repository, s.tag))),
+            metadata_blobs=frozenset(metadata),
         )
         if self.signing_key is not None:
             snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
@@ -328,10 +344,9 @@ class _Walk:
         async for obj in self.store.list("manifests/"):
             if (parsed := object_digest(obj.key)) is not None:
                 self.stored_manifests.add(parsed[1])
-        if self.with_blobs:
-            async for obj in self.store.list("blobs/"):
-                if (parsed := object_digest(obj.key)) is not None:
-                    self.stored_blobs.add(parsed[1])
+        async for obj in self.store.list("blobs/"):
+            if (parsed := object_digest(obj.key)) is not None:
+                self.stored_blobs.add(parsed[1])
         entries = await list_snapshots(self.store, self.source)
         if not entries:
             return
@@ -343,8 +358,13 @@ class _Walk:
             # Without the previous graph every manifest is fetched again; nothing is lost.
             log.warning("snapshot.previous_unusable", id=entries[-1].id, error=str(exc))
             return
+        if previous.metadata_blobs is None:
+            # An index from before metadata blobs were recorded: its graph does not say
+            # which blobs are metadata, so every manifest is fetched once more.
+            return
         self.cache = dict(previous.manifests)
         self.cache_sizes = dict(previous.blobs)
+        self.cache_metadata = previous.metadata_blobs
 
     async def _repositories(self, wanted: RepoFilter | None) -> list[str]:
         if wanted is not None and (literal := wanted.literal_names()) is not None:
@@ -442,6 +462,8 @@ class _Walk:
             self.graph[digest] = cached
             for blob in cached.blobs:
                 self.blob_sizes.setdefault(blob, self.cache_sizes[blob])
+                if blob in self.cache_metadata and self.cache_sizes[blob] <= self.metadata_blob_max:
+                    self.metadata.add(blob)
             self.report.manifests_present += 1
             return cached
         task = self.fetching.get(digest)
@@ -464,6 +486,11 @@ class _Walk:
         record = record_of(manifest)
         for desc in manifest.blobs:
             self.blob_sizes.setdefault(desc.digest, desc.size)
+            is_config = desc is manifest.config
+            if desc.size <= self.metadata_blob_max and mediatype.is_metadata_blob(
+                desc.media_type, config=is_config, referrer=manifest.subject is not None
+            ):
+                self.metadata.add(desc.digest)
         self.graph[digest] = record
         return record
 

@@ -190,7 +190,10 @@ class Snapshot:
     A point-in-time record of one registry. Immutable; ``digest`` covers the whole body.
 
     ``blobs`` maps every blob digest the manifests reference to its size; the blobs
-    themselves are in the store only when ``blobs_stored`` is true.
+    themselves are in the store when ``blobs_stored`` is true. ``metadata_blobs`` are
+    the small blobs that carry metadata (image configs, signature payloads,
+    attestations, SBOMs, Notation envelopes, sigstore bundles), stored whatever
+    ``blobs`` says; None for an index written before they were recorded.
     """
 
     id: str
@@ -204,6 +207,7 @@ class Snapshot:
     duration_s: float = 0.0
     skipped: tuple[Skipped, ...] = ()
     signature: Signature | None = None
+    metadata_blobs: frozenset[Digest] | None = None
 
     def __post_init__(self) -> None:
         # Milliseconds are what the index stores; keep the value equal to its round trip.
@@ -240,15 +244,31 @@ class Snapshot:
         before = previous.objects()
         return sum(size for d, size in self.objects().items() if d not in before)
 
-    def object_keys(self) -> set[str]:
-        """Every store key this snapshot needs: its manifests, and its blobs when stored."""
-        keys = {manifest_key(d) for d in self.manifests}
+    def stores_blob(self, digest: Digest) -> bool:
+        """Whether the store holds blob *digest* for this snapshot."""
         if self.blobs_stored:
-            keys |= {blob_key(d) for d in self.blobs}
-        return keys
+            return digest in self.blobs
+        return self.metadata_blobs is not None and digest in self.metadata_blobs
+
+    @property
+    def stored_blobs(self) -> dict[Digest, int]:
+        """Every blob the store holds for this snapshot, with its size."""
+        return {d: size for d, size in self.blobs.items() if self.stores_blob(d)}
+
+    def object_keys(self) -> set[str]:
+        """Every store key this snapshot needs: its manifests and the blobs it stored."""
+        keys = {manifest_key(d) for d in self.manifests}
+        return keys | {blob_key(d) for d in self.stored_blobs}
 
     def body(self) -> dict[str, Any]:
         """The JSON body without ``index_digest`` and ``signature``: what is hashed."""
+        body = self._body()
+        if self.metadata_blobs is not None:
+            # Only when recorded: an older index keeps hashing to its own digest.
+            body["metadata_blobs"] = sorted(str(d) for d in self.metadata_blobs)
+        return body
+
+    def _body(self) -> dict[str, Any]:
         return {
             "kind": KIND,
             "schema_version": SCHEMA_VERSION,
@@ -312,6 +332,7 @@ class Snapshot:
             "blobs": len(self.blobs),
             "blob_bytes": sum(self.blobs.values()),
             "blobs_stored": self.blobs_stored,
+            "metadata_blobs": len(self.metadata_blobs or ()),
             "signed": self.signature is not None,
             "skipped": len(self.skipped),
             "digest": str(self.digest),
@@ -456,6 +477,12 @@ def _parse_document(doc: Any) -> Snapshot:
         for blob in rec.blobs:
             if blob not in blobs:
                 raise _Bad(f"manifest {digest} needs blob {blob}, which the index does not list")
+    metadata_blobs = None
+    if "metadata_blobs" in doc:
+        metadata_blobs = frozenset(_digests(doc["metadata_blobs"], "metadata_blobs"))
+        for blob in metadata_blobs:
+            if blob not in blobs:
+                raise _Bad(f"metadata_blobs lists {blob}, which the index does not list")
     repositories = {
         name: _parse_repository(name, value, manifests)
         for name, value in _get(doc, "repositories", dict, "").items()
@@ -474,6 +501,7 @@ def _parse_document(doc: Any) -> Snapshot:
         duration_s=float(duration),
         skipped=skipped,
         signature=signature,
+        metadata_blobs=metadata_blobs,
     )
     claimed = _digest(_get(doc, "index_digest", str, ""), "index_digest")
     body = {k: v for k, v in doc.items() if k not in ("index_digest", "signature")}

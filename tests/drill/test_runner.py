@@ -74,6 +74,10 @@ async def assert_nothing_left(target: LocalRegistry, report: DrillReport) -> Non
             assert repo.target.startswith(f"drill-{report.id}/")
             assert await w.list_tags(repo.target) == [], repo.target
         assert report.cleanup["manifests_deleted"] == report.scope.manifests
+    assert (report.cleanup["blobs_deleted"], report.cleanup["blobs_left"]) == (
+        report.scope.blobs,
+        0,
+    )
 
 
 async def manifests_gone(target: LocalRegistry, repo: str, digests: set[Digest]) -> None:
