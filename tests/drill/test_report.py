@@ -72,7 +72,7 @@ def test_html_is_self_contained_and_escapes_everything() -> None:
     page = render_html(failed_report())
 
     assert "<script" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert not re.search(r"\b(src|href)=", page)
     assert "@import" not in page
     assert "url(" not in page
