@@ -199,7 +199,35 @@ def _drill(rows: list[dict[str, Any]]) -> list[str]:
             f"MiB/s including its start-up{_runs(raw.get('walls'))}; drill pull vs raw pull: "
             f"{share:.0%} (target {DRILL_VERIFY_TARGET:.0%}: {verdict}).",
         ]
-    return out
+    return out + _rto(drill, rows)
+
+
+# The RTO estimate's target: within this fraction of the restore it estimates.
+RTO_TOLERANCE = 0.25
+
+
+def _rto(drill: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The drill's RTO estimate against `drd restore` of everything plus its verification."""
+    restore = next((r for r in rows if r["phase"] == "restore" and r["tool"] == "drd"), None)
+    verify = next((r for r in rows if r["phase"] == "restore" and r["tool"] == "verify"), None)
+    rto = drill["extra"].get("rto") or {}
+    estimate = rto.get("estimate_s")
+    if restore is None or verify is None or not estimate or restore["failed"]:
+        return []
+    measured = restore["wall_s"] + verify["wall_s"]
+    ratio = estimate / max(measured, 1e-6)
+    met = abs(ratio - 1) <= RTO_TOLERANCE
+    startup = rto.get("startup_s")
+    return [
+        "",
+        f"RTO estimate vs measured: the drill estimated {estimate:.2f} s (fixed "
+        f"{rto.get('fixed_s', 0.0):.2f} s, start-up "
+        f"{'unmeasured' if startup is None else f'{startup:.2f} s'}); `drd restore` of the "
+        f"whole snapshot into an empty registry took {restore['wall_s']:.2f} s and a pull and "
+        f"re-hash of every blob from it {verify['wall_s']:.2f} s, {measured:.2f} s in all: "
+        f"estimate/measured {ratio:.2f}, target within ±{RTO_TOLERANCE:.0%}: "
+        f"{'met' if met else '**not met**'}.",
+    ]
 
 
 # Drill verify (re-hash of restored content) against a raw pull of the same blobs.

@@ -253,6 +253,33 @@ class Bench:
                 runs[tool].append(self._measured("drill", tool, argv, logs, self.corpus.bytes, ()))
         for tool, rows in runs.items():
             self.rows.append(_median_row(rows, drill=tool == "drd"))
+        self.restore_against_estimate(store)
+
+    def restore_against_estimate(self, store: Path) -> None:
+        """
+        What the drill's RTO estimates, measured: `drd restore` of the newest snapshot
+        into an empty registry, then a pull and re-hash of every blob from it.
+        """
+        fresh = self.fresh_target("restore")
+        config = self.workdir / "drd-restore.toml"
+        config.write_text(
+            drd_config(
+                self.source,
+                fresh.registry,
+                self.corpus.repos,
+                self.workdir / "state-snapshots",
+                snapshots=store,
+            )
+        )
+        argv = [
+            *(str(PYTHON), "-m", "drd", "restore", "--snapshot", "latest", "--to", "dst"),
+            *("--yes", "--allow-unsigned-snapshot", "--config", str(config), "--json"),
+        ]
+        self._measured("restore", "drd", argv, [fresh.log], self.corpus.bytes, ())
+        plan = self.workdir / "verify-pull.json"
+        plan.write_text(json.dumps(self.corpus.pull_plan(fresh.registry.url)))
+        argv = [str(PYTHON), "-m", "bench.raw", "--pull", str(plan)]
+        self._measured("restore", "verify", argv, [fresh.log], self.corpus.bytes, ())
 
     def _measured(
         self,
@@ -275,6 +302,7 @@ class Bench:
             run.extra["phases"] = {
                 p["name"]: p["duration_s"] for p in document.get("phases", []) if "name" in p
             }
+            run.extra["rto"] = (document.get("judgement") or {}).get("rto") or {}
             if not document.get("ok", False) and not run.failed:
                 run.failed = f"drill not ok: {str(document.get('error', ''))[:300]}"
         row = self.row(phase, tool, run, None, [])

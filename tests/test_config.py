@@ -694,6 +694,27 @@ def test_snapshot_store_urls(tmp_path: Path) -> None:
     }
 
 
+def test_object_lock_mode_needs_object_lock_days(tmp_path: Path) -> None:
+    """``s3_object_lock_mode`` alone would lock nothing: refused; with days it is taken."""
+    base = '[snapshots]\nsource = "src"\nstore = "s3://bucket"\n'
+    alone = base + 's3_object_lock_mode = "GOVERNANCE"\n'
+    assert config_errors(minimal_with(tmp_path, alone)) == {
+        "snapshots.s3_object_lock_mode": "applies only with s3_object_lock_days"
+    }
+    wrong = base + 's3_object_lock_days = 7\ns3_object_lock_mode = "LEGAL"\n'
+    assert set(config_errors(minimal_with(tmp_path, wrong))) == {"snapshots.s3_object_lock_mode"}
+    good = base + 's3_object_lock_days = 7\ns3_object_lock_mode = "GOVERNANCE"\n'
+    assert load_settings(minimal_with(tmp_path, good)).snapshots is not None
+
+
+def test_settings_exclude_needs_settings(tmp_path: Path) -> None:
+    """``settings_exclude`` with no ``settings`` would exclude nothing: refused."""
+    text = '[snapshots]\nsource = "src"\nsettings_exclude = ["*/htpasswd"]\n'
+    assert config_errors(minimal_with(tmp_path, text)) == {
+        "snapshots.settings_exclude": "applies only with settings"
+    }
+
+
 def test_oci_store_names_a_configured_endpoint(tmp_path: Path) -> None:
     """
     ``oci://<endpoint>/<repository>``: the endpoint's credentials are the store's; an

@@ -201,6 +201,15 @@ async def _prune(
             "  no object deleted: a snapshot is being taken "
             f"({', '.join(report.sweep_deferred)}); the next prune deletes them"
         )
+    lines += [
+        f"  keep {sid}: its index is locked until {until:%Y-%m-%dT%H:%M:%SZ}"
+        for sid, until in sorted(report.retained.items())
+    ]
+    if report.objects_retained_until:
+        lines.append(
+            f"  {len(report.objects_retained)} unreferenced objects kept: locked until "
+            f"{report.objects_retained_until:%Y-%m-%dT%H:%M:%SZ} at the latest"
+        )
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK
 
@@ -256,6 +265,7 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
         "skipped": [
             {"repository": s.repository, "tag": s.tag, "reason": s.reason} for s in snap.skipped
         ],
+        "settings": [r.to_json() for r in snap.settings],
     }
 
 
@@ -272,6 +282,13 @@ def render_show(snap: Snapshot) -> str:
     for name, repo in sorted(snap.repositories.items()):
         lines.append(f"  {name}")
         lines += [f"    {tag:40} {d}" for tag, d in sorted(repo.tags.items())]
+    if snap.settings:
+        lines.append("  settings")
+        lines += [
+            f"    {r.path:40} {r.kind:5} {r.mode:04o} {r.size:>9} {r.digest}"
+            + ("" if r.stored else "  (secret: digest only)")
+            for r in snap.settings
+        ]
     return "\n".join(lines)
 
 

@@ -435,6 +435,7 @@ class Snapshots(BaseModel):
     s3_region: str | None = Field(None, min_length=1, max_length=64)
     s3_sse: Literal["AES256", "aws:kms"] | None = None
     s3_object_lock_days: int | None = Field(None, ge=1, le=36_500)
+    s3_object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
     interval: Interval = timedelta(hours=1)
     blobs: bool = False
     # Metadata blobs (configs, signature payloads, attestations, SBOMs) up to this size
@@ -445,6 +446,10 @@ class Snapshots(BaseModel):
     keep_weekly: int = Field(12, ge=0, le=100_000)
     signing_key_file: ConfigPath | None = None
     repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
+    # Registry settings files recorded with each snapshot; those matching settings_exclude
+    # (fnmatch on the absolute path) are recorded by digest only, never stored.
+    settings: list[ConfigPath] = Field(default_factory=list, max_length=1000)
+    settings_exclude: list[Glob] = Field(default_factory=list, max_length=1000)
 
     _signing_key: SecretBytes | None = PrivateAttr(None)
     _store_endpoint: Endpoint | None = PrivateAttr(None)
@@ -482,6 +487,10 @@ class Snapshots(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if "s3_object_lock_mode" in self.model_fields_set and self.s3_object_lock_days is None:
+            raise _Invalid([("s3_object_lock_mode", "applies only with s3_object_lock_days")])
+        if self.settings_exclude and not self.settings:
+            raise _Invalid([("settings_exclude", "applies only with settings")])
         if self.store_scheme == "s3":
             return self
         s3_only = ("s3_endpoint_url", "s3_region", "s3_sse", "s3_object_lock_days")

@@ -55,6 +55,11 @@ def render_text(report: DrillReport) -> str:
             f"  RTO estimate {duration(rto.value_s if rto else None)} "
             f"(target {duration(j.rto_target_s)}); RPO {duration(j.rpo_s)} "
             f"(target {duration(j.rpo_target_s)})"
+            + (
+                f"; worst-case RPO {duration(j.worst_rpo.seconds)}"
+                if j.worst_rpo is not None
+                else ""
+            )
         )
     rb = report.readback
     lines.append(
@@ -240,6 +245,8 @@ def _details(report: DrillReport) -> list[tuple[str, str]]:
         items.append(("RTO method", j.rto.method))
     if j is not None:
         items.append(("RPO method", j.rpo_method))
+        if j.worst_rpo_method:
+            items.append(("worst-case RPO method", j.worst_rpo_method))
     sc, wh = report.scope, report.whole
     items.append(
         (
@@ -273,9 +280,10 @@ def _context(report: DrillReport) -> dict[str, Any]:
     rto_scale = ""
     if rto is not None:
         rto_scale = (
-            " · measured in full"
+            f" · {duration(rto.fixed_s)} fixed + {duration(rto.measured_s)} measured in full"
             if rto.scale == 1.0
-            else f" · x{rto.scale:.2f} of {duration(rto.measured_s)} measured"
+            else f" · {duration(rto.fixed_s)} fixed + x{rto.scale:.2f} of "
+            f"{duration(rto.measured_s)} measured"
         )
     reasons = list(j.reasons) if j is not None and j.reasons else []
     if not reasons and report.error:
@@ -288,6 +296,11 @@ def _context(report: DrillReport) -> dict[str, Any]:
         "rto_scale": rto_scale,
         "rto_gauge": _gauge(rto_value, j.rto_target_s) if j is not None else None,
         "rpo_gauge": _gauge(j.rpo_s, j.rpo_target_s) if j is not None else None,
+        "worst_gauge": (
+            _gauge(j.worst_rpo.seconds, j.rpo_target_s)
+            if j is not None and j.worst_rpo is not None
+            else None
+        ),
         "reasons": reasons,
         "subtitle": (
             f"started {_stamp(report.started_at)} · took {duration(report.duration_s)} · "

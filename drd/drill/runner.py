@@ -33,6 +33,7 @@ from pathlib import Path
 import structlog
 
 from drd.aio import run_all
+from drd.drill.estimate import DrillTimes
 from drd.drill.judge import RtoEstimate, Targets, estimate_rto, judge, replica_rpo, snapshot_rpo
 from drd.drill.plan import DrillPlan, plan_drill
 from drd.drill.render import write_report
@@ -72,6 +73,7 @@ Clock = Callable[[], dt.datetime]
 
 # The phases whose time is the restore time a drill measures (and extrapolates).
 RESTORE_PHASES = ("restore", "pull and re-hash", "compare tags", "verify signatures")
+READBACK_PHASES = RESTORE_PHASES[1:]
 
 
 async def run_drill(
@@ -91,6 +93,7 @@ async def run_drill(
     clock: Clock = utc_now,
     concurrency: int = 8,
     progress: Tally | None = None,
+    startup_s: float | None = None,
 ) -> DrillReport:
     """
     Restore *snapshot* of *source* (``latest`` or an id) into *target* under
@@ -105,7 +108,9 @@ async def run_drill(
     are in the report, each with its digest; an unreachable store or registry ends
     the drill early with ``report.error``. Side effects: writes into, then deletes
     from (manifests, then blobs where the registry allows it), the drill namespace
-    on *target* only. The restore's tags and bytes are counted into *progress*.
+    on *target* only. *startup_s* is how long this process took to start and reach
+    the drill, which a fresh ``drd restore`` would pay too (the RTO estimate's fixed cost). The
+    restore's tags and bytes are counted into *progress*.
     """
     run_id = run_id or new_run_id()
     report = DrillReport(
@@ -148,7 +153,14 @@ async def run_drill(
         report.finished_at = clock()
         rto = None
         if any(p.name == "restore" for p in timeline.phases):
-            rto = estimate_rto(timeline.total(*RESTORE_PHASES), report.scope, report.whole)
+            times = DrillTimes(
+                startup_s=startup_s,
+                load_s=timeline.total("load snapshot"),
+                restore_s=timeline.total("restore"),
+                readback_s=timeline.total(*READBACK_PHASES),
+                concurrency=concurrency,
+            )
+            rto = estimate_rto(times, report.scope, report.whole)
         newest = report.snapshot_taken_at
         rpo_s, rpo_method = snapshot_rpo(newest, report.started_at)
         if newest is None and report.error:

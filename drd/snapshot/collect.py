@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ from drd.snapshot.model import (
     valid_media_type,
     validate_source,
 )
+from drd.snapshot.settings import SettingsSource, store_settings
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.watermark import record_watermark
 from drd.store.base import SnapshotStore
@@ -190,6 +192,7 @@ async def run_snapshot(
     state_dir: Path | None = None,
     progress: Tally | None = None,
     metadata_blob_max: int = METADATA_BLOB_MAX,
+    settings: Sequence[SettingsSource] = (),
 ) -> SnapshotReport:
     """
     Take one snapshot and report on it; the daemon's scheduled job.
@@ -203,6 +206,8 @@ async def run_snapshot(
     With *state_dir*, a committed snapshot moves this host's watermark of the newest
     snapshot (`drd.snapshot.watermark`), which a restore of ``latest`` checks.
     Tags walked and blobs stored are counted into *progress* as they go.
+    *settings* sources are collected and stored (`drd.snapshot.settings`) under the
+    same lease, before the index that lists them.
     """
     validate_source(source_name)
     taken_at = now or dt.datetime.now(dt.UTC)
@@ -219,6 +224,7 @@ async def run_snapshot(
         signing_key=signing_key,
         progress=progress,
         metadata_blob_max=metadata_blob_max,
+        settings=settings,
     )
     started = time.monotonic()
     requests0, store0 = client.requests, store.stats.requests
@@ -259,10 +265,12 @@ class _Walk:
         signing_key: IndexKey | None,
         progress: Tally | None = None,
         metadata_blob_max: int = METADATA_BLOB_MAX,
+        settings: Sequence[SettingsSource] = (),
     ) -> None:
         self.client, self.store, self.report = client, store, report
         self.progress = progress
         self.tags_line, self.blobs_line = f"snapshot {source}: tags", f"snapshot {source}: blobs"
+        self.settings_sources = settings
         self.source = source
         self.with_blobs = blobs
         self.retry = retry
@@ -318,6 +326,7 @@ class _Walk:
         needed = {b for d in members for b in manifests[d].blobs}
         metadata = needed & self.metadata
         await self._upload_blobs(needed if self.with_blobs else metadata)
+        settings = await store_settings(self.store, self.settings_sources)
         snapshot = Snapshot(
             id=snapshot_id(taken_at),
             source=self.source,
@@ -330,6 +339,7 @@ class _Walk:
             duration_s=time.monotonic() - started,
             skipped=tuple(sorted(self.report.skipped, key=lambda s: (s.repository, s.tag))),
             metadata_blobs=frozenset(metadata),
+            settings=settings,
         )
         if self.signing_key is not None:
             snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))

@@ -85,6 +85,55 @@ def test_the_report_states_ratios_against_skopeo_and_raw() -> None:
     assert "| cold | 2.00x | n/a | 80% | 1.00 | 1.00 | 4.00 | 2.5x |" in text
 
 
+@pytest.mark.parametrize(
+    ("estimate", "verdict"),
+    [
+        (3.3, "estimate/measured 1.10, target within ±25%: met"),
+        (2.0, "0.67, target within ±25%: **not met**"),
+    ],
+)
+def test_the_report_sets_the_rto_estimate_against_restore_plus_verify(
+    estimate: float, verdict: str
+) -> None:
+    """The drill's estimate over `drd restore` + the verifying pull, judged at ±25 %."""
+
+    def row(phase: str, tool: str, wall: float, extra: dict[str, object]) -> dict[str, object]:
+        return {
+            "corpus": "small",
+            "phase": phase,
+            "tool": tool,
+            "wall_s": wall,
+            "cpu_s": 1.0,
+            "rss_mib": 50.0,
+            "requests": 100,
+            "tags": 10,
+            "changed_tags": 0,
+            "bytes": 1024 * 1024,
+            "verified": True,
+            "failed": "",
+            "extra": extra,
+        }
+
+    rto = {"estimate_s": estimate, "fixed_s": 0.6, "startup_s": 0.5}
+    drill = row("drill", "drd", 4.0, {"phases": {"pull and re-hash": 1.0}, "rto": rto})
+    text = render(
+        {
+            "machine": {"cpu": "test"},
+            "versions": {},
+            "scale": 1.0,
+            "rows": [
+                row("cold", "drd", 5.0, {}),
+                drill,
+                row("restore", "drd", 2.5, {}),
+                row("restore", "verify", 0.5, {}),
+            ],
+        }
+    )
+    assert f"the drill estimated {estimate:.2f} s (fixed 0.60 s, start-up 0.50 s)" in text
+    assert "2.50 s and a pull and re-hash of every blob from it 0.50 s, 3.00 s in all" in text
+    assert verdict in text
+
+
 @pytest.mark.slow
 @pytest.mark.skopeo
 @pytest.mark.timeout(600)
@@ -105,6 +154,7 @@ def test_a_smoke_run_verifies_every_tool(tmp_path: Path) -> None:
         *("raw", "skopeo", "skopeo-yaml", "drd", "drd-stateless", "floor", "drd-daemon")
     }
     assert all(r["verified"] and not r["failed"] for r in rows)
+    assert {r["tool"] for r in rows if r["phase"] == "restore"} == {"drd", "verify"}
     warm = {r["tool"]: r for r in rows if r["phase"] == "warm"}
     assert warm["drd"]["requests"] < warm["drd-stateless"]["requests"]
     # The no-op floor: one source HEAD per tag, and nothing else.

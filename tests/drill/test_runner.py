@@ -208,7 +208,7 @@ async def test_a_sampled_drill_is_reproducible_and_restores_only_its_sample(
     rto = first.judgement.rto if first.judgement else None
     assert rto is not None
     assert rto.scale > 1.0
-    assert "extrapolated" in rto.method
+    assert "scaled by the larger" in rto.method
     await assert_nothing_left(third_registry, first)
 
 
