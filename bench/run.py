@@ -258,7 +258,7 @@ class Bench:
     def restore_against_estimate(self, store: Path) -> None:
         """
         What the drill's RTO estimates, measured: `drd restore` of the newest snapshot
-        into an empty registry, then a pull and re-hash of every blob from it.
+        into an empty registry, then `drd scrub --deep` re-hashing every blob its tags reach.
         """
         fresh = self.fresh_target("restore")
         config = self.workdir / "drd-restore.toml"
@@ -276,9 +276,12 @@ class Bench:
             *("--yes", "--allow-unsigned-snapshot", "--config", str(config), "--json"),
         ]
         self._measured("restore", "drd", argv, [fresh.log], self.corpus.bytes, ())
-        plan = self.workdir / "verify-pull.json"
-        plan.write_text(json.dumps(self.corpus.pull_plan(fresh.registry.url)))
-        argv = [str(PYTHON), "-m", "bench.raw", "--pull", str(plan)]
+        # drd scrub --deep, not the raw pull: the pull plan names every blob ever pushed, and
+        # a restore brings back only what the snapshot's tags reach. scrub re-hashes exactly that.
+        argv = [
+            *(str(PYTHON), "-m", "drd", "scrub", "dst", "--deep"),
+            *("--config", str(config), "--json"),
+        ]
         self._measured("restore", "verify", argv, [fresh.log], self.corpus.bytes, ())
 
     def _measured(

@@ -20,7 +20,7 @@ from drd import __version__, logs, manual
 from drd.app.outcome import Outcome
 from drd.errors import ConfigError, DrdError, TransientError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 EXIT_UNAVAILABLE, EXIT_SOFTWARE, EXIT_CONFIG = 69, 70, 78
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # The one place outcomes become exit codes.
@@ -28,6 +28,7 @@ EXIT_CODES = {
     Outcome.OK: EXIT_OK,
     Outcome.FAILED: EXIT_FAILED,
     Outcome.USAGE: EXIT_USAGE,
+    Outcome.REJECTED: EXIT_REJECTED,
     Outcome.UNAVAILABLE: EXIT_UNAVAILABLE,
 }
 

@@ -93,6 +93,7 @@ exit codes:
   0    success
   1    finished, but something failed, was rejected or did not verify
   2    usage error (the command line, or a request that cannot be carried out)
+  3    finished, but the trust policy rejected some artifacts (drd replicate)
   69   a registry or the snapshot store was unavailable after retries
   70   internal error (a bug): the traceback is logged
   78   invalid configuration

@@ -126,7 +126,7 @@ class Metrics:
         r.register(self._lag)
         self.replication_last_success = Gauge(
             "drd_replication_last_success_timestamp_seconds",
-            "End of the last full pass with no failed or rejected item at the target.",
+            "End of the last full pass with no failed item at the target (rejections allowed).",
             _PT,
             registry=r,
         )
@@ -195,6 +195,12 @@ class Metrics:
             "drd_replication_errors_total",
             "Failed items and failed passes by reason (the error class).",
             ["policy", "target", "reason"],
+            registry=r,
+        )
+        self.replication_rejected = Gauge(
+            "drd_replication_rejected_tags",
+            "Tags the trust policy refused in the last complete full pass at the target.",
+            _PT,
             registry=r,
         )
         self.deletions = Counter(
@@ -389,11 +395,14 @@ class Metrics:
             elif (
                 full
                 and target not in held
-                and not any(
-                    i.target == target and i.outcome in ("failed", "rejected") for i in report.items
-                )
+                and not any(i.target == target and i.outcome == "failed" for i in report.items)
             ):
                 self.replication_last_success.labels(policy, target).set(at)
+            if full and not pass_reason:
+                rejected = sum(
+                    1 for i in report.items if i.target == target and i.outcome == "rejected"
+                )
+                self.replication_rejected.labels(policy, target).set(rejected)
 
     def set_replication_state(
         self,

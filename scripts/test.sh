@@ -4,8 +4,8 @@
 #   bash scripts/test.sh [pytest args...]
 #
 # Idempotent. On a fresh Debian 12 as root it installs what the tests need
-# (docker-registry, skopeo, openssl) and creates .venv; elsewhere it only uses
-# what is there. Every step runs even after an earlier one failed, so one run
+# (docker-registry, skopeo, openssl; chromium for the report test) and creates
+# .venv; elsewhere it only uses what is there. Every step runs even after an earlier one failed, so one run
 # reports everything; the exit status is non-zero if any step failed.
 set -uo pipefail
 
@@ -31,7 +31,14 @@ existing() {
     done
 }
 
+# Test-side only: the drill report is checked in a real browser (tests/drill/test_browser.py).
+test_system_packages() {
+    command -v chromium >/dev/null 2>&1 || apt_install chromium || return 1
+    chromium --version
+}
+
 step "system packages" system_packages
+step "test system packages" test_system_packages
 step "virtualenv" venv test
 if [ ! -x .venv/bin/python ]; then
     echo "no .venv: cannot run the checks" >&2

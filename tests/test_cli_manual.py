@@ -33,7 +33,7 @@ def test_drd_help_lists_every_command_with_its_line_lookup_order_and_exit_codes(
         assert f"{name} {' '.join(line.split())}" in flat, name
     assert "$DRD_CONFIG" in text
     assert "/etc/drd/drd.toml" in text
-    for code in ("0", "1", "2", "69", "70", "78", "130"):
+    for code in ("0", "1", "2", "3", "69", "70", "78", "130"):
         assert f"\n  {code} " in text
 
 

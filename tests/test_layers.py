@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "drd.durations",
             "drd.schedule",
             "drd.files",
+            "drd.progress",
             "drd.__init__",
             "drd",
         ),

@@ -22,6 +22,7 @@ from drd.drill.report import DrillReport
 from drd.drill.runner import TrustScope, run_drill, run_replica_drill
 from drd.errors import ConfigError
 from drd.metrics import Metrics
+from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.replica.check import ReplicaScope, replication_lag
 from drd.resources import policy_from_config, trust_policy
@@ -85,6 +86,7 @@ async def drill_from_settings(
     sample: int | None = None,
     state: State | None = None,
     clock: Clock = utc_now,
+    progress: Tally | None = None,
     startup_s: float | None = None,
 ) -> DrillReport:
     """
@@ -158,6 +160,7 @@ async def drill_from_settings(
             verify_key=index_key_for(settings.snapshots),
             retry=retry,
             clock=clock,
+            progress=progress,
             startup_s=startup_s,
         )
         if report.error:

@@ -14,7 +14,8 @@ class Outcome(enum.Enum):
     """What a command achieved; `drd.cli.EXIT_CODES` gives each its exit code."""
 
     OK = "ok"  # everything asked for was done (or, dry, would be)
-    FAILED = "failed"  # something failed, was rejected, or did not verify
+    REJECTED = "rejected"  # done, but the trust policy refused some items (none failed)
+    FAILED = "failed"  # something failed or did not verify
     USAGE = "usage"  # the request cannot be carried out as asked (or was not confirmed)
     UNAVAILABLE = "unavailable"  # a registry or the store could not be reached after retries
 

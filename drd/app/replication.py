@@ -14,6 +14,7 @@ import structlog
 from drd.app.outcome import Outcome, of_error, run_word
 from drd.config import Settings
 from drd.metrics import Metrics
+from drd.progress import Tally
 from drd.replicate.cache import TagCache
 from drd.replicate.deletions import Recorder
 from drd.replicate.report import PolicyReport
@@ -40,6 +41,7 @@ async def run_pass(
     cache: TagCache | None = None,
     state: State | None = None,
     metrics: Metrics | None = None,
+    progress: Tally | None = None,
     recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
@@ -60,6 +62,7 @@ async def run_pass(
             only=only,
             dry_run=dry_run,
             cache=cache,
+            progress=progress,
             recorder=recorder,
         )
     if dry_run:
@@ -93,6 +96,7 @@ async def replicate_once(
     dry_run: bool = False,
     cache: TagCache | None = None,
     state: State | None = None,
+    progress: Tally | None = None,
 ) -> list[PolicyReport]:
     """
     One manual pass of every (or each named) replication policy, recorded in *state*
@@ -118,6 +122,7 @@ async def replicate_once(
                 dry_run=dry_run,
                 cache=cache,
                 state=state,
+                progress=progress,
                 recorder=recorder,
             )
         )
@@ -132,8 +137,11 @@ def unknown_policies(settings: Settings, names: Iterable[str]) -> list[str]:
 def replication_outcome(reports: Sequence[PolicyReport]) -> Outcome:
     """
     ``UNAVAILABLE`` when a pass could not reach a registry or a target was unreachable
-    for the rest of a pass; ``FAILED`` when an item failed or was rejected; else ``OK``.
+    for the rest of a pass; ``FAILED`` when an item failed; ``REJECTED`` when the passes
+    completed but the trust policy refused items (in a dry run: would refuse); else ``OK``.
     """
     if any(r.unreachable or of_error(r.exception) is Outcome.UNAVAILABLE for r in reports):
         return Outcome.UNAVAILABLE
-    return Outcome.OK if all(r.ok for r in reports) else Outcome.FAILED
+    if not all(r.ok for r in reports):
+        return Outcome.FAILED
+    return Outcome.REJECTED if any(r.rejected for r in reports) else Outcome.OK

@@ -17,6 +17,7 @@ from drd.app.outcome import run_word
 from drd.app.snapshots import index_key_for, snapshots_config
 from drd.config import Settings
 from drd.errors import VerificationError
+from drd.progress import Tally
 from drd.resources import Resources
 from drd.restore.plan import Selection
 from drd.restore.runner import RestoreReport, restore_snapshot
@@ -47,6 +48,7 @@ async def restore_from_settings(
     allow_unsigned: bool = False,
     confirm: Confirm | None = None,
     state: State | None = None,
+    progress: Tally | None = None,
 ) -> RestoreReport | None:
     """
     Restore *snapshot* of *source* into the endpoint *to*; None when *confirm* said no.
@@ -70,6 +72,7 @@ async def restore_from_settings(
             repository_prefix=prefix,
             dry_run=dry_run,
             retry=res.retry,
+            progress=progress,
         )
     if state is not None and not dry_run:
         await state.record_run(

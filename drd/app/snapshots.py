@@ -15,6 +15,7 @@ from drd.config import Settings, Snapshots
 from drd.config.explain import describe
 from drd.errors import ConfigError
 from drd.metrics import Metrics
+from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.retry import RetryPolicy
 from drd.selection.filters import RepoFilter
@@ -51,6 +52,7 @@ async def take_snapshot(
     key: IndexKey | None,
     retry: RetryPolicy,
     settings: Settings,
+    progress: Tally | None = None,
 ) -> SnapshotReport:
     """One snapshot of *client* (the endpoint *source*) into *store*, as configured."""
     wanted = RepoFilter(tuple(config.repositories)) if config.repositories else None
@@ -64,6 +66,7 @@ async def take_snapshot(
         signing_key=key,
         retry=retry,
         state_dir=settings.daemon.state_dir,
+        progress=progress,
         settings=settings_sources(settings, config),
     )
 

@@ -15,6 +15,7 @@ from drd.commands.output import emit
 from drd.drill.render import render_text
 from drd.drill.report import DrillReport
 from drd.drill.runner import write_reports
+from drd.progress import for_terminal, shown
 from drd.resources import open_resources
 from drd.snapshot.catalog import LATEST
 from drd.timeline import process_age_s
@@ -47,7 +48,8 @@ async def drill(args: argparse.Namespace) -> Outcome:
         return Outcome.USAGE
     report_dir = args.report_dir or drills.report_dir
     async with open_history(settings.daemon.state_dir, "the drill") as state:
-        async with open_resources(settings) as res:
+        tally = for_terminal(args)
+        async with open_resources(settings) as res, shown(tally):
             report = await drill_from_settings(
                 settings,
                 res.registries,
@@ -56,6 +58,7 @@ async def drill(args: argparse.Namespace) -> Outcome:
                 replica=args.replica,
                 sample=args.sample,
                 state=state,
+                progress=tally,
                 # This process's start-up until now: interpreter, imports, settings, clients.
                 startup_s=process_age_s(),
             )

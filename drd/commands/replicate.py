@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from drd.app.active import load_active_settings
@@ -13,8 +14,9 @@ from drd.app.outcome import Outcome
 from drd.app.replication import replicate_once, replication_outcome, unknown_policies
 from drd.commands.output import emit
 from drd.commands.units import iec
+from drd.progress import for_terminal, shown
 from drd.replicate.cache import open_tag_cache
-from drd.replicate.report import PolicyReport
+from drd.replicate.report import ItemResult, PolicyReport
 from drd.resources import open_resources
 
 
@@ -22,18 +24,28 @@ def register(sub: Any, command: Any) -> None:
     """Add `replicate`."""
     rep = command("replicate", replicate)
     rep.add_argument("--policy", action="append", help="only this policy (repeatable)")
-    rep.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    rep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan, with what the trust policy would reject and why; change nothing",
+    )
     rep.add_argument(
         "--no-cache",
         action="store_true",
         help="ask every target for every tag, ignoring the known digests in the state directory",
     )
+    # Appended, not set: the command table may give every command an epilog of its own.
+    rep.epilog = (rep.epilog + "\n\n" if rep.epilog else "") + (
+        "A pass whose only problems are tags the trust policy rejected exits 3, not 1: "
+        "the pass succeeded and lists them (with --dry-run: would reject them). "
+        "Treat 3 as success or failure as your CI needs."
+    )
 
 
 async def replicate(args: argparse.Namespace) -> Outcome:
     """
-    Run the selected policies once, recorded in the state database; OK, FAILED (an
-    item failed or was rejected) or UNAVAILABLE.
+    Run the selected policies once, recorded in the state database; OK, REJECTED (the
+    trust policy refused items, nothing failed), FAILED (an item failed) or UNAVAILABLE.
     """
     settings = load_active_settings(args.config)
     unknown = unknown_policies(settings, args.policy or [])
@@ -49,20 +61,27 @@ async def replicate(args: argparse.Namespace) -> Outcome:
         cache = await stack.enter_async_context(
             open_tag_cache(None if args.no_cache else state_dir)
         )
-        reports = await replicate_once(
-            settings,
-            res,
-            names=args.policy or [],
-            dry_run=args.dry_run,
-            cache=cache,
-            state=state,
-        )
+        tally = for_terminal(args)
+        async with shown(tally):
+            reports = await replicate_once(
+                settings,
+                res,
+                names=args.policy or [],
+                dry_run=args.dry_run,
+                cache=cache,
+                state=state,
+                progress=tally,
+            )
     emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))
     return replication_outcome(reports)
 
 
 def render(reports: list[PolicyReport]) -> str:
-    """Human text: one block per policy, one line per item that is not merely skipped."""
+    """
+    Human text: one block per policy. An unreachable target is one line, first; items
+    that ended the same way for the same reason at one target are one line with a count;
+    merely skipped items are left out.
+    """
     lines: list[str] = []
     for report in reports:
         s = report.summary()
@@ -72,21 +91,70 @@ def render(reports: list[PolicyReport]) -> str:
             f"{s['planned']} planned, {s['failed']} failed, {s['rejected']} rejected, "
             f"{s['drift']} drift, {iec(s['bytes'])} in {s['duration_s']}s"
         )
+        for target, why in sorted(report.unreachable.items()):
+            lines.append(f"  {_unreachable_line(report, target, why)}")
         if report.error:
             lines.append(f"  error: {report.error}")
-        for target, why in sorted(report.unreachable.items()):
-            lines.append(f"  target {target} unreachable for the rest of the pass: {why}")
+        shown = [
+            i
+            for i in report.items
+            if i.outcome != "skipped"
+            and not (i.target in report.unreachable and i.outcome == "failed")
+        ]
         lines += _render_deletions(report)
-        for item in sorted(report.items, key=lambda i: (i.target, i.repository, i.tag)):
-            if item.outcome == "skipped":
-                continue
-            moved = f" (moved from {item.moved_from[:19]})" if item.moved_from else ""
-            reason = f": {item.reason}" if item.reason else ""
-            lines.append(
-                f"  {item.outcome:8} {item.target} {item.repository}:{item.tag} "
-                f"{item.digest[:19]}{moved}{reason}"
-            )
+        lines += [f"  {line}" for line in item_lines(shown)]
     return "\n".join(lines)
+
+
+def _unreachable_line(report: PolicyReport, target: str, why: str) -> str:
+    """``target dr unreachable: <why>; nothing copied to it`` (or how much was)."""
+    copied = sum(1 for i in report.items if i.target == target and i.outcome == "copied")
+    missed = sum(1 for i in report.items if i.target == target and i.outcome == "failed")
+    done = "nothing copied to it" if not copied else f"{copied} copied to it before that"
+    left = f", {missed} not copied" if missed else ""
+    return f"target {target} unreachable: {why}; {done}{left}"
+
+
+# Items with the same outcome and reason at one target become one line beyond this many.
+GROUP_OVER = 3
+
+
+def item_lines(items: Sequence[ItemResult]) -> list[str]:
+    """
+    One line per item, in (target, repository, tag) order; failed and rejected items
+    sharing a target and a reason collapse into one line with their count and the first
+    few names once there are more than `GROUP_OVER`.
+    """
+    groups: dict[tuple[str, str, str], list[ItemResult]] = {}
+    for item in items:
+        if item.outcome in ("failed", "rejected"):
+            groups.setdefault((item.outcome, item.target, item.reason), []).append(item)
+    lines: list[tuple[tuple[str, str, str], str]] = []
+    for item in items:
+        group = groups.get((item.outcome, item.target, item.reason), [])
+        if len(group) > GROUP_OVER:
+            continue
+        moved = f" (moved from {item.moved_from[:19]})" if item.moved_from else ""
+        reason = f": {item.reason}" if item.reason else ""
+        lines.append(
+            (
+                (item.target, item.repository, item.tag),
+                f"{item.outcome:8} {item.target} {item.repository}:{item.tag} "
+                f"{item.digest[:19]}{moved}{reason}",
+            )
+        )
+    for (outcome, target, reason), group in groups.items():
+        if len(group) <= GROUP_OVER:
+            continue
+        first = sorted(group, key=lambda i: (i.repository, i.tag))
+        names = ", ".join(f"{i.repository}:{i.tag}" for i in first[:GROUP_OVER])
+        lines.append(
+            (
+                (target, first[0].repository, first[0].tag),
+                f"{outcome:8} {target} {len(group)} items ({names}, ...): {reason}",
+            )
+        )
+    return [text for _, text in sorted(lines)]
 
 
 def _render_deletions(report: PolicyReport) -> list[str]:

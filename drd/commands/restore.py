@@ -20,6 +20,7 @@ from drd.app.snapshots import snapshots_config
 from drd.commands.output import emit
 from drd.commands.units import iec, short
 from drd.config import load_settings
+from drd.progress import for_terminal, shown
 from drd.resources import open_resources
 from drd.restore.plan import Selection
 from drd.restore.runner import RestoreReport
@@ -117,19 +118,22 @@ async def restore(args: argparse.Namespace) -> Outcome:
         open_history(settings.daemon.state_dir, "the restore") as state,
         open_resources(settings) as res,
     ):
-        report = await restore_from_settings(
-            settings,
-            res,
-            snapshot=args.snapshot,
-            to=args.to,
-            source=args.source,
-            selection=selection,
-            prefix=args.prefix,
-            dry_run=args.dry_run,
-            allow_unsigned=args.allow_unsigned_snapshot,
-            confirm=confirm,
-            state=state,
-        )
+        tally = for_terminal(args)
+        async with shown(tally):
+            report = await restore_from_settings(
+                settings,
+                res,
+                snapshot=args.snapshot,
+                to=args.to,
+                source=args.source,
+                selection=selection,
+                prefix=args.prefix,
+                dry_run=args.dry_run,
+                allow_unsigned=args.allow_unsigned_snapshot,
+                confirm=confirm,
+                state=state,
+                progress=tally,
+            )
     if report is None:
         sys.stderr.write(f"drd: restore into {args.to} not confirmed; nothing was written\n")
         return Outcome.USAGE
@@ -173,7 +177,7 @@ def render(report: RestoreReport) -> str:
         f"({iec(s['bytes_uploaded'])}), {s['blobs_mounted']} mounted in {s['duration_s']}s"
     ]
     for item in report.items:
-        if item.outcome == "unchanged" or (item.outcome == "planned" and item.action == "keep"):
+        if item.outcome == "unchanged":
             continue
         moved = f" (from {short(item.moved_from)})" if item.moved_from else ""
         reason = f": {item.reason}" if item.reason else ""

@@ -14,6 +14,7 @@ from drd.commands.units import fold_attached, iec, short
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
 from drd.manual import add_common, epilog
+from drd.progress import for_terminal, shown
 from drd.resources import open_registry, retry_policy
 from drd.snapshot.catalog import (
     LATEST,
@@ -22,6 +23,7 @@ from drd.snapshot.catalog import (
     load_snapshot,
     prune,
     verify_snapshot,
+    with_sizes,
 )
 from drd.snapshot.collect import SnapshotReport
 from drd.snapshot.diff import SnapshotDiff, diff
@@ -96,7 +98,7 @@ async def snapshot(args: argparse.Namespace) -> Outcome:
                     )
                 return await _create(args, settings, store, source, key)
             case "list":
-                entries = await list_snapshots(store, source)
+                entries = await with_sizes(store, await list_snapshots(store, source))
                 document = {
                     "source": source,
                     "store": store.url,
@@ -136,9 +138,18 @@ async def _create(
         open_history(settings.daemon.state_dir, "the snapshot") as state,
         open_registry(settings.endpoints[source], retry) as client,
     ):
-        report = await take_snapshot(
-            config, client, store, source=source, key=key, retry=retry, settings=settings
-        )
+        tally = for_terminal(args)
+        async with shown(tally):
+            report = await take_snapshot(
+                config,
+                client,
+                store,
+                source=source,
+                key=key,
+                retry=retry,
+                settings=settings,
+                progress=tally,
+            )
         await record_snapshot(report, trigger="manual", started=started, state=state)
     emit(args, report.to_json(), render_create(report))
     if report.exception is not None:
@@ -231,10 +242,17 @@ def render_create(report: SnapshotReport) -> str:
 
 
 def render_list(source: str, entries: list[SnapshotEntry]) -> str:
-    """Human text for `snapshot list`."""
+    """Human text for `snapshot list`: what each snapshot holds and what it added."""
     if not entries:
         return f"no snapshots of {source}"
-    return "\n".join(f"{e.id}  {e.source}  {e.size:>10} bytes  {e.key}" for e in entries)
+
+    def size(value: int | None) -> str:
+        return "unreadable" if value is None else f"{value} bytes"
+
+    return "\n".join(
+        f"{e.id}  {e.source}  {size(e.logical_bytes):>16}  new {size(e.new_bytes):>16}  {e.key}"
+        for e in entries
+    )
 
 
 def show_json(snap: Snapshot) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """
 A `DrillReport` for people: text, Markdown and HTML, and the three files written.
 
-The HTML page is self-contained: inline CSS, an inline SVG timeline of the phases,
-no script and no external asset. Every value that comes from a registry, a
-snapshot or the configuration is escaped before it is written into the page.
+The Markdown and HTML forms are Jinja2 templates (drd/drill/templates, package data);
+this module works out the values they show. The HTML page is self-contained: inline
+CSS, an inline SVG timeline of the phases, no script and no external asset. It is
+autoescaped: every value that comes from a registry, a snapshot or the configuration
+arrives as text.
 The verdict comes first, then the RTO/RPO against their targets, the timeline,
 every failure with its digest and reason, and the per-repository table.
 """
@@ -11,10 +13,13 @@ every failure with its digest and reason, and the per-repository table.
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 import json
 from pathlib import Path
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 from drd import __version__
 from drd.drill.judge import size
@@ -85,101 +90,8 @@ def _md(text: object) -> str:
 
 
 def render_markdown(report: DrillReport) -> str:
-    """The report as Markdown: verdict first, then targets, phases, failures, repositories."""
-    j = report.judgement
-    out = [f"# {_md(report.title)}", "", f"**{report.verdict}**", ""]
-    if j is not None and j.reasons:
-        out += [f"- {_md(r)}" for r in j.reasons] + [""]
-    if report.error:
-        out += [f"Error: {_md(report.error)}", ""]
-    out += ["| objective | target | measured | met |", "| --- | --- | --- | --- |"]
-    if j is not None:
-        rto = j.rto
-        out.append(
-            f"| RTO (whole registry) | {duration(j.rto_target_s)} | "
-            f"{duration(rto.value_s if rto else None)} | {'yes' if j.rto_met else 'no'} |"
-        )
-        out.append(
-            f"| RPO | {duration(j.rpo_target_s)} | {duration(j.rpo_s)} | "
-            f"{'yes' if j.newest_rpo_met else 'no'} |"
-        )
-        if j.worst_rpo is not None:
-            out.append(
-                f"| RPO, worst case in the window | {duration(j.rpo_target_s)} | "
-                f"{duration(j.worst_rpo.seconds)} | {'yes' if j.worst_rpo_met else 'no'} |"
-            )
-    rb = report.readback
-    out += [
-        "",
-        f"- Target: `{_md(report.target)}`"
-        + (f", namespace `{_md(report.namespace)}`" if report.namespace else ""),
-        f"- Source: `{_md(report.source)}`"
-        + (f", snapshot `{_md(report.snapshot)}`" if report.snapshot else ""),
-        f"- Started {_stamp(report.started_at)}, took {duration(report.duration_s)}",
-        f"- Tags: {rb.tags_ok} of {rb.tags} as expected"
-        + (
-            f" ({report.chosen} of {report.release_tags} release tags, seed {report.seed})"
-            if report.sample
-            else ""
-        ),
-        f"- Pulled: {rb.manifests} manifests ({size(rb.manifest_bytes)}), "
-        f"{rb.blobs} blobs ({size(rb.blob_bytes)}), every digest recomputed",
-        f"- Signatures ({_md(report.trust) or 'no trust policy'}): {rb.signed_ok} verified, "
-        f"{rb.unsigned} unsigned, {rb.signature_failures} failed, {rb.unchecked} not checked",
-        "",
-        "## Phases",
-        "",
-        "| phase | start | duration | ok | detail |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    out += _md_tables(report)
-    out += ["", "## Method", ""]
-    if j is not None:
-        if j.rto is not None:
-            out.append(f"- RTO: {_md(j.rto.method)}")
-        out.append(f"- RPO: {_md(j.rpo_method)}")
-        if j.worst_rpo_method:
-            out.append(f"- Worst-case RPO: {_md(j.worst_rpo_method)}")
-    if report.cleanup:
-        out.append(f"- Cleanup: {_md(_cleanup_text(report.cleanup))}")
-    out += [f"- {_md(n)}" for n in report.notes]
-    out += ["", f"drd {__version__}, drill {_md(report.id)}", ""]
-    return "\n".join(out)
-
-
-def _md_tables(report: DrillReport) -> list[str]:
-    """The phase rows, then the failures and repositories sections."""
-    out: list[str] = []
-    for p in report.phases:
-        out.append(
-            f"| {_md(p.name)} | +{duration(p.started_s)} | {duration(p.duration_s)} | "
-            f"{'yes' if p.ok else 'no'} | {_md(p.detail)} |"
-        )
-    out += ["", "## Failures", ""]
-    if report.failures:
-        out += ["| phase | repository | tag | digest | reason |", "| --- | --- | --- | --- | --- |"]
-        for f in report.failures:
-            out.append(
-                f"| {_md(f.phase)} | {_md(f.repository)} | {_md(f.tag)} | `{_md(f.digest)}` | "
-                f"{_md(f.reason)} |"
-            )
-    else:
-        out.append("None.")
-    out += [
-        "",
-        "## Repositories",
-        "",
-        "| repository | checked at | tags | manifests | blobs | bytes | signatures | status |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in report.repositories:
-        out.append(
-            f"| {_md(r.repository)} | {_md(r.target)} | {r.tags_ok}/{r.tags_expected} | "
-            f"{r.manifests} | {r.blobs} | {size(r.manifest_bytes + r.blob_bytes)} | "
-            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed"
-            f"{f', {r.unchecked} not checked' if r.unchecked else ''} | {r.status} |"
-        )
-    return out
+    """The report as Markdown (templates/report.md): verdict, targets, phases, failures."""
+    return _templates().get_template("report.md").render(_context(report))
 
 
 def _cleanup_text(cleanup: dict[str, Any]) -> str:
@@ -204,10 +116,6 @@ def _cleanup_text(cleanup: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- html
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 _CSS = """
@@ -249,173 +157,79 @@ svg text{font:12px system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:var
 """
 
 
-def timeline_svg(phases: list[Phase], total_s: float | None = None) -> str:
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The report templates (package data), HTML and SVG autoescaped, Markdown by `_md`."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("drd.drill", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "svg"], default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(md=_md, duration=duration, size=size, stamp=_stamp)
+    return env
+
+
+def timeline_svg(phases: list[Phase], total_s: float | None = None) -> Markup:
     """
     The phases as a horizontal bar chart on one time axis, as an inline SVG element.
 
     Each bar starts at its phase's offset and is as long as it lasted (at least 2 px);
-    failed phases are red. Labels and tooltips are escaped.
+    failed phases are red. Labels and tooltips are escaped (templates/timeline.svg).
     """
     label_w, chart_w, row_h, top = 170, 620, 28, 10
     end = max([p.started_s + p.duration_s for p in phases] + [total_s or 0.0, 1e-3])
-    height = top + row_h * max(len(phases), 1) + 34
-    width = label_w + chart_w + 110
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" style="max-width:100%;height:auto" '
-        'aria-label="timeline of the drill phases">'
-    ]
     axis_y = top + row_h * max(len(phases), 1) + 4
-    for i in range(5):
-        x = label_w + chart_w * i / 4
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{axis_y}" '
-            'stroke="#d0d7de" stroke-dasharray="3,3"/>'
-        )
-        parts.append(
-            f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle">'
-            f"{_e(duration(end * i / 4))}</text>"
-        )
+    ticks = [
+        {"x": f"{label_w + chart_w * i / 4:.1f}", "label": duration(end * i / 4)} for i in range(5)
+    ]
+    bars = []
     for row, phase in enumerate(phases):
-        y = top + row * row_h
         x = label_w + chart_w * phase.started_s / end
         w = max(2.0, chart_w * phase.duration_s / end)
-        color = "#1a7f37" if phase.ok else "#cf222e"
         tip = f"{phase.name}: {duration(phase.duration_s)} from +{duration(phase.started_s)}"
-        if phase.detail:
-            tip += f" - {phase.detail}"
-        parts.append(
-            f'<text x="{label_w - 10}" y="{y + 17}" text-anchor="end">{_e(phase.name)}</text>'
+        bars.append(
+            {
+                "y": top + row * row_h,
+                "x": f"{x:.1f}",
+                "w": f"{w:.1f}",
+                "label_x": f"{x + w + 6:.1f}",
+                "name": phase.name,
+                "color": "#1a7f37" if phase.ok else "#cf222e",
+                "tip": f"{tip} - {phase.detail}" if phase.detail else tip,
+                "label": duration(phase.duration_s),
+            }
         )
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 10}" rx="3" '
-            f'fill="{color}"><title>{_e(tip)}</title></rect>'
-        )
-        parts.append(
-            f'<text x="{x + w + 6:.1f}" y="{y + 17}">{_e(duration(phase.duration_s))}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    t = {
+        "width": label_w + chart_w + 110,
+        "height": axis_y + 30,
+        "top": top,
+        "row_h": row_h,
+        "label_w": label_w,
+        "axis_y": axis_y,
+        "ticks": ticks,
+        "bars": bars,
+    }
+    svg = _templates().get_template("timeline.svg").render(t=t).strip()
+    return Markup(svg)  # noqa: S704 - rendered by an autoescaped template
 
 
-def _gauge(measured: float | None, target: float) -> str:
+def _gauge(measured: float | None, target: float) -> dict[str, str] | None:
+    """How full a card's bar is, and its colour; None when there is nothing to show."""
     if measured is None or target <= 0:
-        return '<div class="bar"><span style="width:0"></span></div>'
+        return None
     share = min(measured / target, 1.0)
-    color = "#1a7f37" if measured <= target else "#cf222e"
-    return (
-        f'<div class="bar" title="{_e(f"{measured / target:.0%} of the target")}">'
-        f'<span style="width:{share * 100:.1f}%;background:{color}"></span></div>'
-    )
+    return {
+        "title": f"{measured / target:.0%} of the target",
+        "width": f"{share * 100:.1f}%",
+        "color": "#1a7f37" if measured <= target else "#cf222e",
+    }
 
 
-def _met(ok: bool) -> str:
-    return '<span class="met">met</span>' if ok else '<span class="missed">missed</span>'
-
-
-def _cards(report: DrillReport) -> str:
-    j = report.judgement
-    rb = report.readback
-    cards = []
-    if j is not None:
-        rto = j.rto
-        rto_value = rto.value_s if rto else None
-        scale = ""
-        if rto is not None:
-            scale = (
-                f" · {duration(rto.fixed_s)} fixed + {duration(rto.measured_s)} measured in full"
-                if rto.scale == 1.0
-                else f" · {duration(rto.fixed_s)} fixed + x{rto.scale:.2f} of "
-                f"{duration(rto.measured_s)} measured"
-            )
-        cards.append(
-            '<div class="card"><h2>RTO, whole registry</h2>'
-            f'<div class="big">{_e(duration(rto_value))}</div>'
-            f'<div class="sub">target {_e(duration(j.rto_target_s))} · {_met(j.rto_met)}'
-            f"{_e(scale)}</div>{_gauge(rto_value, j.rto_target_s)}</div>"
-        )
-        cards.append(
-            '<div class="card"><h2>RPO, data at risk</h2>'
-            f'<div class="big">{_e(duration(j.rpo_s))}</div>'
-            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
-            f"{_met(j.newest_rpo_met)}</div>"
-            f"{_gauge(j.rpo_s, j.rpo_target_s)}</div>"
-        )
-        if j.worst_rpo is not None:
-            worst = j.worst_rpo.seconds
-            cards.append(
-                '<div class="card"><h2>RPO, worst case in the window</h2>'
-                f'<div class="big">{_e(duration(worst))}</div>'
-                f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
-                f"{_met(j.worst_rpo_met)}</div>"
-                f"{_gauge(worst, j.rpo_target_s)}</div>"
-            )
-    sampled = (
-        f"{report.chosen} of {report.release_tags} release tags, seed {report.seed}"
-        if report.sample
-        else "every tag"
-    )
-    cards.append(
-        '<div class="card"><h2>Tags as expected</h2>'
-        f'<div class="big">{rb.tags_ok} / {rb.tags}</div>'
-        f'<div class="sub">{_e(sampled)}</div></div>'
-    )
-    cards.append(
-        '<div class="card"><h2>Pulled and re-hashed</h2>'
-        f'<div class="big">{_e(size(rb.bytes))}</div>'
-        f'<div class="sub">{rb.manifests} manifests, {rb.blobs} blobs</div></div>'
-    )
-    trust = report.trust or "no trust policy"
-    cards.append(
-        f'<div class="card"><h2>Signatures ({_e(trust)})</h2>'
-        f'<div class="big">{rb.signed_ok} verified</div>'
-        f'<div class="sub">{rb.unsigned} unsigned · {rb.signature_failures} failed</div></div>'
-    )
-    return f'<section class="cards">{"".join(cards)}</section>'
-
-
-def _failures_html(report: DrillReport) -> str:
-    if not report.failures:
-        return '<p class="none">No failure: every digest, tag and signature checked out.</p>'
-    rows = "".join(
-        "<tr>"
-        f"<td>{_e(f.phase)}</td><td>{_e(f.repository)}</td><td>{_e(f.tag)}</td>"
-        f'<td><code title="{_e(f.digest)}">{_e(f.digest)}</code></td><td>{_e(f.reason)}</td>'
-        "</tr>"
-        for f in report.failures
-    )
-    return (
-        "<table><thead><tr><th>phase</th><th>repository</th><th>tag</th><th>digest</th>"
-        f"<th>reason</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-
-
-def _repositories_html(report: DrillReport) -> str:
-    if not report.repositories:
-        return '<p class="none">No repository was checked.</p>'
-    rows = []
-    for r in report.repositories:
-        cell = {"ok": "okcell", "unsigned": "warncell", "failed": "badcell"}[r.status]
-        state = f'<span class="{cell}">{r.status}</span>'
-        rows.append(
-            "<tr>"
-            f"<td>{_e(r.repository)}</td><td><code>{_e(r.target)}</code></td>"
-            f'<td class="num">{r.tags_ok} / {r.tags_expected}</td>'
-            f'<td class="num">{r.manifests}</td><td class="num">{r.blobs}</td>'
-            f'<td class="num">{_e(size(r.manifest_bytes + r.blob_bytes))}</td>'
-            f'<td class="num">{r.signed_ok} / {r.unsigned} / {r.signature_failures}</td>'
-            f"<td>{state}</td></tr>"
-        )
-    return (
-        "<table><thead><tr><th>repository</th><th>checked at</th><th>tags</th>"
-        "<th>manifests</th><th>blobs</th><th>bytes</th>"
-        "<th>signatures<br><small>verified / unsigned / failed</small></th><th></th>"
-        "</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _details_html(report: DrillReport) -> str:
+def _details(report: DrillReport) -> list[tuple[str, str]]:
+    """The "How this was measured" list: (name, value) pairs."""
     j = report.judgement
     items: list[tuple[str, str]] = [
         ("mode", report.mode),
@@ -455,40 +269,61 @@ def _details_html(report: DrillReport) -> str:
     if report.cleanup:
         items.append(("cleanup", _cleanup_text(report.cleanup)))
     items += [("note", n) for n in report.notes]
-    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    return f"<dl>{body}</dl>"
+    return items
+
+
+def _context(report: DrillReport) -> dict[str, Any]:
+    """What both templates read: the report and the values worked out from it."""
+    j = report.judgement
+    rto = j.rto if j is not None else None
+    rto_value = rto.value_s if rto is not None else None
+    rto_scale = ""
+    if rto is not None:
+        rto_scale = (
+            f" · {duration(rto.fixed_s)} fixed + {duration(rto.measured_s)} measured in full"
+            if rto.scale == 1.0
+            else f" · {duration(rto.fixed_s)} fixed + x{rto.scale:.2f} of "
+            f"{duration(rto.measured_s)} measured"
+        )
+    reasons = list(j.reasons) if j is not None and j.reasons else []
+    if not reasons and report.error:
+        reasons = [report.error]
+    return {
+        "report": report,
+        "j": j,
+        "rb": report.readback,
+        "rto_value": rto_value,
+        "rto_scale": rto_scale,
+        "rto_gauge": _gauge(rto_value, j.rto_target_s) if j is not None else None,
+        "rpo_gauge": _gauge(j.rpo_s, j.rpo_target_s) if j is not None else None,
+        "worst_gauge": (
+            _gauge(j.worst_rpo.seconds, j.rpo_target_s)
+            if j is not None and j.worst_rpo is not None
+            else None
+        ),
+        "reasons": reasons,
+        "subtitle": (
+            f"started {_stamp(report.started_at)} · took {duration(report.duration_s)} · "
+            f"drill {report.id}"
+        ),
+        "sampled": (
+            f"{report.chosen} of {report.release_tags} release tags, seed {report.seed}"
+            if report.sample
+            else "every tag"
+        ),
+        "status_class": {"ok": "okcell", "unsigned": "warncell", "failed": "badcell"},
+        "details": _details(report),
+        "cleanup": _cleanup_text(report.cleanup) if report.cleanup else "",
+        "version": __version__,
+    }
 
 
 def render_html(report: DrillReport) -> str:
-    """The report as one self-contained HTML page (no script, no external asset)."""
-    j = report.judgement
-    verdict_class = "pass" if report.ok else "fail"
-    reasons = ""
-    if j is not None and j.reasons:
-        reasons = "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in j.reasons) + "</ul>"
-    elif report.error:
-        reasons = f"<ul><li>{_e(report.error)}</li></ul>"
-    subtitle = (
-        f"started {_stamp(report.started_at)} · took {duration(report.duration_s)} · "
-        f"drill {report.id}"
-    )
-    failures_title = f"Failures ({len(report.failures)})"
-    return (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{_e(report.verdict)}: {_e(report.title)}</title>"
-        f"<style>{_CSS}</style></head><body><main>"
-        f'<header class="verdict {verdict_class}"><div class="badge">{_e(report.verdict)}</div>'
-        f"<h1>{_e(report.title)}</h1><p>{_e(subtitle)}</p>{reasons}</header>"
-        f"{_cards(report)}"
-        f"<section><h2>Timeline</h2>{timeline_svg(report.phases, report.duration_s)}</section>"
-        f"<section><h2>{_e(failures_title)}</h2>{_failures_html(report)}</section>"
-        f"<section><h2>Repositories</h2>{_repositories_html(report)}</section>"
-        f"<section><h2>How this was measured</h2>{_details_html(report)}</section>"
-        f"<footer>drd {_e(__version__)} · report generated {_e(_stamp(report.finished_at))}"
-        "</footer></main></body></html>\n"
-    )
+    """The report as one self-contained HTML page (templates/report.html)."""
+    context = _context(report)
+    context["css"] = Markup(_CSS)  # noqa: S704 - a constant of this module
+    context["timeline"] = timeline_svg(report.phases, report.duration_s)
+    return _templates().get_template("report.html").render(context)
 
 
 def write_report(report: DrillReport, directory: Path) -> dict[str, Path]:

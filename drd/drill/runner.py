@@ -45,6 +45,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
+from drd.progress import Tally
 from drd.registry.client import CHUNK, RegistryClient
 from drd.registry.stream import verified_chunks
 from drd.replica.check import ReplicaScope, check_replica, verify_digest
@@ -91,6 +92,7 @@ async def run_drill(
     run_id: str | None = None,
     clock: Clock = utc_now,
     concurrency: int = 8,
+    progress: Tally | None = None,
     startup_s: float | None = None,
 ) -> DrillReport:
     """
@@ -107,7 +109,8 @@ async def run_drill(
     the drill early with ``report.error``. Side effects: writes into, then deletes
     from (manifests, then blobs where the registry allows it), the drill namespace
     on *target* only. *startup_s* is how long this process took to start and reach
-    the drill, which a fresh ``drd restore`` would pay too (the RTO estimate's fixed cost).
+    the drill, which a fresh ``drd restore`` would pay too (the RTO estimate's fixed cost). The
+    restore's tags and bytes are counted into *progress*.
     """
     run_id = run_id or new_run_id()
     report = DrillReport(
@@ -137,6 +140,7 @@ async def run_drill(
                 verify_key=verify_key,
                 retry=retry or RetryPolicy(),
                 concurrency=concurrency,
+                progress=progress,
             )
         except DrdError as exc:
             report.exception = exc
@@ -187,6 +191,7 @@ async def _restore_drill(
     verify_key: IndexKey | None,
     retry: RetryPolicy,
     concurrency: int,
+    progress: Tally | None = None,
 ) -> None:
     with timeline.phase("load snapshot") as step:
         snap = await load_snapshot(store, source, ref, verify_key=verify_key)
@@ -217,6 +222,7 @@ async def _restore_drill(
             "so the drill proves less than a restore after the loss of the source"
         )
     drill = _Drill(report, snap, plan, target, trust, retry, concurrency)
+    drill.progress = progress
     await drill.check_namespace_empty()
     try:
         restored = await drill.restore(timeline, store, None if snap.blobs_stored else sources)
@@ -242,6 +248,7 @@ class _Drill:
     ) -> None:
         self.report, self.snapshot, self.plan, self.target = report, snapshot, plan, target
         self.trust, self.retry = trust, retry
+        self.progress: Tally | None = None
         self.limit = asyncio.Semaphore(max(concurrency, 1))
         self.repos: dict[str, RepositoryResult] = {}
         for repo_plan in plan.restore.repositories:
@@ -294,6 +301,7 @@ class _Drill:
                     selection=self.plan.selection,
                     repository_prefix=self.plan.namespace,
                     retry=self.retry,
+                    progress=self.progress,
                 )
             except SnapshotCorrupt as exc:
                 found = object_digest(exc.key) if exc.key else None

@@ -56,14 +56,20 @@ class PolicyReport:
     @property
     def ok(self) -> bool:
         """
-        No item failed or was rejected, every target answered, the pass completed, and
-        no deletion was held back by the brake or failed.
+        No item failed, every target answered, the pass completed, and no deletion was
+        held back by the brake or failed. Items the trust policy rejected do not count
+        against it: refusing them is the policy working (``rejected`` says how many).
         """
         if self.error or self.unreachable:
             return False
         if not all(d.ok for d in self.deletions.values()):
             return False
-        return self.count("failed") == 0 and self.count("rejected") == 0
+        return self.count("failed") == 0
+
+    @property
+    def rejected(self) -> int:
+        """How many items the trust policy rejected (never written to their target)."""
+        return self.count("rejected")
 
     @property
     def problem(self) -> str:
@@ -97,6 +103,7 @@ class PolicyReport:
             "source": self.source,
             "dry_run": self.dry_run,
             "ok": self.ok,
+            "rejected": self.rejected,
             "error": self.error,
             "unreachable": dict(self.unreachable),
             "summary": self.summary(),

@@ -39,9 +39,10 @@ from drd.oci.referrers import (
     signature_tag,
     subject_of_tag,
 )
+from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
-from drd.replicate.copier import Copier, TargetState
+from drd.replicate.copier import Copier, CopyStats, TargetState
 from drd.replicate.deletions import (
     Recorder,
     TargetDeletions,
@@ -110,6 +111,31 @@ class _Pass:
     fetched_bytes: int = 0
     # Targets found unreachable this pass (after retries), with why: skipped from then on.
     down: dict[str, DrdError] = field(default_factory=dict)
+    # A dry run's trust verdicts at the source, per (repository, tag, digest): the key that
+    # verified it, or why not. The same for every target, so checked once.
+    verdicts: dict[tuple[str, str, Digest], str | DrdError] = field(default_factory=dict)
+    # Progress for a terminal, one line per target; items recorded per (target, repository).
+    progress: Tally | None = None
+    recorded: dict[tuple[str, str], int] = field(default_factory=dict)
+    # With propagate_deletions: the digests each target was found to hold, per repository,
+    # from planning its copies to planning its deletions.
+    planned_at: dict[tuple[str, str], dict[str, Digest]] = field(default_factory=dict)
+
+    def line(self, target: str) -> str:
+        """The progress line of *target*."""
+        return f"{self.policy.name} -> {target}"
+
+    def expect(self, target: str, items: int) -> None:
+        """*items* more items are to be handled at *target*."""
+        if self.progress is not None:
+            self.progress.expect(self.line(target), items)
+
+    def settle(self, target: str, repo: str, items: int) -> None:
+        """*repo* is over at *target*: the items it expected count done, recorded or not."""
+        left = items - self.recorded.pop((target, repo), 0)
+        if self.progress is not None and left > 0:
+            self.progress.done(self.line(target), left)
+
     # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
     deletions: dict[str, TargetDeletions] = field(default_factory=dict)
     # Per target, the (repository, referrer) handled this pass through the referrers API,
@@ -141,6 +167,7 @@ async def run_policy(
     dry_run: bool = False,
     only: Sequence[tuple[str, str | None]] | None = None,
     cache: TagCache | None = None,
+    progress: Tally | None = None,
     recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
@@ -154,6 +181,7 @@ async def run_policy(
     the report.
     With a *cache*, target tags it knows to hold the source's digest are not asked
     for (see `drd.replicate.cache`); it is flushed at the end of the pass.
+    Items and bytes per target are counted into *progress* as they go.
     With ``propagate_deletions``, tags the source no longer lists are deleted at each
     target after the copies, within the policy's brake, once *recorder* has recorded
     them in a snapshot (`drd.replicate.deletions`); a dry run lists them.
@@ -161,12 +189,15 @@ async def run_policy(
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
     state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache)
     state.attached_check = _attached_check(verifier)
+    state.progress = progress
     for name, client in targets.items():
         copier = Copier(
             source, client, retry, blob_concurrency=policy.blob_concurrency, state=TargetState()
         )
         state.copiers[name] = copier
         report.stats[name] = copier.stats
+        if progress is not None:
+            progress.watch(state.line(name), _bytes_of(copier.stats))
     started = time.monotonic()
     with structlog.contextvars.bound_contextvars(policy=policy.name):
         try:
@@ -218,6 +249,11 @@ async def run_policy(
         report.duration_s = time.monotonic() - started
         log.info("replicate.run_finished", **report.summary(), ok=report.ok)
     return report
+
+
+def _bytes_of(stats: CopyStats) -> Callable[[], int]:
+    """Reads the blob bytes *stats* has counted so far."""
+    return lambda: stats.bytes_copied
 
 
 def _attached_check(verifier: Verifier | None) -> AttachedVerifier | None:
@@ -373,27 +409,51 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
     for target_name, client in state.targets.items():
         listed = target_tags[target_name] if target_name in target_tags else state.down[target_name]
         wanted = {**selected, **attached}
-        if isinstance(listed, DrdError):
-            # This target fails this repository's items; the other targets go on.
-            _target_failed(state, repo, target_name, wanted, listed)
-            continue
-        known = [t for t in wanted if t in listed]
-        target = await _cached(state, client, repo, wanted, listed)
-        ask = [t for t in known if t not in target]
-        failure: DrdError | None = None
+        state.expect(target_name, len(wanted))
         try:
-            target |= await _digests(client, repo, ask, width)
-        except* DrdError as group_error:
-            failure = _first(group_error)
-        if failure is not None:
-            _target_failed(state, repo, target_name, wanted, failure)
-            continue
-        if state.cache is not None:
-            for tag in ask:
-                state.cache.observed(client.base_url, repo, tag, target.get(tag))
-        await _execute(state, repo, target_name, selected, attached, target)
-        if policy.propagate_deletions:
-            await _plan_deletions(state, repo, target_name, source_tags, listed, target, only_tags)
+            await _to_target(state, repo, (target_name, client), listed, selected, attached)
+            # Planned only where the copies were (a target that failed them deletes nothing).
+            known = state.planned_at.pop((target_name, repo), None)
+            if known is not None and not isinstance(listed, DrdError):
+                await _plan_deletions(
+                    state, repo, target_name, source_tags, listed, known, only_tags
+                )
+        finally:
+            state.settle(target_name, repo, len(wanted))
+
+
+async def _to_target(
+    state: _Pass,
+    repo: str,
+    target_client: tuple[str, RegistryClient],
+    listed: set[str] | DrdError,
+    selected: dict[str, Digest],
+    attached: dict[str, Digest],
+) -> None:
+    """*repo*'s wanted tags at one target: what it holds, then the plan, acted on."""
+    target_name, client = target_client
+    wanted = {**selected, **attached}
+    if isinstance(listed, DrdError):
+        # This target fails this repository's items; the other targets go on.
+        _target_failed(state, repo, target_name, wanted, listed)
+        return
+    known = [t for t in wanted if t in listed]
+    target = await _cached(state, client, repo, wanted, listed)
+    ask = [t for t in known if t not in target]
+    failure: DrdError | None = None
+    try:
+        target |= await _digests(client, repo, ask, max(state.policy.blob_concurrency, 4))
+    except* DrdError as group_error:
+        failure = _first(group_error)
+    if failure is not None:
+        _target_failed(state, repo, target_name, wanted, failure)
+        return
+    if state.cache is not None:
+        for tag in ask:
+            state.cache.observed(client.base_url, repo, tag, target.get(tag))
+    await _execute(state, repo, target_name, selected, attached, target)
+    if state.policy.propagate_deletions:
+        state.planned_at[(target_name, repo)] = target
 
 
 async def _plan_deletions(
@@ -472,7 +532,15 @@ def _target_failed(
     error = type(exc).__name__
     for tag, digest in sorted(tags.items()):
         failed = ItemResult(repo, tag, target, str(digest), "failed", reason, error=error)
-        _record(state, repo, target, failed)
+        _record(state, repo, target, failed, quiet=True)
+    # One line for the lot: the same reason item by item tells nothing more.
+    log.warning(
+        "replicate.target_failed",
+        repository=repo,
+        target=target,
+        items=len(tags),
+        reason=reason,
+    )
 
 
 def _mark_down(state: _Pass, target: str, exc: DrdError) -> None:
@@ -673,13 +741,21 @@ async def _act(
     return result
 
 
-def _record(state: _Pass, repo: str, target: str, result: ItemResult) -> None:
+def _record(
+    state: _Pass, repo: str, target: str, result: ItemResult, *, quiet: bool = False
+) -> None:
+    """Add *result* to the report and the cache; log it unless *quiet* (the caller does)."""
     state.report.items.append(result)
     state.done.add((target, repo, result.tag))
+    if state.progress is not None:
+        state.recorded[(target, repo)] = state.recorded.get((target, repo), 0) + 1
+        state.progress.done(state.line(target))
     if state.cache is not None and result.outcome in ("copied", "failed"):
         # A failed copy may have left the tag anywhere: forget it, the next pass asks.
         landed = Digest.parse(result.digest) if result.outcome == "copied" else None
         state.cache.observed(state.targets[target].base_url, repo, result.tag, landed)
+    if quiet:
+        return
     if result.outcome in ("failed", "rejected", "drift"):
         log.warning(
             f"replicate.{result.outcome}"
@@ -721,9 +797,49 @@ async def _outcome(
         case Copy(tag, digest, moved_from):
             moved = str(moved_from) if moved_from else ""
             if state.dry_run:
-                return ItemResult(repo, tag, target, str(digest), "planned", "", moved)
+                return await _plan(state, repo, target, action, moved)
             return await _copy(state, repo, target, action, moved, attached)
     raise AssertionError(f"unknown action {action!r}")  # pragma: no cover
+
+
+async def _plan(state: _Pass, repo: str, target: str, action: Copy, moved: str) -> ItemResult:
+    """
+    A dry run's copy: ``planned``, or ``rejected`` with why when the trust policy would
+    refuse it (checked at the source as the copy would, once per digest and pass).
+    """
+    tag, digest = action.tag, action.digest
+    key = ""
+    if state.verifier is not None:
+        verdict = state.verdicts.get((repo, tag, digest))
+        if verdict is None:
+            verdict = state.verdicts[(repo, tag, digest)] = await _dry_verdict(state, repo, action)
+        if isinstance(verdict, DrdError):
+            outcome = "rejected" if isinstance(verdict, VerificationError) else "failed"
+            reason = verdict.reason if isinstance(verdict, VerificationError) else str(verdict)
+            error = "" if isinstance(verdict, VerificationError) else type(verdict).__name__
+            return ItemResult(repo, tag, target, str(digest), outcome, reason, moved, error=error)
+        key = verdict
+    return ItemResult(repo, tag, target, str(digest), "planned", "", moved, key)
+
+
+async def _dry_verdict(state: _Pass, repo: str, action: Copy) -> str | DrdError:
+    """The key that verifies *action* at the source, or the error that refuses it."""
+    try:
+        if not action.attached and state.verifier is not None:
+            return await state.verifier(state.source, repo, action.digest)
+        tag = parse_attached(action.tag)
+        if tag is None:  # pragma: no cover - attached actions name attached tags
+            return ""
+        manifest = state.fetched.get((repo, action.digest))
+        if manifest is None:
+            manifest = await state.source.get_manifest(repo, action.digest)
+        return await _check_attached(state, repo, tag, manifest)
+    except VerificationError as exc:
+        if exc.reason == NOT_ATTACHED:
+            return ""  # an ordinary tag after all: the copy decides; the plan copies it
+        return exc
+    except DrdError as exc:
+        return exc
 
 
 async def _copy(

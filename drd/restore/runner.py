@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
+from drd.progress import Tally
 from drd.registry.client import CHUNK, RegistryClient
 from drd.registry.stream import verified_chunks
 from drd.restore.plan import RepositoryPlan, RestorePlan, Selection, TagStep, plan_restore
@@ -144,6 +145,7 @@ async def restore_snapshot(
     retry: RetryPolicy | None = None,
     concurrency: int = 8,
     blob_concurrency: int = 8,
+    progress: Tally | None = None,
 ) -> RestoreReport:
     """
     Recreate *selection* of *snapshot* in *target*, under *repository_prefix*.
@@ -155,7 +157,7 @@ async def restore_snapshot(
     Raises `SnapshotCorrupt` (naming the digest) when a needed object is missing or
     does not hash right, before anything is written; per-manifest write failures
     are in the report. Side effects: writes blobs, manifests and tags to *target*
-    (nothing with *dry_run*).
+    (nothing with *dry_run*). Tags written and bytes uploaded are counted into *progress*.
     """
     selection = selection or Selection()
     report = RestoreReport(snapshot=snapshot.id, target=target.name, dry_run=dry_run)
@@ -169,14 +171,26 @@ async def restore_snapshot(
         plan = plan_restore(snapshot, selection, current, repository_prefix=repository_prefix)
         report.plan = plan
         if dry_run:
+            # A tag already right is unchanged, not planned: the plan counts what it lists.
             report.items = [
-                TagResult(r.target, t.tag, str(t.digest), t.action, "planned", _moved(t))
+                TagResult(
+                    r.target,
+                    t.tag,
+                    str(t.digest),
+                    t.action,
+                    "unchanged" if t.action == "keep" else "planned",
+                    _moved(t),
+                )
                 for r in plan.repositories
                 for t in r.tags
             ]
         else:
             run = _Run(store, snapshot, target, sources or {}, manifests, report, retry)
             run.fresh = fresh
+            if progress is not None:
+                run.progress, run.line = progress, f"restore {snapshot.id} -> {target.name}"
+                progress.expect(run.line, sum(len(r.tags) for r in plan.repositories))
+                progress.watch(run.line, _bytes_of(report))
             run.blob_limit = asyncio.Semaphore(max(blob_concurrency, 1))
             limit = asyncio.Semaphore(max(concurrency, 1))
 
@@ -188,6 +202,11 @@ async def restore_snapshot(
         report.duration_s = time.monotonic() - started
         log.info("restore.run_finished", ok=report.ok, dry_run=dry_run, **report.summary())
     return report
+
+
+def _bytes_of(report: RestoreReport) -> Callable[[], int]:
+    """Reads the bytes *report* has counted as uploaded so far."""
+    return lambda: report.stats.bytes_uploaded
 
 
 def _moved(step: TagStep) -> str:
@@ -274,6 +293,8 @@ class _Run:
         self.failed: dict[tuple[str, Digest], str] = {}
         # Target repositories without a single tag: nothing to find there, so no HEADs.
         self.fresh: set[str] = set()
+        self.progress: Tally | None = None
+        self.line = ""
 
     async def repository(self, plan: RepositoryPlan) -> None:
         with structlog.contextvars.bound_contextvars(repository=plan.target):
@@ -281,6 +302,8 @@ class _Run:
                 await run_all(self._ensure(plan, d) for d in level)
             for step in plan.tags:
                 self.report.items.append(await self._tag(plan, step))
+                if self.progress is not None:
+                    self.progress.done(self.line)
 
     def _deps(self, digest: Digest) -> list[Digest]:
         record = self.snapshot.manifests[digest]

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -67,7 +67,11 @@ class SnapshotEntry:
     source: str
     key: str
     taken_at: dt.datetime
-    size: int
+    index_bytes: int  # the index file's own size
+    # What the snapshot holds (`Snapshot.logical_bytes`) and what the one before it did
+    # not (`Snapshot.new_bytes`); None until `with_sizes` read the index, or unreadable.
+    logical_bytes: int | None = None
+    new_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -76,7 +80,9 @@ class SnapshotEntry:
             "source": self.source,
             "key": self.key,
             "taken_at": self.taken_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "size": self.size,
+            "logical_bytes": self.logical_bytes,
+            "new_bytes": self.new_bytes,
+            "index_bytes": self.index_bytes,
         }
 
 
@@ -117,6 +123,37 @@ async def list_snapshots(store: SnapshotStore, source: str | None = None) -> lis
         found.append(SnapshotEntry(snap_id, src, obj.key, parse_snapshot_id(snap_id), obj.size))
     found.sort(key=lambda e: (e.taken_at, e.source, e.id))
     return found
+
+
+async def with_sizes(
+    store: SnapshotStore, entries: Sequence[SnapshotEntry], concurrency: int = 8
+) -> list[SnapshotEntry]:
+    """
+    *entries* (oldest first) with their logical and new bytes, read from their indexes;
+    new bytes count against the entry before it of the same source. An index that cannot
+    be read keeps None for both (and the next one's new bytes count from nothing).
+    """
+    limit = asyncio.Semaphore(concurrency)
+
+    async def read(entry: SnapshotEntry) -> Snapshot | None:
+        async with limit:
+            try:
+                data = await store.get_bytes(entry.key, max_size=MAX_INDEX_OBJECT_BYTES)
+                return parse_index(data, key=entry.key)
+            except DrdError:
+                return None
+
+    snapshots = await asyncio.gather(*(read(e) for e in entries))
+    sized: list[SnapshotEntry] = []
+    previous: dict[str, Snapshot | None] = {}
+    for entry, snap in zip(entries, snapshots, strict=True):
+        if snap is None:
+            sized.append(entry)
+        else:
+            new = snap.new_bytes(previous.get(entry.source))
+            sized.append(replace(entry, logical_bytes=snap.logical_bytes, new_bytes=new))
+        previous[entry.source] = snap
+    return sized
 
 
 async def resolve(store: SnapshotStore, source: str, ref: str) -> str:

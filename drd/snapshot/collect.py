@@ -41,6 +41,7 @@ from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.ref import validate_tag
+from drd.progress import Tally
 from drd.registry.client import CHUNK, RegistryClient
 from drd.registry.stream import verified_chunks
 from drd.retry import RetryPolicy
@@ -189,6 +190,7 @@ async def run_snapshot(
     concurrency: int = 4,
     blob_concurrency: int = 4,
     state_dir: Path | None = None,
+    progress: Tally | None = None,
     metadata_blob_max: int = METADATA_BLOB_MAX,
     settings: Sequence[SettingsSource] = (),
 ) -> SnapshotReport:
@@ -203,6 +205,7 @@ async def run_snapshot(
     None. Logs one ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
     With *state_dir*, a committed snapshot moves this host's watermark of the newest
     snapshot (`drd.snapshot.watermark`), which a restore of ``latest`` checks.
+    Tags walked and blobs stored are counted into *progress* as they go.
     *settings* sources are collected and stored (`drd.snapshot.settings`) under the
     same lease, before the index that lists them.
     """
@@ -219,6 +222,7 @@ async def run_snapshot(
         concurrency=concurrency,
         blob_concurrency=blob_concurrency,
         signing_key=signing_key,
+        progress=progress,
         metadata_blob_max=metadata_blob_max,
         settings=settings,
     )
@@ -259,10 +263,13 @@ class _Walk:
         concurrency: int,
         blob_concurrency: int,
         signing_key: IndexKey | None,
+        progress: Tally | None = None,
         metadata_blob_max: int = METADATA_BLOB_MAX,
         settings: Sequence[SettingsSource] = (),
     ) -> None:
         self.client, self.store, self.report = client, store, report
+        self.progress = progress
+        self.tags_line, self.blobs_line = f"snapshot {source}: tags", f"snapshot {source}: blobs"
         self.settings_sources = settings
         self.source = source
         self.with_blobs = blobs
@@ -388,6 +395,8 @@ class _Walk:
         if not tags:
             return None
         heads = await self._heads(repo, tags)
+        if self.progress is not None:
+            self.progress.expect(self.tags_line, len(heads))
         members: set[Digest] = set()
         tag_map: dict[str, Digest] = {}
         limit = asyncio.Semaphore(16)
@@ -399,6 +408,9 @@ class _Walk:
                 except _Incomplete as exc:
                     self._skip(repo, tag, str(exc))
                     return
+                finally:
+                    if self.progress is not None:
+                        self.progress.done(self.tags_line)
             tag_map[tag] = digest
 
         await run_all(walk(tag, digest) for tag, digest in sorted(heads.items()))
@@ -539,6 +551,8 @@ class _Walk:
     async def _upload_blobs(self, needed: set[Digest]) -> None:
         missing = sorted(b for b in needed if b not in self.stored_blobs)
         self.report.blobs_present += len(needed) - len(missing)
+        if self.progress is not None:
+            self.progress.expect(self.blobs_line, len(missing))
         await run_all(self._upload_blob(b) for b in missing)
 
     async def _upload_blob(self, digest: Digest) -> None:
@@ -553,6 +567,8 @@ class _Walk:
             self.report.bytes_uploaded += size
         else:
             self.report.blobs_present += 1
+        if self.progress is not None:
+            self.progress.done(self.blobs_line, nbytes=size if written else 0)
 
     async def _stream_blob(self, repo: str, digest: Digest, size: int) -> bool:
         async with self.client.open_blob(repo, digest, size) as reader:

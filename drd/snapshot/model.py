@@ -233,6 +233,22 @@ class Snapshot:
         """How many tags, over all repositories."""
         return sum(len(r.tags) for r in self.repositories.values())
 
+    def objects(self) -> dict[Digest, int]:
+        """Every manifest and blob the snapshot names, with its size in bytes."""
+        return {**{d: m.size for d, m in self.manifests.items()}, **self.blobs}
+
+    @property
+    def logical_bytes(self) -> int:
+        """The size of what the snapshot holds: every manifest and blob, each once."""
+        return sum(self.objects().values())
+
+    def new_bytes(self, previous: Snapshot | None) -> int:
+        """The bytes of objects *previous* (the snapshot before it) did not name."""
+        if previous is None:
+            return self.logical_bytes
+        before = previous.objects()
+        return sum(size for d, size in self.objects().items() if d not in before)
+
     def stores_blob(self, digest: Digest) -> bool:
         """Whether the store holds blob *digest* for this snapshot."""
         if self.blobs_stored:

@@ -304,9 +304,7 @@ class _Db:
                 return  # the pass did not complete: the watermark stays where it was
             for target in report.stats:
                 failed = failed_at.get(target, set())
-                ok = not failed and not any(
-                    i.target == target and i.outcome == "rejected" for i in report.items
-                )
+                ok = not failed  # rejections are the trust policy working, not failures
                 db.execute(
                     "UPDATE sync SET last_clean = ?,"
                     " last_success = CASE WHEN ? THEN ? ELSE last_success END"
@@ -528,8 +526,8 @@ class State:
 
         Failed items become (or stay) pending; copied, skipped, drifted and rejected
         ones stop being pending. A run that completed its pass moves ``last_clean``;
-        a complete *full* pass also sets ``last_success`` (when nothing failed or was
-        rejected at that target) and forgets pending and drift entries it no longer saw.
+        a complete *full* pass also sets ``last_success`` (when nothing failed at that
+        target: rejections do not stop it) and forgets pending and drift entries it no longer saw.
         """
         await asyncio.to_thread(self._db.record_replication, report, full, started_at, finished_at)
 

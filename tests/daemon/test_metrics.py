@@ -112,7 +112,7 @@ def test_a_full_pass_is_counted_per_target_and_outcome() -> None:
     ],
 )
 def test_last_success_moves_only_on_a_clean_full_pass(full: bool, expected: float | None) -> None:
-    """Only a full pass with nothing failed or rejected at a target is that target's success."""
+    """Only a full pass with nothing failed at a target is that target's success."""
     registry = CollectorRegistry()
     Metrics(registry).record_replication(
         report([item("v1", "copied")]), full=full, finished_at=1000.0
@@ -120,6 +120,39 @@ def test_last_success_moves_only_on_a_clean_full_pass(full: bool, expected: floa
     assert expected == sample(
         registry, "drd_replication_last_success_timestamp_seconds", policy="prod", target="dst"
     )
+
+
+def test_rejections_are_a_success_with_their_own_gauge() -> None:
+    """
+    A full pass whose only problem is a rejection moves last success (DrdReplicationFailing
+    stays quiet) and sets drd_replication_rejected_tags, which the next clean pass clears.
+    """
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    rejected = report([item("v1", "copied"), item("v2", "rejected", reason="no-signature")])
+    metrics.record_replication(rejected, full=True, finished_at=1000.0)
+
+    def gauges() -> tuple[float | None, float | None, float | None]:
+        return (
+            sample(
+                registry,
+                "drd_replication_last_success_timestamp_seconds",
+                policy="prod",
+                target="dst",
+            ),
+            sample(registry, "drd_replication_rejected_tags", policy="prod", target="dst"),
+            sample(
+                registry,
+                "drd_replication_runs_total",
+                policy="prod",
+                trigger="schedule",
+                outcome="ok",
+            ),
+        )
+
+    assert gauges() == (1000.0, 1.0, 1.0)
+    metrics.record_replication(report([item("v1", "skipped")]), full=True, finished_at=2000.0)
+    assert gauges() == (2000.0, 0.0, 2.0)
 
 
 def test_a_failed_pass_is_an_error_for_every_target() -> None:

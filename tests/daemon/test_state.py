@@ -121,8 +121,11 @@ async def test_a_pass_that_could_not_list_does_not_move_the_watermark(tmp_path: 
     assert (record.watermark, record.last_success) == (120.0, 120.0)
 
 
-async def test_rejected_items_are_not_pending_and_not_a_success(tmp_path: Path) -> None:
-    """An unverified artifact is never replicated, so it is no lag; the pass is no success."""
+async def test_rejected_items_are_not_pending_and_the_pass_a_success(tmp_path: Path) -> None:
+    """
+    An unverified artifact is never replicated, so it is no lag; refusing it is the trust
+    policy working, so the pass is a success (`drd status` shows no "last success never").
+    """
     async with await State.open(tmp_path) as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.note_push("prod", ["dst"], "team/app", "v9", 105.0)
@@ -133,7 +136,7 @@ async def test_rejected_items_are_not_pending_and_not_a_success(tmp_path: Path) 
             finished_at=120.0,
         )
         record = await sync_of(state)
-    assert (record.pending, record.watermark, record.last_success) == (0, 120.0, None)
+    assert (record.pending, record.watermark, record.last_success) == (0, 120.0, 120.0)
 
 
 async def test_drift_is_recorded_and_resolved_by_a_complete_full_pass(tmp_path: Path) -> None:

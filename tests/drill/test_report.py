@@ -75,27 +75,34 @@ def test_html_is_self_contained_and_escapes_everything() -> None:
     page = render_html(failed_report())
 
     assert "<script" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert not re.search(r"\b(src|href)=", page)
     assert "@import" not in page
     assert "url(" not in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
-def test_html_puts_the_verdict_first_then_targets_timeline_failures_repositories() -> None:
-    """The order a reader needs: verdict, RTO/RPO, timeline, failures (with digests), table."""
+def test_html_puts_the_verdict_first_then_failures_targets_timeline_repositories() -> None:
+    """
+    The order a reader needs: verdict, failures (with digests) when there are any,
+    RTO/RPO, timeline, table; without failures their section follows the timeline.
+    """
     page = render_html(failed_report())
     body = page.split("<body>", 1)[1]
 
     positions = [
         body.index("FAILED"),
-        body.index("RTO, whole registry"),
-        body.index("<svg"),
         body.index("Failures (1)"),
         body.index("sha256:" + "e" * 64),
+        body.index("RTO, whole registry"),
+        body.index("<svg"),
         body.index("<h2>Repositories</h2>"),
     ]
     assert positions == sorted(positions)
+    clean = failed_report()
+    clean.failures = []
+    body = render_html(clean).split("<body>", 1)[1]
+    assert body.index("<svg") < body.index("Failures (0)") < body.index("<h2>Repositories</h2>")
     assert "1 check failed" in body
     assert "<title>FAILED: Restore drill of snapshot" in page
 

@@ -9,8 +9,9 @@ the target must hold no tag pointing at incomplete or corrupt content, and a pas
 that says it succeeded must have copied everything. The sixteen cells of one row
 (eight faults, brief and lasting) run concurrently, each in its own repository; a
 brief retryable fault that was not absorbed gets one second try, counted in the
-table. The table is printed at the end of the run and written to
-``fault-matrix.txt`` in pytest's base temporary directory.
+table. The table is printed at the end of the run (with silent damage spelled out, if
+any) and written, with every cell's reason, to ``fault-matrix.txt`` in pytest's base
+temporary directory.
 """
 
 from __future__ import annotations
@@ -124,14 +125,27 @@ def matrix_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     yield
     if not RESULTS:
         return
-    notable = [
-        f"  {c.kind}/{c.fault}/{c.mode}: {c.outcome}: {c.detail}"
-        for c in sorted(RESULTS, key=lambda c: (c.kind, c.fault, c.mode))
-        if c.outcome != "survived"
-    ]
-    text = table(RESULTS) + "\nnot survived:\n" + "\n".join(notable)
-    (tmp_path_factory.getbasetemp() / "fault-matrix.txt").write_text(text + "\n")
-    REPORTS.append(text)
+    cells = sorted(RESULTS, key=lambda c: (c.kind, c.fault, c.mode))
+
+    def listed(outcome: str) -> list[str]:
+        return [f"  {c.kind}/{c.fault}/{c.mode}: {c.detail}" for c in cells if c.outcome == outcome]
+
+    loud, damage = listed("failed-loudly"), listed("damage")
+    path = tmp_path_factory.getbasetemp() / "fault-matrix.txt"
+    path.write_text(
+        table(RESULTS)
+        + "\nreported as failed, as expected (nothing corrupt tagged):\n"
+        + "\n".join(loud)
+        + "\nsilent damage (defects):\n"
+        + "\n".join(damage or ["  none"])
+        + "\n"
+    )
+    # Failing loudly is what a lasting fault should do: the run's log shows the table
+    # and where the per-cell reasons are, not those reasons as if they were errors.
+    summary = table(RESULTS) + f"\nper-cell reasons: {path}"
+    if damage:
+        summary += "\nSILENT DAMAGE:\n" + "\n".join(damage)
+    REPORTS.append(summary)
 
 
 @contextlib.asynccontextmanager

@@ -252,7 +252,7 @@ async def test_signature_that_does_not_verify_does_not_replace_a_valid_one(
     with structlog.testing.capture_logs() as logs:
         second = await replicate(settings, source_registry, target_registry)
 
-    assert not second.ok
+    assert second.ok, second.to_json()
     [item] = [i for i in second.items if i.tag == sig_tag]
     assert (item.outcome, item.reason, item.digest, item.moved_from) == (
         "rejected",

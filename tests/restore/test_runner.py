@@ -304,6 +304,11 @@ async def test_a_dry_run_prints_the_plan_and_writes_nothing(
     assert planned["v1"] == ("move", "planned")
     assert planned["v2"] == ("create", "planned")
     assert doc["plan"]["counts"]["move"] == 1
+    # Every tag it counts as planned it lists; the tags already right are unchanged.
+    listed = [i for i in doc["items"] if i["outcome"] == "planned"]
+    assert doc["summary"]["planned"] == len(listed) == 2
+    assert all(i["action"] == "keep" for i in doc["items"] if i["outcome"] == "unchanged")
+    assert doc["summary"]["unchanged"] == len(doc["items"]) - 2 > 0
     assert await list_tags(source_registry, repo) == before
     raw, _ = await get_manifest(source_registry, repo, "v1")
     assert raw == intruder.raw

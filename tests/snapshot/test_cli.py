@@ -63,6 +63,18 @@ async def test_show_diff_verify_and_prune_read_what_create_wrote(
 
     code, listed = await drd_here("snapshot", "list", config=config, capsys=capsys)
     assert [s["id"] for s in listed["snapshots"]] == [first, second]
+    # What each snapshot holds and what it added, not the size of its index file.
+    held = {b.digest: len(b.data) for image in (first_image, second_image) for b in image.blobs}
+    first_bytes = len(first_image.raw) + sum(len(b.data) for b in first_image.blobs)
+    second_bytes = len(second_image.raw) + sum(len(b.data) for b in second_image.blobs)
+    added = len(second_image.raw) + sum(
+        held[b.digest] for b in second_image.blobs if b not in first_image.blobs
+    )
+    assert [(s["logical_bytes"], s["new_bytes"]) for s in listed["snapshots"]] == [
+        (first_bytes, first_bytes),
+        (second_bytes, added),
+    ]
+    assert all(s["index_bytes"] > 0 for s in listed["snapshots"])
     code, shown = await drd_here("snapshot", "show", first, config=config, capsys=capsys)
     assert shown["repositories"] == {repo: {"v1": str(first_image.digest)}}
     code, changed = await drd_here(
