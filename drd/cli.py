@@ -172,7 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Tags are written only after everything they name is in place, so a stop at
         # any point leaves whole, untagged content that the next run reuses.
-        sys.stderr.write("interrupted: re-run to resume; nothing half-written is tagged\n")
+        tally = getattr(args, "tally", None)
+        n = tally.items_done if tally is not None else None
+        done = "" if n is None else f" {n} item{'' if n == 1 else 's'} done,"
+        sys.stderr.write(f"interrupted:{done} re-run to resume; nothing half-written is tagged\n")
         return EXIT_INTERRUPTED
     except Exception:
         log.exception("drd.internal_error")

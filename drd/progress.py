@@ -42,8 +42,14 @@ class Count:
 class Tally:
     """Progress lines by name, in the order they were first named."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, visible: bool = True) -> None:
         self.counts: dict[str, Count] = {}
+        self.visible = visible  # drawn by `shown`; an invisible tally only counts
+
+    @property
+    def items_done(self) -> int:
+        """Items done on every line together."""
+        return sum(count.done for count in self.counts.values())
 
     def line(self, name: str) -> Count:
         """The line *name*, created empty on first use."""
@@ -64,11 +70,15 @@ class Tally:
         self.line(name).measure = measure
 
 
-def for_terminal(args: argparse.Namespace) -> Tally | None:
-    """A tally to show when stdout is a terminal and the command prints text; else None."""
-    if getattr(args, "json", False) or not sys.stdout.isatty():
-        return None
-    return Tally()
+def for_terminal(args: argparse.Namespace) -> Tally:
+    """
+    The command's tally: drawn when stdout is a terminal and the command prints text,
+    counted always, and kept as ``args.tally`` so that `drd.cli` can say how far an
+    interrupted command got.
+    """
+    tally = Tally(visible=not getattr(args, "json", False) and sys.stdout.isatty())
+    args.tally = tally
+    return tally
 
 
 def iec(n: int) -> str:
@@ -87,8 +97,8 @@ BAR_FORMAT = "{desc} {bar:24} {n_fmt}/{total_fmt} items{postfix} [{elapsed}, ETA
 
 @contextlib.asynccontextmanager
 async def shown(tally: Tally | None) -> AsyncIterator[None]:
-    """Draw *tally* on stdout while the body runs (nothing when None); cleared after."""
-    if tally is None:
+    """Draw *tally* on stdout while the body runs (not when None or invisible); cleared after."""
+    if tally is None or not tally.visible:
         yield
         return
     from tqdm import tqdm

@@ -20,8 +20,8 @@ async def test_ctrl_c_mid_pass_prints_one_line_exits_130_and_a_rerun_resumes(
     tmp_path: Path, source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
 ) -> None:
     """
-    SIGINT while the target holds the tag write of v2: exit 130 with the one line, v1
-    tagged, v2 not; the next pass copies v2.
+    SIGINT while the target holds the tag write of v2: exit 130 with the one line
+    counting v1 done, v1 tagged, v2 not; the next pass copies v2.
     """
     first, second = make_image("ctrl-c-1"), make_image("ctrl-c-2")
     await push_image(source_registry, repo, first, "v1")
@@ -35,7 +35,7 @@ async def test_ctrl_c_mid_pass_prints_one_line_exits_130_and_a_rerun_resumes(
         assert code == 130, err
         assert out == ""
         assert err.splitlines()[-1] == (
-            "interrupted: re-run to resume; nothing half-written is tagged"
+            "interrupted: 1 item done, re-run to resume; nothing half-written is tagged"
         )
         async with open_client(target_registry) as client:
             tagged = await client.head_manifest(repo, "v1")

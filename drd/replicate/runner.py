@@ -410,6 +410,7 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
         listed = target_tags[target_name] if target_name in target_tags else state.down[target_name]
         wanted = {**selected, **attached}
         state.expect(target_name, len(wanted))
+        interrupted = False
         try:
             await _to_target(state, repo, (target_name, client), listed, selected, attached)
             # Planned only where the copies were (a target that failed them deletes nothing).
@@ -418,8 +419,12 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
                 await _plan_deletions(
                     state, repo, target_name, source_tags, listed, known, only_tags
                 )
+        except asyncio.CancelledError:
+            interrupted = True  # unsettled: an interrupted command counts what was done
+            raise
         finally:
-            state.settle(target_name, repo, len(wanted))
+            if not interrupted:
+                state.settle(target_name, repo, len(wanted))
 
 
 async def _to_target(
