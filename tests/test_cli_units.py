@@ -29,7 +29,7 @@ ORPHAN = Digest.of(b"no tag here")
         (5 * 1024**2, "5.0 MiB"),
         (3 * 1024**3 + 1024**3 // 5, "3.2 GiB"),
         (2 * 1024**4, "2.0 TiB"),
-        (3 * 1024**5, "3.0 PiB"),
+        (3 * 1024**5, "3072.0 TiB"),
     ],
 )
 def test_iec_sizes(n: int, text: str) -> None:

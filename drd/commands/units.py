@@ -9,19 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drd.oci.referrers import subject_of_tag
+from drd.progress import iec
+
+__all__ = ["Listed", "fold_attached", "iec", "short"]
 
 # "sha256:" and 12 hex digits, as `docker images` and `skopeo` abbreviate.
 SHORT_DIGEST = len("sha256:") + 12
-
-
-def iec(n: int) -> str:
-    """Bytes in IEC units: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024:
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} PiB"
 
 
 def short(digest: object) -> str:
