@@ -4,7 +4,7 @@
 #   bash scripts/test.sh [pytest args...]
 #
 # Idempotent. On a fresh Debian 12 as root it installs what the tests need
-# (docker-registry, skopeo, openssl) and creates .venv; elsewhere it only uses
+# (docker-registry, skopeo, openssl, postgresql) and creates .venv; elsewhere it only uses
 # what is there. Every step runs even after an earlier one failed, so one run
 # reports everything; the exit status is non-zero if any step failed.
 set -uo pipefail

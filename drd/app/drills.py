@@ -25,7 +25,7 @@ from drd.replica.check import ReplicaScope, replication_lag
 from drd.resources import policy_from_config, trust_policy
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import LATEST
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.store.open import open_store
 from drd.timeline import utc_now
 
@@ -66,7 +66,7 @@ async def drill_from_settings(
     snapshot: str = LATEST,
     replica: bool = False,
     sample: int | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
     clock: Clock = utc_now,
 ) -> DrillReport:
     """
@@ -128,7 +128,7 @@ async def record_drill(
     report: DrillReport,
     *,
     trigger: str,
-    state: State | None = None,
+    state: StateStore | None = None,
     metrics: Metrics | None = None,
     endpoint: str = "",
 ) -> None:
@@ -165,7 +165,7 @@ def drill_job(
     registries: Mapping[str, RegistryClient],
     retry: RetryPolicy,
     *,
-    state: State | None,
+    state: StateStore | None,
     metrics: Metrics | None,
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     """

@@ -19,7 +19,7 @@ from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
 from drd.resources import Resources, policy_from_config, verifier_for
 from drd.selection.policy import Policy
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.timeline import new_run_id
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ async def run_pass(
     only: Sequence[tuple[str, str | None]] | None = None,
     dry_run: bool = False,
     cache: TagCache | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
     metrics: Metrics | None = None,
 ) -> PolicyReport:
     """
@@ -88,7 +88,7 @@ async def replicate_once(
     names: Iterable[str] = (),
     dry_run: bool = False,
     cache: TagCache | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
 ) -> list[PolicyReport]:
     """
     One manual pass of every (or each named) replication policy, recorded in *state*

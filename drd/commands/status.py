@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drd.app.outcome import Outcome
+from drd.app.state import read_state_document
 from drd.commands.output import emit
 from drd.config import load_settings
 from drd.errors import StateCorrupt, StateError
@@ -27,9 +28,13 @@ def register(sub: Any, command: Any) -> None:
 
 async def status(args: argparse.Namespace) -> Outcome:
     """Print the state document; exit 0, or 1 when there is no readable state database."""
-    state_dir = args.state_dir or load_settings(args.config).daemon.state_dir
+    now = time.time()
     try:
-        document = await asyncio.to_thread(read_status, state_dir, time.time(), runs=args.runs)
+        if args.state_dir is not None:
+            document = await asyncio.to_thread(read_status, args.state_dir, now, runs=args.runs)
+        else:
+            settings = load_settings(args.config)
+            document = await read_state_document(settings, now, runs=args.runs)
     except StateCorrupt as exc:
         sys.stderr.write(
             f"drd: cannot read the daemon's state: {exc}\n"

@@ -32,6 +32,7 @@ import structlog
 from drd.app.drills import drill_job
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
+from drd.app.state import describe, open_state
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
@@ -45,7 +46,7 @@ from drd.replicate.runner import Verifier
 from drd.resources import Resources, open_resources, policy_from_config, verifier_for
 from drd.selection.policy import Policy
 from drd.snapshot.catalog import prune
-from drd.state import State
+from drd.state import StateStore
 from drd.store.base import SnapshotStore
 from drd.store.open import open_store
 from drd.timeline import new_run_id
@@ -158,11 +159,11 @@ class _Service:
         self._reload = asyncio.Event()
         self._signals = 0
         self.current: _Generation | None = None
-        self._state: State | None = None
+        self._state: StateStore | None = None
         self._tags: TagCache | None = None
 
     @property
-    def state(self) -> State:
+    def state(self) -> StateStore:
         """The state database (open while `run` runs)."""
         if self._state is None:
             raise RuntimeError("the state database is not open")
@@ -199,7 +200,8 @@ class _Service:
         self._install_signals(loop)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                self._state = await stack.enter_async_context(await self._open_state())
+                self._state = await self._open_state()
+                stack.push_async_callback(self._state.close)
                 # One known-target-tags cache for the process: no-op passes skip target HEADs.
                 state_dir = self.config.settings.daemon.state_dir
                 self._tags = await stack.enter_async_context(open_tag_cache(state_dir))
@@ -221,12 +223,13 @@ class _Service:
         log.info("daemon.stopped")
         return 0
 
-    async def _open_state(self) -> State:
-        state_dir = self.config.settings.daemon.state_dir
+    async def _open_state(self) -> StateStore:
+        settings = self.config.settings
         try:
             # The state is a cache of history: a corrupt file is set aside, not a restart loop.
-            state = await State.open(state_dir, reset_corrupt=True)
+            state = await open_state(settings, reset_corrupt=True)
         except OSError as exc:
+            state_dir = describe(settings)
             raise ConfigError(
                 f"cannot open the state database in {state_dir}: {exc.strerror or exc}",
                 errors=[("daemon.state_dir", f"{state_dir} is not a writable directory")],
@@ -582,7 +585,7 @@ async def drill_jobs(service: _Service, generation: _Generation) -> list[Job]:
     """
     The drill job of ``[drills]``, when configured: `drd.drill.runner.drill_job` on
     ``[drills] interval``. It writes the reports into ``[drills] report_dir`` and records
-    each drill with `State.record_run` and `Metrics.record_drill`.
+    each drill with `StateStore.record_run` and `Metrics.record_drill`.
     """
     drills = generation.settings.drills
     if drills is None:

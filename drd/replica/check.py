@@ -19,7 +19,7 @@ from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
 from drd.selection.policy import Policy
-from drd.state import State
+from drd.state import StateStore
 from drd.trust.keys import TrustPolicy
 from drd.trust.policy import NO_SIGNATURE, signature_tag
 from drd.trust.tree import verify_tree
@@ -245,7 +245,7 @@ async def _check_release(
 
 
 async def replication_lag(
-    state: State | None, scopes: Sequence[ReplicaScope], replica: str, now: float
+    state: StateStore | None, scopes: Sequence[ReplicaScope], replica: str, now: float
 ) -> tuple[float | None, str] | None:
     """The replica's lag from the daemon's replication history, or None without one."""
     if state is None:

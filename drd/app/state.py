@@ -1,0 +1,94 @@
+"""
+The configured state backend: SQLite in ``daemon.state_dir`` when ``[state] url`` is
+absent, else the PostgreSQL database the URL names (imported only then). The one place
+`Settings` become a `drd.state.base.StateStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from drd.config import Settings
+from drd.state import State, StateStore, read_status
+from drd.state.base import status_document
+
+if TYPE_CHECKING:
+    from drd.state.postgres import Connection
+
+
+def describe(settings: Settings) -> str:
+    """Where the state is, for messages: the SQLite directory or ``host:port/db``."""
+    if settings.state.url is None:
+        return str(settings.daemon.state_dir)
+    return connection(settings).where
+
+
+def connection(settings: Settings) -> Connection:
+    """The PostgreSQL connection values of ``[state]`` (which must have a url)."""
+    from drd.state.postgres import Connection
+
+    db = settings.state
+    if db.url is None:
+        raise ValueError("[state] has no url: the state is the SQLite file in state_dir")
+    password = db.password()
+    return Connection(
+        conninfo=db.url,
+        password=None if password is None else password.get_secret_value(),
+        sslmode=db.sslmode,
+        ca_file=db.ca_file,
+        cert_file=db.cert_file,
+        key_file=db.key_file,
+        pool_size=db.pool_size,
+        connect_timeout=db.connect_timeout,
+    )
+
+
+async def open_state(
+    settings: Settings, *, reset_corrupt: bool = False, migrate: bool = True
+) -> StateStore:
+    """
+    Open the configured state: SQLite (with *reset_corrupt*, a damaged file is moved
+    aside) or PostgreSQL (with *migrate*, missing schema steps are applied first).
+
+    Raises:
+        StateError: the state cannot be used (see each backend's ``open``).
+        OSError: the SQLite directory cannot be created.
+    """
+    if settings.state.url is None:
+        return await State.open(settings.daemon.state_dir, reset_corrupt=reset_corrupt)
+    from drd.state.postgres import PostgresState
+
+    return await PostgresState.open(connection(settings), migrate=migrate)
+
+
+async def read_state_document(settings: Settings, now: float, *, runs: int) -> dict[str, Any]:
+    """
+    The ``drd status`` document: read-only from the SQLite file, or from PostgreSQL
+    (which must already be at this drd's schema: `drd status` migrates nothing).
+
+    Raises:
+        FileNotFoundError: there is no SQLite database (the daemon never ran there).
+        StateError: the state cannot be read.
+    """
+    if settings.state.url is None:
+        return await asyncio.to_thread(read_status, settings.daemon.state_dir, now, runs=runs)
+    from drd.state.postgres import PostgresState
+
+    async with await PostgresState.open(connection(settings), migrate=False) as state:
+        return await status_document(state, state.where, now, runs=runs)
+
+
+async def migrate(settings: Settings) -> tuple[str, list[int], int]:
+    """Bring the configured state's schema up to date: (where, steps applied, version)."""
+    if settings.state.url is None:
+        from drd.state.sqlite import SCHEMA_VERSION
+
+        async with await State.open(settings.daemon.state_dir) as sqlite:
+            return str(sqlite.path), [], SCHEMA_VERSION
+    from drd.state.postgres import PostgresState
+
+    opened = await PostgresState.open(connection(settings), migrate=False, check=False)
+    async with opened as state:
+        applied = await state.migrate()
+        return state.where, applied, await state.version()
