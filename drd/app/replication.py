@@ -6,8 +6,10 @@ metrics) the same way, and the outcome of a set of passes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,6 +23,9 @@ from drd.resources import Resources, policy_from_config, verifier_for
 from drd.selection.policy import Policy
 from drd.state import RunRecord, StateStore
 from drd.timeline import new_run_id
+
+if TYPE_CHECKING:
+    from drd.state.leases import LeaseGate
 
 log = structlog.get_logger(__name__)
 
@@ -39,15 +44,23 @@ async def run_pass(
     cache: TagCache | None = None,
     state: StateStore | None = None,
     metrics: Metrics | None = None,
+    gate: LeaseGate | None = None,
 ) -> PolicyReport:
     """
     One pass of *policy*: a full one, or the pushed items *only*; recorded unless dry.
+    With a *gate* (a cluster), only the repositories this node claims, its leases kept
+    alive by the gate's heartbeat for the pass.
 
     A full pass (manual or scheduled) moves the watermark and the last success; a
     push-triggered one only clears what it copied.
     """
     started = time.time()
-    with structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger):
+    async with contextlib.AsyncExitStack() as stack:
+        if gate is not None:
+            await stack.enter_async_context(gate.running())
+        stack.enter_context(
+            structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger)
+        )
         report = await run_policy(
             policy,
             res.registries[source],
@@ -57,6 +70,7 @@ async def run_pass(
             only=only,
             dry_run=dry_run,
             cache=cache,
+            gate=gate,
         )
     if dry_run:
         return report

@@ -14,6 +14,7 @@ from drd.state import State, StateStore, read_status
 from drd.state.base import status_document
 
 if TYPE_CHECKING:
+    from drd.state.leases import LeaseGate
     from drd.state.postgres import Connection
 
 
@@ -92,3 +93,27 @@ async def migrate(settings: Settings) -> tuple[str, list[int], int]:
     async with opened as state:
         applied = await state.migrate()
         return state.where, applied, await state.version()
+
+
+def lease_gate(
+    settings: Settings, state: StateStore, policy: str, *, fresh: float
+) -> LeaseGate | None:
+    """
+    This node's claims on *policy*'s repositories when the state is shared (PostgreSQL);
+    None with SQLite, where one node does everything. A unit another node finished less
+    than *fresh* seconds ago is not taken again.
+    """
+    if settings.state.url is None:
+        return None
+    from drd.state.leases import LeaseGate
+    from drd.state.postgres import PostgresState
+
+    if not isinstance(state, PostgresState):
+        return None
+    return LeaseGate(
+        state,
+        node=settings.daemon.node_name,
+        policy=policy,
+        ttl=settings.state.lease_ttl.total_seconds(),
+        fresh=fresh,
+    )

@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 import stat
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -583,6 +584,8 @@ class Daemon(BaseModel):
 
     listen: str = Field("127.0.0.1:9477", max_length=300)
     state_dir: ConfigPath = Path("/var/lib/drd")
+    # This node's name in a cluster (leases, drd status); default "<host>:<pid>".
+    node: str = Field("", max_length=128)
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
@@ -631,6 +634,11 @@ class Daemon(BaseModel):
         return _netloc(host.lower(), int(port))
 
     @property
+    def node_name(self) -> str:
+        """`node`, or "<host>:<pid>" when unset: unique per process either way."""
+        return self.node or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
     def listen_host(self) -> str:
         """The host to bind, without IPv6 brackets."""
         return self.listen.rpartition(":")[0].strip("[]")
@@ -669,6 +677,8 @@ class StateDatabase(BaseModel):
     insecure: bool = False
     pool_size: int = Field(4, ge=1, le=100)
     connect_timeout: float = Field(10.0, gt=0, le=300)
+    # How long a node's claim on a unit of work outlives its last heartbeat.
+    lease_ttl: Interval = timedelta(seconds=30)
 
     _password: SecretStr | None = PrivateAttr(None)
 

@@ -32,7 +32,7 @@ import structlog
 from drd.app.drills import drill_job
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
-from drd.app.state import describe, open_state
+from drd.app.state import describe, lease_gate, open_state
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
@@ -441,6 +441,9 @@ class _Service:
         trigger = "schedule" if full else "push"
         job = f"replicate:{name}" if full else f"push:{name}"
 
+        # In a cluster a full pass leaves what another node did in the last half interval.
+        fresh = plan.rep.interval.total_seconds() / 2 if full else 0.0
+
         async def replicate() -> None:
             await run_pass(
                 generation.resources,
@@ -454,6 +457,7 @@ class _Service:
                 cache=self._tags,
                 state=self.state,
                 metrics=self.metrics,
+                gate=lease_gate(generation.settings, self.state, name, fresh=fresh),
             )
             await self.refresh_replication_metrics()
 

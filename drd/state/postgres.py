@@ -95,6 +95,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (policy, target, repository, tag)
     );
     """,
+    # 2: units of work shared by the nodes of a cluster, claimed with a lease.
+    """
+    CREATE FUNCTION drd_now() RETURNS DOUBLE PRECISION
+        AS $$ SELECT extract(epoch FROM clock_timestamp())::DOUBLE PRECISION $$
+        LANGUAGE sql VOLATILE;
+    CREATE SEQUENCE lease_tokens;
+    CREATE TABLE leases (
+        policy TEXT NOT NULL,
+        target TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        owner TEXT,
+        token BIGINT NOT NULL DEFAULT 0,
+        expires_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        done_at DOUBLE PRECISION,
+        PRIMARY KEY (policy, target, repository)
+    );
+    CREATE INDEX leases_by_owner ON leases (owner) WHERE owner IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -237,7 +255,7 @@ class PostgresState:
         await self.close()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
         """One transaction on a pooled connection; every driver failure as `StateError`."""
         try:
             async with (
@@ -253,7 +271,7 @@ class PostgresState:
 
     async def version(self) -> int:
         """The schema version the database is at (0: empty)."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             return await _version(cur)
 
     async def check_version(self) -> int:
@@ -274,7 +292,7 @@ class PostgresState:
         One transaction under an advisory lock: nodes starting together wait for the
         first, then find nothing left to do; a failing step leaves the schema as it was.
         """
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             await cur.execute(_VERSION_TABLE)
             found = await _version(cur)
@@ -296,7 +314,7 @@ class PostgresState:
 
     async def register_job(self, job: str, kind: str, now: float) -> JobRecord:
         """Remember when *job* was first scheduled; return what is known of it."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute(
                 "INSERT INTO jobs (job, kind, first_seen) VALUES (%s, %s, %s)"
                 " ON CONFLICT (job) DO NOTHING",
@@ -311,7 +329,7 @@ class PostgresState:
     async def record_run(self, run: RunRecord) -> None:
         """Append *run* to the history and update its job's last run and last success."""
         error = run.error[:2000]
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute(
                 "INSERT INTO runs (job, kind, trigger, started_at, finished_at, outcome,"
                 " summary, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -353,7 +371,7 @@ class PostgresState:
 
     async def register_policy(self, policy: str, targets: Iterable[str], now: float) -> None:
         """Remember when each (policy, target) was first scheduled: the lag's first watermark."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.executemany(
                 "INSERT INTO sync (policy, target, first_seen) VALUES (%s, %s, %s)"
                 " ON CONFLICT (policy, target) DO NOTHING",
@@ -364,7 +382,7 @@ class PostgresState:
         self, policy: str, targets: Iterable[str], repository: str, tag: str, at: float
     ) -> None:
         """A push the source announced: pending at every target until a run brings it there."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.executemany(
                 _UPSERT_PENDING, [(policy, target, repository, tag, at) for target in targets]
             )
@@ -374,7 +392,7 @@ class PostgresState:
     ) -> None:
         """Update pending changes, drift and the watermark (as `drd.state.sqlite.State`)."""
         policy = report.policy
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.executemany(
                 "INSERT INTO sync (policy, target, first_seen) VALUES (%s, %s, %s)"
                 " ON CONFLICT (policy, target) DO NOTHING",
@@ -403,13 +421,13 @@ class PostgresState:
 
     async def jobs(self) -> list[JobRecord]:
         """Every job ever scheduled."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute("SELECT * FROM jobs ORDER BY job")
             return [_job(row) for row in await cur.fetchall()]
 
     async def syncs(self) -> list[SyncRecord]:
         """The replication bookkeeping of every (policy, target)."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute(
                 "SELECT s.policy, s.target, s.first_seen, s.last_clean, s.last_success,"
                 " (SELECT count(*) FROM pending p"
@@ -437,7 +455,7 @@ class PostgresState:
 
     async def pending(self, policy: str) -> list[tuple[str, str]]:
         """The (repository, tag) pairs still pending at any target of *policy*."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute(
                 "SELECT DISTINCT repository, tag FROM pending WHERE policy = %s"
                 " ORDER BY repository, tag",
@@ -447,7 +465,7 @@ class PostgresState:
 
     async def runs(self, limit: int = 50) -> list[RunRecord]:
         """The most recent runs, newest first."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute("SELECT * FROM runs ORDER BY id DESC LIMIT %s", (limit,))
             rows = await cur.fetchall()
         return [
@@ -466,7 +484,7 @@ class PostgresState:
 
     async def drift(self) -> list[dict[str, Any]]:
         """Every drifted tag, as `drd.state.base.drift_json` renders it."""
-        async with self._tx() as cur:
+        async with self.transaction() as cur:
             await cur.execute("SELECT * FROM drift ORDER BY policy, target, repository, tag")
             return [dict(row) for row in await cur.fetchall()]
 
