@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -38,7 +39,7 @@ from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
 from drd.daemon.listener import tls_context
 from drd.daemon.scheduler import Job, Scheduler, Trigger
-from drd.errors import ConfigError, DrdError, StorageError, TransientError
+from drd.errors import ConfigError, DrdError, StateError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
@@ -359,8 +360,9 @@ class _Service:
             triggers.append(
                 Trigger(f"push:{name}", "push", self._pusher(generation, name), PUSH_WINDOW)
             )
-        jobs += await snapshot_jobs(self, generation)
-        jobs += await drill_jobs(self, generation)
+        # Snapshots (with their prune) and drills run once cluster-wide.
+        singletons = await snapshot_jobs(self, generation) + await drill_jobs(self, generation)
+        jobs += [singleton(settings, self.state, job) for job in singletons]
         generation.scheduler = Scheduler(
             jobs,
             triggers,
@@ -610,6 +612,43 @@ async def drill_jobs(service: _Service, generation: _Generation) -> list[Job]:
     )
     last = _datetime(record.last_started)
     return [Job("drill", "drill", drills.interval, run, last_run=last)]
+
+
+# The "policy" of the units that are singleton jobs (snapshot, drill): one node runs each.
+SINGLETONS = "job"
+# A singleton job done by any node less than this fraction of its interval ago is not
+# run again: cluster-wide, two runs of a job are never closer than that.
+SINGLETON_SPACING = 0.8
+
+
+def singleton(settings: Settings, state: StateStore, job: Job) -> Job:
+    """
+    *job*, run by one node of the cluster at a time (as is with SQLite): the node whose
+    timer fires first claims it; the others skip it, or wait while the holder runs it and
+    take it over if the holder dies (its lease expires) before finishing.
+    """
+    interval = job.interval.total_seconds()
+    gate = lease_gate(settings, state, SINGLETONS, fresh=interval * SINGLETON_SPACING)
+    if gate is None:
+        return job
+
+    async def run() -> None:
+        token = await gate.claim_when_free(job.name)
+        if token is None:
+            log.info("job.done_elsewhere", job=job.name)
+            return
+        done = False
+        try:
+            async with gate.running():
+                await job.run()
+            done = True
+        finally:
+            try:
+                await gate.release(job.name, token, done=done)
+            except StateError as exc:  # the lease runs out by itself
+                log.warning("job.release_failed", job=job.name, error=str(exc))
+
+    return dataclasses.replace(job, run=run)
 
 
 async def run_daemon(settings_loader: SettingsLoader, config_path: Path | None) -> int:

@@ -86,6 +86,27 @@ class LeaseGate:
         self.held[repository] = token
         return token
 
+    async def claim_when_free(self, repository: str) -> int | None:
+        """
+        `claim`, waiting while another node holds the unit: a token once it is free (its
+        holder released it unfinished, or died and its lease ran out, within one TTL), or
+        None as soon as it is done (its holder finished it) — so a job runs once.
+        """
+        while True:
+            token = await self.claim(repository)
+            if token is not None:
+                return token
+            async with self._state.transaction() as cur:
+                await cur.execute(
+                    "SELECT owner IS NOT NULL AND expires_at >= drd_now() AS held"
+                    " FROM leases WHERE policy = %s AND target = %s AND repository = %s",
+                    self._key(repository),
+                )
+                row = await cur.fetchone()
+            if row is None or not row["held"]:
+                return None  # done recently: not ours to run again
+            await asyncio.sleep(self.ttl / 3)
+
     async def check(self, repository: str, token: int) -> None:
         """
         The fence: return only while this node holds the unit with *token*.

@@ -8,11 +8,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from drd.config import Settings, load_settings
+from drd.daemon.scheduler import Job
+from drd.daemon.service import SINGLETONS, singleton
 from drd.errors import LeaseLost
 from drd.replicate.runner import run_policy
+from drd.state import State
 from drd.state.leases import LeaseGate, unclaimed
 from drd.state.postgres import Connection, PostgresState
 from tests.clients import RETRY, open_client, policy_for
@@ -176,3 +182,67 @@ async def test_a_node_that_lost_its_lease_does_not_write_the_tag(
     assert tag_puts == 0
     async with open_client(target_registry) as dst:
         assert await dst.head_manifest(repo, "v1") is None
+
+
+# --- singleton jobs -----------------------------------------------------------------------
+
+
+def _cluster_settings(tmp_path: Path, url: str, node: str) -> Settings:
+    path = tmp_path / f"{node}.toml"
+    path.write_text(
+        'version = 1\n[endpoints.src]\nurl = "http://127.0.0.1:1"\n'
+        f'[daemon]\nnode = "{node}"\nstate_dir = "{tmp_path / node}"\n'
+        f'[state]\nurl = "{url}"\nlease_ttl = "1s"\n'
+    )
+    return load_settings(path)
+
+
+def _counting_job(runs: list[str], node: str, seconds: float = 0.3) -> Job:
+    async def run() -> None:
+        runs.append(node)
+        await asyncio.sleep(seconds)
+
+    return Job("snapshot", "snapshot", timedelta(minutes=1), run)
+
+
+async def test_a_singleton_job_runs_on_one_node(tmp_path: Path, postgres_url: str) -> None:
+    """Three nodes fire the same job together: it runs once; fired again soon, not at all."""
+    runs: list[str] = []
+    states = [await _open(postgres_url) for _ in range(3)]
+    try:
+        jobs = [
+            singleton(_cluster_settings(tmp_path, postgres_url, n), s, _counting_job(runs, n))
+            for n, s in zip("abc", states, strict=True)
+        ]
+        await asyncio.gather(*(job.run() for job in jobs))
+        await asyncio.gather(*(job.run() for job in jobs))
+    finally:
+        for state in states:
+            await state.close()
+    assert len(runs) == 1
+
+
+async def test_a_dead_holders_job_is_taken_over_once(tmp_path: Path, postgres_url: str) -> None:
+    """
+    The node running the job dies (no release, no heartbeat): another node waiting on it
+    runs the job after one lease TTL, and only once.
+    """
+    runs: list[str] = []
+    async with await _open(postgres_url) as state_a, await _open(postgres_url) as state_b:
+        dead = LeaseGate(state_a, node="a", policy=SINGLETONS, ttl=1.0)
+        assert await dead.claim("snapshot") is not None  # a took it, then was killed
+        job = singleton(
+            _cluster_settings(tmp_path, postgres_url, "b"), state_b, _counting_job(runs, "b", 0)
+        )
+        await job.run()
+        await job.run()
+    assert runs == ["b"]
+
+
+async def test_with_sqlite_a_job_is_left_as_it_is(tmp_path: Path) -> None:
+    """One node: the job is not wrapped."""
+    path = tmp_path / "drd.toml"
+    path.write_text('version = 1\n[endpoints.src]\nurl = "http://127.0.0.1:1"\n')
+    job = _counting_job([], "a")
+    async with await State.open(tmp_path) as state:
+        assert singleton(load_settings(path), state, job) is job
