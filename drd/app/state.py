@@ -7,9 +7,14 @@ absent, else the PostgreSQL database the URL names (imported only then). The one
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from drd import __version__
 from drd.config import Settings
+from drd.errors import StateError
 from drd.state import State, StateStore, read_status
 from drd.state.base import status_document
 
@@ -73,11 +78,15 @@ async def read_state_document(settings: Settings, now: float, *, runs: int) -> d
         StateError: the state cannot be read.
     """
     if settings.state.url is None:
-        return await asyncio.to_thread(read_status, settings.daemon.state_dir, now, runs=runs)
+        document = await asyncio.to_thread(read_status, settings.daemon.state_dir, now, runs=runs)
+        return {**document, "nodes": []}  # one node, which keeps no heartbeat
+    from drd.state.leases import cluster
     from drd.state.postgres import PostgresState
 
     async with await PostgresState.open(connection(settings), migrate=False) as state:
-        return await status_document(state, state.where, now, runs=runs)
+        document = await status_document(state, state.where, now, runs=runs)
+        ttl = settings.state.lease_ttl.total_seconds()
+        return {**document, **await cluster(state, ttl=ttl)}
 
 
 async def migrate(settings: Settings) -> tuple[str, list[int], int]:
@@ -117,3 +126,46 @@ def lease_gate(
         ttl=settings.state.lease_ttl.total_seconds(),
         fresh=fresh,
     )
+
+
+@contextlib.asynccontextmanager
+async def node_presence(
+    settings: Settings, state: StateStore, on_health: Callable[[str], None]
+) -> AsyncIterator[None]:
+    """
+    In a cluster, this node's heartbeat (its row in ``nodes``) every third of the lease
+    TTL while the block runs, and its leave at the end (row gone, leases freed).
+    *on_health* hears "" after each beat that reached PostgreSQL, else why not.
+    Nothing with SQLite.
+    """
+    if settings.state.url is None:
+        yield
+        return
+    from drd.state.leases import heartbeat, leave
+    from drd.state.postgres import PostgresState
+
+    if not isinstance(state, PostgresState):
+        yield
+        return
+
+    node, ttl = settings.daemon.node_name, settings.state.lease_ttl.total_seconds()
+
+    async def beat() -> None:
+        while True:
+            try:
+                await heartbeat(state, node=node, host=socket.gethostname(), version=__version__)
+            except StateError as exc:
+                on_health(str(exc))
+            else:
+                on_health("")
+            await asyncio.sleep(ttl / 3)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(StateError):
+            await leave(state, node)

@@ -31,7 +31,8 @@ async def status(args: argparse.Namespace) -> Outcome:
     now = time.time()
     try:
         if args.state_dir is not None:
-            document = await asyncio.to_thread(read_status, args.state_dir, now, runs=args.runs)
+            found = await asyncio.to_thread(read_status, args.state_dir, now, runs=args.runs)
+            document = {**found, "nodes": []}
         else:
             settings = load_settings(args.config)
             document = await read_state_document(settings, now, runs=args.runs)
@@ -67,6 +68,16 @@ def render(document: dict[str, Any]) -> str:
         )
     if not document["replication"]:
         lines.append("  (no replication policy has run)")
+    if document.get("nodes") or "leaders" in document:
+        lines.append("nodes:")
+        for node in document["nodes"]:
+            lines.append(
+                f"  {node['id']} on {node['host']} (drd {node['version']}): last heartbeat "
+                f"{node['last_heartbeat']}, {node['leases']} leases"
+            )
+        leaders = ", ".join(f"{job} on {node}" for job, node in document["leaders"].items())
+        lines.append(f"  running singletons: {leaders or 'none'}")
+        lines.append(f"  unclaimed units: {document['unclaimed']}")
     lines.append("jobs:")
     for job in document["jobs"]:
         error = f" ({job['last_error'][:120]})" if job["last_error"] else ""

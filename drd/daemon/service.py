@@ -33,7 +33,7 @@ import structlog
 from drd.app.drills import drill_job
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
-from drd.app.state import describe, lease_gate, open_state
+from drd.app.state import describe, lease_gate, node_presence, open_state
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
@@ -48,6 +48,7 @@ from drd.resources import Resources, open_resources, policy_from_config, verifie
 from drd.selection.policy import Policy
 from drd.snapshot.catalog import prune
 from drd.state import StateStore
+from drd.state.base import SINGLETONS
 from drd.store.base import SnapshotStore
 from drd.store.open import open_store
 from drd.timeline import new_run_id
@@ -161,6 +162,8 @@ class _Service:
         self._signals = 0
         self.current: _Generation | None = None
         self._state: StateStore | None = None
+        # Why the shared state (PostgreSQL) cannot be reached now; "" when it can.
+        self._state_problem = ""
         self._tags: TagCache | None = None
 
     @property
@@ -203,6 +206,9 @@ class _Service:
             async with contextlib.AsyncExitStack() as stack:
                 self._state = await self._open_state()
                 stack.push_async_callback(self._state.close)
+                await stack.enter_async_context(
+                    node_presence(self.config.settings, self._state, self._on_state_health)
+                )
                 # One known-target-tags cache for the process: no-op passes skip target HEADs.
                 state_dir = self.config.settings.daemon.state_dir
                 self._tags = await stack.enter_async_context(open_tag_cache(state_dir))
@@ -484,7 +490,17 @@ class _Service:
                 reasons[f"endpoint:{name}"] = status
         if store := generation.health.get(STORE):
             reasons[STORE] = store
+        if self._state_problem:
+            reasons["state"] = self._state_problem
         return not reasons, reasons
+
+    def _on_state_health(self, problem: str) -> None:
+        """The node's heartbeat reached PostgreSQL (""), or why not: /readyz says so."""
+        if problem and not self._state_problem:
+            log.warning("state.unreachable", error=problem)
+        elif self._state_problem and not problem:
+            log.info("state.reachable")
+        self._state_problem = problem
 
     async def _on_push(self, pushes: list[Push]) -> tuple[int, int]:
         """Route each push to every policy selecting it; remember it as pending first."""
@@ -614,8 +630,6 @@ async def drill_jobs(service: _Service, generation: _Generation) -> list[Job]:
     return [Job("drill", "drill", drills.interval, run, last_run=last)]
 
 
-# The "policy" of the units that are singleton jobs (snapshot, drill): one node runs each.
-SINGLETONS = "job"
 # A singleton job done by any node less than this fraction of its interval ago is not
 # run again: cluster-wide, two runs of a job are never closer than that.
 SINGLETON_SPACING = 0.8

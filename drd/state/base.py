@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
 
+# The "policy" of the units of work that are singleton jobs (snapshot, drill) in a cluster.
+SINGLETONS = "job"
 # Runs kept per job: enough for weeks of history at a 5-minute interval, a few MB at most.
 KEEP_RUNS = 2000
 

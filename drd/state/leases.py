@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 
 from drd.errors import LeaseLost, StateError
+from drd.state.base import SINGLETONS, iso
 from drd.state.postgres import PostgresState
 
 log = structlog.get_logger(__name__)
@@ -180,10 +182,71 @@ class LeaseGate:
 
 
 async def unclaimed(state: PostgresState) -> int:
-    """Units no node holds that are not freshly done: the queue depth (for status)."""
+    """Replication units no node holds now: the queue depth (for status and metrics)."""
     async with state.transaction() as cur:
         await cur.execute(
-            "SELECT count(*) AS n FROM leases WHERE owner IS NULL OR expires_at < drd_now()"
+            "SELECT count(*) AS n FROM leases WHERE policy <> %s"
+            " AND (owner IS NULL OR expires_at < drd_now())",
+            (SINGLETONS,),
         )
         row = await cur.fetchone()
     return 0 if row is None else int(row["n"])
+
+
+async def heartbeat(state: PostgresState, *, node: str, host: str, version: str) -> None:
+    """Say this node is alive (its row in ``nodes``, created on the first beat)."""
+    async with state.transaction() as cur:
+        await cur.execute(
+            "INSERT INTO nodes (node, host, version, started_at, heartbeat)"
+            " VALUES (%s, %s, %s, drd_now(), drd_now())"
+            " ON CONFLICT (node) DO UPDATE SET host = excluded.host,"
+            " version = excluded.version, heartbeat = excluded.heartbeat",
+            (node, host, version),
+        )
+
+
+async def leave(state: PostgresState, node: str) -> None:
+    """This node stops: its row goes, and every lease it holds is freed unfinished."""
+    async with state.transaction() as cur:
+        await cur.execute("DELETE FROM nodes WHERE node = %s", (node,))
+        await cur.execute(
+            "UPDATE leases SET owner = NULL, expires_at = 0 WHERE owner = %s", (node,)
+        )
+
+
+async def cluster(state: PostgresState, *, ttl: float) -> dict[str, Any]:
+    """
+    What ``drd status`` shows of the cluster: the live nodes (heartbeat within *ttl*) with
+    the leases each holds, the holder of each singleton job, and the unclaimed units.
+    """
+    async with state.transaction() as cur:
+        await cur.execute(
+            "SELECT n.node, n.host, n.version, n.started_at, n.heartbeat,"
+            " (SELECT count(*) FROM leases l WHERE l.owner = n.node"
+            "   AND l.expires_at >= drd_now()) AS leases"
+            " FROM nodes n WHERE n.heartbeat >= drd_now() - %s ORDER BY n.node",
+            (ttl,),
+        )
+        nodes = await cur.fetchall()
+        await cur.execute(
+            "SELECT repository AS job, owner, expires_at FROM leases"
+            " WHERE policy = %s AND owner IS NOT NULL AND expires_at >= drd_now()"
+            " ORDER BY repository",
+            (SINGLETONS,),
+        )
+        leaders = await cur.fetchall()
+    return {
+        "nodes": [
+            {
+                "id": n["node"],
+                "host": n["host"],
+                "version": n["version"],
+                "started_at": iso(n["started_at"]),
+                "last_heartbeat": iso(n["heartbeat"]),
+                "leases": n["leases"],
+            }
+            for n in nodes
+        ],
+        "leaders": {row["job"]: row["owner"] for row in leaders},
+        "unclaimed": await unclaimed(state),
+    }

@@ -112,6 +112,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (policy, target, repository)
     );
     CREATE INDEX leases_by_owner ON leases (owner) WHERE owner IS NOT NULL;
+    CREATE TABLE nodes (
+        node TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat DOUBLE PRECISION NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

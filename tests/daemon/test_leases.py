@@ -15,10 +15,11 @@ import pytest
 
 from drd.config import Settings, load_settings
 from drd.daemon.scheduler import Job
-from drd.daemon.service import SINGLETONS, singleton
+from drd.daemon.service import singleton
 from drd.errors import LeaseLost
 from drd.replicate.runner import run_policy
 from drd.state import State
+from drd.state.base import SINGLETONS
 from drd.state.leases import LeaseGate, unclaimed
 from drd.state.postgres import Connection, PostgresState
 from tests.clients import RETRY, open_client, policy_for
