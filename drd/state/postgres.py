@@ -18,6 +18,7 @@ is refused (an older node must not write a schema it does not understand).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
 
 log = structlog.get_logger(__name__)
+# The pool logs every failed reconnect as plain text; drd says it once, as state.unreachable.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # pg_advisory_xact_lock key of the migration step: "drd" and the schema, as one bigint.
 _MIGRATION_LOCK = 0x647264_5343484D

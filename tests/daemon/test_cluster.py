@@ -29,6 +29,7 @@ from tests.daemon.process import (
 )
 from tests.faults import Fault, FaultProxy
 from tests.images import make_image, push_image
+from tests.postgres import local_postgres
 from tests.servers import LocalRegistry, free_port
 
 TTL_S = 2
@@ -171,3 +172,43 @@ async def test_a_killed_nodes_units_are_finished_by_another(
     assert not landed_before
     assert await _landed(target_registry, repos, digests)
     assert puts == dict.fromkeys(repos, 1)
+
+
+async def test_postgresql_down_and_back_loses_nothing(
+    tmp_path: Path, source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    PostgreSQL stops for a while: the node keeps running (no crash loop), /readyz says
+    not ready, a tag pushed meanwhile is copied once the database is back, once.
+    """
+    repos = [f"{repo}/r{i}" for i in range(2)]
+    digests = await _push(source_registry, repos)
+    with local_postgres() as server, FaultProxy(target_registry.url) as proxy:
+        url = server.url(server.create_database())
+        config = _config(tmp_path, source_registry.url, proxy.url, repos, url)
+        with _node(config, tmp_path, "only") as node:
+            wait_for(node.ready, 30, "the node to be ready")
+            for _ in range(300):
+                if await _landed(target_registry, repos, digests):
+                    break
+                await asyncio.sleep(0.1)
+            server.stop()
+            wait_for(lambda: not node.ready(), 30, "/readyz to say not ready")
+            v2 = await push_image(source_registry, repos[0], make_image("v2-while-down"), "v2")
+            await asyncio.sleep(8)  # a few passes' worth of schedule with the database away
+            assert node.alive(), node.describe()
+            server.start()
+            wait_for(node.ready, 30, "/readyz to be ready again")
+            async with open_client(target_registry) as dst:
+                for _ in range(300):
+                    found = await dst.head_manifest(repos[0], "v2")
+                    if found is not None:
+                        break
+                    await asyncio.sleep(0.1)
+            assert node.alive()
+            crashed = node.events("scheduler.run_crashed")
+        puts = _tag_puts(proxy)
+    assert found is not None
+    assert found.digest == v2
+    assert puts == {repos[0]: 2, repos[1]: 1}  # v1 and v2, each written once
+    assert crashed == []
