@@ -212,3 +212,39 @@ async def test_postgresql_down_and_back_loses_nothing(
     assert found.digest == v2
     assert puts == {repos[0]: 2, repos[1]: 1}  # v1 and v2, each written once
     assert crashed == []
+
+
+async def test_a_paused_node_whose_lease_expired_writes_no_tag(
+    tmp_path: Path,
+    postgres_url: str,
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+) -> None:
+    """
+    SIGSTOP a node mid-copy until its lease has expired and another node has copied the
+    repository; after SIGCONT the paused node's fence refuses: the tag is written once.
+    """
+    digests = await _push(source_registry, [repo])
+    with FaultProxy(target_registry.url) as proxy:
+        proxy.add(Fault.delay(1.0), kinds="upload_put")
+        config = _config(tmp_path, source_registry.url, proxy.url, [repo], postgres_url)
+        with _node(config, tmp_path, "paused") as paused:
+            wait_for(lambda: proxy.calls("upload_put") >= 1, 30, "the first node to copy")
+            paused.send(signal.SIGSTOP)
+            try:
+                with _node(config, tmp_path, "other"):
+                    for _ in range(300):
+                        if await _landed(target_registry, [repo], digests):
+                            break
+                        await asyncio.sleep(0.1)
+                    copied_by_other = await _landed(target_registry, [repo], digests)
+            finally:
+                paused.send(signal.SIGCONT)
+            wait_for(lambda: paused.events("replicate.run_finished"), 30, "the paused pass to end")
+            [finished] = paused.events("replicate.run_finished")[:1]
+        proxy.wait_idle()
+        puts = _tag_puts(proxy)
+    assert copied_by_other
+    assert puts == {repo: 1}
+    assert finished["failed"] == 1
