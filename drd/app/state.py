@@ -128,6 +128,21 @@ def lease_gate(
     )
 
 
+async def cluster_counts(settings: Settings, state: StateStore) -> tuple[str, int, int] | None:
+    """(this node, leases it holds, unclaimed units) in a cluster; None with SQLite."""
+    if settings.state.url is None:
+        return None
+    from drd.state.leases import cluster
+    from drd.state.postgres import PostgresState
+
+    if not isinstance(state, PostgresState):
+        return None
+    node = settings.daemon.node_name
+    found = await cluster(state, ttl=settings.state.lease_ttl.total_seconds())
+    held = next((n["leases"] for n in found["nodes"] if n["id"] == node), 0)
+    return node, int(held), int(found["unclaimed"])
+
+
 @contextlib.asynccontextmanager
 async def node_presence(
     settings: Settings, state: StateStore, on_health: Callable[[str], None]

@@ -33,7 +33,7 @@ import structlog
 from drd.app.drills import drill_job
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
-from drd.app.state import describe, lease_gate, node_presence, open_state
+from drd.app.state import cluster_counts, describe, lease_gate, node_presence, open_state
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
@@ -413,6 +413,8 @@ class _Service:
             pending={(s.policy, s.target): s.pending for s in records},
             drift={(s.policy, s.target): s.drift for s in records},
         )
+        if (counts := await cluster_counts(self.config.settings, self.state)) is not None:
+            self.metrics.set_cluster(*counts)
 
     # ------------------------------------------------------------------ jobs
 

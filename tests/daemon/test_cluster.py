@@ -136,10 +136,14 @@ async def test_nodes_share_the_work_and_copy_each_repository_once(
         await asyncio.sleep(4)  # at least one more pass on every node
         puts = _tag_puts(proxy)
         assert all(d.alive() for d in daemons)
+        unclaimed = [d.sample("drd_cluster_unclaimed_units") for d in daemons]
+        held = [d.sample("drd_node_leases", node=f"n{i}") for i, d in enumerate(daemons)]
     assert await _landed(target_registry, repos, digests)
     assert puts == dict.fromkeys(repos, 1)
     ids = sorted(node["id"] for node in status["nodes"])  # type: ignore[attr-defined]
     assert ids == [f"n{i}" for i in range(nodes)]
+    assert all(value is not None and 0 <= value <= len(repos) for value in unclaimed)
+    assert all(value is not None for value in held)
 
 
 async def test_a_killed_nodes_units_are_finished_by_another(
