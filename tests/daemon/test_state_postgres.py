@@ -261,3 +261,34 @@ async def test_open_state_picks_the_backend_from_the_settings(
     finally:
         await pg.close()
         await lite.close()
+
+
+def test_status_text_shows_the_cluster() -> None:
+    """The human `drd status` names each node, the singleton holders and the queue depth."""
+    from drd.commands.status import render
+
+    document = {
+        "state_db": "db:5432/drd",
+        "now": "2026-01-01T00:00:00+00:00",
+        "replication": [],
+        "jobs": [],
+        "runs": [],
+        "nodes": [
+            {
+                "id": "drd-east-1",
+                "host": "east1",
+                "version": "1.0",
+                "last_heartbeat": "2026-01-01T00:00:00+00:00",
+                "leases": 3,
+            }
+        ],
+        "leaders": {"snapshot": "drd-east-1"},
+        "unclaimed": 7,
+    }
+    text = render(document)
+    assert (
+        "  drd-east-1 on east1 (drd 1.0): last heartbeat 2026-01-01T00:00:00+00:00, 3 leases"
+        in text
+    )
+    assert "  running singletons: snapshot on drd-east-1" in text
+    assert "  unclaimed units: 7" in text
