@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,12 @@ PHASES = ("cold", "warm", "incremental", "drill")
 TOOLS = ("raw", "skopeo", "skopeo-yaml", "drd")
 # A second drd no-op pass without its state directory: what the cache saves.
 DRD_STATELESS = "drd-stateless"
+# The daemon's no-op pass, timed inside one process over open clients (bench.inprocess).
+DRD_DAEMON = "drd-daemon"
+# The whole-process floor of a no-op pass: tags lists and one HEAD per tag (bench.floor).
+FLOOR = "floor"
+# In-process passes per drd-daemon run: the first opens the connections, the rest count.
+DAEMON_PASSES = 4
 _SNAPSHOT_KEYS = ("tags", "manifests", "blobs", "manifests_fetched", "registry_requests")
 
 
@@ -62,6 +69,7 @@ class Bench:
     stack: contextlib.ExitStack
     repeat: int = 1
     warm_repeat: int = 1
+    drill_repeat: int = 1
     targets: dict[str, Target] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -89,8 +97,8 @@ class Bench:
         keep each tool's median run by wall time.
         """
         tools = list(self.tools)
-        if phase == "warm" and "drd" in tools:
-            tools.append(DRD_STATELESS)
+        if phase == "warm":
+            tools += [FLOOR, *((DRD_STATELESS, DRD_DAEMON) if "drd" in tools else ())]
         rounds = {"cold": self.repeat, "warm": self.warm_repeat}.get(phase, 1)
         runs: dict[str, list[tuple[Run, list[str]]]] = {tool: [] for tool in tools}
         for round_ in range(rounds):
@@ -99,7 +107,7 @@ class Bench:
             for tool in tools[round_ % len(tools) :] + tools[: round_ % len(tools)]:
                 if phase == "cold":
                     self.fresh_target(tool)
-                target = self.targets["drd" if tool == DRD_STATELESS else tool]
+                target = self.targets[_target_of(tool, self.targets)]
                 print(f"  {self.corpus.name} {phase:11} {tool:13}", end=" ", flush=True)
                 run = self.run_tool(tool, phase, target, change)
                 problems = asyncio.run(verify(target.registry.url, self.corpus.tags))
@@ -155,7 +163,39 @@ class Bench:
                 return timed(argv, env=_skopeo_env(self.workdir), logs=logs, log_file=log_file)[0]
             case "drd" | "drd-stateless":
                 return self.run_drd(tool, phase, target, logs)
+            case "floor":
+                argv = [str(PYTHON), "-m", "bench.floor", self.source.url, *self.corpus.repos]
+                run, stdout = timed(argv, env=_env(), logs=logs, log_file=log_file)
+                with contextlib.suppress(ValueError):
+                    run.extra = json.loads(stdout)
+                return run
+            case "drd-daemon":
+                return self.run_daemon_pass(target, logs)
         raise ValueError(tool)
+
+    def run_daemon_pass(self, target: Target, logs: list[AccessLog]) -> Run:
+        """
+        DAEMON_PASSES no-op passes in one process; the figures are one pass's: the median
+        wall time of the passes after the first, and the requests divided by the passes.
+        """
+        config = self.workdir / "drd.toml"
+        state = self.workdir / "state-drd"
+        config.write_text(drd_config(self.source, target.registry, self.corpus.repos, state))
+        argv = [str(PYTHON), "-m", "bench.inprocess", str(config), str(DAEMON_PASSES)]
+        run, stdout = timed(argv, env=_env(), logs=logs, log_file=self.workdir / "drd.log")
+        with contextlib.suppress(ValueError, KeyError, IndexError):
+            document = json.loads(stdout)
+            later = sorted(document["passes_s"][1:])
+            run.extra = {
+                "process_wall_s": round(run.wall_s, 3),
+                "passes_s": document["passes_s"],
+                "skipped": document["reports"][-1][0]["skipped"],
+            }
+            run.wall_s = later[len(later) // 2]
+            run.requests = Counter(
+                {k: v // DAEMON_PASSES for k, v in run.requests.items() if v >= DAEMON_PASSES}
+            )
+        return run
 
     def run_drd(self, tool: str, phase: str, target: Target, logs: list[AccessLog]) -> Run:
         state = self.workdir / "state-drd"
@@ -200,12 +240,46 @@ class Bench:
         for phase in ("snapshot cold", "snapshot unchanged"):
             argv = [str(PYTHON), "-m", "drd", "snapshot", "create", "--config", str(config)]
             self._measured(phase, "drd", [*argv, "--json"], [self.source_log], 0, _SNAPSHOT_KEYS)
-        argv = [str(PYTHON), "-m", "drd", "drill", "--config", str(config), "--json"]
-        self._measured("drill", "drd", argv, [self.source_log, drill.log], self.corpus.bytes, ())
+        drill_argv = [str(PYTHON), "-m", "drd", "drill", "--config", str(config), "--json"]
         plan = self.workdir / "raw-pull.json"
         plan.write_text(json.dumps(self.corpus.pull_plan(self.source.url)))
+        pull_argv = [str(PYTHON), "-m", "bench.raw", "--pull", str(plan)]
+        runs: dict[str, list[dict[str, Any]]] = {"drd": [], "raw pull": []}
+        for round_ in range(self.drill_repeat):
+            order = [("drd", drill_argv, [self.source_log, drill.log])]
+            order.append(("raw pull", pull_argv, [self.source_log]))
+            # Interleaved, each round starting with the other one.
+            for tool, argv, logs in order[round_ % 2 :] + order[: round_ % 2]:
+                runs[tool].append(self._measured("drill", tool, argv, logs, self.corpus.bytes, ()))
+        for tool, rows in runs.items():
+            self.rows.append(_median_row(rows, drill=tool == "drd"))
+        self.restore_against_estimate(store)
+
+    def restore_against_estimate(self, store: Path) -> None:
+        """
+        What the drill's RTO estimates, measured: `drd restore` of the newest snapshot
+        into an empty registry, then a pull and re-hash of every blob from it.
+        """
+        fresh = self.fresh_target("restore")
+        config = self.workdir / "drd-restore.toml"
+        config.write_text(
+            drd_config(
+                self.source,
+                fresh.registry,
+                self.corpus.repos,
+                self.workdir / "state-snapshots",
+                snapshots=store,
+            )
+        )
+        argv = [
+            *(str(PYTHON), "-m", "drd", "restore", "--snapshot", "latest", "--to", "dst"),
+            *("--yes", "--allow-unsigned-snapshot", "--config", str(config), "--json"),
+        ]
+        self._measured("restore", "drd", argv, [fresh.log], self.corpus.bytes, ())
+        plan = self.workdir / "verify-pull.json"
+        plan.write_text(json.dumps(self.corpus.pull_plan(fresh.registry.url)))
         argv = [str(PYTHON), "-m", "bench.raw", "--pull", str(plan)]
-        self._measured("drill", "raw pull", argv, [self.source_log], self.corpus.bytes, ())
+        self._measured("restore", "verify", argv, [fresh.log], self.corpus.bytes, ())
 
     def _measured(
         self,
@@ -215,7 +289,8 @@ class Bench:
         logs: list[AccessLog],
         nbytes: int,
         keys: tuple[str, ...],
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Run one measured command; its row (kept in `rows` except for drill rounds)."""
         print(f"  {self.corpus.name} {phase:18} {tool:13}", end=" ", flush=True)
         run, stdout = timed(argv, env=_env(), logs=logs, log_file=self.workdir / "drd.log")
         document: dict[str, Any] = {}
@@ -227,16 +302,19 @@ class Bench:
             run.extra["phases"] = {
                 p["name"]: p["duration_s"] for p in document.get("phases", []) if "name" in p
             }
+            run.extra["rto"] = (document.get("judgement") or {}).get("rto") or {}
             if not document.get("ok", False) and not run.failed:
                 run.failed = f"drill not ok: {str(document.get('error', ''))[:300]}"
         row = self.row(phase, tool, run, None, [])
         row["bytes"] = nbytes
-        self.rows.append(row)
+        if phase != "drill":
+            self.rows.append(row)
         print(
             f"{run.wall_s:8.2f}s {run.rss_kib / 1024:7.1f} MiB {run.total_requests:6d} req"
             + (f" FAILED {run.failed}" if run.failed else ""),
             flush=True,
         )
+        return row
 
     def row(
         self, phase: str, tool: str, run: Run, change: Change | None, problems: list[str]
@@ -262,6 +340,34 @@ class Bench:
             "extra": run.extra,
             "load1": round(os.getloadavg()[0], 2),  # others' work on the machine meanwhile
         }
+
+
+def _median_row(rows: list[dict[str, Any]], *, drill: bool) -> dict[str, Any]:
+    """
+    The median of repeated drill rounds: for drd by its pull-and-re-hash phase (what the
+    drill-verify target is about), for the raw pull by wall time; every round's figures kept.
+    """
+
+    def key(row: dict[str, Any]) -> float:
+        if drill:
+            return float(row["extra"].get("phases", {}).get("pull and re-hash", 0.0))
+        return float(row["wall_s"])
+
+    ordered = sorted(rows, key=key)
+    row = dict(ordered[len(ordered) // 2])
+    row["walls"] = [r["wall_s"] for r in rows]
+    row["verify_s"] = [round(key(r), 3) for r in rows]
+    row["failed"] = next((r["failed"] for r in rows if r["failed"]), "")
+    return row
+
+
+def _target_of(tool: str, targets: dict[str, Target]) -> str:
+    """The target a tool's run is checked against: its own, drd's, or any filled one."""
+    if tool in (DRD_STATELESS, DRD_DAEMON):
+        return "drd"
+    if tool == FLOOR:
+        return "raw" if "raw" in targets else next(iter(targets))
+    return tool
 
 
 def drd_config(
@@ -368,6 +474,7 @@ def run_corpus(
     phases: tuple[str, ...] = PHASES,
     repeat: int = 1,
     warm_repeat: int = 1,
+    drill_repeat: int = 1,
     profile: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every phase of one corpus; returns its rows."""
@@ -397,6 +504,7 @@ def run_corpus(
             stack,
             repeat,
             warm_repeat,
+            drill_repeat,
         )
         bench.phase("cold", corpus.initial)
         if "warm" in phases:
@@ -469,6 +577,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="repeats of the warm phase (default: --repeat)",
     )
+    p.add_argument(
+        "--drill-repeat",
+        type=int,
+        default=None,
+        help="repeats of the drill and the raw pull, interleaved (default: --repeat)",
+    )
     p.add_argument("--profile", type=Path, default=None, help="run drd under py-spy, save here")
     return p.parse_args(argv)
 
@@ -486,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": args.scale,
         "repeat": max(1, args.repeat),
         "warm_repeat": max(1, args.repeat if args.warm_repeat is None else args.warm_repeat),
+        "drill_repeat": max(1, args.repeat if args.drill_repeat is None else args.drill_repeat),
         "rows": [],
     }
     with _workdir(args.workdir) as work:
@@ -498,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                 phases=tuple(args.phases.split(",")),
                 repeat=max(1, args.repeat),
                 warm_repeat=max(1, args.repeat if args.warm_repeat is None else args.warm_repeat),
+                drill_repeat=results["drill_repeat"],
                 profile=args.profile,
             )
             if args.json is not None:

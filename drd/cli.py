@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replicate": ("drd.commands.replicate", "one replication pass"),
     "restore": ("drd.commands.restore", "recreate repositories and tags from a snapshot"),
     "run": ("drd.commands.run", "the daemon: every policy, snapshot and drill on its schedule"),
+    "scrub": (
+        "drd.commands.scrub",
+        "check every tag's manifests and blobs are whole at an endpoint",
+    ),
     "snapshot": (
         "drd.commands.snapshot",
         "take, list, show, compare, verify and prune snapshots",

@@ -197,6 +197,13 @@ class Metrics:
             ["policy", "target", "reason"],
             registry=r,
         )
+        self.deletions = Counter(
+            "drd_replication_deletions_total",
+            "propagate_deletions: tags deleted at a target, kept (their digest is shared), "
+            "or held back by the brake.",
+            ["policy", "target", "outcome"],
+            registry=r,
+        )
         self.rejections = Counter(
             "drd_verification_rejections_total",
             "Artifacts not promoted to a trusted target because verification failed.",
@@ -371,6 +378,17 @@ class Metrics:
             elif item.outcome == "rejected":
                 self.rejections.labels(policy, item.target, _reason(item.reason)).inc()
         pass_reason = _reason(type(report.exception).__name__) if report.error else ""
+        held: set[str] = set()
+        for target, plan in report.deletions.items():
+            self.deletions.labels(policy, target, "deleted").inc(len(plan.deleted))
+            self.deletions.labels(policy, target, "kept").inc(len(plan.kept))
+            if plan.braked:
+                self.deletions.labels(policy, target, "braked").inc(len(plan.planned))
+            if not plan.ok:
+                # A held or failed deletion is not a clean pass: the failing alert fires.
+                held.add(target)
+                reason = "DeletionBrake" if plan.braked else "DeletionFailed"
+                self.errors.labels(policy, target, reason).inc()
         for target, stats in report.stats.items():
             self.bytes_copied.labels(policy, target).inc(stats.bytes_copied)
             self.blobs.labels(policy, target, "copied").inc(stats.blobs_copied)
@@ -380,8 +398,12 @@ class Metrics:
             self.manifests.labels(policy, target, "present").inc(stats.manifests_present)
             if pass_reason:
                 self.errors.labels(policy, target, pass_reason).inc()
-            elif full and not any(
-                i.target == target and i.outcome in ("failed", "rejected") for i in report.items
+            elif (
+                full
+                and target not in held
+                and not any(
+                    i.target == target and i.outcome in ("failed", "rejected") for i in report.items
+                )
             ):
                 self.replication_last_success.labels(policy, target).set(at)
 

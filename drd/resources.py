@@ -5,20 +5,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from drd.config import Endpoint, Replication, RetrySettings, Settings, Trust
+from drd.config import Endpoint, Replication, RetrySettings, Settings, Snapshots, Trust
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.referrers import AttachedTag
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
+from drd.replicate.deletions import Recorded, Recorder
 from drd.replicate.runner import TrustCheck
 from drd.retry import RetryHook, RetryPolicy
 from drd.selection.filters import RepoFilter, tag_filter
-from drd.selection.policy import Policy
+from drd.selection.policy import Brake, Policy
 
 if TYPE_CHECKING:
     from drd.trust.fulcio import KeylessTrust
@@ -78,6 +79,7 @@ def limits_for(endpoint: Endpoint) -> Limits:
         min_throughput=endpoint.min_throughput,
         max_tags=endpoint.max_tags,
         max_repositories=endpoint.max_repositories,
+        chunk_size=endpoint.chunk_size,
     )
 
 
@@ -106,7 +108,42 @@ def policy_from_config(rep: Replication) -> Policy:
         verify_after_copy=rep.verify_after_copy,
         immutable_tags=rep.immutable_tags,
         concurrency=rep.concurrency,
+        propagate_deletions=rep.propagate_deletions,
+        brake=Brake(rep.max_deletions, rep.max_deletion_percent),
     )
+
+
+def deletion_recorder(config: Snapshots | None, retry: RetryPolicy) -> Recorder | None:
+    """
+    What records a target's repositories before a pass deletes there: a snapshot of them
+    (under the target's endpoint name, signed like every snapshot) in ``[snapshots]``'s
+    store. None without a store: `drd config check` refuses propagate_deletions then.
+    """
+    if config is None:
+        return None
+
+    async def record(target: str, client: RegistryClient, repositories: Sequence[str]) -> Recorded:
+        # Imported on use: a pass that deletes nothing never loads the snapshot package.
+        from drd.snapshot.collect import take_snapshot
+        from drd.snapshot.sign import IndexKey
+        from drd.store.open import open_store
+
+        pem = config.signing_key()
+        key = None if pem is None else IndexKey.from_pem(pem, "snapshots.signing_key_file")
+        async with open_store(config, retry) as store:
+            snap = await take_snapshot(
+                client,
+                store,
+                source_name=target,
+                repositories=RepoFilter(tuple(repositories)),
+                blobs=False,
+                signing_key=key,
+                retry=retry,
+            )
+        tags = {name: dict(record.tags) for name, record in snap.repositories.items()}
+        return Recorded(snap.id, target, tags)
+
+    return record
 
 
 def verifier_for(settings: Settings, rep: Replication) -> TrustCheck | None:

@@ -11,13 +11,21 @@ def write_toml(path: Path, text: str) -> Path:
     return path
 
 
-def signed_replication(urls: dict[str, str], repo: str, key: Path) -> str:
+def signed_replication(
+    urls: dict[str, str], repo: str, key: Path, regions: dict[str, str] | None = None
+) -> str:
     """
-    ``version = 1``, one endpoint per *urls* entry, the trust policy ``release`` (the
-    public key file *key*) and the policy ``prod`` copying *repo* from ``primary`` to
-    ``dr`` with ``require_signature = "release"``.
+    ``version = 1``, one endpoint per *urls* entry (with its ``region`` from *regions*),
+    the trust policy ``release`` (the public key file *key*) and the policy ``prod``
+    copying *repo* from ``primary`` to ``dr`` with ``require_signature = "release"``.
     """
-    endpoints = "".join(f'[endpoints.{name}]\nurl = "{url}"\n\n' for name, url in urls.items())
+    regions = regions or {}
+    endpoints = "".join(
+        f'[endpoints.{name}]\nurl = "{url}"\n'
+        + (f'region = "{regions[name]}"\n' if name in regions else "")
+        + "\n"
+        for name, url in urls.items()
+    )
     return f"""
 version = 1
 

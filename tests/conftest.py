@@ -65,6 +65,8 @@ def isolate_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iter
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws" / "credentials"))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / "docker"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # A config that names no state_dir writes under the test's own folder, not /var/lib/drd.
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()

@@ -248,13 +248,15 @@ class Rule:
     path: re.Pattern[str] | None = None
     times: int | None = None
     skip: int = 0
+    min_body: int = 0
     matched: int = 0
     fired: int = 0
 
-    def matches(self, kind: str, method: str, target: str) -> bool:
+    def matches(self, kind: str, method: str, target: str, body_size: int = 0) -> bool:
         """Whether this request (``target`` is path and query) is one the rule is about."""
         return (
-            (self.kinds is None or kind in self.kinds)
+            body_size >= self.min_body
+            and (self.kinds is None or kind in self.kinds)
             and (self.method is None or self.method == method)
             and (self.path is None or self.path.search(target) is not None)
         )
@@ -430,8 +432,14 @@ class FaultProxy(ThreadedServer):
         path: str | None = None,
         times: int | None = None,
         skip: int = 0,
+        min_body: int = 0,
     ) -> Rule:
-        """Add a rule; the first rule that matches a request and still fires wins."""
+        """
+        Add a rule; the first rule that matches a request and still fires wins.
+
+        With *min_body*, only requests whose body holds at least that many bytes match
+        (a registry refusing large uploads).
+        """
         if isinstance(kinds, str):
             kinds = (kinds,)
         rule = Rule(
@@ -441,6 +449,7 @@ class FaultProxy(ThreadedServer):
             re.compile(path) if path else None,
             times,
             skip,
+            min_body,
         )
         with self._lock:
             self._rules.append(rule)
@@ -516,10 +525,10 @@ class FaultProxy(ThreadedServer):
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
-    def _match(self, kind: str, method: str, path: str) -> Fault | None:
+    def _match(self, kind: str, method: str, path: str, body_size: int = 0) -> Fault | None:
         with self._lock:
             for rule in self._rules:
-                if rule.matches(kind, method, path) and rule.take():
+                if rule.matches(kind, method, path, body_size) and rule.take():
                     return rule.fault
         return None
 
@@ -537,7 +546,7 @@ class FaultProxy(ThreadedServer):
         )
         with self._lock:
             self._seen.append(seen)
-        fault = self._match(kind, request.method, seen.target)
+        fault = self._match(kind, request.method, seen.target, len(body))
         seen.fault = fault.name if fault else ""
         try:
             return await self._apply(request, body, kind, fault, seen)

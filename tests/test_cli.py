@@ -261,3 +261,31 @@ def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None
     )
     assert [m for m in loaded if m.startswith(unwanted)] == []
     assert [m for m in loaded if m.startswith(("drd.daemon", "drd.failover.runner"))] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "why"),
+    [
+        pytest.param(
+            "propagate_deletions = true\n",
+            "replication[0].propagate_deletions",
+            "needs a [snapshots] store",
+            id="deletions-without-snapshots",
+        ),
+        pytest.param(
+            'platforms = ["linux/amd64"]\n',
+            "replication[0].platforms",
+            "is not supported",
+            id="platforms",
+        ),
+    ],
+)
+def test_config_check_refuses_promises_it_cannot_keep(
+    tmp_path: Path, body: str, field: str, why: str
+) -> None:
+    """`drd config check` exits 78 naming the field and the reason, not a silent default."""
+    config = write_config(tmp_path / "drd.toml", "http://127.0.0.1:1", "http://127.0.0.1:2", body)
+    result = drd("config", "check", "--config", str(config))
+    assert result.returncode == 78, result.stderr
+    assert field in result.stderr
+    assert why in result.stderr

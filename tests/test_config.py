@@ -694,6 +694,27 @@ def test_snapshot_store_urls(tmp_path: Path) -> None:
     }
 
 
+def test_object_lock_mode_needs_object_lock_days(tmp_path: Path) -> None:
+    """``s3_object_lock_mode`` alone would lock nothing: refused; with days it is taken."""
+    base = '[snapshots]\nsource = "src"\nstore = "s3://bucket"\n'
+    alone = base + 's3_object_lock_mode = "GOVERNANCE"\n'
+    assert config_errors(minimal_with(tmp_path, alone)) == {
+        "snapshots.s3_object_lock_mode": "applies only with s3_object_lock_days"
+    }
+    wrong = base + 's3_object_lock_days = 7\ns3_object_lock_mode = "LEGAL"\n'
+    assert set(config_errors(minimal_with(tmp_path, wrong))) == {"snapshots.s3_object_lock_mode"}
+    good = base + 's3_object_lock_days = 7\ns3_object_lock_mode = "GOVERNANCE"\n'
+    assert load_settings(minimal_with(tmp_path, good)).snapshots is not None
+
+
+def test_settings_exclude_needs_settings(tmp_path: Path) -> None:
+    """``settings_exclude`` with no ``settings`` would exclude nothing: refused."""
+    text = '[snapshots]\nsource = "src"\nsettings_exclude = ["*/htpasswd"]\n'
+    assert config_errors(minimal_with(tmp_path, text)) == {
+        "snapshots.settings_exclude": "applies only with settings"
+    }
+
+
 def test_oci_store_names_a_configured_endpoint(tmp_path: Path) -> None:
     """
     ``oci://<endpoint>/<repository>``: the endpoint's credentials are the store's; an
@@ -1118,3 +1139,40 @@ def test_certificate_given_as_a_key_fails_config_check(tmp_path: Path) -> None:
 
     assert list(errors) == ["trust.t.keys[0]"]
     assert "is a certificate; give its public key" in errors["trust.t.keys[0]"]
+
+
+def test_propagate_deletions_needs_a_snapshot_store(tmp_path: Path) -> None:
+    """Nothing is deleted that cannot be restored: no [snapshots], no propagated deletions."""
+    rule = RULE + "propagate_deletions = true\n"
+
+    errors = config_errors(minimal_with(tmp_path, rule))
+
+    assert set(errors) == {"replication[0].propagate_deletions"}
+    assert "needs a [snapshots] store" in errors["replication[0].propagate_deletions"]
+    store = f'[snapshots]\nsource = "src"\nstore = "{(tmp_path / "s").as_uri()}"\n'
+    settings = load_settings(minimal_with(tmp_path, rule + store))
+    assert settings.replication[0].propagate_deletions
+    assert (
+        settings.replication[0].max_deletions,
+        settings.replication[0].max_deletion_percent,
+    ) == (
+        100,
+        10.0,
+    )
+
+
+def test_deletion_brake_bounds_are_checked(tmp_path: Path) -> None:
+    """A negative count or a percentage over 100 is refused, naming the key."""
+    rule = RULE + "max_deletions = -1\nmax_deletion_percent = 150\n"
+
+    errors = config_errors(minimal_with(tmp_path, rule))
+
+    assert set(errors) == {"replication[0].max_deletions", "replication[0].max_deletion_percent"}
+
+
+def test_platforms_filter_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """`platforms` is not silently ignored: the error says why a replica keeps every platform."""
+    errors = config_errors(minimal_with(tmp_path, RULE + 'platforms = ["linux/amd64"]\n'))
+
+    assert set(errors) == {"replication[0].platforms"}
+    assert "break its signatures" in errors["replication[0].platforms"]

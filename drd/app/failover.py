@@ -74,6 +74,7 @@ async def run_failover(
         max_drill_age_s=settings.failover.max_drill_age.total_seconds(),
         rpo_s=(drills.rpo if drills else dt.timedelta(hours=1)).total_seconds(),
         hook_timeout_s=hook_timeout_s,
+        regions={name: ep.region for name, ep in settings.endpoints.items() if ep.region},
     )
     return await switch_over(
         setup,

@@ -17,9 +17,10 @@ from drd.app.outcome import Outcome, of_error, run_word
 from drd.config import Settings
 from drd.metrics import Metrics
 from drd.replicate.cache import TagCache
+from drd.replicate.deletions import Recorder
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
-from drd.resources import Resources, policy_from_config, verifier_for
+from drd.resources import Resources, deletion_recorder, policy_from_config, verifier_for
 from drd.selection.policy import Policy
 from drd.state import RunRecord, StateStore
 from drd.timeline import new_run_id
@@ -45,6 +46,7 @@ async def run_pass(
     state: StateStore | None = None,
     metrics: Metrics | None = None,
     gate: LeaseGate | None = None,
+    recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
     One pass of *policy*: a full one, or the pushed items *only*; recorded unless dry.
@@ -52,7 +54,8 @@ async def run_pass(
     alive by the gate's heartbeat for the pass.
 
     A full pass (manual or scheduled) moves the watermark and the last success; a
-    push-triggered one only clears what it copied.
+    push-triggered one only clears what it copied. *recorder* records what the pass is
+    about to delete at a target (propagate_deletions; `deletion_recorder`).
     """
     started = time.time()
     async with contextlib.AsyncExitStack() as stack:
@@ -71,6 +74,7 @@ async def run_pass(
             dry_run=dry_run,
             cache=cache,
             gate=gate,
+            recorder=recorder,
         )
     if dry_run:
         return report
@@ -112,6 +116,7 @@ async def replicate_once(
     """
     wanted = set(names)
     reports = []
+    recorder = deletion_recorder(settings.snapshots, res.retry)
     for rep in settings.replication:
         if wanted and rep.name not in wanted:
             continue
@@ -127,6 +132,7 @@ async def replicate_once(
                 dry_run=dry_run,
                 cache=cache,
                 state=state,
+                recorder=recorder,
             )
         )
     return reports

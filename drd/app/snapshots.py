@@ -6,16 +6,20 @@ way for `drd snapshot create` and the daemon's scheduled job.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from drd.app.outcome import run_word
 from drd.config import Settings, Snapshots
+from drd.config.explain import describe
 from drd.errors import ConfigError
 from drd.metrics import Metrics
 from drd.registry.client import RegistryClient
 from drd.retry import RetryPolicy
 from drd.selection.filters import RepoFilter
 from drd.snapshot.collect import SnapshotReport, run_snapshot
+from drd.snapshot.settings import BytesSource, FileSource, SettingsSource
 from drd.snapshot.sign import IndexKey
 from drd.state import RunRecord, StateStore
 from drd.store.base import SnapshotStore
@@ -56,10 +60,51 @@ async def take_snapshot(
         source_name=source,
         repositories=wanted,
         blobs=config.blobs,
+        metadata_blob_max=config.metadata_blob_max,
         signing_key=key,
         retry=retry,
         state_dir=settings.daemon.state_dir,
+        settings=settings_sources(settings, config),
     )
+
+
+# Where drd's own resolved configuration is recorded (and written by `restore --settings`).
+DRD_CONFIG_PATH = "drd/config.json"
+
+
+def settings_sources(settings: Settings, config: Snapshots) -> list[SettingsSource]:
+    """
+    What a snapshot records besides the registry: the ``settings`` files (secrets per
+    ``settings_exclude`` by digest only), drd's resolved configuration with every
+    secret masked (as `drd config check` prints it), and the trust material (public
+    keys, certificate roots, trust policies) the trust tables load.
+    """
+    document = json.dumps(describe(settings), indent=2, sort_keys=True).encode() + b"\n"
+    return [
+        FileSource(config.settings, exclude=config.settings_exclude),
+        BytesSource(DRD_CONFIG_PATH, document),
+        FileSource(trust_files(settings), kind="trust"),
+    ]
+
+
+def trust_files(settings: Settings) -> list[Path]:
+    """Every trust material file the configuration loaded, absolute, in table order."""
+    paths: list[str] = []
+    for table in settings.trust.values():
+        for loaded in (
+            table.key_pems(),
+            table.rekor_pems(),
+            table.fulcio_pems(),
+            table.ctlog_pems(),
+            table.notation_root_files(),
+            table.notation_tsa_root_files(),
+        ):
+            paths += [source for source, _ in loaded]
+        if (root := table.sigstore_root_json()) is not None:
+            paths.append(root[0])
+        if table.notation_policy is not None:
+            paths.append(str(table.notation_policy))
+    return [Path(p) for p in dict.fromkeys(paths) if Path(p).is_absolute()]
 
 
 async def record_snapshot(

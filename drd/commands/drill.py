@@ -17,6 +17,7 @@ from drd.drill.report import DrillReport
 from drd.drill.runner import write_reports
 from drd.resources import open_resources
 from drd.snapshot.catalog import LATEST
+from drd.timeline import process_age_s
 
 
 def register(sub: Any, command: Any) -> None:
@@ -55,6 +56,8 @@ async def drill(args: argparse.Namespace) -> Outcome:
                 replica=args.replica,
                 sample=args.sample,
                 state=state,
+                # This process's start-up until now: interpreter, imports, settings, clients.
+                startup_s=process_age_s(),
             )
         paths = await write_reports(report, report_dir)
         await record_drill(report, trigger="manual", state=state)

@@ -75,6 +75,7 @@ def render(reports: list[PolicyReport]) -> str:
             lines.append(f"  error: {report.error}")
         for target, why in sorted(report.unreachable.items()):
             lines.append(f"  target {target} unreachable for the rest of the pass: {why}")
+        lines += _render_deletions(report)
         for item in sorted(report.items, key=lambda i: (i.target, i.repository, i.tag)):
             if item.outcome == "skipped":
                 continue
@@ -85,3 +86,28 @@ def render(reports: list[PolicyReport]) -> str:
                 f"{item.digest[:19]}{moved}{reason}"
             )
     return "\n".join(lines)
+
+
+def _render_deletions(report: PolicyReport) -> list[str]:
+    """One line per tag deleted (or, in a dry run, to delete), kept, or held by the brake."""
+    lines: list[str] = []
+    verb = "to delete" if report.dry_run else "deleted"
+    for target, plan in sorted(report.deletions.items()):
+        if plan.braked:
+            lines.append(f"  brake    {plan.braked}")
+        if plan.error:
+            lines.append(f"  error    {target}: {plan.error}")
+        done = plan.planned if report.dry_run and not plan.braked else plan.deleted
+        for d in done:
+            lines.append(f"  {verb:8} {target} {d.repository}:{d.tag} {str(d.digest)[:19]}")
+        for d, other in plan.kept:
+            lines.append(
+                f"  kept     {target} {d.repository}:{d.tag} {str(d.digest)[:19]}: "
+                f"{other} names the same digest"
+            )
+        if plan.snapshot:
+            lines.append(
+                f"  recorded in snapshot {plan.snapshot} (undo: drd restore --snapshot "
+                f"{plan.snapshot} --source {plan.snapshot_source} --to {target})"
+            )
+    return lines

@@ -1,6 +1,7 @@
 """
 `drd restore --snapshot ID|latest --to ENDPOINT [--repository GLOB] [--tag REGEX]
-[--yes] [--allow-unsigned-snapshot]`.
+[--yes] [--allow-unsigned-snapshot]`, or `drd restore --snapshot ID|latest --settings DIR
+[--force]` for the registry settings the snapshot recorded.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from drd.app.history import open_history
 from drd.app.outcome import Outcome
 from drd.app.restore import restore_from_settings
+from drd.app.settings_restore import restore_settings
 from drd.app.snapshots import snapshots_config
 from drd.commands.output import emit
 from drd.config import load_settings
@@ -21,13 +24,24 @@ from drd.restore.plan import Selection
 from drd.restore.runner import RestoreReport
 from drd.snapshot.catalog import LATEST
 from drd.snapshot.model import Snapshot
+from drd.snapshot.settings import SettingsRestore
 
 
 def register(sub: Any, command: Any) -> None:
     """Add `restore`."""
     p = command("restore", restore)
     p.add_argument("--snapshot", required=True, help=f"snapshot id or {LATEST!r}")
-    p.add_argument("--to", required=True, help="endpoint to restore into ([endpoints.NAME])")
+    into = p.add_mutually_exclusive_group(required=True)
+    into.add_argument("--to", help="endpoint to restore into ([endpoints.NAME])")
+    into.add_argument(
+        "--settings",
+        type=Path,
+        metavar="DIR",
+        help="write the snapshot's registry settings files under DIR (no registry needed)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="with --settings: overwrite files already in DIR"
+    )
     p.add_argument(
         "--repository",
         action="append",
@@ -67,6 +81,20 @@ async def restore(args: argparse.Namespace) -> Outcome:
     """
     settings = load_settings(args.config)
     snapshots_config(settings)
+    if args.settings is not None:
+        written = await restore_settings(
+            settings,
+            snapshot=args.snapshot,
+            folder=args.settings,
+            source=args.source,
+            force=args.force,
+            allow_unsigned=args.allow_unsigned_snapshot,
+        )
+        emit(args, written.to_json(), render_settings(written))
+        return Outcome.OK if written.ok else Outcome.FAILED
+    if args.force:
+        sys.stderr.write("drd: --force applies only with --settings\n")
+        return Outcome.USAGE
     if args.to not in settings.endpoints:
         sys.stderr.write(f"drd: no endpoint named {args.to}\n")
         return Outcome.USAGE
@@ -152,4 +180,24 @@ def render(report: RestoreReport) -> str:
         lines.append(f"  {label:9} {item.repository}:{item.tag} {item.digest}{moved}{reason}")
     for where, reason in sorted(report.failures.items()):
         lines.append(f"  failed    {where}: {reason}")
+    return "\n".join(lines)
+
+
+def render_settings(report: SettingsRestore) -> str:
+    """Human text for `restore --settings`: what was written, refused and left to the operator."""
+    lines = [
+        f"settings of snapshot {report.snapshot} into {report.folder}: "
+        f"{len(report.written)} written, {len(report.existing)} already there, "
+        f"{len(report.secrets)} secrets not in the snapshot"
+    ]
+    lines += [f"  wrote     {r.path} ({r.mode:04o}, {r.size} bytes)" for r in report.written]
+    lines += [
+        f"  exists    {r.path}: not overwritten, nothing was written (--force overwrites)"
+        for r in report.existing
+    ]
+    lines += [
+        f"  secret    {r.path}: recorded by digest only; restore it from where secrets are "
+        f"kept ({r.digest}, {r.mode:04o})"
+        for r in report.secrets
+    ]
     return "\n".join(lines)

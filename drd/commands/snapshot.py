@@ -180,6 +180,15 @@ async def _prune(
             "  no object deleted: a snapshot is being taken "
             f"({', '.join(report.sweep_deferred)}); the next prune deletes them"
         )
+    lines += [
+        f"  keep {sid}: its index is locked until {until:%Y-%m-%dT%H:%M:%SZ}"
+        for sid, until in sorted(report.retained.items())
+    ]
+    if report.objects_retained_until:
+        lines.append(
+            f"  {len(report.objects_retained)} unreferenced objects kept: locked until "
+            f"{report.objects_retained_until:%Y-%m-%dT%H:%M:%SZ} at the latest"
+        )
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK
 
@@ -228,21 +237,30 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
         "skipped": [
             {"repository": s.repository, "tag": s.tag, "reason": s.reason} for s in snap.skipped
         ],
+        "settings": [r.to_json() for r in snap.settings],
     }
 
 
 def render_show(snap: Snapshot) -> str:
     """Human text for `snapshot show`."""
     s = snap.summary()
+    stored = "stored" if snap.blobs_stored else f"{s['metadata_blobs']} metadata blobs stored"
     lines = [
         f"snapshot {snap.id} of {snap.source} ({snap.source_url}) taken {s['taken_at']}",
         f"  {s['repositories']} repositories, {s['tags']} tags, {s['manifests']} manifests, "
-        f"{s['blobs']} blobs{' (stored)' if snap.blobs_stored else ''}, "
+        f"{s['blobs']} blobs ({stored}), "
         f"{'signed' if snap.signature else 'unsigned'}, index {s['digest']}",
     ]
     for name, repo in sorted(snap.repositories.items()):
         lines.append(f"  {name}")
         lines += [f"    {tag:40} {d}" for tag, d in sorted(repo.tags.items())]
+    if snap.settings:
+        lines.append("  settings")
+        lines += [
+            f"    {r.path:40} {r.kind:5} {r.mode:04o} {r.size:>9} {r.digest}"
+            + ("" if r.stored else "  (secret: digest only)")
+            for r in snap.settings
+        ]
     return "\n".join(lines)
 
 

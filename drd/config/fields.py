@@ -1,6 +1,6 @@
 """
 The configuration's field types: names, paths, durations, globs, regular expressions,
-platforms, hooks and HTTP URLs, each validated with the error message a user sees;
+hooks and HTTP URLs, each validated with the error message a user sees;
 and the limits and constants the models and the loader share.
 """
 
@@ -44,7 +44,6 @@ class _Invalid(ValueError):
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _POLICY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_PLATFORM = re.compile(r"[a-z0-9]{1,32}/[a-z0-9_]{1,32}(?:/[a-z0-9.]{1,32})?")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
 )
@@ -143,12 +142,6 @@ def _regex(value: str) -> str:
     return value
 
 
-def _platform(value: str) -> str:
-    if len(value) > 100 or not _PLATFORM.fullmatch(value):
-        raise ValueError('platform must look like "linux/amd64" or "linux/arm64/v8"')
-    return value
-
-
 def _hook(value: str) -> str:
     if not value.strip() or len(value) > 4096:
         raise ValueError("hook must be a non-empty command of at most 4096 characters")
@@ -171,7 +164,6 @@ Duration = Annotated[timedelta, BeforeValidator(_duration_input), AfterValidator
 Interval = Annotated[Duration, AfterValidator(_positive)]
 Glob = Annotated[str, AfterValidator(_glob)]
 Regex = Annotated[str, AfterValidator(_regex)]
-PlatformName = Annotated[str, AfterValidator(_platform)]
 Hook = Annotated[str, AfterValidator(_hook)]
 
 

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -77,7 +78,6 @@ from drd.config.fields import (
     Interval,
     Name,
     NotationIdentity,
-    PlatformName,
     PolicyName,
     PredicateType,
     Regex,
@@ -155,6 +155,9 @@ class Endpoint(BaseModel):
     # Most tags one repository, and most repositories the catalog, may list.
     max_tags: int = Field(100_000, ge=1, le=100_000_000)
     max_repositories: int = Field(100_000, ge=1, le=100_000_000)
+    # Bytes per PATCH for blobs larger than this; None: each blob in one streamed PUT,
+    # falling back to 64 MiB PATCHes when the registry refuses one (413 or 416).
+    chunk_size: int | None = Field(None, ge=1024, le=1 << 40)
 
     _credentials: Credentials | None = PrivateAttr(None)
 
@@ -367,6 +370,15 @@ class Trust(BaseModel):
         return copy
 
 
+# Why a `platforms` filter is refused rather than ignored (README "Multi-arch images").
+PLATFORMS_REMOVED = (
+    "is not supported: a replica holds whole indexes, every platform, byte for byte. "
+    "Copying some platforms would change the index digest (and break its signatures) or "
+    "leave it naming manifests the target does not have, which a registry refuses; "
+    "remove the key, or narrow what is copied with repositories and tags"
+)
+
+
 class Replication(BaseModel):
     """One replication policy: a source endpoint copied to one or more targets."""
 
@@ -384,9 +396,19 @@ class Replication(BaseModel):
     verify_after_copy: bool = True
     immutable_tags: bool = False
     propagate_deletions: bool = False
-    platforms: list[PlatformName] | None = Field(None, min_length=1, max_length=64)
+    # The safety brake on propagated deletions, per pass and target: above either, the
+    # pass deletes nothing at that target and reports why.
+    max_deletions: int = Field(100, ge=0, le=1_000_000)
+    max_deletion_percent: float = Field(10.0, ge=0.0, le=100.0)
     interval: Interval = timedelta(minutes=5)
     concurrency: int = Field(8, ge=1, le=1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_platforms(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "platforms" in data:
+            raise _Invalid([("platforms", PLATFORMS_REMOVED)])
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -414,13 +436,21 @@ class Snapshots(BaseModel):
     s3_region: str | None = Field(None, min_length=1, max_length=64)
     s3_sse: Literal["AES256", "aws:kms"] | None = None
     s3_object_lock_days: int | None = Field(None, ge=1, le=36_500)
+    s3_object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
     interval: Interval = timedelta(hours=1)
     blobs: bool = False
+    # Metadata blobs (configs, signature payloads, attestations, SBOMs) up to this size
+    # are stored even with blobs = false: "4MiB", "512KiB" or bytes.
+    metadata_blob_max: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=0, le=1 << 30)
     keep_last: int = Field(48, ge=1, le=1_000_000)
     keep_daily: int = Field(30, ge=0, le=100_000)
     keep_weekly: int = Field(12, ge=0, le=100_000)
     signing_key_file: ConfigPath | None = None
     repositories: list[Glob] | None = Field(None, min_length=1, max_length=10_000)
+    # Registry settings files recorded with each snapshot; those matching settings_exclude
+    # (fnmatch on the absolute path) are recorded by digest only, never stored.
+    settings: list[ConfigPath] = Field(default_factory=list, max_length=1000)
+    settings_exclude: list[Glob] = Field(default_factory=list, max_length=1000)
 
     _signing_key: SecretBytes | None = PrivateAttr(None)
     _store_endpoint: Endpoint | None = PrivateAttr(None)
@@ -458,6 +488,10 @@ class Snapshots(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if "s3_object_lock_mode" in self.model_fields_set and self.s3_object_lock_days is None:
+            raise _Invalid([("s3_object_lock_mode", "applies only with s3_object_lock_days")])
+        if self.settings_exclude and not self.settings:
+            raise _Invalid([("settings_exclude", "applies only with settings")])
         if self.store_scheme == "s3":
             return self
         s3_only = ("s3_endpoint_url", "s3_region", "s3_sse", "s3_object_lock_days")
@@ -567,13 +601,23 @@ class Drills(BaseModel):
         return self
 
 
+def default_state_dir() -> Path:
+    """
+    systemd's ``$STATE_DIRECTORY`` (the unit's ``StateDirectory=``; the first, if several),
+    else ``/var/lib/drd``: a config that names no state_dir follows the unit.
+    """
+    return Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "/var/lib/drd")
+
+
 class Failover(BaseModel):
     """What `drd failover` runs and records."""
 
     model_config = _MODEL_CONFIG
 
     hooks: list[Hook] = Field(default_factory=list, max_length=64)
-    overrides_file: ConfigPath = Path("/var/lib/drd/overrides.json")
+    overrides_file: ConfigPath = Field(
+        default_factory=lambda: default_state_dir() / "overrides.json"
+    )
     max_drill_age: Interval = timedelta(hours=48)
 
 
@@ -583,7 +627,7 @@ class Daemon(BaseModel):
     model_config = _MODEL_CONFIG
 
     listen: str = Field("127.0.0.1:9477", max_length=300)
-    state_dir: ConfigPath = Path("/var/lib/drd")
+    state_dir: ConfigPath = Field(default_factory=default_state_dir)
     # This node's name in a cluster (leases, drd status); default "<host>:<pid>".
     node: str = Field("", max_length=128)
     webhook_token_file: ConfigPath | None = None
@@ -927,6 +971,14 @@ def _reference_problems(settings: Settings) -> list[tuple[str, str]]:
         for position, target in enumerate(rule.targets):
             endpoint(f"{path}.targets[{position}]", target)
         policy(f"{path}.require_signature", rule.require_signature)
+        if rule.propagate_deletions and settings.snapshots is None:
+            problems.append(
+                (
+                    f"{path}.propagate_deletions",
+                    "needs a [snapshots] store: what a pass deletes at a target is recorded "
+                    "in a snapshot first, so that `drd restore` can bring it back",
+                )
+            )
     if settings.snapshots is not None:
         endpoint("snapshots.source", settings.snapshots.source)
         if settings.snapshots.store_scheme == "oci":

@@ -44,7 +44,13 @@ from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
 from drd.replicate.runner import Verifier
-from drd.resources import Resources, open_resources, policy_from_config, verifier_for
+from drd.resources import (
+    Resources,
+    deletion_recorder,
+    open_resources,
+    policy_from_config,
+    verifier_for,
+)
 from drd.selection.policy import Policy
 from drd.snapshot.catalog import prune
 from drd.state import StateStore
@@ -468,6 +474,9 @@ class _Service:
                 state=self.state,
                 metrics=self.metrics,
                 gate=lease_gate(generation.settings, self.state, name, fresh=fresh),
+                recorder=deletion_recorder(
+                    generation.settings.snapshots, generation.resources.retry
+                ),
             )
             await self.refresh_replication_metrics()
 

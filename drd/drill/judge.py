@@ -2,24 +2,39 @@
 Judge a drill against its RTO and RPO targets. Pure: no I/O, no clock.
 
 RPO is how much would be lost right now: the age of the newest snapshot (a
-restore drill), or the replication lag of the replica (a replica drill).
+restore drill), or the replication lag of the replica (a replica drill). The
+worst-case RPO (`with_worst_rpo`) is the longest such exposure in the judged window;
+both are judged against the target.
 
-RTO is how long getting the registry back would take. A drill measures its own
-restore and read-back time for its scope; `estimate_rto` extrapolates that to the
-whole registry by the ratio of bytes and of objects (manifests plus blobs), taking
-the larger ratio so that a drill dominated by per-object latency is not scaled by
-bytes alone, nor a byte-heavy one by objects alone. The method is stated in words
-in every report.
+RTO is how long getting the registry back would take: an operator starting
+``drd restore`` for everything and verifying it. `estimate_rto` builds it from the
+drill's measured phases with the model of `drd.drill.estimate` (fixed costs once,
+restore and read-back scaled by the larger of the growth in request waves and in
+bytes). The method is stated in words in every report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from drd.drill.estimate import DrillTimes, WorstGap, describe, model_rto, size
 from drd.drill.plan import Volume
 from drd.timeline import duration
+
+__all__ = [
+    "Judgement",
+    "RtoEstimate",
+    "Targets",
+    "estimate_rto",
+    "judge",
+    "replica_rpo",
+    "size",
+    "snapshot_rpo",
+    "with_worst_rpo",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +50,14 @@ class RtoEstimate:
     """The whole-registry RTO extrapolated from a drill, with the ratios and the method."""
 
     measured_s: float  # restore + read-back of the drill's scope
-    value_s: float  # extrapolated to the whole registry
-    scale: float  # the factor applied: max(byte ratio, object ratio), at least 1
+    value_s: float  # fixed costs + the variable part scaled to the whole registry
+    scale: float  # the factor applied to the variable part, at least 1
     byte_ratio: float
     object_ratio: float
     method: str
+    fixed_s: float = 0.0  # start-up + loading the snapshot, paid once
+    startup_s: float | None = None  # process start-up, when measured
+    wave_ratio: float = 1.0  # growth in rounds of concurrent requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,8 @@ class Judgement:
     rpo_target_s: float
     rpo_method: str
     reasons: tuple[str, ...]  # why it did not pass; empty when it did
+    worst_rpo: WorstGap | None = None  # the longest exposure in the judged window
+    worst_rpo_method: str = ""  # how it was found, or why it is unknown
 
     @property
     def rto_met(self) -> bool:
@@ -60,13 +80,23 @@ class Judgement:
         return self.rto is not None and self.rto.value_s <= self.rto_target_s
 
     @property
-    def rpo_met(self) -> bool:
-        """Whether the measured RPO is within its target."""
+    def newest_rpo_met(self) -> bool:
+        """Whether the RPO measured now (newest snapshot's age, or the lag) is within target."""
         return self.rpo_s is not None and self.rpo_s <= self.rpo_target_s
+
+    @property
+    def worst_rpo_met(self) -> bool:
+        """Whether the worst case in the window, when known, is within the RPO target."""
+        return self.worst_rpo is None or self.worst_rpo.seconds <= self.rpo_target_s
+
+    @property
+    def rpo_met(self) -> bool:
+        """Whether the measured RPO and the worst case, when known, are within the target."""
+        return self.newest_rpo_met and self.worst_rpo_met
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        rto = self.rto
+        rto, worst = self.rto, self.worst_rpo
         return {
             "passed": self.passed,
             "reasons": list(self.reasons),
@@ -77,6 +107,11 @@ class Judgement:
                 "scale": None if rto is None else round(rto.scale, 4),
                 "byte_ratio": None if rto is None else round(rto.byte_ratio, 4),
                 "object_ratio": None if rto is None else round(rto.object_ratio, 4),
+                "wave_ratio": None if rto is None else round(rto.wave_ratio, 4),
+                "fixed_s": None if rto is None else round(rto.fixed_s, 3),
+                "startup_s": (
+                    None if rto is None or rto.startup_s is None else round(rto.startup_s, 3)
+                ),
                 "met": self.rto_met,
                 "method": "" if rto is None else rto.method,
             },
@@ -85,50 +120,36 @@ class Judgement:
                 "measured_s": None if self.rpo_s is None else round(self.rpo_s, 3),
                 "met": self.rpo_met,
                 "method": self.rpo_method,
+                "worst_met": self.worst_rpo_met,
+                "worst_s": None if worst is None else round(worst.seconds, 3),
+                "worst_from": None if worst is None else _iso(worst.start),
+                "worst_to": None if worst is None else _iso(worst.end),
+                "worst_method": self.worst_rpo_method,
             },
         }
 
 
-def size(n: int) -> str:
-    """Bytes in binary units: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover - the loop always returns
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _ratio(whole: int, part: int) -> float:
-    if part <= 0:
-        return 1.0 if whole <= 0 else float(whole)
-    return whole / part
-
-
-def estimate_rto(measured_s: float, scope: Volume, whole: Volume) -> RtoEstimate:
+def estimate_rto(times: DrillTimes, scope: Volume, whole: Volume) -> RtoEstimate:
     """
-    Extrapolate *measured_s* (restore + read-back of *scope*) to *whole*.
-
-    ``estimate = measured * max(whole bytes / scope bytes, whole objects / scope objects)``,
-    never below the measurement itself.
+    The RTO of restoring and verifying *whole*, from a drill of *scope* that took *times*:
+    ``fixed + (restore + read-back) x max(wave ratio, byte ratio, 1)``.
     """
-    byte_ratio = _ratio(whole.bytes, scope.bytes)
-    object_ratio = _ratio(whole.objects, scope.objects)
-    scale = max(byte_ratio, object_ratio, 1.0)
-    value = measured_s * scale
-    if scale == 1.0:
-        method = (
-            f"measured: the drill restored and read back the whole snapshot "
-            f"({whole.objects} objects, {size(whole.bytes)}) in {duration(measured_s)}"
-        )
-    else:
-        method = (
-            f"extrapolated: restore + read-back of the drill's scope ({scope.objects} objects, "
-            f"{size(scope.bytes)}) took {duration(measured_s)}; the whole snapshot holds "
-            f"{whole.objects} objects and {size(whole.bytes)} (x{object_ratio:.2f} by objects, "
-            f"x{byte_ratio:.2f} by bytes); estimate = measured x {scale:.2f}, the larger ratio"
-        )
-    return RtoEstimate(measured_s, value, scale, byte_ratio, object_ratio, method)
+    model = model_rto(times, scope, whole)
+    return RtoEstimate(
+        measured_s=model.variable_s,
+        value_s=model.value_s,
+        scale=model.scale,
+        byte_ratio=model.byte_ratio,
+        object_ratio=model.object_ratio,
+        method=describe(model, times, scope, whole),
+        fixed_s=model.fixed_s,
+        startup_s=times.startup_s,
+        wave_ratio=model.wave_ratio,
+    )
 
 
 def snapshot_rpo(newest_taken_at: dt.datetime | None, now: dt.datetime) -> tuple[float | None, str]:
@@ -179,6 +200,26 @@ def judge(
         rpo_target_s=targets.rpo_s,
         rpo_method=rpo_method,
         reasons=tuple(reasons),
+    )
+
+
+def with_worst_rpo(judgement: Judgement, worst: WorstGap | None, method: str) -> Judgement:
+    """
+    *judgement* with the worst-case RPO of the judged window added and judged: a gap
+    longer than the RPO target fails the drill, as a newest snapshot that old would.
+    """
+    reasons = list(judgement.reasons)
+    if worst is not None and worst.seconds > judgement.rpo_target_s:
+        reasons.append(
+            f"worst-case RPO {duration(worst.seconds)} exceeds the target "
+            f"{duration(judgement.rpo_target_s)}: {method}"
+        )
+    return dataclasses.replace(
+        judgement,
+        passed=not reasons,
+        reasons=tuple(reasons),
+        worst_rpo=worst,
+        worst_rpo_method=method,
     )
 
 

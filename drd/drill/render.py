@@ -50,13 +50,21 @@ def render_text(report: DrillReport) -> str:
             f"  RTO estimate {duration(rto.value_s if rto else None)} "
             f"(target {duration(j.rto_target_s)}); RPO {duration(j.rpo_s)} "
             f"(target {duration(j.rpo_target_s)})"
+            + (
+                f"; worst-case RPO {duration(j.worst_rpo.seconds)}"
+                if j.worst_rpo is not None
+                else ""
+            )
         )
     rb = report.readback
     lines.append(
         f"  checked {rb.tags_ok}/{rb.tags} tags, {rb.manifests} manifests, {rb.blobs} blobs "
         f"({size(rb.bytes)}); signatures: {rb.signed_ok} verified, {rb.unsigned} unsigned, "
-        f"{rb.signature_failures} failed"
+        f"{rb.signature_failures} failed, {rb.unchecked} not checked"
     )
+    unsigned = [r.repository for r in report.repositories if r.status == "unsigned"]
+    if unsigned:
+        lines.append(f"  unsigned: {', '.join(unsigned[:20])}")
     if report.error:
         lines.append(f"  error: {report.error}")
     for failure in report.failures[:50]:
@@ -93,8 +101,13 @@ def render_markdown(report: DrillReport) -> str:
         )
         out.append(
             f"| RPO | {duration(j.rpo_target_s)} | {duration(j.rpo_s)} | "
-            f"{'yes' if j.rpo_met else 'no'} |"
+            f"{'yes' if j.newest_rpo_met else 'no'} |"
         )
+        if j.worst_rpo is not None:
+            out.append(
+                f"| RPO, worst case in the window | {duration(j.rpo_target_s)} | "
+                f"{duration(j.worst_rpo.seconds)} | {'yes' if j.worst_rpo_met else 'no'} |"
+            )
     rb = report.readback
     out += [
         "",
@@ -112,7 +125,7 @@ def render_markdown(report: DrillReport) -> str:
         f"- Pulled: {rb.manifests} manifests ({size(rb.manifest_bytes)}), "
         f"{rb.blobs} blobs ({size(rb.blob_bytes)}), every digest recomputed",
         f"- Signatures ({_md(report.trust) or 'no trust policy'}): {rb.signed_ok} verified, "
-        f"{rb.unsigned} unsigned, {rb.signature_failures} failed",
+        f"{rb.unsigned} unsigned, {rb.signature_failures} failed, {rb.unchecked} not checked",
         "",
         "## Phases",
         "",
@@ -125,6 +138,8 @@ def render_markdown(report: DrillReport) -> str:
         if j.rto is not None:
             out.append(f"- RTO: {_md(j.rto.method)}")
         out.append(f"- RPO: {_md(j.rpo_method)}")
+        if j.worst_rpo_method:
+            out.append(f"- Worst-case RPO: {_md(j.worst_rpo_method)}")
     if report.cleanup:
         out.append(f"- Cleanup: {_md(_cleanup_text(report.cleanup))}")
     out += [f"- {_md(n)}" for n in report.notes]
@@ -154,15 +169,15 @@ def _md_tables(report: DrillReport) -> list[str]:
         "",
         "## Repositories",
         "",
-        "| repository | checked at | tags | manifests | blobs | bytes | signatures | ok |",
+        "| repository | checked at | tags | manifests | blobs | bytes | signatures | status |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.repositories:
         out.append(
             f"| {_md(r.repository)} | {_md(r.target)} | {r.tags_ok}/{r.tags_expected} | "
             f"{r.manifests} | {r.blobs} | {size(r.manifest_bytes + r.blob_bytes)} | "
-            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed | "
-            f"{'yes' if r.ok else 'no'} |"
+            f"{r.signed_ok} ok, {r.unsigned} unsigned, {r.signature_failures} failed"
+            f"{f', {r.unchecked} not checked' if r.unchecked else ''} | {r.status} |"
         )
     return out
 
@@ -176,6 +191,13 @@ def _cleanup_text(cleanup: dict[str, Any]) -> str:
         text += f"; tags left behind in {', '.join(str(x) for x in left)}"
     else:
         text += "; no tag left behind"
+    if "blobs_deleted" in cleanup:
+        text += f"; {cleanup['blobs_deleted']} blobs deleted"
+        if cleanup.get("blobs_left"):
+            text += (
+                f", {cleanup['blobs_left']} ({size(cleanup.get('blob_bytes_left', 0))}) left "
+                "for the registry's garbage collection (it refuses blob deletes)"
+            )
     if cleanup.get("skipped"):
         text = f"skipped: {cleanup['skipped']}"
     return text
@@ -218,6 +240,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);padding:1px 4px;
 border-radius:4px;word-break:break-all}
 .okcell{color:var(--ok);font-weight:600}.badcell{color:var(--bad);font-weight:600}
+.warncell{color:#9a6700;font-weight:600}
 .none{color:var(--mute)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dt{color:var(--mute)}dd{margin:0}
@@ -300,9 +323,10 @@ def _cards(report: DrillReport) -> str:
         scale = ""
         if rto is not None:
             scale = (
-                " · measured in full"
+                f" · {duration(rto.fixed_s)} fixed + {duration(rto.measured_s)} measured in full"
                 if rto.scale == 1.0
-                else f" · x{rto.scale:.2f} of {duration(rto.measured_s)} measured"
+                else f" · {duration(rto.fixed_s)} fixed + x{rto.scale:.2f} of "
+                f"{duration(rto.measured_s)} measured"
             )
         cards.append(
             '<div class="card"><h2>RTO, whole registry</h2>'
@@ -313,9 +337,19 @@ def _cards(report: DrillReport) -> str:
         cards.append(
             '<div class="card"><h2>RPO, data at risk</h2>'
             f'<div class="big">{_e(duration(j.rpo_s))}</div>'
-            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · {_met(j.rpo_met)}</div>'
+            f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
+            f"{_met(j.newest_rpo_met)}</div>"
             f"{_gauge(j.rpo_s, j.rpo_target_s)}</div>"
         )
+        if j.worst_rpo is not None:
+            worst = j.worst_rpo.seconds
+            cards.append(
+                '<div class="card"><h2>RPO, worst case in the window</h2>'
+                f'<div class="big">{_e(duration(worst))}</div>'
+                f'<div class="sub">target {_e(duration(j.rpo_target_s))} · '
+                f"{_met(j.worst_rpo_met)}</div>"
+                f"{_gauge(worst, j.rpo_target_s)}</div>"
+            )
     sampled = (
         f"{report.chosen} of {report.release_tags} release tags, seed {report.seed}"
         if report.sample
@@ -361,7 +395,8 @@ def _repositories_html(report: DrillReport) -> str:
         return '<p class="none">No repository was checked.</p>'
     rows = []
     for r in report.repositories:
-        state = '<span class="okcell">ok</span>' if r.ok else '<span class="badcell">failed</span>'
+        cell = {"ok": "okcell", "unsigned": "warncell", "failed": "badcell"}[r.status]
+        state = f'<span class="{cell}">{r.status}</span>'
         rows.append(
             "<tr>"
             f"<td>{_e(r.repository)}</td><td><code>{_e(r.target)}</code></td>"
@@ -396,6 +431,8 @@ def _details_html(report: DrillReport) -> str:
         items.append(("RTO method", j.rto.method))
     if j is not None:
         items.append(("RPO method", j.rpo_method))
+        if j.worst_rpo_method:
+            items.append(("worst-case RPO method", j.worst_rpo_method))
     sc, wh = report.scope, report.whole
     items.append(
         (

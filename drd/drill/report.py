@@ -56,11 +56,22 @@ class RepositoryResult:
     unsigned: int = 0
     signature_failures: int = 0
     failures: int = 0
+    unchecked: int = 0  # release digests no trust policy applied to: signatures not checked
 
     @property
     def ok(self) -> bool:
         """Every check in this repository passed."""
         return self.failures == 0 and self.tags_ok == self.tags_expected
+
+    @property
+    def status(self) -> str:
+        """
+        ``failed``; ``unsigned`` when some release tag carries no signature, or no trust
+        policy applies so none was checked (whole, but not proven authentic); else ``ok``.
+        """
+        if not self.ok:
+            return "failed"
+        return "unsigned" if self.unsigned or self.unchecked else "ok"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -68,6 +79,7 @@ class RepositoryResult:
             "repository": self.repository,
             "target": self.target,
             "ok": self.ok,
+            "status": self.status,
             "tags_expected": self.tags_expected,
             "tags_ok": self.tags_ok,
             "manifests": self.manifests,
@@ -77,6 +89,7 @@ class RepositoryResult:
             "signed_ok": self.signed_ok,
             "unsigned": self.unsigned,
             "signature_failures": self.signature_failures,
+            "unchecked": self.unchecked,
             "failures": self.failures,
         }
 
@@ -94,6 +107,7 @@ class Readback:
     signed_ok: int = 0
     unsigned: int = 0
     signature_failures: int = 0
+    unchecked: int = 0
 
     @property
     def bytes(self) -> int:

@@ -4,11 +4,13 @@ Run drills: restore a snapshot into a scratch namespace and prove it, or check a
 A **restore drill** loads a snapshot, restores it (or a seeded sample of its tags)
 into ``drill-<id>/…`` on the drill endpoint, then reads everything back: every
 manifest and blob is pulled and re-hashed, every tag is compared with the snapshot,
-every signature is verified against the trust policy. Each phase is timed. Finally
-every manifest the drill created is deleted by digest (which removes its tags) and
-the namespace is checked to hold no tag. Nothing is ever written outside the
-namespace: the restore's repository prefix is the namespace, and a namespace that
-already holds tags is refused.
+every signature is verified against the trust policy of the replication policy
+feeding the repository (else ``[drills] trust``). Each phase is timed. Finally
+every manifest the drill created is deleted by digest (which removes its tags),
+the namespace is checked to hold no tag, and its blobs are deleted where the
+registry allows it (the report counts what is left for garbage collection).
+Nothing is ever written outside the namespace: the restore's repository prefix is
+the namespace, and a namespace that already holds tags is refused.
 
 A **replica drill** restores nothing: it compares every tag each replication
 policy selects at the source with the replica (same digest), verifies signatures
@@ -25,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from drd.aio import run_all
+from drd.drill.estimate import DrillTimes
 from drd.drill.judge import RtoEstimate, Targets, estimate_rto, judge, replica_rpo, snapshot_rpo
 from drd.drill.plan import DrillPlan, plan_drill
 from drd.drill.render import write_report
@@ -47,6 +51,7 @@ from drd.replica.check import ReplicaScope, check_replica, verify_digest
 from drd.restore.plan import RepositoryPlan
 from drd.restore.runner import restore_snapshot
 from drd.retry import RetryPolicy
+from drd.selection.filters import RepoFilter
 from drd.snapshot.catalog import LATEST, list_snapshots, load_snapshot
 from drd.snapshot.model import Snapshot, object_digest
 from drd.snapshot.sign import IndexKey
@@ -67,6 +72,7 @@ Clock = Callable[[], dt.datetime]
 
 # The phases whose time is the restore time a drill measures (and extrapolates).
 RESTORE_PHASES = ("restore", "pull and re-hash", "compare tags", "verify signatures")
+READBACK_PHASES = RESTORE_PHASES[1:]
 
 
 async def run_drill(
@@ -78,12 +84,14 @@ async def run_drill(
     snapshot: str = LATEST,
     sample: int = 0,
     trust: TrustPolicy | None = None,
+    trusts: Sequence[TrustScope] = (),
     sources: Mapping[str, RegistryClient] | None = None,
     verify_key: IndexKey | None = None,
     retry: RetryPolicy | None = None,
     run_id: str | None = None,
     clock: Clock = utc_now,
     concurrency: int = 8,
+    startup_s: float | None = None,
 ) -> DrillReport:
     """
     Restore *snapshot* of *source* (``latest`` or an id) into *target* under
@@ -91,10 +99,15 @@ async def run_drill(
 
     *sources* are endpoints blobs may come from, used only when the snapshot did
     not store blobs (a drill of a snapshot with blobs proves the store alone
-    suffices). Failures of content (digests, tags, signatures, corrupt or missing
-    objects in the store) are in the report, each with its digest; an unreachable
-    store or registry ends the drill early with ``report.error``. Side effects:
-    writes into, then deletes from, the drill namespace on *target* only.
+    suffices). Signatures are verified per repository with the first of *trusts*
+    whose repositories match (the replication policies feeding them), else *trust*;
+    a repository neither applies to is reported ``unsigned`` (not checked). Failures
+    of content (digests, tags, signatures, corrupt or missing objects in the store)
+    are in the report, each with its digest; an unreachable store or registry ends
+    the drill early with ``report.error``. Side effects: writes into, then deletes
+    from (manifests, then blobs where the registry allows it), the drill namespace
+    on *target* only. *startup_s* is how long this process took to start and reach
+    the drill, which a fresh ``drd restore`` would pay too (the RTO estimate's fixed cost).
     """
     run_id = run_id or new_run_id()
     report = DrillReport(
@@ -103,7 +116,9 @@ async def run_drill(
         target=target.name,
         source=source,
         started_at=clock(),
-        trust=trust.name if trust else "",
+        trust=", ".join(
+            dict.fromkeys([*(t.policy.name for t in trusts), *([trust.name] if trust else [])])
+        ),
         sample=sample,
     )
     timeline = Timeline()
@@ -117,7 +132,7 @@ async def run_drill(
                 source=source,
                 ref=snapshot,
                 sample=sample,
-                trust=trust,
+                trust=_Trusts(trusts, trust),
                 sources=sources,
                 verify_key=verify_key,
                 retry=retry or RetryPolicy(),
@@ -134,7 +149,14 @@ async def run_drill(
         report.finished_at = clock()
         rto = None
         if any(p.name == "restore" for p in timeline.phases):
-            rto = estimate_rto(timeline.total(*RESTORE_PHASES), report.scope, report.whole)
+            times = DrillTimes(
+                startup_s=startup_s,
+                load_s=timeline.total("load snapshot"),
+                restore_s=timeline.total("restore"),
+                readback_s=timeline.total(*READBACK_PHASES),
+                concurrency=concurrency,
+            )
+            rto = estimate_rto(times, report.scope, report.whole)
         newest = report.snapshot_taken_at
         rpo_s, rpo_method = snapshot_rpo(newest, report.started_at)
         if newest is None and report.error:
@@ -160,7 +182,7 @@ async def _restore_drill(
     source: str,
     ref: str,
     sample: int,
-    trust: TrustPolicy | None,
+    trust: _Trusts,
     sources: Mapping[str, RegistryClient] | None,
     verify_key: IndexKey | None,
     retry: RetryPolicy,
@@ -214,7 +236,7 @@ class _Drill:
         snapshot: Snapshot,
         plan: DrillPlan,
         target: RegistryClient,
-        trust: TrustPolicy | None,
+        trust: _Trusts,
         retry: RetryPolicy,
         concurrency: int,
     ) -> None:
@@ -307,11 +329,26 @@ class _Drill:
             await run_all(self._compare_tags(name) for name in self.repos)
             step.ok = rb.tags_ok == rb.tags
             step.detail = f"{rb.tags_ok} of {rb.tags} tags as in the snapshot"
-        if self.trust is None:
-            self.report.notes.append("signatures not verified: [drills] names no trust policy")
+        policies = {name: self.trust.of(self.plan.source_repository(name)) for name in self.repos}
+        unchecked = sorted(name for name, policy in policies.items() if policy is None)
+        for name in unchecked:
+            count = len(self._release_digests(name))
+            self.repos[name].unchecked += count
+            rb.unchecked += count
+        if unchecked:
+            self.report.notes.append(
+                f"signatures not verified in {len(unchecked)} repositories (reported unsigned): "
+                "no replication policy feeding them requires signatures and [drills] names no "
+                "trust policy"
+            )
+        if len(unchecked) == len(policies):
             return
         with timeline.phase("verify signatures") as step:
-            await run_all(self._verify_repository(name) for name in self.repos)
+            await run_all(
+                self._verify_repository(name, policy)
+                for name, policy in policies.items()
+                if policy is not None
+            )
             step.ok = rb.signature_failures == 0
             step.detail = (
                 f"{rb.signed_ok} verified, {rb.unsigned} unsigned, {rb.signature_failures} failed"
@@ -389,13 +426,14 @@ class _Drill:
                 result.tags_ok += 1
                 rb.tags_ok += 1
 
-    async def _verify_repository(self, repo: str) -> None:
-        trust = self.trust
-        if trust is None:  # pragma: no cover - read_back checks it
-            return
+    def _release_digests(self, repo: str) -> list[Digest]:
+        expected = self.plan.expected.get(repo, {})
+        return sorted({d for t, d in expected.items() if subject_of_tag(t) is None})
+
+    async def _verify_repository(self, repo: str, trust: TrustPolicy) -> None:
         expected = self.plan.expected.get(repo, {})
         recorded = self.snapshot.repositories[self.plan.source_repository(repo)].tags
-        release = sorted({d for t, d in expected.items() if subject_of_tag(t) is None})
+        release = self._release_digests(repo)
         result, rb = self.repos[repo], self.report.readback
 
         async def one(digest: Digest) -> None:
@@ -420,9 +458,13 @@ class _Drill:
     # ------------------------------------------------------------------ cleanup
 
     async def cleanup(self, timeline: Timeline) -> None:
-        """Delete every manifest of the plan by digest, parents first; check no tag is left."""
+        """
+        Delete every manifest of the plan by digest, parents first; check no tag is left;
+        then delete the drill repositories' blobs where the registry allows it.
+        """
         deleted = 0
         left: list[str] = []
+        blobs = _BlobCleanup()
         with timeline.phase("cleanup") as step:
             for repo_plan in self.plan.restore.repositories:
                 name = repo_plan.target
@@ -446,18 +488,70 @@ class _Drill:
                         "",
                         f"{len(remaining)} tag(s) left behind: {', '.join(sorted(remaining)[:5])}",
                     )
+                    continue
+                try:
+                    await run_all(self._delete_blob(name, b, blobs) for b in repo_plan.blobs)
+                except DrdError as exc:
+                    self.fail("cleanup", name, "", f"blobs: {type(exc).__name__}: {exc}")
             step.ok = not left and not any(f.phase == "cleanup" for f in self.report.failures)
-            step.detail = f"{deleted} manifests deleted by digest"
+            step.detail = f"{deleted} manifests deleted by digest, {blobs.deleted} blobs deleted"
         self.report.cleanup = {
             "namespace": self.plan.namespace,
             "manifests_deleted": deleted,
             "repositories_with_tags": left,
-            "blobs": "left to the drill registry's garbage collection",
+            "blobs_deleted": blobs.deleted,
+            "blob_bytes_deleted": blobs.bytes_deleted,
+            "blobs_left": blobs.left,
+            "blob_bytes_left": blobs.bytes_left,
         }
 
     async def _delete(self, repo: str, digest: Digest) -> None:
         async with self.limit:
             await self.target.delete_manifest(repo, digest)
+
+    async def _delete_blob(self, repo: str, digest: Digest, tally: _BlobCleanup) -> None:
+        size = self.snapshot.blobs.get(digest, 0)
+        async with self.limit:
+            deleted = await self.target.delete_blob(repo, digest)
+        if deleted:
+            tally.deleted += 1
+            tally.bytes_deleted += size
+        else:
+            tally.left += 1
+            tally.bytes_left += size
+
+
+@dataclass
+class _BlobCleanup:
+    """Blobs a drill's cleanup deleted, and those the registry would not let it delete."""
+
+    deleted: int = 0
+    bytes_deleted: int = 0
+    left: int = 0
+    bytes_left: int = 0
+
+
+@dataclass(frozen=True)
+class TrustScope:
+    """The trust policy a replication policy requires, over the repositories it selects."""
+
+    repositories: RepoFilter
+    policy: TrustPolicy
+
+
+@dataclass(frozen=True)
+class _Trusts:
+    """Which trust policy verifies a repository's signatures in a restore drill."""
+
+    scopes: Sequence[TrustScope] = ()
+    fallback: TrustPolicy | None = None
+
+    def of(self, repository: str) -> TrustPolicy | None:
+        """The first scope selecting *repository*, else the fallback (None: not checked)."""
+        for scope in self.scopes:
+            if scope.repositories(repository):
+                return scope.policy
+        return self.fallback
 
 
 async def pull_blob(client: RegistryClient, repo: str, digest: Digest, size: int) -> int:
@@ -565,6 +659,10 @@ def _fill_replica_report(report: DrillReport) -> None:
             elif not check.attached and check.reason == "unsigned":
                 result.unsigned += 1
                 rb.unsigned += 1
+            elif not check.attached:
+                # No trust policy applies at the replica: whole, signatures not checked.
+                result.unchecked += 1
+                rb.unchecked += 1
             continue
         if check.status == "unverified":
             result.signature_failures += 1
@@ -601,6 +699,7 @@ async def write_reports(report: DrillReport, directory: Path) -> dict[str, Path]
 
 __all__ = [
     "RESTORE_PHASES",
+    "TrustScope",
     "pull_blob",
     "run_drill",
     "run_replica_drill",

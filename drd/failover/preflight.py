@@ -6,7 +6,8 @@ Four findings, each listed with its evidence:
 1. **replica lag** within ``[drills] rpo`` (from the daemon's replication history,
    or, without one, a replica the comparison found complete);
 2. **completeness**: every tag of every policy copying to the standby is there with
-   the source's digest;
+   the source's digest, and every manifest and blob below it is there too (the
+   `drd.scrub.check` walk: a HEAD on the top manifest does not prove an image pulls);
 3. **signatures**: every release tag that should verify does verify at the standby;
 4. **last drill**: the last drill passed and is younger than ``[failover] max_drill_age``.
 
@@ -130,7 +131,8 @@ def completeness_finding(
             f"the standby could not be compared with its source: {error}",
             ("with the source gone, check `drd status` for the last clean replication pass",),
         )
-    bad = [c for c in checks if c.status in ("missing", "differs")]
+    # "incomplete": the tag is right but a manifest or blob under it is not there whole.
+    bad = [c for c in checks if c.status in ("missing", "differs", "incomplete")]
     excluded = [c for c in checks if c.status == "excluded"]
     release = [c for c in checks if not c.attached and c.status != "excluded"]
     summary = (
@@ -142,6 +144,7 @@ def completeness_finding(
     details = [
         f"{c.repository}:{c.tag} {c.status}: source {c.source_digest}"
         + (f", standby {c.replica_digest}" if c.replica_digest else "")
+        + (f" ({c.reason})" if c.status == "incomplete" else "")
         for c in bad
     ]
     if excluded:

@@ -81,6 +81,10 @@ class FailoverReport:
     phases: list[Phase] = field(default_factory=list)
     finished_at: float = 0.0
     error: str = ""
+    # The endpoints' ``region`` keys ("" when not set): what a DNS or load-balancer hook
+    # switches between, and what the record says moved where.
+    from_region: str = ""
+    to_region: str = ""
     exception: DrdError | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -110,6 +114,8 @@ class FailoverReport:
             "event": self.event,
             "from": self.source,
             "to": self.to,
+            "from_region": self.from_region,
+            "to_region": self.to_region,
             "dry_run": self.dry_run,
             "forced": self.forced,
             "ok": self.ok,
@@ -130,7 +136,10 @@ class FailoverReport:
     def render(self) -> str:
         """Human text: the findings, then what was done."""
         mode = " (dry run: pre-flight only)" if self.dry_run else ""
-        lines = [f"{self.action} {self.source} -> {self.to}{mode}: {self.outcome}"]
+        lines = [
+            f"{self.action} {_where(self.source, self.from_region)} -> "
+            f"{_where(self.to, self.to_region)}{mode}: {self.outcome}"
+        ]
         if self.preflight is not None:
             for f in self.preflight.findings:
                 lines.append(f"  [{'ok' if f.ok else 'FAIL'}] {f.check}: {f.summary}")
@@ -149,6 +158,11 @@ class FailoverReport:
         if self.error:
             lines.append(f"  error: {self.error}")
         return "\n".join(lines)
+
+
+def _where(endpoint: str, region: str) -> str:
+    """An endpoint's name, with its region when the config gives one."""
+    return f"{endpoint} ({region})" if region else endpoint
 
 
 def _iso(ts: float) -> str | None:
@@ -233,6 +247,8 @@ class FailoverSetup:
     max_drill_age_s: float = 7 * 86400.0
     rpo_s: float = 3600.0
     hook_timeout_s: float = HOOK_TIMEOUT_S
+    # Each endpoint's ``region`` key, where the config sets one: in the report and hooks.
+    regions: Mapping[str, str] = field(default_factory=dict)
 
 
 async def switch_over(
@@ -260,6 +276,8 @@ async def switch_over(
         forced=force,
         event=new_run_id(),
         started_at=clock(),
+        from_region=setup.regions.get(source, ""),
+        to_region=setup.regions.get(to, ""),
     )
     timer = _Timer(report)
     with structlog.contextvars.bound_contextvars(job=action, event=report.event, to=to):
@@ -386,6 +404,8 @@ async def _write_overrides(
             "action": report.action,
             "from": report.source,
             "to": report.to,
+            "from_region": report.from_region,
+            "to_region": report.to_region,
             "registry": standby.host,
             "overrides": mapping,
         }
@@ -409,6 +429,8 @@ async def _run_hooks(
         "to_host": registries[to].host,
         "from_url": registries[source].base_url if source in registries else "",
         "from_host": registries[source].host if source in registries else "",
+        "to_region": report.to_region,
+        "from_region": report.from_region,
         "overrides": str(setup.overrides_file),
         "event": report.event,
     }

@@ -10,10 +10,14 @@ and, on a trusted policy, through verification like any release tag.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from drd.oci import mediatype
+from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 
@@ -137,3 +141,40 @@ _LAYER_CHECK = {
     ATTESTATION: lambda t: t == DSSE_ENVELOPE,
     SBOM: _is_sbom,
 }
+
+
+def referrer_entry(desc: Descriptor) -> dict[str, Any]:
+    """The referrers-index entry for *desc*: media type, digest, size, artifactType, annotations."""
+    entry: dict[str, Any] = {
+        "mediaType": desc.media_type,
+        "digest": str(desc.digest),
+        "size": desc.size,
+    }
+    if desc.artifact_type:
+        entry["artifactType"] = desc.artifact_type
+    if desc.annotations:
+        entry["annotations"] = dict(desc.annotations)
+    return entry
+
+
+def merge_fallback(existing: Manifest | None, new: Sequence[Descriptor]) -> bytes | None:
+    """
+    The bytes of a fallback referrers index listing what *existing* lists (its entries
+    kept as they are, in their order) plus the *new* descriptors it lacks; None when it
+    already lists every one. Pure.
+    """
+    listed: list[dict[str, Any]] = []
+    known: set[Digest] = set()
+    if existing is not None:
+        body = json.loads(existing.raw)
+        listed = [e for e in body.get("manifests", []) if isinstance(e, dict)]
+        known = {d.digest for d in existing.manifests}
+    added: list[dict[str, Any]] = []
+    for desc in new:
+        if desc.digest not in known:
+            known.add(desc.digest)
+            added.append(referrer_entry(desc))
+    if not added:
+        return None
+    doc = {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": listed + added}
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -1,4 +1,10 @@
-"""RegistryClient: the distribution API, byte-exact, authenticated, limited and retried."""
+"""
+RegistryClient: the distribution API, byte-exact, authenticated, limited and retried.
+
+Over 500 lines because it is the one facade over the protocol: every call shares the
+session, the token flow, the limits and the retry policy held here. The checked blob
+stream is `drd.registry.stream`; the auth header parsing is `drd.registry.auth`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 import structlog
@@ -25,6 +31,7 @@ from drd.errors import (
     RegistryError,
     RegistryUnavailable,
     SizeMismatch,
+    TransientError,
     Unauthorized,
     UnsafeResponse,
     UnsupportedAPI,
@@ -34,7 +41,7 @@ from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from drd.oci.ref import validate_repository, validate_tag
-from drd.oci.referrers import fallback_tag
+from drd.oci.referrers import MAX_REFERRERS, fallback_tag
 from drd.registry.auth import (
     Challenge,
     basic_header,
@@ -59,8 +66,10 @@ log = structlog.get_logger(__name__)
 
 # Stream buffers: large enough that per-chunk Python overhead vanishes behind the socket.
 CHUNK = 1024 * 1024
-# Blobs above this go up in PATCH requests of an eighth of it each, not one PUT.
-CHUNKED_UPLOAD_THRESHOLD = 512 * 1024 * 1024
+# PATCH size for an endpoint that refused a whole blob in one request and has no chunk_size.
+FALLBACK_CHUNK_SIZE = 64 * 1024 * 1024
+# Answers to a whole-blob PUT that mean "send it in chunks": body too large, range wanted.
+MONOLITHIC_REFUSALS = (413, 416)
 # Entries asked for per catalog or tags page (``?n=``); registries may send fewer.
 PAGE_SIZE = 1000
 MAX_PAGES = 10_000
@@ -88,6 +97,11 @@ class Limits:
     # Most entries one tag list (or the catalog) may hold: the pages are held in memory.
     max_tags: int = 100_000
     max_repositories: int = 100_000
+    # Blobs larger than this go up in PATCHes of this many bytes; None: each blob in one
+    # streamed PUT. Once the registry refuses a whole blob, every blob goes up in PATCHes
+    # (of chunk_size, or FALLBACK_CHUNK_SIZE).
+    chunk_size: int | None = None
+    refuses_monolithic: bool = False
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
@@ -133,6 +147,14 @@ class Limits:
         """Start no request for *seconds* (a 429's ``Retry-After`` holds for the endpoint)."""
         until = asyncio.get_running_loop().time() + seconds
         self._paused_until = max(self._paused_until, until)
+
+
+class MonolithicUploadRefused(RegistryError, TransientError):
+    """
+    The registry refused a whole blob in one PUT; its client now uploads every blob in PATCHes.
+
+    Transient: the stream is spent, and the retried transfer goes up in PATCHes.
+    """
 
 
 class _Portions:
@@ -682,48 +704,117 @@ class RegistryClient:
 
         await self._retrying("registry.delete_manifest", go)
 
+    async def delete_blob(self, repository: str, digest: Digest) -> bool:
+        """
+        DELETE a blob from *repository* (distribution unlinks it there; its garbage
+        collection reclaims the bytes). True when deleted or already absent, False when
+        the registry does not allow deleting blobs (405 or ``UNSUPPORTED``).
+        """
+        validate_repository(repository)
+
+        async def go() -> bool:
+            try:
+                async with self._request(
+                    "DELETE",
+                    f"/v2/{repository}/blobs/{digest}",
+                    repository=repository,
+                    push=True,
+                    ok=(200, 202),
+                    what=f"blob {digest}",
+                ):
+                    return True
+            except NotFound:
+                return True
+            except RegistryError as exc:
+                if exc.status == 405 or exc.code == "UNSUPPORTED":
+                    return False
+                raise
+
+        result: bool = await self._retrying("registry.delete_blob", go)
+        return result
+
     # ------------------------------------------------------------------ referrers
+
+    @property
+    def has_referrers_api(self) -> bool | None:
+        """Whether the registry answered the referrers API; None until it was asked."""
+        return self._referrers_api
 
     async def referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
         """
         The manifests whose ``subject`` is *digest*: the referrers API when the registry
         has it (remembered per client), else the ``sha256-<hex>`` fallback tag's index.
         """
-        if self._referrers_api is not False:
-            try:
-                return await self._referrers_by_api(repository, digest)
-            except UnsupportedAPI:
-                self._referrers_api = False
+        listed = await self.referrers_by_api(repository, digest)
+        if listed is not None:
+            return listed
         try:
             index = await self.get_manifest(repository, fallback_tag(digest))
         except NotFound:
             return []
         return list(index.manifests) if index.is_index else []
 
-    async def _referrers_by_api(self, repository: str, digest: Digest) -> list[Descriptor]:
-        async def go() -> list[Descriptor]:
+    async def referrers_by_api(
+        self, repository: str, digest: Digest, artifact_type: str = ""
+    ) -> list[Descriptor] | None:
+        """
+        *digest*'s referrers through the referrers API, every page (``Link: rel="next"``),
+        at most `MAX_REFERRERS`; narrowed to *artifact_type* when given (by the registry
+        when it applies the filter, else here). None when the registry has no referrers
+        API (remembered per client: asked once).
+        """
+        validate_repository(repository)
+        if self._referrers_api is False:
+            return None
+        query = f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else ""
+        url: str | None = self._url(f"/v2/{repository}/referrers/{digest}{query}")
+        found: dict[Digest, Descriptor] = {}
+        pages: set[str] = set()
+        while url is not None:
+            if url in pages or len(pages) >= MAX_PAGES:
+                raise RegistryError(f"{self.host} pagination loops at {url}", registry=self.host)
+            pages.add(url)
             try:
-                async with self._request(
-                    "GET",
-                    f"/v2/{repository}/referrers/{digest}",
+                page, link = await self._retrying(
+                    "registry.referrers", lambda u=url: self._referrers_page(u, repository)
+                )
+            except UnsupportedAPI:
+                self._referrers_api = False
+                return None
+            for desc in page:
+                found.setdefault(desc.digest, desc)
+            if len(found) > MAX_REFERRERS:
+                raise RegistryError(
+                    f"{digest} has more than {MAX_REFERRERS} referrers on {self.host}",
+                    registry=self.host,
                     repository=repository,
-                    headers={"Accept": mediatype.OCI_INDEX},
-                    what="referrers",
-                    size=MAX_MANIFEST_BYTES,
-                ) as resp:
-                    raw = await read_body(resp, MAX_MANIFEST_BYTES)
-                    is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
-            except NotFound as exc:
-                raise UnsupportedAPI(
-                    f"{self.host} has no referrers API", registry=self.host
-                ) from exc
-            if not is_index:
-                raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host)
-            self._referrers_api = True
-            return list(Manifest.parse(raw, mediatype.OCI_INDEX).manifests)
+                )
+            url = self._next_page(url, link)
+        listed = list(found.values())
+        if artifact_type:
+            listed = [d for d in listed if d.artifact_type == artifact_type]
+        return listed
 
-        result: list[Descriptor] = await self._retrying("registry.referrers", go)
-        return result
+    async def _referrers_page(self, url: str, repository: str) -> tuple[list[Descriptor], str]:
+        """One page of the referrers API and its ``Link`` header; `UnsupportedAPI` if none."""
+        try:
+            async with self._request(
+                "GET",
+                url,
+                repository=repository,
+                headers={"Accept": mediatype.OCI_INDEX},
+                what="referrers",
+                size=MAX_MANIFEST_BYTES,
+            ) as resp:
+                raw = await read_body(resp, MAX_MANIFEST_BYTES)
+                is_index = resp.headers.get("Content-Type", "").startswith(mediatype.OCI_INDEX)
+                link = resp.headers.get("Link", "")
+        except NotFound as exc:
+            raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host) from exc
+        if not is_index:
+            raise UnsupportedAPI(f"{self.host} has no referrers API", registry=self.host)
+        self._referrers_api = True
+        return list(Manifest.parse(raw, mediatype.OCI_INDEX).manifests), link
 
     # ------------------------------------------------------------------ blobs
 
@@ -906,19 +997,23 @@ class RegistryClient:
         upload_url: str | None = None,
     ) -> None:
         """
-        Upload one blob from a stream: one PUT up to the chunked threshold, PATCHes above.
+        Upload one blob from a stream: one streamed PUT, or PATCHes of the endpoint's chunk_size.
 
         Into *upload_url* when `claim_blob` opened one, else into a new upload session.
         Not retried here: the stream cannot be replayed. The caller restarts the
-        whole transfer with a new upload session.
+        whole transfer with a new upload session; `MonolithicUploadRefused` (413 or 416
+        to a whole-blob PUT) switches this endpoint to chunked uploads first, so the
+        restarted transfer goes up in PATCHes.
         """
         validate_repository(repository)
         url = upload_url or await self._start_upload(repository)
+        limits = self.limits
+        chunk_size = limits.chunk_size or FALLBACK_CHUNK_SIZE
         try:
-            if size <= CHUNKED_UPLOAD_THRESHOLD:
-                await self._finish_upload(repository, url, digest, chunks, size)
+            if not limits.refuses_monolithic and (limits.chunk_size is None or size <= chunk_size):
+                await self._finish_upload(repository, url, digest, chunks, size, may_refuse=True)
                 return
-            url = await self._patch_chunks(repository, url, chunks, size)
+            url = await self._patch_chunks(repository, url, chunks, size, chunk_size)
             await self._finish_upload(repository, url, digest, None, 0)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -926,7 +1021,7 @@ class RegistryClient:
             raise
 
     async def _patch_chunks(
-        self, repository: str, url: str, chunks: AsyncIterator[bytes], size: int
+        self, repository: str, url: str, chunks: AsyncIterator[bytes], size: int, chunk_size: int
     ) -> str:
         # Each PATCH body streams from the blob stream, not from a buffer: memory stays at
         # one read chunk per transfer whatever the PATCH size (64 MiB buffers, 8 at once,
@@ -934,7 +1029,7 @@ class RegistryClient:
         portions = _Portions(chunks)
         offset = 0
         while offset < size:
-            length = min(CHUNKED_UPLOAD_THRESHOLD // 8, size - offset)
+            length = min(chunk_size, size - offset)
             url = await self._patch(repository, url, portions.take(length), offset, length)
             offset += length
         return url
@@ -962,10 +1057,24 @@ class RegistryClient:
         return self._upload_url(location)
 
     async def _finish_upload(
-        self, repository: str, url: str, digest: Digest, data: Any, size: int
+        self,
+        repository: str,
+        url: str,
+        digest: Digest,
+        data: Any,
+        size: int,
+        *,
+        may_refuse: bool = False,
     ) -> None:
+        """
+        The closing PUT, with *data* as its body (None after PATCHes).
+
+        With *may_refuse* (a whole blob in one PUT), a 413 or 416 answer switches the
+        endpoint to chunked uploads and raises `MonolithicUploadRefused`.
+        """
         sep = "&" if "?" in url else "?"
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        refusals = MONOLITHIC_REFUSALS if may_refuse else ()
         async with self._request(
             "PUT",
             f"{url}{sep}digest={digest}",
@@ -973,11 +1082,29 @@ class RegistryClient:
             push=True,
             headers=headers,
             data=data,
-            ok=(201, 204),
+            ok=(201, 204, *refusals),
             what=f"blob {digest}",
             size=size,
         ) as resp:
+            status = resp.status
             reported = resp.headers.get("Docker-Content-Digest", "")
+        if status in refusals:
+            self.limits.refuses_monolithic = True
+            chunk_size = self.limits.chunk_size or FALLBACK_CHUNK_SIZE
+            log.warning(
+                "registry.chunked_upload_fallback",
+                registry=self.host,
+                status=status,
+                size=size,
+                chunk_size=chunk_size,
+            )
+            raise MonolithicUploadRefused(
+                f"{self.host} refused blob {digest} ({size} bytes) in one request "
+                f"(HTTP {status}); uploading in PATCHes of {chunk_size} bytes from now on",
+                registry=self.host,
+                repository=repository,
+                status=status,
+            )
         if reported and reported != str(digest):
             raise DigestMismatch(
                 f"{self.host} stored blob {digest} as {reported[:80]}",

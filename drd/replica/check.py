@@ -7,6 +7,7 @@ tags present for every subject the replica is expected to hold.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
+from drd.scrub.check import ClosureCheck, check_closure
 from drd.selection.policy import Policy
 from drd.state import StateStore
 from drd.trust.keys import TrustPolicy
@@ -25,18 +27,19 @@ from drd.trust.policy import NO_SIGNATURE, signature_tag
 from drd.trust.tree import verify_tree
 from drd.trust.verify import fingerprint_verifier
 
-CheckStatus = Literal["ok", "missing", "differs", "excluded", "unverified"]
+CheckStatus = Literal["ok", "missing", "differs", "incomplete", "excluded", "unverified"]
 # A replica check's statuses that fail a drill or a failover preflight.
-FAILING = ("missing", "differs", "unverified")
+FAILING = ("missing", "differs", "incomplete", "unverified")
 
 
 @dataclass(frozen=True, slots=True)
 class TagCheck:
     """
     One source tag compared with a replica: ``ok`` (same digest, signature verifies when a
-    trust policy applies), ``missing``, ``differs``, ``unverified`` (there, but its
-    signature does not verify there) or ``excluded`` (a trusted policy would never
-    copy it: it does not verify at the source either).
+    trust policy applies), ``missing``, ``differs``, ``incomplete`` (the tag is right
+    but a manifest or blob below it is missing or the wrong size: `drd.scrub.check`),
+    ``unverified`` (there, but its signature does not verify there) or ``excluded``
+    (a trusted policy would never copy it: it does not verify at the source either).
     """
 
     policy: str
@@ -172,11 +175,36 @@ async def check_replica(
             if src is None or subject not in expected_subjects:
                 continue
             found.append(_compare(policy.name, repo, tag, src.digest, rep, attached=True))
-        checks.extend(found)
+        checks.extend(await _whole_at_replica(replica, repo, found, limit))
 
     await run_all(repository(r) for r in repos)
     checks.sort(key=lambda c: (c.repository, c.attached, c.tag))
     return checks
+
+
+async def _whole_at_replica(
+    replica: RegistryClient, repo: str, checks: list[TagCheck], limit: asyncio.Semaphore
+) -> list[TagCheck]:
+    """
+    *checks*, with each tag the replica holds at the right digest walked there: a tag
+    whose manifests or blobs are not all there is ``incomplete``, not ``ok``.
+    """
+    closure = ClosureCheck(repo)
+    out = []
+    for check in sorted(checks, key=lambda c: c.tag):
+        if check.status not in ("ok", "unverified"):
+            out.append(check)
+            continue
+        root = Digest.parse(check.replica_digest)
+        if await check_closure(replica, closure, root, limit=limit):
+            out.append(check)
+            continue
+        damaged = sorted(closure.closure(root) & closure.damage.keys())
+        what = "; ".join(f"{closure.damage[d].kind} {d}" for d in damaged[:3]) + (
+            f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        )
+        out.append(dataclasses.replace(check, status="incomplete", reason=what))
+    return out
 
 
 def _compare(

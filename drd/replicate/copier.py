@@ -16,7 +16,7 @@ from drd.errors import DigestMismatch, DrdError, IntegrityError, InvalidManifest
 from drd.oci.descriptor import Descriptor
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
-from drd.registry.client import CHUNK, RegistryClient
+from drd.registry.client import CHUNK, MonolithicUploadRefused, RegistryClient
 from drd.registry.stream import verified_chunks
 from drd.retry import RetryPolicy
 
@@ -219,9 +219,16 @@ class Copier:
                     await self._give_back(dst_repo, url)
                 raise
 
+        async def transfer_or_chunked() -> None:
+            try:
+                await transfer()
+            except MonolithicUploadRefused:
+                # The target now wants PATCHes: start over at once, not after a backoff.
+                await transfer()
+
         try:
             async with self._blobs:
-                await self._retry.call("registry.copy_blob", transfer)
+                await self._retry.call("registry.copy_blob", transfer_or_chunked)
         finally:
             # Stopped before the transfer began (a shutdown while waiting for a slot).
             if upload is not None:

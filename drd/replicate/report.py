@@ -8,6 +8,7 @@ from typing import Any
 
 from drd.errors import DrdError
 from drd.replicate.copier import CopyStats
+from drd.replicate.deletions import TargetDeletions
 
 OUTCOMES = ("copied", "skipped", "failed", "drift", "rejected", "planned")
 
@@ -48,14 +49,21 @@ class PolicyReport:
     # Targets that could not be reached even after retries, with why: the rest of the
     # pass failed their items without asking them again. The other targets went on.
     unreachable: dict[str, str] = field(default_factory=dict)
+    # propagate_deletions: per target, what was planned, deleted, kept, or held back.
+    deletions: dict[str, TargetDeletions] = field(default_factory=dict)
 
     def count(self, outcome: str) -> int:
         return sum(1 for item in self.items if item.outcome == outcome)
 
     @property
     def ok(self) -> bool:
-        """No item failed or was rejected, every target answered, and the pass completed."""
+        """
+        No item failed or was rejected, every target answered, the pass completed, and
+        no deletion was held back by the brake or failed.
+        """
         if self.error or self.unreachable:
+            return False
+        if not all(d.ok for d in self.deletions.values()):
             return False
         return self.count("failed") == 0 and self.count("rejected") == 0
 
@@ -63,7 +71,10 @@ class PolicyReport:
     def problem(self) -> str:
         """The pass's own error, else the targets it found unreachable; "" when neither."""
         unreachable = sorted(self.unreachable.items())
-        return self.error or "; ".join(f"target {t} unreachable: {why}" for t, why in unreachable)
+        held = [d.braked or d.error for d in self.deletions.values() if not d.ok]
+        return self.error or "; ".join(
+            [f"target {t} unreachable: {why}" for t, why in unreachable] + held
+        )
 
     @property
     def bytes_copied(self) -> int:
@@ -75,6 +86,7 @@ class PolicyReport:
         return {
             **{outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
             "moved": sum(1 for i in self.items if i.moved_from and i.outcome == "copied"),
+            "deleted": sum(len(d.deleted) for d in self.deletions.values()),
             "bytes": self.bytes_copied,
             "repositories": self.repositories,
             **({"elsewhere": self.elsewhere} if self.elsewhere else {}),
@@ -93,4 +105,5 @@ class PolicyReport:
             "summary": self.summary(),
             "targets": {name: asdict(stats) for name, stats in self.stats.items()},
             "items": [asdict(item) for item in self.items],
+            "deletions": {name: d.to_json() for name, d in self.deletions.items()},
         }

@@ -45,7 +45,16 @@ from drd.oci.referrers import (
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, TargetState
+from drd.replicate.deletions import (
+    Recorder,
+    TargetDeletions,
+    apply_deletions,
+    deletable,
+    plan_deletions,
+)
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
+from drd.replicate.referrers import MAX_DEPTH as REFERRER_DEPTH
+from drd.replicate.referrers import ReferrerWalk
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
 from drd.selection.policy import Policy
@@ -56,8 +65,9 @@ _LANDED = ("copied", "skipped", "planned")
 # Memory for source manifests kept between resolving a new tag and copying it.
 MAX_FETCHED_BYTES = 64 * 1024 * 1024
 
-# Attached tags can hang off attached artifacts (an SBOM's own signature): this many rounds.
-MAX_ATTACHED_ROUNDS = 3
+# Attached tags can hang off attached artifacts (an SBOM's own signature, and a signature
+# of that): this many rounds, as deep as referrers found through the API go.
+MAX_ATTACHED_ROUNDS = REFERRER_DEPTH
 
 # Verifies that *digest* in *repository* on *client* is signed by a trusted key; returns
 # the key's fingerprint or raises VerificationError. Supplied by the trust package.
@@ -122,6 +132,14 @@ class _Pass:
     # Claims shared with other nodes, and the fencing token of each repository claimed.
     gate: RepositoryGate | None = None
     tokens: dict[str, int] = field(default_factory=dict)
+    # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
+    deletions: dict[str, TargetDeletions] = field(default_factory=dict)
+    # Per target, the (repository, referrer) handled this pass through the referrers API,
+    # and what the source's API listed (once per pass, whatever the number of targets).
+    referred: dict[str, set[tuple[str, Digest]]] = field(default_factory=dict)
+    referrer_listings: dict[tuple[str, Digest], list[Descriptor] | None] = field(
+        default_factory=dict
+    )
 
     def keep(self, repo: str, manifest: Manifest) -> None:
         """Keep *manifest* for the copy, within `MAX_FETCHED_BYTES`."""
@@ -146,6 +164,7 @@ async def run_policy(
     only: Sequence[tuple[str, str | None]] | None = None,
     cache: TagCache | None = None,
     gate: RepositoryGate | None = None,
+    recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
     One replication pass of *policy* from *source* to every target.
@@ -157,9 +176,12 @@ async def run_policy(
     unreachable source ends the pass. With *dry_run* nothing is written: the plan is
     the report.
     With a *cache*, target tags it knows to hold the source's digest are not asked
-    for (see `drd.replicate.cache`); it is flushed at the end of the pass. With a
-    *gate*, only the repositories it grants are copied (the others are counted as
-    ``elsewhere``), and every tag write is fenced by the claim.
+    for (see `drd.replicate.cache`); it is flushed at the end of the pass.
+    With ``propagate_deletions``, tags the source no longer lists are deleted at each
+    target after the copies, within the policy's brake, once *recorder* has recorded
+    them in a snapshot (`drd.replicate.deletions`); a dry run lists them.
+    With a *gate*, only the repositories it grants are copied (the others are counted
+    as ``elsewhere``), and every tag write is fenced by the claim.
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
     state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache, gate=gate)
@@ -198,6 +220,7 @@ async def run_policy(
             async with asyncio.TaskGroup() as group:
                 for repo in repos:
                     group.create_task(one(repo))
+            await _delete(state, recorder)
             if failed:
                 repo, first = min(failed.items())
                 more = f"; {len(failed) - 1} more repositories failed" if len(failed) > 1 else ""
@@ -211,6 +234,9 @@ async def run_policy(
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
         finally:
+            report.deletions = {
+                n: d for n, d in sorted(state.deletions.items()) if d.planned or d.kept or d.error
+            }
             report.unreachable = {name: str(exc) for name, exc in state.down.items()}
             for copier in state.copiers.values():
                 await copier.state.inflight.aclose()
@@ -427,6 +453,64 @@ async def _resolve_and_copy(state: _Pass, repo: str, only_tags: set[str] | None)
             for tag in ask:
                 state.cache.observed(client.base_url, repo, tag, target.get(tag))
         await _execute(state, repo, target_name, selected, attached, target)
+        if policy.propagate_deletions:
+            await _plan_deletions(state, repo, target_name, source_tags, listed, target, only_tags)
+
+
+async def _plan_deletions(
+    state: _Pass,
+    repo: str,
+    target_name: str,
+    source_tags: Sequence[str],
+    listed: set[str],
+    known: dict[str, Digest],
+    only_tags: set[str] | None,
+) -> None:
+    """Note the tags of *repo* at *target_name* that the source no longer lists."""
+    selects = state.policy.tags.matches
+    plan = state.deletions.setdefault(target_name, TargetDeletions())
+    plan.managed += sum(1 for tag in listed if deletable(tag, selects))
+    present = set(source_tags)
+    gone = [t for t in listed if t not in present and deletable(t, selects)]
+    if only_tags is not None:
+        gone = [t for t in gone if t in only_tags]
+    if not gone:
+        return
+    # Every tag's digest, to keep a tag whose digest another tag still names.
+    ask = [t for t in listed if t not in known]
+    width = max(state.policy.blob_concurrency, 4)
+    found: dict[str, Digest] = {}
+    failure: DrdError | None = None
+    try:
+        found = await _digests(state.targets[target_name], repo, ask, width)
+    except* DrdError as group_error:
+        failure = _first(group_error)
+    if failure is not None:
+        _mark_down(state, target_name, failure)
+        # Nothing is deleted at this target this pass: what it holds is not known whole.
+        plan.error = plan.error or f"cannot read the tags of {repo} at {target_name}: {failure}"
+        return
+    digests = {**known, **found}
+    at_target = {t: d for t, d in digests.items() if t in listed}
+    chosen = set(gone)
+    delete, kept = plan_deletions(repo, present, at_target, chosen.__contains__)
+    plan.planned += delete
+    plan.kept += kept
+
+
+async def _delete(state: _Pass, recorder: Recorder | None) -> None:
+    """Apply each reachable target's planned deletions (see `drd.replicate.deletions`)."""
+    for name, plan in sorted(state.deletions.items()):
+        if name in state.down:
+            continue
+        await apply_deletions(
+            name,
+            state.targets[name],
+            plan,
+            state.policy.brake,
+            recorder,
+            dry_run=state.dry_run,
+        )
 
 
 async def _target_tags(client: RegistryClient, repo: str) -> set[str] | DrdError:
@@ -506,6 +590,10 @@ async def _execute(
     if _unexplained(attached, current, present):
         roots = {Digest.parse(i.digest) for i in results} & present & state.indexes
         present |= await _children(state, repo, roots)
+    if state.policy.referrers:
+        # The source's tags cover its fallback indexes; the API covers referrers without one.
+        with_tag = {a.subject for t in attached if (a := parse_attached(t)) and a.kind == REFERRERS}
+        present |= await _api_referrers(state, repo, target, present, with_tag)
     pending = {t: d for t, d in attached.items() if (target, repo, t) not in state.done}
     for _ in range(MAX_ATTACHED_ROUNDS):
         riding = plan_attached(pending, current, present)
@@ -516,6 +604,73 @@ async def _execute(
             pending.pop(action.tag, None)
         present |= {Digest.parse(i.digest) for i in landed if i and i.outcome in _LANDED}
         present |= _seen_in(state, target, repo)
+    await _dangling_fallbacks(state, repo, target, pending, current)
+
+
+async def _dangling_fallbacks(
+    state: _Pass, repo: str, target: str, pending: dict[str, Digest], current: dict[str, Digest]
+) -> None:
+    """
+    A bare ``sha256-<hex>`` tag whose subject the source repository does not hold (pushed
+    before its subject, or listing content kept elsewhere) rides on nothing: it is an
+    ordinary tag of the source, copied byte-exact like any other (`_as_ordinary`).
+    """
+    for tag, digest in sorted(pending.items()):
+        parsed = parse_attached(tag)
+        if parsed is None or parsed.kind != REFERRERS or current.get(tag) == digest:
+            continue
+        if await state.source.head_manifest(repo, str(parsed.subject)) is not None:
+            continue  # its subject is here: it rides once the subject is copied
+        action = Copy(tag, digest, current.get(tag))
+        if state.dry_run:
+            if state.policy.tags.matches(tag):
+                moved = str(action.moved_from or "")
+                _record(
+                    state,
+                    repo,
+                    target,
+                    ItemResult(repo, tag, target, str(digest), "planned", "", moved),
+                )
+            continue
+        why = f"its subject {parsed.subject} is not in {repo}"
+        result = await _as_ordinary(state, repo, target, action, why)
+        if result is not None:
+            _record(state, repo, target, result)
+
+
+async def _api_referrers(
+    state: _Pass, repo: str, target: str, subjects: set[Digest], with_tag: set[Digest]
+) -> set[Digest]:
+    """
+    The referrers of *subjects* the source lists through its referrers API, to any depth,
+    brought to *target* (`drd.replicate.referrers`); those now there.
+    """
+    walk = ReferrerWalk(
+        state.source,
+        state.copiers[target],
+        target,
+        check=state.attached_check,
+        dry_run=state.dry_run,
+        read_back=state.policy.verify_after_copy,
+        done=state.referred.setdefault(target, set()),
+        listings=state.referrer_listings,
+    )
+    try:
+        return await walk.run(repo, subjects, with_tag)
+    finally:
+        state.report.items.extend(walk.results)
+        for result in walk.results:
+            if result.outcome in ("failed", "rejected"):
+                log.warning(
+                    "replicate.item_failed" if result.outcome == "failed" else "replicate.rejected",
+                    repository=repo,
+                    tag=result.tag,
+                    target=target,
+                    digest=result.digest,
+                    reason=result.reason,
+                )
+        if walk.failure is not None:
+            _mark_down(state, target, walk.failure)
 
 
 def _seen_in(state: _Pass, target: str, repo: str) -> set[Digest]:

@@ -3,9 +3,12 @@ Restore a snapshot into a registry: blobs, then manifests children first, then t
 
 Before anything is written, every manifest the restore needs is read from the
 store and re-hashed, and (when the snapshot stored blobs) every blob is checked to
-be there; a corrupt or incomplete snapshot is rejected whole. Blobs come from the
-target itself (HEAD), a mount inside the target, the store, or any configured
-endpoint that has them, always hashed while they stream. ``dry_run`` reads only.
+be there; a corrupt or incomplete snapshot is rejected whole. Every manifest the
+restore keeps has its blobs checked too (children are kept or pushed level by
+level before it): a layer lost under a present manifest is put back. Blobs come
+from the target itself (HEAD), a mount inside the target, the store, or any
+configured endpoint that has them, always hashed while they stream. ``dry_run``
+reads only.
 """
 
 from __future__ import annotations
@@ -204,12 +207,13 @@ async def _preflight(
             manifests[digest] = await load_manifest(store, snapshot, digest)
 
     await run_all(load(d) for d in needed)
-    if snapshot.blobs_stored:
+    stored = sorted({b for r in plan.repositories for b in r.blobs if snapshot.stores_blob(b)})
+    if stored:
         held: set[Digest] = set()
         async for obj in store.list("blobs/"):
             if (parsed := object_digest(obj.key)) is not None:
                 held.add(parsed[1])
-        for blob in sorted({b for r in plan.repositories for b in r.blobs}):
+        for blob in stored:
             if blob not in held:
                 raise SnapshotCorrupt(
                     f"blob {blob} of snapshot {snapshot.id} is missing from the store",
@@ -290,6 +294,12 @@ class _Run:
                 self._fail(repo, digest, f"child {dep} could not be restored")
                 return
         try:
+            # Blobs first, even under a manifest that is present: a HEAD on the manifest
+            # says nothing about its layers, and a layer lost under it is what is repaired.
+            await run_all(
+                self._blob(plan, blob, self.snapshot.blobs[blob])
+                for blob in self.snapshot.manifests[digest].blobs
+            )
             present = repo not in self.fresh and (
                 await self.target.head_manifest(repo, str(digest)) is not None
             )
@@ -297,10 +307,6 @@ class _Run:
                 self.report.stats.manifests_present += 1
                 return
             manifest = self.manifests[digest]
-            await run_all(
-                self._blob(plan, blob, self.snapshot.blobs[blob])
-                for blob in self.snapshot.manifests[digest].blobs
-            )
             # Re-hash just before the push: these exact bytes are what the digest names.
             if not digest.matches(manifest.raw):
                 raise SnapshotCorrupt(f"manifest {digest} changed in memory before its push")
@@ -360,7 +366,7 @@ class _Run:
                 self.blob_home.setdefault(digest, repo)
                 return
         async with self.blob_limit:
-            if self.snapshot.blobs_stored and digest in self.snapshot.blobs:
+            if self.snapshot.stores_blob(digest):
                 try:
                     await self.retry.call(
                         "restore.blob_from_store",

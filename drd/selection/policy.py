@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drd.selection.filters import RepoFilter, TagFilter
+
+
+@dataclass(frozen=True)
+class Brake:
+    """Propagated deletions: at most this many, and this % of the managed tags, per pass."""
+
+    max_count: int = 100
+    max_percent: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -19,3 +27,5 @@ class Policy:
     immutable_tags: bool = False
     concurrency: int = 8
     blob_concurrency: int = 8
+    propagate_deletions: bool = False
+    brake: Brake = field(default_factory=Brake)

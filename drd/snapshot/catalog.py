@@ -44,10 +44,12 @@ from drd.snapshot.model import (
     record_of,
 )
 from drd.snapshot.retention import select_retention
+from drd.snapshot.settings import SettingsRecord, load_settings_file
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.sweep import plan_sweep
 from drd.store.base import SnapshotStore, StoredObject
 from drd.store.dir import DirStore
+from drd.store.s3 import S3Store
 
 log = structlog.get_logger(__name__)
 
@@ -207,6 +209,7 @@ class VerifyReport:
     snapshot: str
     manifests_checked: int = 0
     blobs_checked: int = 0
+    settings_checked: int = 0
     bytes_checked: int = 0
     problems: list[ObjectProblem] = field(default_factory=list)
     duration_s: float = 0.0
@@ -223,6 +226,7 @@ class VerifyReport:
             "ok": self.ok,
             "manifests_checked": self.manifests_checked,
             "blobs_checked": self.blobs_checked,
+            "settings_checked": self.settings_checked,
             "bytes_checked": self.bytes_checked,
             "duration_s": round(self.duration_s, 3),
             "problems": [
@@ -236,7 +240,8 @@ async def verify_snapshot(
 ) -> VerifyReport:
     """
     Re-hash every object *snapshot* references: each manifest (against its digest and
-    its record) and, when blobs were stored, each blob streamed. Failures are listed
+    its record), each stored settings file and, when blobs were stored, each blob
+    streamed. Failures are listed
     by digest in the report; storage outages raise.
     """
     report = VerifyReport(snapshot.id)
@@ -260,8 +265,21 @@ async def verify_snapshot(
             report.blobs_checked += 1
             report.bytes_checked += size
 
-    blobs = snapshot.blobs.items() if snapshot.blobs_stored else ()
-    await run_all([manifest(d) for d in snapshot.manifests] + [blob(d, size) for d, size in blobs])
+    async def setting(record: SettingsRecord) -> None:
+        async with limit:
+            try:
+                await load_settings_file(store, record)
+            except SnapshotCorrupt as exc:
+                report.problems.append(ObjectProblem("settings", str(record.digest), str(exc)))
+            report.settings_checked += 1
+            report.bytes_checked += record.size
+
+    blobs = snapshot.stored_blobs.items()
+    await run_all(
+        [manifest(d) for d in snapshot.manifests]
+        + [blob(d, size) for d, size in blobs]
+        + [setting(r) for r in snapshot.settings if r.stored]
+    )
     report.problems.sort(key=lambda p: (p.kind, p.digest))
     report.duration_s = time.monotonic() - started
     return report
@@ -302,6 +320,15 @@ class PruneReport:
     bytes_freed: int = 0
     objects_kept_young: int = 0
     sweep_deferred: list[str] = field(default_factory=list)  # live snapshot leases
+    # S3 Object Lock: snapshots retention would delete but whose index is still locked
+    # (id -> retain-until), and unreferenced objects still locked (key -> retain-until).
+    retained: dict[str, dt.datetime] = field(default_factory=dict)
+    objects_retained: dict[str, dt.datetime] = field(default_factory=dict)
+
+    @property
+    def objects_retained_until(self) -> dt.datetime | None:
+        """When the last of the still-locked objects may go."""
+        return max(self.objects_retained.values(), default=None)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -314,7 +341,14 @@ class PruneReport:
             "bytes_freed": self.bytes_freed,
             "objects_kept_young": self.objects_kept_young,
             "sweep_deferred": self.sweep_deferred,
+            "retained": {k: _iso(v) for k, v in sorted(self.retained.items())},
+            "objects_retained": len(self.objects_retained),
+            "objects_retained_until": _iso(self.objects_retained_until),
         }
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
 
 
 async def prune(
@@ -339,6 +373,13 @@ async def prune(
     another host), no object is deleted: the sweep is deferred to the next prune and
     ``sweep_deferred`` names the leases. A folder store's abandoned temporary files
     are removed too.
+
+    On S3, Object Lock is respected, so a prune never fails half-way on it: a snapshot
+    whose index is still locked is kept (``retained``, with its retain-until date) and
+    so are the objects it references; an unreferenced object still locked is skipped
+    (``objects_retained``) and the next prune after its date deletes it. A plain
+    DeleteObject would not fail on a locked object, it would hide it behind a delete
+    marker: the check comes first so what a prune reports as deleted is really gone.
     """
     if dry_run:
         return await _prune(store, source, keep_last, keep_daily, keep_weekly, True, grace, now)
@@ -371,13 +412,17 @@ async def _prune(
     )
     report.kept = dict(retention.keep)
     doomed = set(retention.delete)
+    for entry in mine:
+        if entry.id in doomed and (until := await _locked_until(store, entry.key, now)):
+            doomed.discard(entry.id)
+            report.retained[entry.id] = until
     remaining = [e for e in every if not (e.source == source and e.id in doomed)]
     referenced: set[str] = set()
     for entry in remaining:
         snap = await load_snapshot(store, entry.source, entry.id)
         referenced |= snap.object_keys()
     listed: list[StoredObject] = []
-    for prefix in ("manifests/", "blobs/"):
+    for prefix in ("manifests/", "blobs/", "settings/"):
         listed += [obj async for obj in store.list(prefix) if obj.key not in referenced]
     report.deleted = [e.id for e in mine if e.id in doomed]
     # Leases are looked at after the listing, not before: a snapshot that started
@@ -385,11 +430,16 @@ async def _prune(
     sweep = plan_sweep(
         listed, referenced, now=now, grace=grace, leases=await live_leases(store, "snapshot")
     )
-    unreferenced = sweep.delete
+    unreferenced = []
+    for obj in sweep.delete:
+        if until := await _locked_until(store, obj.key, now):
+            report.objects_retained[obj.key] = until
+        else:
+            unreferenced.append(obj)
     report.objects_kept_young = sweep.kept_young
     report.sweep_deferred = sweep.deferred
     report.objects_deleted = len(unreferenced)
-    report.bytes_freed = sweep.bytes_freed
+    report.bytes_freed = sum(o.size for o in unreferenced)
     if dry_run:
         return report
     for entry in mine:
@@ -406,8 +456,19 @@ async def _prune(
         objects_deleted=report.objects_deleted,
         bytes_freed=report.bytes_freed,
         sweep_deferred=bool(report.sweep_deferred),
+        snapshots_retained=len(report.retained),
+        objects_retained=len(report.objects_retained),
     )
     return report
+
+
+async def _locked_until(store: SnapshotStore, key: str, now: dt.datetime) -> dt.datetime | None:
+    """The Object Lock date that still holds *key* at *now*; None where nothing does."""
+    # Only S3 has per-object retention; a listing does not carry it, so one HEAD each.
+    if not isinstance(store, S3Store):
+        return None
+    obj = await store.stat(key)
+    return obj.retain_until if obj is not None and obj.locked_at(now) else None
 
 
 async def _delete_all(store: SnapshotStore, keys: Sequence[str], concurrency: int = 16) -> None:

@@ -6,7 +6,10 @@ The walk visits every selected repository, every tag (release tags, cosign
 manifest below each tag. Manifests are stored content-addressed; a manifest the
 store already holds is neither fetched nor uploaded again when the previous
 snapshot recorded its graph. With ``blobs``, blobs are streamed into the store and
-hashed on the way. The index is written last: until it exists, nothing is listed.
+hashed on the way; without, the metadata blobs still are (configs, signature
+payloads, attestations, SBOMs, Notation envelopes, sigstore bundles, up to
+*metadata_blob_max* bytes each): a restore needs them whole even when the source is
+gone. The index is written last: until it exists, nothing is listed.
 
 Over 500 lines because the walk, its upload of objects and the commit of the index
 share one report and one lease; the index schema is `drd.snapshot.model`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from drd.errors import (
     StorageError,
     VerificationError,
 )
+from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.oci.ref import validate_tag
@@ -55,11 +60,15 @@ from drd.snapshot.model import (
     valid_media_type,
     validate_source,
 )
+from drd.snapshot.settings import SettingsSource, store_settings
 from drd.snapshot.sign import IndexKey
 from drd.snapshot.watermark import record_watermark
 from drd.store.base import SnapshotStore
 
 log = structlog.get_logger(__name__)
+
+# The default cap on one metadata blob stored with ``blobs = false``.
+METADATA_BLOB_MAX = 4 * 1024 * 1024
 
 # Real graphs nest an index in an index at most twice; deeper is hostile.
 MAX_DEPTH = 8
@@ -141,6 +150,7 @@ async def take_snapshot(
     signing_key: IndexKey | None = None,
     now: dt.datetime | None = None,
     retry: RetryPolicy | None = None,
+    metadata_blob_max: int = METADATA_BLOB_MAX,
 ) -> Snapshot:
     """
     Snapshot *client*'s registry into *store* and return the committed snapshot.
@@ -157,6 +167,7 @@ async def take_snapshot(
         signing_key=signing_key,
         now=now,
         retry=retry,
+        metadata_blob_max=metadata_blob_max,
     )
     if report.exception is not None:
         raise report.exception
@@ -178,6 +189,8 @@ async def run_snapshot(
     concurrency: int = 4,
     blob_concurrency: int = 4,
     state_dir: Path | None = None,
+    metadata_blob_max: int = METADATA_BLOB_MAX,
+    settings: Sequence[SettingsSource] = (),
 ) -> SnapshotReport:
     """
     Take one snapshot and report on it; the daemon's scheduled job.
@@ -190,6 +203,8 @@ async def run_snapshot(
     None. Logs one ``snapshot.run_finished`` (or ``snapshot.run_failed``) line.
     With *state_dir*, a committed snapshot moves this host's watermark of the newest
     snapshot (`drd.snapshot.watermark`), which a restore of ``latest`` checks.
+    *settings* sources are collected and stored (`drd.snapshot.settings`) under the
+    same lease, before the index that lists them.
     """
     validate_source(source_name)
     taken_at = now or dt.datetime.now(dt.UTC)
@@ -204,6 +219,8 @@ async def run_snapshot(
         concurrency=concurrency,
         blob_concurrency=blob_concurrency,
         signing_key=signing_key,
+        metadata_blob_max=metadata_blob_max,
+        settings=settings,
     )
     started = time.monotonic()
     requests0, store0 = client.requests, store.stats.requests
@@ -242,14 +259,20 @@ class _Walk:
         concurrency: int,
         blob_concurrency: int,
         signing_key: IndexKey | None,
+        metadata_blob_max: int = METADATA_BLOB_MAX,
+        settings: Sequence[SettingsSource] = (),
     ) -> None:
         self.client, self.store, self.report = client, store, report
+        self.settings_sources = settings
         self.source = source
         self.with_blobs = blobs
         self.retry = retry
         self.concurrency = max(concurrency, 1)
         self.blob_limit = asyncio.Semaphore(max(blob_concurrency, 1))
         self.signing_key = signing_key
+        self.metadata_blob_max = metadata_blob_max
+        self.metadata: set[Digest] = set()
+        self.cache_metadata: frozenset[Digest] = frozenset()
         self.graph: dict[Digest, ManifestRecord] = {}
         self.cache: dict[Digest, ManifestRecord] = {}
         self.cache_sizes: dict[Digest, int] = {}
@@ -294,8 +317,9 @@ class _Walk:
         members = set().union(*(r.manifests for r in records.values())) if records else set()
         manifests = {d: self.graph[d] for d in members}
         needed = {b for d in members for b in manifests[d].blobs}
-        if self.with_blobs:
-            await self._upload_blobs(needed)
+        metadata = needed & self.metadata
+        await self._upload_blobs(needed if self.with_blobs else metadata)
+        settings = await store_settings(self.store, self.settings_sources)
         snapshot = Snapshot(
             id=snapshot_id(taken_at),
             source=self.source,
@@ -307,6 +331,8 @@ class _Walk:
             source_url=self.client.base_url,
             duration_s=time.monotonic() - started,
             skipped=tuple(sorted(self.report.skipped, key=lambda s: (s.repository, s.tag))),
+            metadata_blobs=frozenset(metadata),
+            settings=settings,
         )
         if self.signing_key is not None:
             snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
@@ -321,10 +347,9 @@ class _Walk:
         async for obj in self.store.list("manifests/"):
             if (parsed := object_digest(obj.key)) is not None:
                 self.stored_manifests.add(parsed[1])
-        if self.with_blobs:
-            async for obj in self.store.list("blobs/"):
-                if (parsed := object_digest(obj.key)) is not None:
-                    self.stored_blobs.add(parsed[1])
+        async for obj in self.store.list("blobs/"):
+            if (parsed := object_digest(obj.key)) is not None:
+                self.stored_blobs.add(parsed[1])
         entries = await list_snapshots(self.store, self.source)
         if not entries:
             return
@@ -336,8 +361,13 @@ class _Walk:
             # Without the previous graph every manifest is fetched again; nothing is lost.
             log.warning("snapshot.previous_unusable", id=entries[-1].id, error=str(exc))
             return
+        if previous.metadata_blobs is None:
+            # An index from before metadata blobs were recorded: its graph does not say
+            # which blobs are metadata, so every manifest is fetched once more.
+            return
         self.cache = dict(previous.manifests)
         self.cache_sizes = dict(previous.blobs)
+        self.cache_metadata = previous.metadata_blobs
 
     async def _repositories(self, wanted: RepoFilter | None) -> list[str]:
         if wanted is not None and (literal := wanted.literal_names()) is not None:
@@ -430,6 +460,8 @@ class _Walk:
             self.graph[digest] = cached
             for blob in cached.blobs:
                 self.blob_sizes.setdefault(blob, self.cache_sizes[blob])
+                if blob in self.cache_metadata and self.cache_sizes[blob] <= self.metadata_blob_max:
+                    self.metadata.add(blob)
             self.report.manifests_present += 1
             return cached
         task = self.fetching.get(digest)
@@ -452,6 +484,11 @@ class _Walk:
         record = record_of(manifest)
         for desc in manifest.blobs:
             self.blob_sizes.setdefault(desc.digest, desc.size)
+            is_config = desc is manifest.config
+            if desc.size <= self.metadata_blob_max and mediatype.is_metadata_blob(
+                desc.media_type, config=is_config, referrer=manifest.subject is not None
+            ):
+                self.metadata.add(desc.digest)
         self.graph[digest] = record
         return record
 

@@ -4,7 +4,9 @@ compares two indexes; `drd.snapshot.retention` chooses which to keep.)
 
 A snapshot index is a schema-versioned JSON document, gzip-compressed, that names
 every repository, every tag → digest, every referrer, and the digest, media type
-and size of every manifest and blob it references. It carries the sha256 of its
+and size of every manifest and blob it references, and (optional field ``settings``,
+absent from indexes without it, so older indexes read and hash as before) the
+registry settings files recorded with it. It carries the sha256 of its
 own canonical body (``index_digest``) and, optionally, a signature over that
 digest. Indexes read back from a store are untrusted input: `parse_index`
 validates every name, tag, digest and cross-reference before anything uses it.
@@ -13,6 +15,7 @@ Object keys, relative to the store's root::
 
     manifests/sha256/<hex>                                    content-addressed
     blobs/sha256/<hex>                                        content-addressed
+    settings/sha256/<hex>                                     content-addressed
     snapshots/<source>/<YYYY>/<MM>/<DD>/<id>.json.gz          one per snapshot
     snapshots/<source>/latest.json                            a convenience pointer
 
@@ -35,6 +38,7 @@ from drd.errors import InvalidReference, SnapshotCorrupt
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from drd.oci.ref import validate_repository, validate_tag
+from drd.snapshot.settings import KINDS, SettingsRecord, check_settings_path
 
 KIND = "drd-snapshot"
 SCHEMA_VERSION = 1
@@ -51,7 +55,7 @@ _ID = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{6})Z$")
 _INDEX_KEY = re.compile(
     r"^snapshots/(?P<source>[^/]+)/(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<id>[^/]+)\.json\.gz$"
 )
-_OBJECT_KEY = re.compile(r"^(manifests|blobs)/(sha256|sha512)/([a-f0-9]+)$")
+_OBJECT_KEY = re.compile(r"^(manifests|blobs|settings)/(sha256|sha512)/([a-f0-9]+)$")
 _MEDIA_TYPE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -81,7 +85,7 @@ def blob_key(digest: Digest) -> str:
 
 
 def object_digest(key: str) -> tuple[str, Digest] | None:
-    """``("manifests" | "blobs", digest)`` for a content-addressed key, else None."""
+    """``("manifests" | "blobs" | "settings", digest)`` for a content-addressed key, else None."""
     match = _OBJECT_KEY.match(key)
     if match is None:
         return None
@@ -190,7 +194,10 @@ class Snapshot:
     A point-in-time record of one registry. Immutable; ``digest`` covers the whole body.
 
     ``blobs`` maps every blob digest the manifests reference to its size; the blobs
-    themselves are in the store only when ``blobs_stored`` is true.
+    themselves are in the store when ``blobs_stored`` is true. ``metadata_blobs`` are
+    the small blobs that carry metadata (image configs, signature payloads,
+    attestations, SBOMs, Notation envelopes, sigstore bundles), stored whatever
+    ``blobs`` says; None for an index written before they were recorded.
     """
 
     id: str
@@ -204,6 +211,8 @@ class Snapshot:
     duration_s: float = 0.0
     skipped: tuple[Skipped, ...] = ()
     signature: Signature | None = None
+    metadata_blobs: frozenset[Digest] | None = None
+    settings: tuple[SettingsRecord, ...] = ()  # sorted by path
 
     def __post_init__(self) -> None:
         # Milliseconds are what the index stores; keep the value equal to its round trip.
@@ -224,15 +233,34 @@ class Snapshot:
         """How many tags, over all repositories."""
         return sum(len(r.tags) for r in self.repositories.values())
 
-    def object_keys(self) -> set[str]:
-        """Every store key this snapshot needs: its manifests, and its blobs when stored."""
-        keys = {manifest_key(d) for d in self.manifests}
+    def stores_blob(self, digest: Digest) -> bool:
+        """Whether the store holds blob *digest* for this snapshot."""
         if self.blobs_stored:
-            keys |= {blob_key(d) for d in self.blobs}
-        return keys
+            return digest in self.blobs
+        return self.metadata_blobs is not None and digest in self.metadata_blobs
+
+    @property
+    def stored_blobs(self) -> dict[Digest, int]:
+        """Every blob the store holds for this snapshot, with its size."""
+        return {d: size for d, size in self.blobs.items() if self.stores_blob(d)}
+
+    def object_keys(self) -> set[str]:
+        """Every store key this snapshot needs: manifests, stored settings, stored blobs."""
+        keys = {manifest_key(d) for d in self.manifests}
+        keys |= {s.key for s in self.settings if s.stored}
+        return keys | {blob_key(d) for d in self.stored_blobs}
 
     def body(self) -> dict[str, Any]:
         """The JSON body without ``index_digest`` and ``signature``: what is hashed."""
+        body = self._body()
+        if self.metadata_blobs is not None:
+            # Only when recorded: an older index keeps hashing to its own digest.
+            body["metadata_blobs"] = sorted(str(d) for d in self.metadata_blobs)
+        if self.settings:
+            body["settings"] = [s.to_json() for s in self.settings]
+        return body
+
+    def _body(self) -> dict[str, Any]:
         return {
             "kind": KIND,
             "schema_version": SCHEMA_VERSION,
@@ -296,8 +324,10 @@ class Snapshot:
             "blobs": len(self.blobs),
             "blob_bytes": sum(self.blobs.values()),
             "blobs_stored": self.blobs_stored,
+            "metadata_blobs": len(self.metadata_blobs or ()),
             "signed": self.signature is not None,
             "skipped": len(self.skipped),
+            "settings_files": len(self.settings),
             "digest": str(self.digest),
         }
 
@@ -440,12 +470,19 @@ def _parse_document(doc: Any) -> Snapshot:
         for blob in rec.blobs:
             if blob not in blobs:
                 raise _Bad(f"manifest {digest} needs blob {blob}, which the index does not list")
+    metadata_blobs = None
+    if "metadata_blobs" in doc:
+        metadata_blobs = frozenset(_digests(doc["metadata_blobs"], "metadata_blobs"))
+        for blob in metadata_blobs:
+            if blob not in blobs:
+                raise _Bad(f"metadata_blobs lists {blob}, which the index does not list")
     repositories = {
         name: _parse_repository(name, value, manifests)
         for name, value in _get(doc, "repositories", dict, "").items()
     }
     skipped = tuple(_parse_skipped(i, s) for i, s in enumerate(_get(doc, "skipped", list, "")))
     signature = _parse_signature(doc.get("signature"))
+    settings = _parse_settings(doc.get("settings", []))
     snapshot = Snapshot(
         id=snap_id,
         source=source,
@@ -458,6 +495,8 @@ def _parse_document(doc: Any) -> Snapshot:
         duration_s=float(duration),
         skipped=skipped,
         signature=signature,
+        metadata_blobs=metadata_blobs,
+        settings=settings,
     )
     claimed = _digest(_get(doc, "index_digest", str, ""), "index_digest")
     body = {k: v for k, v in doc.items() if k not in ("index_digest", "signature")}
@@ -544,6 +583,40 @@ def _parse_skipped(i: int, value: Any) -> Skipped:
         tag=_get(value, "tag", str, f"{path}.")[:255],
         reason=_get(value, "reason", str, f"{path}.")[:1000],
     )
+
+
+def _parse_settings(value: Any) -> tuple[SettingsRecord, ...]:
+    if not isinstance(value, list):
+        raise _Bad("settings must be a list")
+    out: list[SettingsRecord] = []
+    for i, item in enumerate(value):
+        path = f"settings[{i}]"
+        if not isinstance(item, dict):
+            raise _Bad(f"{path} must be an object")
+        name = _get(item, "path", str, f"{path}.")
+        try:
+            check_settings_path(name)
+        except ValueError as exc:
+            raise _Bad(f"{path}: {exc}") from None
+        kind = _get(item, "kind", str, f"{path}.")
+        if kind not in KINDS:
+            raise _Bad(f"{path}.kind must be one of {', '.join(KINDS)}")
+        mode = _size(item.get("mode"), f"{path}.mode", 0o7777)
+        stored = _get(item, "stored", bool, f"{path}.")
+        out.append(
+            SettingsRecord(
+                path=name,
+                kind=kind,
+                mode=mode,
+                size=_size(item.get("size"), f"{path}.size"),
+                digest=_digest(item.get("digest"), f"{path}.digest"),
+                stored=stored,
+            )
+        )
+    paths = [r.path for r in out]
+    if paths != sorted(set(paths)):
+        raise _Bad("settings must be sorted by path, each path once")
+    return tuple(out)
 
 
 def _parse_signature(value: Any) -> Signature | None:

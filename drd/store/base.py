@@ -54,6 +54,8 @@ class StoreSettings(Protocol):
     def s3_sse(self) -> str | None: ...
     @property
     def s3_object_lock_days(self) -> int | None: ...
+    @property
+    def s3_object_lock_mode(self) -> str: ...  # "COMPLIANCE" or "GOVERNANCE"
 
 
 @dataclass
@@ -98,11 +100,16 @@ class StoreStats:
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """One object in a store."""
+    """One object in a store; *retain_until* is its S3 Object Lock date, from `stat` only."""
 
     key: str
     size: int
     modified: dt.datetime
+    retain_until: dt.datetime | None = None
+
+    def locked_at(self, now: dt.datetime) -> bool:
+        """Whether the store refuses to let this object go at *now*."""
+        return self.retain_until is not None and self.retain_until > now
 
 
 class SnapshotStore(Protocol):
@@ -110,7 +117,8 @@ class SnapshotStore(Protocol):
     Where snapshots live. Keys are relative (``manifests/sha256/<hex>``).
 
     ``create_only`` puts leave an existing object alone and return False; ``lock``
-    puts apply the store's retention (S3 Object Lock; a read-only file).
+    puts apply the store's retention (S3 Object Lock; a read-only file). An S3 store
+    with Object Lock configured locks every create-only put (content and indexes).
     """
 
     @property

@@ -31,6 +31,10 @@ loop is bypassed (it sleeps 3 s to 83 s on any exception; drd's `RetryPolicy`
 retries each call instead, and nested retries multiply), and every request gets
 a timeout (oras sets none). HTTP statuses and requests' exceptions are mapped to
 drd's storage errors in `_storage_error` and nowhere else.
+
+Longer than most modules on purpose: the key ↔ tag encoding, the oras session and
+the store's operations share the one client and its error mapping, and none of them
+is useful without the others.
 """
 
 from __future__ import annotations

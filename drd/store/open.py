@@ -129,5 +129,9 @@ async def open_store(
             bucket,
             path,
             retry=retry,
-            options=S3Options(sse=config.s3_sse, object_lock_days=config.s3_object_lock_days),
+            options=S3Options(
+                sse=config.s3_sse,
+                object_lock_days=config.s3_object_lock_days,
+                object_lock_mode=config.s3_object_lock_mode,
+            ),
         )

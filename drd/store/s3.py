@@ -156,6 +156,7 @@ class S3Store:
         return await self._retry.call(f"store.{op}", mapped)
 
     def _lock_args(self) -> dict[str, Any]:
+        """Object Lock retention for one new object: every content object and index."""
         days = self._options.object_lock_days
         if not days:
             return {}
@@ -168,13 +169,17 @@ class S3Store:
     async def put_bytes(
         self, key: str, data: bytes, *, create_only: bool = False, lock: bool = False
     ) -> bool:
-        """PutObject; ``If-None-Match: *`` when *create_only*; Object Lock when *lock*."""
+        """
+        PutObject; ``If-None-Match: *`` when *create_only*. Object Lock retention (when
+        configured) goes on every *create_only* put, which is every content object and
+        index, and on any put asked to *lock*; pointers and leases stay unlocked.
+        """
         full = self._key(key)
         if create_only and not self._conditional_puts and await self.stat(key) is not None:
             return False
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, "Body": data}
         args.update(self._options.encryption())
-        if lock:
+        if lock or create_only:
             args.update(self._lock_args())
         if create_only and self._conditional_puts:
             args["IfNoneMatch"] = "*"
@@ -235,10 +240,16 @@ class S3Store:
             return await self.put_bytes(key, bytes(buffer), create_only=create_only)
         if create_only and await self.stat(key) is not None:
             return False
-        return await self._multipart(key, iterator, buffer, part_size)
+        return await self._multipart(key, iterator, buffer, part_size, lock=create_only)
 
     async def _multipart(
-        self, key: str, iterator: AsyncIterator[bytes], buffer: bytearray, part_size: int
+        self,
+        key: str,
+        iterator: AsyncIterator[bytes],
+        buffer: bytearray,
+        part_size: int,
+        *,
+        lock: bool,
     ) -> bool:
         full = self._key(key)
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
@@ -283,7 +294,28 @@ class S3Store:
         except BaseException:
             await asyncio.shield(self._abort(key, full, upload_id))
             raise
+        if lock and (retention := self._lock_args()):
+            await self._retain(key, full, retention)
         return True
+
+    async def _retain(self, key: str, full: str, retention: dict[str, Any]) -> None:
+        """
+        PutObjectRetention on a completed multipart object: S3-compatible stores differ on
+        whether CreateMultipartUpload takes retention, every one takes this.
+        """
+
+        async def go() -> None:
+            self.stats.puts += 1
+            await self.client.put_object_retention(
+                Bucket=self.bucket,
+                Key=full,
+                Retention={
+                    "Mode": retention["ObjectLockMode"],
+                    "RetainUntilDate": retention["ObjectLockRetainUntilDate"],
+                },
+            )
+
+        await self._call("retain", key, go)
 
     async def _upload_part(
         self, key: str, full: str, upload_id: str, number: int, body: bytes
@@ -361,13 +393,14 @@ class S3Store:
             yield chunks()
 
     async def stat(self, key: str) -> StoredObject | None:
-        """HeadObject; None when absent."""
+        """HeadObject, with the Object Lock retention date when one is set; None when absent."""
         full = self._key(key)
 
         async def go() -> StoredObject | None:
             self.stats.heads += 1
             resp = await self.client.head_object(Bucket=self.bucket, Key=full)
-            return StoredObject(key, int(resp.get("ContentLength", 0)), resp["LastModified"])
+            until = resp.get("ObjectLockRetainUntilDate") if resp.get("ObjectLockMode") else None
+            return StoredObject(key, int(resp.get("ContentLength", 0)), resp["LastModified"], until)
 
         try:
             return await self._call("head", key, go)

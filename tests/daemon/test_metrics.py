@@ -282,3 +282,44 @@ def test_unconfigured_snapshots_and_drills_export_nothing_to_alert_on() -> None:
     assert sample(registry, "drd_snapshot_last_success_timestamp_seconds", endpoint="src") == 42.0
     assert sample(registry, "drd_drill_last_success_timestamp_seconds", endpoint="drill") == 43.0
     assert sample(registry, "drd_drill_rto_target_seconds", endpoint="drill") == 14400.0
+
+
+def test_deletions_are_counted_and_a_held_brake_is_no_success() -> None:
+    """Deleted and kept tags are counted; a brake that held is an error, not a success."""
+    from drd.oci.digest import Digest
+    from drd.replicate.deletions import Deletion, TargetDeletions
+
+    gone = Deletion("team/app", "old", Digest.parse(DIGEST_A))
+    clean, held = report(targets=["dst", "dr2"]), report(targets=["dst"])
+    clean.deletions["dst"] = TargetDeletions(planned=[gone], deleted=[gone], managed=20)
+    clean.deletions["dr2"] = TargetDeletions(kept=[(gone, "v1")], managed=20)
+    held.deletions["dst"] = TargetDeletions(planned=[gone, gone], braked="over", managed=2)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+
+    metrics.record_replication(clean, full=True, finished_at=1000.0)
+    metrics.record_replication(held, full=True, finished_at=2000.0)
+
+    def deletions(target: str, outcome: str) -> float | None:
+        return sample(
+            registry,
+            "drd_replication_deletions_total",
+            policy="prod",
+            target=target,
+            outcome=outcome,
+        )
+
+    assert (deletions("dst", "deleted"), deletions("dr2", "kept")) == (1.0, 1.0)
+    assert deletions("dst", "braked") == 2.0
+    errors = sample(
+        registry,
+        "drd_replication_errors_total",
+        policy="prod",
+        target="dst",
+        reason="DeletionBrake",
+    )
+    assert errors == 1.0
+    last = sample(
+        registry, "drd_replication_last_success_timestamp_seconds", policy="prod", target="dst"
+    )
+    assert last == 1000.0

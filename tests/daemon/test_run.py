@@ -166,7 +166,7 @@ async def test_a_push_reaches_the_target_without_waiting_for_the_interval(setup:
     image = make_image(f"{repository}/v1", layers=2)
     async with RegistryWriter(setup.source, auth=setup.auth) as writer:
         await writer.push_image(repository, image, "v1")
-    latency = await wait_for_tag(setup.target, repository, "v1", within=30)
+    latency = await wait_for_tag(setup.target, repository, "v1", within=90)
     print(f"\nwebhook-to-target latency: {latency:.2f}s (policy interval 1h)")
 
     raw, _ = await get_manifest(setup.target, repository, "v1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 from pathlib import Path
 
@@ -138,6 +140,63 @@ async def test_replica_drill_command_checks_the_replica_in_place(
     assert tags[1:] == ["v1"]
     assert after.returncode == 0, after.stderr
     assert json_out(after)["mode"] == "replica"
+    # One successful replication pass in state: the worst gap is the open one since it.
+    assert json_out(before)["judgement"]["rpo"]["worst_s"] is None
+    assert "no successful replication pass" in json_out(before)["judgement"]["rpo"]["worst_method"]
+    worst = json_out(after)["judgement"]["rpo"]
+    assert worst["worst_s"] is not None
+    assert "replication passes of prod" in worst["worst_method"]
+    assert "since the previous drill" in worst["worst_method"]
+
+
+async def test_the_worst_case_rpo_is_the_longest_gap_between_snapshots_since_the_last_drill(
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    third_registry: LocalRegistry,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """
+    Three snapshots; the JSON, Markdown and HTML reports carry the longest gap between
+    them (or since the newest), bounded by the snapshots `drd snapshot list` shows; a
+    second drill judges only the window since the first.
+    """
+    path = config(tmp_path, source_registry, target_registry, third_registry, repo)
+    await push_signed(source_registry, repo, make_image(f"{repo}/w"), "v1")
+    for _ in range(3):
+        assert (await run_drd("snapshot", "create", config=path)).returncode == 0
+    listed = json_out(await run_drd("snapshot", "list", "--json", config=path))
+
+    first = json_out(await run_drd("drill", "--json", config=path))
+    second = json_out(await run_drd("drill", "--json", config=path))
+
+    taken = sorted(s["taken_at"] for s in _snapshots(listed))
+    stamps = [_parse(t) for t in taken]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    rpo = first["judgement"]["rpo"]
+    assert rpo["worst_s"] >= max(gaps) - 0.001
+    assert rpo["worst_s"] >= rpo["measured_s"] - 0.001
+    assert _parse(rpo["worst_from"]) in stamps
+    assert "over the whole recorded history" in rpo["worst_method"]
+    assert "(3 snapshots recorded)" in rpo["worst_method"]
+    assert first["judgement"]["rto"]["startup_s"] > 0
+    assert first["judgement"]["rto"]["fixed_s"] >= first["judgement"]["rto"]["startup_s"]
+    later = second["judgement"]["rpo"]
+    assert "since the previous drill" in later["worst_method"]
+    # The snapshot gaps ended before the first drill: only the open gap is left in the window.
+    assert _parse(later["worst_from"]) == stamps[-1]
+    md = text_of(second["reports"]["md"])
+    assert "| RPO, worst case in the window |" in md
+    assert "Worst-case RPO: longest gap between successful snapshots" in md
+    assert "RPO, worst case in the window" in text_of(second["reports"]["html"])
+
+
+def _snapshots(listed: object) -> list[dict[str, str]]:
+    return listed["snapshots"] if isinstance(listed, dict) else listed  # type: ignore[return-value]
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 async def test_the_scheduled_drill_job_records_state_metrics_and_reports(

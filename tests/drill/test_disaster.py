@@ -17,10 +17,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from drd.drill.judge import Targets, estimate_rto, snapshot_rpo
-from drd.drill.plan import volume
-from drd.drill.runner import run_drill
+import pytest
+
+from drd.drill.estimate import DrillTimes
+from drd.drill.judge import estimate_rto, snapshot_rpo
+from drd.drill.plan import Volume, volume
+from drd.drill.runner import READBACK_PHASES
 from drd.oci.digest import Digest
 from drd.oci.referrers import subject_of_tag
 from drd.replicate.runner import run_policy
@@ -31,7 +35,7 @@ from drd.store.open import open_store
 from drd.timeline import duration
 from drd.trust.verify import verify_artifact
 from tests.clients import RETRY, open_client, policy_for
-from tests.configs import write_toml
+from tests.configs import local_daemon, write_toml
 from tests.drill.helpers import KEY, TRUST, push_signed
 from tests.images import RegistryWriter, make_image
 from tests.servers import LocalRegistry
@@ -42,7 +46,12 @@ SNAPSHOT_EVERY = 3
 
 
 def _config(
-    tmp_path: Path, s3_endpoint: str, bucket: str, endpoints: dict[str, LocalRegistry]
+    tmp_path: Path,
+    s3_endpoint: str,
+    bucket: str,
+    endpoints: dict[str, LocalRegistry],
+    *,
+    name: str = "drd.toml",
 ) -> Path:
     key = tmp_path / "release.pub"
     key.write_bytes(KEY.public_pem())
@@ -59,13 +68,20 @@ def _config(
         f's3_endpoint_url = "{s3_endpoint}"',
         's3_region = "us-east-1"',
         "blobs = true",
-        "",
-        "[retry]",
-        "attempts = 2",
-        "wait_initial = 0.0",
-        "wait_max = 0.0",
     ]
-    return write_toml(tmp_path / "drd.toml", "\n".join(lines))
+    if "drill" in endpoints:
+        lines += [
+            "",
+            "[drills]",
+            'target = "drill"',
+            'trust = "release"',
+            "sample = 2",
+            'rto = "10m"',
+            'rpo = "30s"',
+            f'report_dir = "{tmp_path / "reports"}"',
+        ]
+    text = "\n".join(lines) + "\n" + local_daemon(tmp_path / "state")
+    return write_toml(tmp_path / name, text)
 
 
 async def test_primary_destroyed_at_a_random_moment_is_rebuilt_from_the_store(
@@ -101,14 +117,13 @@ async def test_primary_destroyed_at_a_random_moment_is_rebuilt_from_the_store(
     pushed: dict[str, tuple[Digest, float]] = {}  # tag -> (digest, when pushed)
     replicated: dict[str, Digest] = {}  # what drd reported copied or in place at the replica
     snapshots: list[tuple[str, dt.datetime, dict[str, Digest]]] = []
-    drill_report = None
+    drill_report: dict[str, Any] | None = None
     disaster_at = None
     newest: Snapshot | None = None
 
     async with (
         open_client(primary, "primary") as src,
         open_client(replica, "dr") as dst,
-        open_client(third_registry, "drill") as drill_client,
         open_store(store_cfg, RETRY) as store,
     ):
         for i in range(PUSHES):
@@ -133,16 +148,17 @@ async def test_primary_destroyed_at_a_random_moment_is_rebuilt_from_the_store(
                 tags = dict(newest.repositories[repo].tags)
                 snapshots.append((snap.snapshot.id, snap.snapshot.taken_at, tags))
                 if drill_report is None and len(snapshots) == 2:
-                    drill_report = await run_drill(
-                        store,
-                        drill_client,
-                        source="primary",
-                        targets=Targets(rto_s=600.0, rpo_s=30.0),
-                        sample=2,
-                        trust=TRUST,
-                        retry=RETRY,
+                    # The operator's drill: `drd drill`, a process of its own, as `drd restore`.
+                    drill_config = _config(
+                        tmp_path,
+                        s3_endpoint,
+                        bucket,
+                        {"primary": primary, "drill": third_registry},
+                        name="drill.toml",
                     )
-                    assert drill_report.ok, drill_report.to_json()
+                    drilled = await run_drd("drill", "--json", config=drill_config)
+                    drill_report = json_out(drilled)
+                    assert drilled.returncode == 0, drill_report
             if i == doom:
                 break
             time.sleep(rng.uniform(0.02, 0.25))  # noqa: ASYNC251 - pushes spread over time; nothing else runs
@@ -208,11 +224,35 @@ async def test_primary_destroyed_at_a_random_moment_is_rebuilt_from_the_store(
     assert worst <= rpo_s, (lost, rpo_s)
     lost_everywhere = sorted(t for t in lost if t not in replicated)
 
-    rto = drill_report.judgement.rto if drill_report.judgement else None
-    assert rto is not None
-    # The drill's measurement, extrapolated the same way to what was actually restored.
+    # The drill's report carries the parts of its RTO estimate and the worst-case RPO.
+    judgement = drill_report["judgement"]
+    rto, rpo = judgement["rto"], judgement["rpo"]
+    assert drill_report["ok"], judgement["reasons"]
+    assert rto["startup_s"] is not None
+    assert rto["startup_s"] > 0
+    assert rto["fixed_s"] >= rto["startup_s"]
+    assert rto["estimate_s"] == pytest.approx(
+        rto["fixed_s"] + rto["measured_s"] * rto["scale"], abs=0.01
+    )
+    (first_id, first_taken, _), (second_id, second_taken, _) = snapshots[:2]
+    between = (second_taken - first_taken).total_seconds()
+    assert rpo["worst_s"] >= round(between, 3) - 0.001
+    assert rpo["worst_s"] >= rpo["measured_s"] - 0.001
+    assert rpo["worst_from"] in {_iso(first_taken), _iso(second_taken)}
+    assert "longest gap between successful snapshots of primary" in rpo["worst_method"]
+
+    # The drill's model, applied to what was actually restored (the newest snapshot).
+    phases = {p["name"]: p["duration_s"] for p in drill_report["phases"]}
+    times = DrillTimes(
+        startup_s=rto["startup_s"],
+        load_s=phases["load snapshot"],
+        restore_s=phases["restore"],
+        readback_s=sum(phases.get(n, 0.0) for n in READBACK_PHASES),
+    )
+    scope = Volume(**{k: v for k, v in drill_report["scope"].items() if k != "objects"})
     restored_volume = volume(newest, plan_restore(newest, Selection(), {}))
-    for_restored = estimate_rto(rto.measured_s, drill_report.scope, restored_volume)
+    for_restored = estimate_rto(times, scope, restored_volume)
+    measured = restore_wall_s + verify_s
     print(
         f"pushed {len(release)} signed tags; newest snapshot {newest_id} held "
         f"{sum(subject_of_tag(t) is None for t in protected)} of them, the replica "
@@ -221,10 +261,18 @@ async def test_primary_destroyed_at_a_random_moment_is_rebuilt_from_the_store(
         f"{len(lost)} tag(s) ({', '.join(sorted(lost)) or 'none'}), pushed at most "
         f"{duration(worst)} before the disaster; lost everywhere (not replicated either): "
         f"{', '.join(lost_everywhere) or 'none'}\n"
+        f"drill: RPO {duration(rpo['measured_s'])}, worst-case RPO {duration(rpo['worst_s'])} "
+        f"(snapshots {first_id} and {second_id} {duration(between)} apart)\n"
         f"restore: {duration(restored['summary']['duration_s'])} in the engine, "
         f"{duration(restore_wall_s)} for the whole `drd restore` command, "
-        f"+ {duration(verify_s)} to verify; "
-        f"drill RTO estimate {duration(rto.value_s)} for the {drill_report.whole.objects} objects "
-        f"of its snapshot ({rto.method}); the same measurement scaled to the "
-        f"{restored_volume.objects} objects restored: {duration(for_restored.value_s)}"
+        f"+ {duration(verify_s)} to verify = {duration(measured)}\n"
+        f"drill RTO estimate {duration(rto['estimate_s'])} for the "
+        f"{drill_report['whole']['objects']} objects of its snapshot ({rto['method']})\n"
+        f"RTO estimate vs measured: {duration(for_restored.value_s)} estimated for the "
+        f"{restored_volume.objects} objects restored vs {duration(measured)} measured "
+        f"(estimate/measured {for_restored.value_s / measured:.2f})"
     )
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

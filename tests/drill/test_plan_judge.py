@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from drd.drill.estimate import DrillTimes
 from drd.drill.judge import Targets, estimate_rto, judge, size, snapshot_rpo
 from drd.drill.plan import (
     NAMESPACE_PREFIX,
@@ -127,24 +128,6 @@ def test_run_ids_outside_the_grammar_are_refused(run_id: str) -> None:
         namespace_for(run_id)
 
 
-def test_rto_is_extrapolated_by_the_larger_ratio() -> None:
-    """Bytes or objects, whichever grows more, scales the measured time."""
-    scope = Volume(1, 2, 10, 10, 1_000)
-    whole = Volume(5, 20, 40, 60, 2_000)
-
-    estimate = estimate_rto(12.0, scope, whole)
-
-    assert (estimate.object_ratio, estimate.byte_ratio, estimate.scale) == (5.0, 2.0, 5.0)
-    assert estimate.value_s == 60.0
-    assert "x5.00 by objects" in estimate.method
-    assert "larger ratio" in estimate.method
-    full = estimate_rto(12.0, whole, whole)
-    assert (full.scale, full.value_s) == (1.0, 12.0)
-    assert full.method.startswith("measured:")
-    empty = estimate_rto(0.5, Volume(), Volume())
-    assert empty.value_s == 0.5
-
-
 def test_rpo_is_the_age_of_the_newest_snapshot() -> None:
     """The newest snapshot's age at the drill's start, with the method stated."""
     age, method = snapshot_rpo(TAKEN, TAKEN + dt.timedelta(minutes=42))
@@ -174,7 +157,9 @@ def test_the_verdict_needs_no_failure_and_both_targets_met(
     rto: float, rpo: float | None, failures: int, error: str, passed: bool, reason: str
 ) -> None:
     """Each unmet condition is one reason; passing needs none."""
-    estimate = estimate_rto(rto, Volume(1, 1, 1, 1, 1), Volume(1, 1, 1, 1, 1))
+    estimate = estimate_rto(
+        DrillTimes(None, 0.0, rto, 0.0), Volume(1, 1, 1, 1, 1), Volume(1, 1, 1, 1, 1)
+    )
     verdict = judge(
         rto=estimate,
         rpo_s=rpo,

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree
 
-from drd.drill.judge import Targets, estimate_rto, judge
+from drd.drill.estimate import DrillTimes, WorstGap
+from drd.drill.judge import Targets, estimate_rto, judge, with_worst_rpo
 from drd.drill.plan import Volume
 from drd.drill.render import render_html, render_markdown, timeline_svg, write_report
 from drd.drill.report import DrillReport, Failure, Readback, RepositoryResult
@@ -57,13 +58,15 @@ def failed_report() -> DrillReport:
         cleanup={"manifests_deleted": 4, "repositories_with_tags": []},
         notes=[HOSTILE],
     )
-    report.judgement = judge(
-        rto=estimate_rto(9.0, scope, report.whole),
+    judged = judge(
+        rto=estimate_rto(DrillTimes(0.4, 0.1, 6.0, 3.0), scope, report.whole),
         rpo_s=1200.0,
         rpo_method="age of the newest snapshot",
         targets=Targets(rto_s=3600.0, rpo_s=3600.0),
         failures=1,
     )
+    gap = WorstGap(5400.0, START - dt.timedelta(hours=3), START - dt.timedelta(hours=1.5), 4)
+    report.judgement = with_worst_rpo(judged, gap, "longest gap between successful snapshots")
     return report
 
 
@@ -138,7 +141,15 @@ def test_reports_are_written_as_json_markdown_and_html(tmp_path: Path) -> None:
     }
     document = json.loads(paths["json"].read_text())
     assert (document["verdict"], document["ok"]) == ("FAILED", False)
-    assert document["judgement"]["rto"]["estimate_s"] == 18.0
-    assert document["judgement"]["rpo"]["measured_s"] == 1200.0
+    rto, rpo = document["judgement"]["rto"], document["judgement"]["rpo"]
+    assert (rto["estimate_s"], rto["fixed_s"], rto["startup_s"]) == (18.5, 0.5, 0.4)
+    assert rpo["measured_s"] == 1200.0
+    assert (rpo["worst_s"], rpo["worst_from"]) == (5400.0, "2024-05-01T06:30:00.000000Z")
+    assert any("worst-case RPO 1h30m exceeds" in r for r in document["judgement"]["reasons"])
+    assert (rpo["met"], rpo["worst_met"]) == (False, False)
+    md = paths["md"].read_text()
+    assert "| RPO | 1h00m | 20m00s | yes |" in md
+    assert "| RPO, worst case in the window | 1h00m | 1h30m | no |" in md
+    assert "RPO, worst case in the window" in paths["html"].read_text()
     assert document["failures"][0]["digest"] == "sha256:" + "e" * 64
     assert not list((tmp_path / "reports").glob(".*"))

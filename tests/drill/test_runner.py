@@ -74,6 +74,10 @@ async def assert_nothing_left(target: LocalRegistry, report: DrillReport) -> Non
             assert repo.target.startswith(f"drill-{report.id}/")
             assert await w.list_tags(repo.target) == [], repo.target
         assert report.cleanup["manifests_deleted"] == report.scope.manifests
+    assert (report.cleanup["blobs_deleted"], report.cleanup["blobs_left"]) == (
+        report.scope.blobs,
+        0,
+    )
 
 
 async def manifests_gone(target: LocalRegistry, repo: str, digests: set[Digest]) -> None:
@@ -204,7 +208,7 @@ async def test_a_sampled_drill_is_reproducible_and_restores_only_its_sample(
     rto = first.judgement.rto if first.judgement else None
     assert rto is not None
     assert rto.scale > 1.0
-    assert "extrapolated" in rto.method
+    assert "scaled by the larger" in rto.method
     await assert_nothing_left(third_registry, first)
 
 

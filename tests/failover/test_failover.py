@@ -48,7 +48,12 @@ def config(
     key.write_bytes(KEY.public_pem())
     return write_toml(
         tmp_path / "drd.toml",
-        signed_replication({"primary": primary.url, "dr": dr.url}, repo, key)
+        signed_replication(
+            {"primary": primary.url, "dr": dr.url},
+            repo,
+            key,
+            {"primary": "eu-west-1", "dr": "us-east-1"},
+        )
         + f"""
 [drills]
 target = "dr"
@@ -194,13 +199,16 @@ async def test_failover_switches_pins_runs_hooks_and_failback_reverses(
 ) -> None:
     """
     The switch records the standby as primary, pins every tag to a digest that exists
-    there, runs the hook with {to} and {from}; the reverse policy then replicates from
-    the new primary, and failback undoes the switch.
+    there, runs the hook with {to} and {from} (and their regions); the reverse policy
+    then replicates from the new primary, and failback undoes the switch.
     """
     script = tmp_path / "hook.py"
     script.write_text(HOOK)
     calls = tmp_path / "calls.jsonl"
-    hook = f"{sys.executable} {script} {calls} {{to}} {{from}} --pins {{overrides}}"
+    hook = (
+        f"{sys.executable} {script} {calls} {{to}} {{from}} {{to_region}} {{from_region}} "
+        "--pins {overrides}"
+    )
     path = config(tmp_path, source_registry, target_registry, repo, hooks=[hook])
     settings = load_settings(path)
     pushed = {
@@ -228,8 +236,10 @@ async def test_failover_switches_pins_runs_hooks_and_failback_reverses(
             assert reference == f"{target_registry.host}/{repo}"
             assert await w.manifest_exists(repo, digest), pin
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
-        ["dr", "primary", "--pins", str(tmp_path / "overrides.json")]
+        ["dr", "primary", "us-east-1", "eu-west-1", "--pins", str(tmp_path / "overrides.json")]
     ]
+    assert (document["from_region"], document["to_region"]) == ("eu-west-1", "us-east-1")
+    assert report.render().startswith("failover primary (eu-west-1) -> dr (us-east-1)")
     [hook_result] = report.hooks
     assert hook_result.ok
     assert hook_result.stdout == "switched dr\n"
@@ -259,6 +269,7 @@ async def test_failover_switches_pins_runs_hooks_and_failback_reverses(
 
     assert back.ok, back.render()
     assert (back.action, back.source, back.to) == ("failback", "dr", "primary")
+    assert (back.from_region, back.to_region) == ("us-east-1", "eu-west-1")
     assert read_active(settings.daemon.state_dir) is None
     assert load_active_settings(path).replication[0].source == "primary"
     back_pins = json.loads((tmp_path / "overrides.json").read_text())["overrides"]

@@ -17,6 +17,7 @@ from drd.errors import NotFound, RegistryError, SizeMismatch
 from drd.oci import mediatype
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
+from drd.registry.client import Limits
 from tests.clients import open_client
 from tests.faults import Fault, fault_proxy
 from tests.images import (
@@ -235,18 +236,15 @@ async def test_an_upload_under_the_wrong_digest_is_refused(
         assert await client.has_blob(repo, claimed) is None
 
 
-async def test_large_blobs_go_up_in_patch_chunks(
-    monkeypatch: pytest.MonkeyPatch, source_registry: LocalRegistry, repo: str
-) -> None:
+async def test_large_blobs_go_up_in_patch_chunks(source_registry: LocalRegistry, repo: str) -> None:
     """
-    Above the threshold a blob is sent as PATCHes of an eighth of it each, then a PUT;
+    Above the endpoint's chunk_size a blob is sent as PATCHes of that size, then a PUT;
     whatever sizes the stream comes in, the registry holds exactly the bytes.
     """
-    monkeypatch.setattr(drd.registry.client, "CHUNKED_UPLOAD_THRESHOLD", 64 * 1024)
     data = pseudo_random(repo, 200 * 1024 + 3)
     digest = Digest.of(data)
     with fault_proxy(source_registry.url) as proxy:
-        async with open_client(proxy.url) as client:
+        async with open_client(proxy.url, limits=Limits(chunk_size=8 * 1024)) as client:
             await client.upload_blob_stream(repo, digest, len(data), chunks_of(data, 7000))
 
     patches = proxy.requests("upload_patch")

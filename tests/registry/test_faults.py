@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import drd.registry.client
 from drd.errors import DigestMismatch, RateLimited, RegistryUnavailable
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
-from drd.registry.client import RegistryClient
+from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.retry import RetryPolicy
 from tests.clients import open_client
@@ -130,18 +129,18 @@ async def stream(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 async def test_a_failed_chunk_cancels_the_upload_session(
-    monkeypatch: pytest.MonkeyPatch, target_registry: LocalRegistry, repo: str
+    target_registry: LocalRegistry, repo: str
 ) -> None:
     """
     A PATCH that fails mid-upload is not resent: the session is cancelled (DELETE) and
     the error raised, for the caller to restart the whole transfer.
     """
-    monkeypatch.setattr(drd.registry.client, "CHUNKED_UPLOAD_THRESHOLD", 64 * 1024)
     data = pseudo_random(repo, 100_000)
     digest = Digest.of(data)
     with fault_proxy(target_registry.url) as proxy:
         proxy.add(Fault.reset(), kinds="upload_patch", skip=2, times=1)
-        async with open_client(proxy.url, retry=RETRY) as client:
+        limits = Limits(chunk_size=8 * 1024)
+        async with open_client(proxy.url, retry=RETRY, limits=limits) as client:
             with pytest.raises(RegistryUnavailable):
                 await client.upload_blob_stream(repo, digest, len(data), stream(data, 4096))
             assert await client.has_blob(repo, digest) is None

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import drd.registry.client
 from drd.oci.digest import Digest
+from drd.registry.client import Limits
 from tests.clients import open_client
 from tests.images import RegistryWriter, pseudo_random
 from tests.servers import LocalRegistry
@@ -28,18 +28,17 @@ def _patches(registry: LocalRegistry, repo: str) -> int:
     return sum(1 for line in log.splitlines() if f'"PATCH /v2/{repo}/blobs/uploads/' in line)
 
 
-async def test_a_chunked_upload_arrives_whole_in_patches_of_an_eighth(
-    target_registry: LocalRegistry, repo: str, monkeypatch: pytest.MonkeyPatch
+async def test_a_chunked_upload_arrives_whole_in_patches_of_chunk_size(
+    target_registry: LocalRegistry, repo: str
 ) -> None:
     """
-    Above the threshold a blob goes up in PATCHes of threshold/8 bytes, read chunks
-    straddling their boundaries, and the registry stores exactly the bytes sent.
+    Above the endpoint's chunk_size a blob goes up in PATCHes of chunk_size bytes, read
+    chunks straddling their boundaries, and the registry stores exactly the bytes sent.
     """
-    monkeypatch.setattr(drd.registry.client, "CHUNKED_UPLOAD_THRESHOLD", 1 * MiB)
     data = pseudo_random(f"{repo}/blob", 3 * MiB // 2 + 3)
     digest = Digest.of(data)
 
-    async with open_client(target_registry) as client:
+    async with open_client(target_registry, limits=Limits(chunk_size=128 * KiB)) as client:
         await client.upload_blob_stream(repo, digest, len(data), _chunks(data, 100 * KiB))
 
     async with RegistryWriter(target_registry) as writer:
@@ -47,11 +46,14 @@ async def test_a_chunked_upload_arrives_whole_in_patches_of_an_eighth(
     assert _patches(target_registry, repo) == 13  # ceil(1.5 MiB + 3 / 128 KiB)
 
 
-async def test_a_chunked_upload_holds_no_patch_body_in_memory(
-    target_registry: LocalRegistry, repo: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("chunk_size", [2 * MiB, None], ids=["chunked", "monolithic"])
+async def test_an_upload_holds_no_body_in_memory(
+    target_registry: LocalRegistry, repo: str, chunk_size: int | None
 ) -> None:
-    """Python allocations during a 24 MiB upload in 2 MiB PATCHes stay below one PATCH body."""
-    monkeypatch.setattr(drd.registry.client, "CHUNKED_UPLOAD_THRESHOLD", 16 * MiB)
+    """
+    Python allocations during a 24 MiB upload, in 2 MiB PATCHes or in one streamed PUT,
+    stay below one PATCH body: the blob streams, it is never held.
+    """
     size, chunk = 24 * MiB, 256 * KiB
     hasher = hashlib.sha256()
     for start in range(0, size, chunk):
@@ -62,7 +64,7 @@ async def test_a_chunked_upload_holds_no_patch_body_in_memory(
         for start in range(0, size, chunk):
             yield pseudo_random(f"{repo}/{start}", chunk)
 
-    async with open_client(target_registry) as client:
+    async with open_client(target_registry, limits=Limits(chunk_size=chunk_size)) as client:
         tracemalloc.start()
         try:
             await client.upload_blob_stream(repo, digest, size, generated())

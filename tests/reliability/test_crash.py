@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,20 +47,10 @@ SEED = int(os.environ.get("DRD_CRASH_SEED", str(random.SystemRandom().randrange(
 # Kill moments are drawn from this many seconds after the start (imports included) up
 # to a little past the duration of one uninterrupted run, measured first.
 EARLIEST_KILL = 0.3
-CHUNKED = 4 * MiB
+CHUNK_SIZE = MiB // 2  # every other run uploads layers in PATCHes of this size
 
 # Each loop is a few seconds; the suite's per-test timeout would cut the full run short.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + 20 * LOOPS)]
-
-
-def chunked_command(*args: str | Path) -> list[str]:
-    """``drd ARGS`` with the chunked-upload threshold lowered, so layers go up in PATCHes."""
-    code = (
-        "import sys, drd.registry.client as c; "
-        f"c.CHUNKED_UPLOAD_THRESHOLD = {CHUNKED}; "
-        "from drd.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    return [sys.executable, "-c", code, *map(str, args)]
 
 
 @dataclass
@@ -139,16 +128,20 @@ def test_replicate_survives_kill_9(
     rng = random.Random(SEED)  # noqa: S311 - kill moments, replayable from the seed
     target = registry_factory()
     source = asyncio.run(push_large_corpus(source_registry, repo))
-    config = write_config(
-        tmp_path / "drd.toml",
-        endpoints={"src": {"url": source_registry.url}, "dst": {"url": target.url}},
-        tables={"retry": FAST_RETRY, "daemon": {"state_dir": str(tmp_path / "state")}},
-        replication=[{"name": "p", "source": "src", "targets": ["dst"], "repositories": [repo]}],
-    )
+    configs = [
+        write_config(
+            tmp_path / f"drd-{i}.toml",
+            endpoints={"src": {"url": source_registry.url}, "dst": {"url": target.url, **dst}},
+            tables={"retry": FAST_RETRY, "daemon": {"state_dir": str(tmp_path / "state")}},
+            replication=[
+                {"name": "p", "source": "src", "targets": ["dst"], "repositories": [repo]}
+            ],
+        )
+        for i, dst in enumerate(({}, {"chunk_size": CHUNK_SIZE}))
+    ]
 
     def argv(loop: int) -> list[str]:
-        args = ("replicate", "--config", config)
-        return chunked_command(*args) if loop % 2 else command(*args)
+        return command("replicate", "--config", configs[loop % 2])
 
     def check() -> int:
         return len(asyncio.run(assert_target_consistent(target, repo)).tags)
@@ -161,7 +154,7 @@ def test_replicate_survives_kill_9(
 
     tally = kill_loop(argv, check, wipe, rng, LOOPS)
 
-    final = run_drd("replicate", "--config", config, "--json", timeout=600)
+    final = run_drd("replicate", "--config", configs[0], "--json", timeout=600)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
     copied = asyncio.run(assert_target_consistent(target, repo))
     assert copied.tags == {tag: str(digest) for tag, digest in source.items()}

@@ -27,11 +27,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-import drd.registry.client
 from drd.config import Credentials
 from drd.metrics import Metrics
 from drd.oci.digest import Digest
-from drd.registry.client import RegistryClient
+from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
@@ -55,7 +54,7 @@ RETRY = RetryPolicy.no_wait(attempts=3)
 TIMEOUT = 1.0
 STALL = 1.5
 LAYER = 40 * 1024
-THRESHOLD = 32 * 1024  # layers go up in PATCH chunks, configs in one PUT
+CHUNK_SIZE = 4 * 1024  # layers go up in PATCH chunks, configs in one PUT
 
 S3_KINDS = ("s3_put", "s3_get", "s3_list")
 KINDS = (
@@ -147,7 +146,14 @@ async def clients(
     ):
         yield (
             RegistryClient("source", source.url, src_http, RETRY),
-            RegistryClient("target", target.url, dst_http, RETRY, credentials=creds),
+            RegistryClient(
+                "target",
+                target.url,
+                dst_http,
+                RETRY,
+                credentials=creds,
+                limits=Limits(chunk_size=CHUNK_SIZE),
+            ),
         )
 
 
@@ -243,7 +249,6 @@ def assert_row(cells: list[Cell]) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 async def test_fault_row(
     kind: str,
-    monkeypatch: pytest.MonkeyPatch,
     source_registry: LocalRegistry,
     source_proxy: FaultProxy,
     target_proxy: FaultProxy,
@@ -256,8 +261,6 @@ async def test_fault_row(
     items with a reason, and the target never holds a tag over missing or corrupt
     content. Brief transport faults and 5xx/429 answers are absorbed by retries.
     """
-    if kind in ("upload_patch", "upload_put"):
-        monkeypatch.setattr(drd.registry.client, "CHUNKED_UPLOAD_THRESHOLD", THRESHOLD)
     for proxy in (source_proxy, target_proxy):
         proxy.clear()
     base = repo.partition("/")[0]

@@ -12,9 +12,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-import drd.registry.client
+from drd.registry.client import Limits
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import run_policy
 from drd.retry import RetryPolicy
@@ -31,14 +29,19 @@ from tests.servers import LocalRegistry, free_port
 RETRY = RetryPolicy.no_wait(attempts=3)
 
 
-async def replicate(source: LocalRegistry, target: LocalRegistry, repo: str) -> PolicyReport:
-    """One pass of *repo* from *source* to *target*."""
-    async with open_client(source, "source") as src, open_client(target, "target") as dst:
+async def replicate(
+    source: LocalRegistry, target: LocalRegistry, repo: str, chunk_size: int | None = None
+) -> PolicyReport:
+    """One pass of *repo* from *source* to *target* (uploading in PATCHes of *chunk_size*)."""
+    limits = Limits(chunk_size=chunk_size)
+    async with (
+        open_client(source, "source") as src,
+        open_client(target, "target", limits=limits) as dst,
+    ):
         return await run_policy(policy_for(repo), src, {"target": dst}, RETRY)
 
 
 async def test_target_stopped_mid_run_then_the_next_run_completes(
-    monkeypatch: pytest.MonkeyPatch,
     source_registry: LocalRegistry,
     registry_factory: Callable[..., LocalRegistry],
     repo: str,
@@ -48,10 +51,9 @@ async def test_target_stopped_mid_run_then_the_next_run_completes(
     reason; once it is back it holds nothing half-done, and the next pass copies all.
     """
     # Small PATCH chunks: the upload is still running when the target goes away.
-    monkeypatch.setattr(drd.registry.client, "CHUNKED_UPLOAD_THRESHOLD", MiB)
     target = registry_factory()
     source = await push_large_corpus(source_registry, repo)
-    run = asyncio.create_task(replicate(source_registry, target, repo))
+    run = asyncio.create_task(replicate(source_registry, target, repo, MiB // 8))
     uploads = target.repository_dir(repo) / "_uploads"
     for _ in range(3000):
         if run.done() or (uploads.is_dir() and any(uploads.iterdir())):

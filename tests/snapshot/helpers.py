@@ -31,6 +31,7 @@ class StoreConfig:
     s3_region: str | None = None
     s3_sse: str | None = None
     s3_object_lock_days: int | None = None
+    s3_object_lock_mode: str = "COMPLIANCE"
     endpoint: Endpoint | None = None  # an oci:// store's endpoint
 
     def store_endpoint(self) -> Endpoint | None:

@@ -69,7 +69,13 @@ async def test_snapshot_records_every_tag_manifest_and_signature(
             assert snap.manifests[manifest.digest].media_type == manifest.media_type
         assert snap.manifests[index.digest].children == tuple(i.digest for i in index.images)
         assert {b.digest: b.size for b in image.blobs}.items() <= snap.blobs.items()
-        assert [o.key async for o in store.list("blobs/")] == []
+        # blobs = false stores no layer, only the metadata: configs and the signature payload.
+        metadata = {i.config.digest for i in (image, sig, *index.images)} | {
+            b.digest for b in sig.layers
+        }
+        assert snap.metadata_blobs == metadata
+        assert {o.key async for o in store.list("blobs/")} == {blob_key(d) for d in metadata}
+        assert not {b.digest for b in image.layers} & metadata
         assert snap.source_url == source_registry.url
         back = await load_snapshot(store, "primary", "latest")
         assert back == snap

@@ -226,22 +226,42 @@ async def test_s3_server_side_encryption_is_requested(s3_endpoint: str, bucket: 
     assert head["ServerSideEncryption"] == "AES256"
 
 
-async def test_s3_object_lock_protects_locked_puts(s3_endpoint: str) -> None:
-    """With ``s3_object_lock_days``, a locked put (an index) carries a retention date."""
+async def test_s3_object_lock_protects_content_and_indexes(s3_endpoint: str) -> None:
+    """
+    With ``s3_object_lock_days``, every create-only put (an index, a manifest, a streamed
+    blob, one part or multipart) carries the configured mode and a retention date;
+    the ``latest`` pointer, overwritten on each snapshot, does not.
+    """
     bucket = "locked-bucket-for-drd"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     config = StoreConfig(
-        f"s3://{bucket}", s3_endpoint_url=s3_endpoint, s3_region="us-east-1", s3_object_lock_days=7
+        f"s3://{bucket}",
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+        s3_object_lock_days=7,
+        s3_object_lock_mode="GOVERNANCE",
     )
+    big = b"b" * (5 * MiB + 1)
     async with opened(config) as store:
+        assert isinstance(store, S3Store)
+        store._part_size = 5 * MiB  # force a multipart upload
         await store.put_bytes("snapshots/p/index", b"i", create_only=True, lock=True)
         await store.put_bytes("manifests/sha256/ee", b"m", create_only=True)
+        await store.put_stream("blobs/sha256/ff", chunks_of(b"small"), create_only=True)
+        await store.put_stream("blobs/sha256/aa", chunks_of(big), create_only=True)
+        await store.put_bytes("snapshots/p/latest", b"{}")
+        stat = await store.stat("manifests/sha256/ee")
     client = s3_client(s3_endpoint)
-    head = client.head_object(Bucket=bucket, Key="snapshots/p/index")
-    assert head["ObjectLockMode"] == "COMPLIANCE"
-    until = head["ObjectLockRetainUntilDate"]
-    assert dt.timedelta(days=6) < until - dt.datetime.now(dt.UTC) <= dt.timedelta(days=7)
-    assert "ObjectLockMode" not in client.head_object(Bucket=bucket, Key="manifests/sha256/ee")
+    for key in ("snapshots/p/index", "manifests/sha256/ee", "blobs/sha256/ff", "blobs/sha256/aa"):
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE", key
+        until = head["ObjectLockRetainUntilDate"]
+        assert dt.timedelta(days=6) < until - dt.datetime.now(dt.UTC) <= dt.timedelta(days=7)
+    assert "ObjectLockMode" not in client.head_object(Bucket=bucket, Key="snapshots/p/latest")
+    assert stat is not None
+    assert stat.retain_until is not None
+    assert stat.locked_at(dt.datetime.now(dt.UTC))
+    assert not stat.locked_at(stat.retain_until)
 
 
 async def test_s3_unreachable_is_storage_unavailable() -> None:

@@ -117,7 +117,8 @@ async def test_prune_keeps_by_policy_and_deletes_only_unreferenced_objects(
         later = NOW + dt.timedelta(days=1)
         planned = await prune(store, "primary", keep_last=1, dry_run=True, now=later)
         assert planned.deleted == ids[:2]
-        assert planned.objects_deleted == 1  # old_image's manifest, referenced by no survivor
+        # old_image's manifest and its config (a metadata blob), referenced by no survivor
+        assert planned.objects_deleted == 2
         assert len(await list_snapshots(store, "primary")) == 3
 
         done = await prune(store, "primary", keep_last=1, now=later)
@@ -125,6 +126,8 @@ async def test_prune_keeps_by_policy_and_deletes_only_unreferenced_objects(
         assert list(done.kept) == [ids[2]]
         assert [e.id for e in await list_snapshots(store, "primary")] == [ids[2]]
         assert await store.stat(manifest_key(old_image.digest)) is None
+        assert await store.stat(blob_key(old_image.config.digest)) is None
+        assert await store.stat(blob_key(new_image.config.digest)) is not None
         for digest in (new_image.digest, shared.digest, *other.manifests):
             assert await store.stat(manifest_key(digest)) is not None
         kept = await load_snapshot(store, "primary", "latest")

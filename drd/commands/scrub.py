@@ -1,0 +1,58 @@
+"""`drd scrub ENDPOINT [--repository GLOB] [--deep]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from drd.app.outcome import Outcome
+from drd.commands.output import emit
+from drd.config import load_settings
+from drd.resources import open_resources
+from drd.scrub.runner import ScrubReport, scrub_registry
+from drd.selection.filters import RepoFilter
+
+
+def register(sub: Any, command: Any) -> None:
+    """Add `scrub`."""
+    p = command("scrub", scrub)
+    p.add_argument("endpoint", help="the endpoint to check ([endpoints.NAME])")
+    p.add_argument(
+        "--repository",
+        action="append",
+        default=None,
+        help="only repositories matching this glob (repeatable; ** crosses /)",
+    )
+    p.add_argument(
+        "--deep", action="store_true", help="download and re-hash every blob, not only HEAD it"
+    )
+
+
+async def scrub(args: argparse.Namespace) -> Outcome:
+    """Walk every tag's closure at one endpoint: OK (whole), FAILED (damage found) or USAGE."""
+    settings = load_settings(args.config)
+    if args.endpoint not in settings.endpoints:
+        sys.stderr.write(f"drd: no endpoint named {args.endpoint}\n")
+        return Outcome.USAGE
+    wanted = RepoFilter(tuple(args.repository)) if args.repository else None
+    async with open_resources(settings) as res:
+        report = await scrub_registry(res.registries[args.endpoint], wanted, deep=args.deep)
+    emit(args, report.to_json(), render(report))
+    return Outcome.OK if report.ok else Outcome.FAILED
+
+
+def render(report: ScrubReport) -> str:
+    """One summary line, then one line per damaged object."""
+    mode = "deep " if report.deep else ""
+    verdict = "whole" if report.ok else f"{len(report.damage)} damaged object(s)"
+    lines = [
+        f"{mode}scrub of {report.endpoint}: {report.repositories} repositories, "
+        f"{report.tags} tags, {report.manifests} manifests, {report.blobs} blobs: {verdict}"
+    ]
+    for d in report.damage:
+        tags = f" (tags {', '.join(d.tags)})" if d.tags else ""
+        lines.append(f"  {d.kind:16} {d.repository}@{d.digest}{tags}: {d.detail}")
+    for repo, why in sorted(report.errors.items()):
+        lines.append(f"  not walked       {repo}: {why}")
+    return "\n".join(lines)
