@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
 from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, take_snapshot
-from drd.commands.output import emit
+from drd.commands.output import add_late_common, emit
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
 from drd.progress import for_terminal, shown
@@ -61,15 +60,6 @@ def register(sub: Any, command: Any) -> None:
     action("prune", "apply keep_last / keep_daily / keep_weekly").add_argument(
         "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
     )
-
-
-def add_late_common(p: argparse.ArgumentParser) -> None:
-    """--config/--json/--log-level also after the action; unset ones keep the earlier value."""
-    p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="config file")
-    p.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document"
-    )
-    p.add_argument("--log-level", default=argparse.SUPPRESS, help="debug, info, warning, error")
 
 
 async def snapshot(args: argparse.Namespace) -> Outcome:
@@ -132,7 +122,7 @@ async def _create(
     retry = retry_policy(settings.retry)
     started = time.time()
     async with (
-        open_history(settings.daemon.state_dir, "the snapshot") as state,
+        open_history(settings, "the snapshot") as state,
         open_registry(settings.endpoints[source], retry) as client,
     ):
         tally = for_terminal(args)
