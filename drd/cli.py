@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "drd.commands.snapshot",
         "take, list, show, compare, verify and prune snapshots",
     ),
+    "state": ("drd.commands.state", "apply the state database's schema migrations"),
     "status": (
         "drd.commands.status",
         "replication lag, last runs and drift from the daemon's state",

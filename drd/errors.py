@@ -21,7 +21,8 @@ DrdError
 ├── VerificationError           a signature did not verify; .reason
 ├── FailoverRefused             the switch cannot be made as asked
 ├── StateError                  the state database is unusable; .path
-│   └── StateCorrupt            not a database, or it fails its integrity check
+│   ├── StateCorrupt            not a database, or it fails its integrity check
+│   └── LeaseLost               this node no longer holds the unit's lease: no tag write
 └── StorageError                .bucket .key
     ├── SnapshotNotFound
     ├── SnapshotCorrupt         + IntegrityError
@@ -192,6 +193,10 @@ class StateError(DrdError):
 
 class StateCorrupt(StateError):
     """The state database is not a database, or fails SQLite's integrity check."""
+
+
+class LeaseLost(StateError):
+    """This node's lease on a unit of work expired or was taken: it must not write a tag."""
 
 
 class FailoverRefused(DrdError):

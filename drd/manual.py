@@ -73,6 +73,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "snapshot diff": ("drd snapshot diff OLD latest", "drd snapshot diff OLD NEW --json"),
     "snapshot verify": ("drd snapshot verify latest",),
     "snapshot prune": ("drd snapshot prune --dry-run", "drd snapshot prune"),
+    "state": ("drd state migrate", "drd state migrate --json"),
     "status": ("drd status", "drd status --json | jq .policies"),
     "verify": (
         "drd verify primary/team-a/app:v1.2.3   # endpoint `primary`: its URL, credentials, TLS",

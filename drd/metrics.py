@@ -343,6 +343,18 @@ class Metrics:
             "State databases found corrupt at start, moved aside and started afresh.",
             registry=r,
         )
+        # A cluster on PostgreSQL: per node (label node), and the cluster's unclaimed work.
+        self.node_leases = Gauge(
+            "drd_node_leases",
+            "Units of work (repositories of a policy, singleton jobs) this node holds.",
+            ["node"],
+            registry=r,
+        )
+        self.cluster_unclaimed = Gauge(
+            "drd_cluster_unclaimed_units",
+            "Replication units no node of the cluster holds now (the shared queue depth).",
+            registry=r,
+        )
 
     # ------------------------------------------------------------------ replication
 
@@ -534,6 +546,12 @@ class Metrics:
     def record_job(self, kind: str, outcome: str) -> None:
         """One scheduler run: finished, failed (raised) or cancelled."""
         self.job_runs.labels(kind, outcome).inc()
+
+    def set_cluster(self, node: str, leases: int, unclaimed: int) -> None:
+        """What PostgreSQL says of this node's leases and the cluster's unclaimed units."""
+        self.node_leases.clear()
+        self.node_leases.labels(node).set(leases)
+        self.cluster_unclaimed.set(unclaimed)
 
     def record_state_reset(self) -> None:
         """The state database was corrupt and has been replaced by an empty one."""

@@ -42,6 +42,8 @@ system_packages() {
     command -v openssl >/dev/null 2>&1 || wanted+=(openssl)
     # systemd-analyze scores the unit's hardening in the tests.
     command -v systemd-analyze >/dev/null 2>&1 || wanted+=(systemd)
+    # PostgreSQL's server binaries: the state tests start a throwaway cluster of their own.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || wanted+=(postgresql)
     # libcrypt makes the bcrypt hashes of htpasswd test registries.
     { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libcrypt\.so\.1' ||
         wanted+=(libcrypt1)

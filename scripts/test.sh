@@ -4,8 +4,9 @@
 #   bash scripts/test.sh [pytest args...]
 #
 # Idempotent. On a fresh Debian 12 as root it installs what the tests need
-# (docker-registry, skopeo, openssl; chromium for the report test) and creates
-# .venv; elsewhere it only uses what is there. Every step runs even after an earlier one failed, so one run
+# (docker-registry, skopeo, openssl, postgresql; chromium for the report test) and
+# creates .venv; elsewhere it only uses what is there. Every step runs even after an
+# earlier one failed, so one run
 # reports everything; the exit status is non-zero if any step failed.
 set -uo pipefail
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import structlog
 
+from tests.postgres import LocalPostgres, local_postgres
 from tests.servers import LocalRegistry, moto_server, registry_binary, s3_client
 
 # Variables that would let the developer's or CI's own setup leak into a test.
@@ -118,6 +119,19 @@ def s3_endpoint() -> Iterator[str]:
     """The session's S3 endpoint (moto server on loopback), e.g. ``http://127.0.0.1:PORT``."""
     with moto_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL server for the session (fails under CI when it cannot start)."""
+    with local_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: LocalPostgres) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    return postgres.url(postgres.create_database())
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from drd.replica.check import ReplicaScope, replication_lag
 from drd.resources import policy_from_config, trust_policy
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import LATEST, list_snapshots
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.store.open import open_store
 from drd.timeline import duration, process_age_s, utc_now
 
@@ -84,7 +84,7 @@ async def drill_from_settings(
     snapshot: str = LATEST,
     replica: bool = False,
     sample: int | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
     clock: Clock = utc_now,
     progress: Tally | None = None,
     startup_s: float | None = None,
@@ -172,7 +172,7 @@ async def drill_from_settings(
     return report
 
 
-async def _history(state: State | None) -> list[RunRecord]:
+async def _history(state: StateStore | None) -> list[RunRecord]:
     return [] if state is None else await state.runs(limit=HISTORY_RUNS)
 
 
@@ -224,7 +224,7 @@ async def record_drill(
     report: DrillReport,
     *,
     trigger: str,
-    state: State | None = None,
+    state: StateStore | None = None,
     metrics: Metrics | None = None,
     endpoint: str = "",
 ) -> None:
@@ -271,7 +271,7 @@ def drill_job(
     registries: Mapping[str, RegistryClient],
     retry: RetryPolicy,
     *,
-    state: State | None,
+    state: StateStore | None,
     metrics: Metrics | None,
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     """

@@ -18,7 +18,7 @@ from drd.failover.active import read_active
 from drd.failover.hooks import HOOK_TIMEOUT_S
 from drd.failover.runner import FailoverReport, FailoverSetup, switch_over
 from drd.registry.client import RegistryClient
-from drd.state import State
+from drd.state import StateStore
 
 
 def _since(ts: float) -> str:
@@ -32,7 +32,7 @@ async def run_failover(
     to: str,
     dry_run: bool = False,
     force: bool = False,
-    state: State | None = None,
+    state: StateStore | None = None,
     hook_timeout_s: float = HOOK_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
 ) -> FailoverReport:
@@ -96,7 +96,7 @@ async def run_failback(
     *,
     dry_run: bool = False,
     force: bool = False,
-    state: State | None = None,
+    state: StateStore | None = None,
     hook_timeout_s: float = HOOK_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
 ) -> FailoverReport:

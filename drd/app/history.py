@@ -1,6 +1,7 @@
 """
-Run history for manual runs: the state database is opened (created when absent) so a
-`drd replicate` or `drd restore` from the command line is recorded like the daemon's.
+Run history for manual runs: the configured state is opened (a SQLite database is
+created when absent) so a `drd replicate` or `drd restore` from the command line is
+recorded like the daemon's.
 """
 
 from __future__ import annotations
@@ -8,23 +9,24 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+from drd.app.state import describe, open_state
+from drd.config import Settings
 from drd.errors import StateError
-from drd.state import State
+from drd.state import StateStore
 
 
 @contextlib.asynccontextmanager
-async def open_history(state_dir: Path, what: str) -> AsyncIterator[State | None]:
+async def open_history(settings: Settings, what: str) -> AsyncIterator[StateStore | None]:
     """
-    The state database in *state_dir*, created when absent; None (with one line on
-    stderr saying *what* is not recorded) when it cannot be opened, so the run goes on.
+    The configured state; None (with one line on stderr saying *what* is not recorded)
+    when it cannot be opened, so the run goes on.
     """
-    state: State | None
+    state: StateStore | None
     try:
-        state = await State.open(state_dir)
+        state = await open_state(settings)
     except (OSError, StateError) as exc:
-        sys.stderr.write(f"drd: {what} is not recorded in {state_dir}: {exc}\n")
+        sys.stderr.write(f"drd: {what} is not recorded in {describe(settings)}: {exc}\n")
         state = None
     try:
         yield state

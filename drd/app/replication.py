@@ -6,8 +6,10 @@ metrics) the same way, and the outcome of a set of passes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,8 +23,11 @@ from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
 from drd.resources import Resources, deletion_recorder, policy_from_config, verifier_for
 from drd.selection.policy import Policy
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.timeline import new_run_id
+
+if TYPE_CHECKING:
+    from drd.state.leases import LeaseGate
 
 log = structlog.get_logger(__name__)
 
@@ -39,20 +44,28 @@ async def run_pass(
     only: Sequence[tuple[str, str | None]] | None = None,
     dry_run: bool = False,
     cache: TagCache | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
     metrics: Metrics | None = None,
     progress: Tally | None = None,
+    gate: LeaseGate | None = None,
     recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
     One pass of *policy*: a full one, or the pushed items *only*; recorded unless dry.
+    With a *gate* (a cluster), only the repositories this node claims, its leases kept
+    alive by the gate's heartbeat for the pass.
 
     A full pass (manual or scheduled) moves the watermark and the last success; a
     push-triggered one only clears what it copied. *recorder* records what the pass is
     about to delete at a target (propagate_deletions; `deletion_recorder`).
     """
     started = time.time()
-    with structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger):
+    async with contextlib.AsyncExitStack() as stack:
+        if gate is not None:
+            await stack.enter_async_context(gate.running())
+        stack.enter_context(
+            structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger)
+        )
         report = await run_policy(
             policy,
             res.registries[source],
@@ -63,6 +76,7 @@ async def run_pass(
             dry_run=dry_run,
             cache=cache,
             progress=progress,
+            gate=gate,
             recorder=recorder,
         )
     if dry_run:
@@ -95,7 +109,7 @@ async def replicate_once(
     names: Iterable[str] = (),
     dry_run: bool = False,
     cache: TagCache | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
     progress: Tally | None = None,
 ) -> list[PolicyReport]:
     """

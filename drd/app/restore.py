@@ -25,7 +25,7 @@ from drd.snapshot.catalog import LATEST, load_snapshot
 from drd.snapshot.model import Snapshot
 from drd.snapshot.sign import signature_problem
 from drd.snapshot.watermark import read_watermark, record_watermark, rollback_problem
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.store.base import SnapshotStore
 from drd.store.open import open_store
 
@@ -47,7 +47,7 @@ async def restore_from_settings(
     dry_run: bool = False,
     allow_unsigned: bool = False,
     confirm: Confirm | None = None,
-    state: State | None = None,
+    state: StateStore | None = None,
     progress: Tally | None = None,
 ) -> RestoreReport | None:
     """

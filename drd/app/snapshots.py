@@ -22,7 +22,7 @@ from drd.selection.filters import RepoFilter
 from drd.snapshot.collect import SnapshotReport, run_snapshot
 from drd.snapshot.settings import BytesSource, FileSource, SettingsSource
 from drd.snapshot.sign import IndexKey
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.store.base import SnapshotStore
 
 
@@ -115,7 +115,7 @@ async def record_snapshot(
     *,
     trigger: str,
     started: float,
-    state: State | None,
+    state: StateStore | None,
     metrics: Metrics | None = None,
 ) -> None:
     """Record *report* as a run of the job ``snapshot`` (state) and in the metrics."""

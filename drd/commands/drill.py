@@ -47,7 +47,7 @@ async def drill(args: argparse.Namespace) -> Outcome:
         sys.stderr.write("drd: --sample must be 0 or more\n")
         return Outcome.USAGE
     report_dir = args.report_dir or drills.report_dir
-    async with open_history(settings.daemon.state_dir, "the drill") as state:
+    async with open_history(settings, "the drill") as state:
         tally = for_terminal(args)
         async with open_resources(settings) as res, shown(tally):
             report = await drill_from_settings(

@@ -8,12 +8,13 @@ from typing import Any
 
 from drd.app.failover import run_failback, run_failover
 from drd.app.outcome import Outcome
+from drd.app.state import describe, open_state
 from drd.commands.output import emit
 from drd.config import load_settings
 from drd.errors import FailoverRefused, StateError
 from drd.failover.runner import FailoverReport
 from drd.resources import open_resources
-from drd.state import State
+from drd.state import StateStore
 
 
 def register(sub: Any, command: Any) -> None:
@@ -40,11 +41,11 @@ async def failback(args: argparse.Namespace) -> Outcome:
 
 async def _run(args: argparse.Namespace, to: str | None) -> Outcome:
     settings = load_settings(args.config)
-    state: State | None
+    state: StateStore | None
     try:
-        state = await State.open(settings.daemon.state_dir)
+        state = await open_state(settings)
     except (OSError, StateError) as exc:
-        sys.stderr.write(f"drd: cannot open the state in {settings.daemon.state_dir}: {exc}\n")
+        sys.stderr.write(f"drd: cannot open the state in {describe(settings)}: {exc}\n")
         return Outcome.FAILED
     try:
         async with open_resources(settings) as res:

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from drd.manual import add_common
+
 
 def emit(args: argparse.Namespace, document: Any, human: str) -> None:
     """Print *document* as JSON with --json, else *human*; both to stdout."""
@@ -15,3 +17,8 @@ def emit(args: argparse.Namespace, document: Any, human: str) -> None:
     else:
         sys.stdout.write(human if human.endswith("\n") else human + "\n")
     sys.stdout.flush()
+
+
+def add_late_common(p: argparse.ArgumentParser) -> None:
+    """--config/--json/--log-level also after an action (`drd.manual.add_common`)."""
+    add_common(p)

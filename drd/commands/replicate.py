@@ -56,7 +56,7 @@ async def replicate(args: argparse.Namespace) -> Outcome:
     async with contextlib.AsyncExitStack() as stack:
         state = None
         if not args.dry_run:
-            state = await stack.enter_async_context(open_history(state_dir, "the pass"))
+            state = await stack.enter_async_context(open_history(settings, "the pass"))
         res = await stack.enter_async_context(open_resources(settings))
         cache = await stack.enter_async_context(
             open_tag_cache(None if args.no_cache else state_dir)

@@ -115,7 +115,7 @@ async def restore(args: argparse.Namespace) -> Outcome:
         return await _confirmed(args.to, snap.id, drill_target)
 
     async with (
-        open_history(settings.daemon.state_dir, "the restore") as state,
+        open_history(settings, "the restore") as state,
         open_resources(settings) as res,
     ):
         tally = for_terminal(args)

@@ -135,7 +135,7 @@ async def _create(
     retry = retry_policy(settings.retry)
     started = time.time()
     async with (
-        open_history(settings.daemon.state_dir, "the snapshot") as state,
+        open_history(settings, "the snapshot") as state,
         open_registry(settings.endpoints[source], retry) as client,
     ):
         tally = for_terminal(args)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drd.app.outcome import Outcome
+from drd.app.state import read_state_document
 from drd.commands.output import emit
 from drd.config import load_settings
 from drd.errors import StateCorrupt, StateError
@@ -27,9 +28,14 @@ def register(sub: Any, command: Any) -> None:
 
 async def status(args: argparse.Namespace) -> Outcome:
     """Print the state document; exit 0, or 1 when there is no readable state database."""
-    state_dir = args.state_dir or load_settings(args.config).daemon.state_dir
+    now = time.time()
     try:
-        document = await asyncio.to_thread(read_status, state_dir, time.time(), runs=args.runs)
+        if args.state_dir is not None:
+            found = await asyncio.to_thread(read_status, args.state_dir, now, runs=args.runs)
+            document = {**found, "nodes": []}
+        else:
+            settings = load_settings(args.config)
+            document = await read_state_document(settings, now, runs=args.runs)
     except StateCorrupt as exc:
         sys.stderr.write(
             f"drd: cannot read the daemon's state: {exc}\n"
@@ -62,6 +68,16 @@ def render(document: dict[str, Any]) -> str:
         )
     if not document["replication"]:
         lines.append("  (no replication policy has run)")
+    if document.get("nodes") or "leaders" in document:
+        lines.append("nodes:")
+        for node in document["nodes"]:
+            lines.append(
+                f"  {node['id']} on {node['host']} (drd {node['version']}): last heartbeat "
+                f"{node['last_heartbeat']}, {node['leases']} leases"
+            )
+        leaders = ", ".join(f"{job} on {node}" for job, node in document["leaders"].items())
+        lines.append(f"  running singletons: {leaders or 'none'}")
+        lines.append(f"  unclaimed units: {document['unclaimed']}")
     lines.append("jobs:")
     for job in document["jobs"]:
         error = f" ({job['last_error'][:120]})" if job["last_error"] else ""

@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 import stat
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -627,6 +628,8 @@ class Daemon(BaseModel):
 
     listen: str = Field("127.0.0.1:9477", max_length=300)
     state_dir: ConfigPath = Field(default_factory=default_state_dir)
+    # This node's name in a cluster (leases, drd status); default "<host>:<pid>".
+    node: str = Field("", max_length=128)
     webhook_token_file: ConfigPath | None = None
     drain_timeout: Duration = timedelta(seconds=60)
     jitter: float = Field(0.1, ge=0, le=0.5)
@@ -675,6 +678,11 @@ class Daemon(BaseModel):
         return _netloc(host.lower(), int(port))
 
     @property
+    def node_name(self) -> str:
+        """`node`, or "<host>:<pid>" when unset: unique per process either way."""
+        return self.node or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
     def listen_host(self) -> str:
         """The host to bind, without IPv6 brackets."""
         return self.listen.rpartition(":")[0].strip("[]")
@@ -691,6 +699,90 @@ class Daemon(BaseModel):
         """A copy of these settings expecting *token* on the webhook."""
         copy = self.model_copy()
         copy._webhook_token = token
+        return copy
+
+
+class StateDatabase(BaseModel):
+    """
+    Where the state lives: absent, a SQLite file in `daemon.state_dir` (one node); with
+    `url`, a PostgreSQL database every node of a cluster shares. The password comes from
+    `password_file` or `DRD_STATE__PASSWORD`, never from the URL.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    url: str | None = Field(None, max_length=2048)
+    password_file: ConfigPath | None = None
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    # Without TLS material: "verify-full" against the system's roots off loopback,
+    # "prefer" on loopback; `insecure = true` accepts any server certificate.
+    insecure: bool = False
+    pool_size: int = Field(4, ge=1, le=100)
+    connect_timeout: float = Field(10.0, gt=0, le=300)
+    # How long a node's claim on a unit of work outlives its last heartbeat.
+    lease_ttl: Interval = timedelta(seconds=30)
+
+    _password: SecretStr | None = PrivateAttr(None)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Messages here never quote the URL: a password pasted into it must not reach a log.
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise ValueError("is not a valid URL (check the host and port)") from None
+        if parts.scheme.lower() not in ("postgresql", "postgres"):
+            raise ValueError('must start with postgresql://, e.g. "postgresql://drd@db:5432/drd"')
+        if parts.password is not None:
+            raise ValueError("must not contain a password: use password_file")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        if parts.fragment:
+            raise ValueError("must not have a fragment")
+        if any(
+            key.lower() in ("password", "passfile")
+            for key, _ in parse_qsl(parts.query, keep_blank_values=True)
+        ):
+            raise ValueError("must not contain a password: use password_file")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        if self.url is None:
+            for field in ("password_file", "ca_file", "cert_file", "key_file"):
+                if getattr(self, field) is not None:
+                    problems.append((field, "applies only with url (a PostgreSQL database)"))
+        if self.key_file is not None and self.cert_file is None:
+            problems.append(("key_file", "a client key needs cert_file"))
+        if problems:
+            raise _Invalid(problems)
+        return self
+
+    @property
+    def sslmode(self) -> str:
+        """libpq's sslmode for these settings."""
+        if self.insecure:
+            return "require" if self.cert_file is not None else "prefer"
+        if self.ca_file is not None:
+            return "verify-full"
+        host = urlsplit(self.url or "").hostname or ""
+        return "prefer" if _is_loopback(host) else "verify-full"
+
+    def password(self) -> SecretStr | None:
+        """The password `load_settings` read (file or environment); None: none needed."""
+        return self._password
+
+    def with_password(self, password: SecretStr | None) -> StateDatabase:
+        """A copy of these settings logging in with *password*."""
+        copy = self.model_copy()
+        copy._password = password
         return copy
 
 
@@ -750,10 +842,15 @@ class _EnvOverrides(EnvSettingsSource):
         self._file_values = file_values
 
     def __call__(self) -> dict[str, Any]:
-        return {
+        values = {
             key: _merge_indexed(self._file_values.get(key), value)
             for key, value in super().__call__().items()
         }
+        state = values.get("state")
+        if isinstance(state, dict):
+            # DRD_STATE__PASSWORD is a secret the loader reads, not a key of [state].
+            values["state"] = {k: v for k, v in state.items() if k != "password"}
+        return values
 
 
 class Settings(BaseSettings):
@@ -777,6 +874,7 @@ class Settings(BaseSettings):
     drills: Drills | None = None
     failover: Failover = Field(default_factory=Failover)
     daemon: Daemon = Field(default_factory=Daemon)
+    state: StateDatabase = Field(default_factory=StateDatabase)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     log_level: str = Field("info", max_length=16)
 
@@ -1028,6 +1126,7 @@ class _FileLoader:
             "trust": {key: self._trust(table) for key, table in settings.trust.items()},
             "failover": self._paths(settings.failover),
             "daemon": self._daemon(self._paths(settings.daemon)),
+            "state": self._state(self._paths(settings.state)),
         }
         if settings.snapshots is not None:
             snapshots = self._snapshots(self._paths(settings.snapshots))
@@ -1264,6 +1363,16 @@ class _FileLoader:
         where = "daemon.webhook_token_file"
         token, _ = self._secret("DRD_WEBHOOK_TOKEN", daemon.webhook_token_file, where)
         return daemon.with_webhook_token(token)
+
+    def _state(self, state: StateDatabase) -> StateDatabase:
+        for field in ("ca_file", "cert_file", "key_file"):
+            if (path := getattr(state, field)) is not None:
+                self._read(path, f"state.{field}", _MAX_PEM_BYTES)
+        if state.url is None:
+            return state
+        where = "state.password_file"
+        password, _ = self._secret("DRD_STATE__PASSWORD", state.password_file, where)
+        return state.with_password(password)
 
 
 class _DockerConfigUnusable(Exception):

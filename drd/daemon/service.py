@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -32,12 +33,13 @@ import structlog
 from drd.app.drills import drill_job
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
+from drd.app.state import cluster_counts, describe, lease_gate, node_presence, open_state
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
 from drd.daemon.listener import tls_context
 from drd.daemon.scheduler import Job, Scheduler, Trigger
-from drd.errors import ConfigError, DrdError, StorageError, TransientError
+from drd.errors import ConfigError, DrdError, StateError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
@@ -51,7 +53,8 @@ from drd.resources import (
 )
 from drd.selection.policy import Policy
 from drd.snapshot.catalog import prune
-from drd.state import State
+from drd.state import StateStore
+from drd.state.base import SINGLETONS
 from drd.store.base import SnapshotStore
 from drd.store.open import open_store
 from drd.timeline import new_run_id
@@ -164,11 +167,13 @@ class _Service:
         self._reload = asyncio.Event()
         self._signals = 0
         self.current: _Generation | None = None
-        self._state: State | None = None
+        self._state: StateStore | None = None
+        # Why the shared state (PostgreSQL) cannot be reached now; "" when it can.
+        self._state_problem = ""
         self._tags: TagCache | None = None
 
     @property
-    def state(self) -> State:
+    def state(self) -> StateStore:
         """The state database (open while `run` runs)."""
         if self._state is None:
             raise RuntimeError("the state database is not open")
@@ -205,7 +210,11 @@ class _Service:
         self._install_signals(loop)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                self._state = await stack.enter_async_context(await self._open_state())
+                self._state = await self._open_state()
+                stack.push_async_callback(self._state.close)
+                await stack.enter_async_context(
+                    node_presence(self.config.settings, self._state, self._on_state_health)
+                )
                 # One known-target-tags cache for the process: no-op passes skip target HEADs.
                 state_dir = self.config.settings.daemon.state_dir
                 self._tags = await stack.enter_async_context(open_tag_cache(state_dir))
@@ -227,12 +236,13 @@ class _Service:
         log.info("daemon.stopped")
         return 0
 
-    async def _open_state(self) -> State:
-        state_dir = self.config.settings.daemon.state_dir
+    async def _open_state(self) -> StateStore:
+        settings = self.config.settings
         try:
             # The state is a cache of history: a corrupt file is set aside, not a restart loop.
-            state = await State.open(state_dir, reset_corrupt=True)
+            state = await open_state(settings, reset_corrupt=True)
         except OSError as exc:
+            state_dir = describe(settings)
             raise ConfigError(
                 f"cannot open the state database in {state_dir}: {exc.strerror or exc}",
                 errors=[("daemon.state_dir", f"{state_dir} is not a writable directory")],
@@ -362,8 +372,9 @@ class _Service:
             triggers.append(
                 Trigger(f"push:{name}", "push", self._pusher(generation, name), PUSH_WINDOW)
             )
-        jobs += await snapshot_jobs(self, generation)
-        jobs += await drill_jobs(self, generation)
+        # Snapshots (with their prune) and drills run once cluster-wide.
+        singletons = await snapshot_jobs(self, generation) + await drill_jobs(self, generation)
+        jobs += [singleton(settings, self.state, job) for job in singletons]
         generation.scheduler = Scheduler(
             jobs,
             triggers,
@@ -408,6 +419,8 @@ class _Service:
             pending={(s.policy, s.target): s.pending for s in records},
             drift={(s.policy, s.target): s.drift for s in records},
         )
+        if (counts := await cluster_counts(self.config.settings, self.state)) is not None:
+            self.metrics.set_cluster(*counts)
 
     # ------------------------------------------------------------------ jobs
 
@@ -444,6 +457,9 @@ class _Service:
         trigger = "schedule" if full else "push"
         job = f"replicate:{name}" if full else f"push:{name}"
 
+        # In a cluster a full pass leaves what another node did in the last half interval.
+        fresh = plan.rep.interval.total_seconds() / 2 if full else 0.0
+
         async def replicate() -> None:
             await run_pass(
                 generation.resources,
@@ -457,6 +473,7 @@ class _Service:
                 cache=self._tags,
                 state=self.state,
                 metrics=self.metrics,
+                gate=lease_gate(generation.settings, self.state, name, fresh=fresh),
                 recorder=deletion_recorder(
                     generation.settings.snapshots, generation.resources.retry
                 ),
@@ -484,7 +501,17 @@ class _Service:
                 reasons[f"endpoint:{name}"] = status
         if store := generation.health.get(STORE):
             reasons[STORE] = store
+        if self._state_problem:
+            reasons["state"] = self._state_problem
         return not reasons, reasons
+
+    def _on_state_health(self, problem: str) -> None:
+        """The node's heartbeat reached PostgreSQL (""), or why not: /readyz says so."""
+        if problem and not self._state_problem:
+            log.warning("state.unreachable", error=problem)
+        elif self._state_problem and not problem:
+            log.info("state.reachable")
+        self._state_problem = problem
 
     async def _on_push(self, pushes: list[Push]) -> tuple[int, int]:
         """Route each push to every policy selecting it; remember it as pending first."""
@@ -591,7 +618,7 @@ async def drill_jobs(service: _Service, generation: _Generation) -> list[Job]:
     """
     The drill job of ``[drills]``, when configured: `drd.drill.runner.drill_job` on
     ``[drills] interval``. It writes the reports into ``[drills] report_dir`` and records
-    each drill with `State.record_run` and `Metrics.record_drill`.
+    each drill with `StateStore.record_run` and `Metrics.record_drill`.
     """
     drills = generation.settings.drills
     if drills is None:
@@ -612,6 +639,41 @@ async def drill_jobs(service: _Service, generation: _Generation) -> list[Job]:
     )
     last = _datetime(record.last_started)
     return [Job("drill", "drill", drills.interval, run, last_run=last)]
+
+
+# A singleton job done by any node less than this fraction of its interval ago is not
+# run again: cluster-wide, two runs of a job are never closer than that.
+SINGLETON_SPACING = 0.8
+
+
+def singleton(settings: Settings, state: StateStore, job: Job) -> Job:
+    """
+    *job*, run by one node of the cluster at a time (as is with SQLite): the node whose
+    timer fires first claims it; the others skip it, or wait while the holder runs it and
+    take it over if the holder dies (its lease expires) before finishing.
+    """
+    interval = job.interval.total_seconds()
+    gate = lease_gate(settings, state, SINGLETONS, fresh=interval * SINGLETON_SPACING)
+    if gate is None:
+        return job
+
+    async def run() -> None:
+        token = await gate.claim_when_free(job.name)
+        if token is None:
+            log.info("job.done_elsewhere", job=job.name)
+            return
+        done = False
+        try:
+            async with gate.running():
+                await job.run()
+            done = True
+        finally:
+            try:
+                await gate.release(job.name, token, done=done)
+            except StateError as exc:  # the lease runs out by itself
+                log.warning("job.release_failed", job=job.name, error=str(exc))
+
+    return dataclasses.replace(job, run=run)
 
 
 async def run_daemon(settings_loader: SettingsLoader, config_path: Path | None) -> int:

@@ -45,7 +45,7 @@ from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
 from drd.replica.check import ReplicaScope, TagCheck, check_replica, replication_lag
 from drd.selection.policy import Policy
-from drd.state import RunRecord, State
+from drd.state import RunRecord, StateStore
 from drd.timeline import Phase, new_run_id
 
 log = structlog.get_logger(__name__)
@@ -195,7 +195,7 @@ class _Timer:
 # --------------------------------------------------------------------------- the switch
 
 
-async def _last_drill(state: State | None) -> LastDrill | None:
+async def _last_drill(state: StateStore | None) -> LastDrill | None:
     if state is None:
         return None
     for job in await state.jobs():
@@ -261,7 +261,7 @@ async def switch_over(
     to: str,
     dry_run: bool = False,
     force: bool = False,
-    state: State | None = None,
+    state: StateStore | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FailoverReport:
     """
@@ -305,7 +305,7 @@ async def _preflight(
     setup: FailoverSetup,
     scopes: list[ReplicaScope],
     registries: Mapping[str, RegistryClient],
-    state: State | None,
+    state: StateStore | None,
 ) -> Preflight:
     """Compare the standby, read the lag and the last drill: the pre-flight's findings."""
     to, source = report.to, report.source
@@ -344,7 +344,7 @@ async def _switch(
     setup: FailoverSetup,
     scopes: list[ReplicaScope],
     registries: Mapping[str, RegistryClient],
-    state: State | None,
+    state: StateStore | None,
 ) -> None:
     to, source = report.to, report.source
     standby = registries[to]
@@ -452,7 +452,7 @@ def _ok(report: FailoverReport) -> bool:
     return report.preflight is not None and report.preflight.ok
 
 
-async def _record(report: FailoverReport, state_dir: Path, state: State | None) -> None:
+async def _record(report: FailoverReport, state_dir: Path, state: StateStore | None) -> None:
     """Append the event to failover.json and to the state database's run history."""
     event = report.to_json()
     event["forced"] = report.forced and report.switched and not _ok(report)

@@ -21,7 +21,7 @@ from drd.oci.referrers import subject_of_tag
 from drd.registry.client import RegistryClient
 from drd.scrub.check import ClosureCheck, check_closure
 from drd.selection.policy import Policy
-from drd.state import State
+from drd.state import StateStore
 from drd.trust.keys import TrustPolicy
 from drd.trust.policy import NO_SIGNATURE, signature_tag
 from drd.trust.tree import verify_tree
@@ -273,7 +273,7 @@ async def _check_release(
 
 
 async def replication_lag(
-    state: State | None, scopes: Sequence[ReplicaScope], replica: str, now: float
+    state: StateStore | None, scopes: Sequence[ReplicaScope], replica: str, now: float
 ) -> tuple[float | None, str] | None:
     """The replica's lag from the daemon's replication history, or None without one."""
     if state is None:

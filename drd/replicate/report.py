@@ -38,6 +38,8 @@ class PolicyReport:
     items: list[ItemResult] = field(default_factory=list)
     stats: dict[str, CopyStats] = field(default_factory=dict)
     repositories: int = 0
+    # Repositories another node of the cluster had claimed (or just did): not this pass's.
+    elsewhere: int = 0
     duration_s: float = 0.0
     # What went wrong at the source: unreachable (the pass ended there), or repositories
     # it could not serve (the first one, and how many; the others were still copied).
@@ -93,6 +95,7 @@ class PolicyReport:
             "deleted": sum(len(d.deleted) for d in self.deletions.values()),
             "bytes": self.bytes_copied,
             "repositories": self.repositories,
+            **({"elsewhere": self.elsewhere} if self.elsewhere else {}),
             "duration_s": round(self.duration_s, 3),
         }
 

@@ -9,9 +9,11 @@ decisions already live in `drd.replicate.plan` and `drd.selection`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -22,6 +24,7 @@ from drd.errors import (
     NotFound,
     RateLimited,
     RegistryUnavailable,
+    StateError,
     VerificationError,
 )
 from drd.oci.descriptor import Descriptor
@@ -73,6 +76,22 @@ Verifier = Callable[[RegistryClient, str, Digest], Awaitable[str]]
 # Verifies what an attached tag holds (its manifest, read by digest) under the same trust
 # policy; returns a key's fingerprint or raises VerificationError.
 AttachedVerifier = Callable[[RegistryClient, str, AttachedTag, Manifest], Awaitable[str]]
+
+
+class RepositoryGate(Protocol):
+    """
+    Repositories shared with other nodes (`drd.state.leases.LeaseGate`): a pass copies
+    only those it claims, and checks its claim (the fence) right before each tag write.
+    """
+
+    async def claim(self, repository: str) -> int | None:
+        """A fencing token, or None: another node has the repository or just did it."""
+
+    async def check(self, repository: str, token: int) -> None:
+        """Return only while the claim with *token* holds; else raise `LeaseLost`."""
+
+    async def release(self, repository: str, token: int, *, done: bool) -> None:
+        """Give the claim back; *done*: the repository completed."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,9 @@ class _Pass:
         if self.progress is not None and left > 0:
             self.progress.done(self.line(target), left)
 
+    # Claims shared with other nodes, and the fencing token of each repository claimed.
+    gate: RepositoryGate | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
     # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
     deletions: dict[str, TargetDeletions] = field(default_factory=dict)
     # Per target, the (repository, referrer) handled this pass through the referrers API,
@@ -168,6 +190,7 @@ async def run_policy(
     only: Sequence[tuple[str, str | None]] | None = None,
     cache: TagCache | None = None,
     progress: Tally | None = None,
+    gate: RepositoryGate | None = None,
     recorder: Recorder | None = None,
 ) -> PolicyReport:
     """
@@ -185,9 +208,11 @@ async def run_policy(
     With ``propagate_deletions``, tags the source no longer lists are deleted at each
     target after the copies, within the policy's brake, once *recorder* has recorded
     them in a snapshot (`drd.replicate.deletions`); a dry run lists them.
+    With a *gate*, only the repositories it grants are copied (the others are counted
+    as ``elsewhere``), and every tag write is fenced by the claim.
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
-    state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache)
+    state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache, gate=gate)
     state.attached_check = _attached_check(verifier)
     state.progress = progress
     for name, client in targets.items():
@@ -207,7 +232,9 @@ async def run_policy(
             failed: dict[str, DrdError] = {}
 
             async def one(repo: str) -> None:
-                async with limit:
+                async with limit, _claimed(state, repo, failed) as mine:
+                    if not mine:
+                        return
                     try:
                         await _run_repository(state, repo, _only_tags(only, repo))
                     except* DrdError as group_error:
@@ -254,6 +281,40 @@ async def run_policy(
 def _bytes_of(stats: CopyStats) -> Callable[[], int]:
     """Reads the blob bytes *stats* has counted so far."""
     return lambda: stats.bytes_copied
+
+
+@contextlib.asynccontextmanager
+async def _claimed(state: _Pass, repo: str, failed: Mapping[str, DrdError]) -> AsyncIterator[bool]:
+    """
+    Whether this node works on *repo*: always without a gate; with one, when it grants
+    the claim (released after, done unless the repository failed).
+    """
+    gate = state.gate
+    if gate is None or state.dry_run:
+        yield True
+        return
+    token = await gate.claim(repo)
+    if token is None:
+        state.report.elsewhere += 1
+        yield False
+        return
+    state.tokens[repo] = token
+    done = False
+    try:
+        yield True
+        done = repo not in failed
+    finally:
+        state.tokens.pop(repo, None)
+        try:
+            await gate.release(repo, token, done=done)
+        except StateError as exc:  # the lease runs out by itself
+            log.warning("replicate.release_failed", repository=repo, error=str(exc))
+
+
+async def _fence(state: _Pass, repo: str) -> None:
+    """Right before a tag write: raise `LeaseLost` unless this node still holds *repo*."""
+    if state.gate is not None and repo in state.tokens:
+        await state.gate.check(repo, state.tokens[repo])
 
 
 def _attached_check(verifier: Verifier | None) -> AttachedVerifier | None:
@@ -865,6 +926,7 @@ async def _copy(
             await _copy_signatures(state, repo, target, manifest, attached)
             if state.policy.verify_after_copy:
                 await _verify_at_target(state, repo, target, digest)
+        await _fence(state, repo)
         await copier.tag(repo, action.tag, manifest)
     except VerificationError as exc:
         return ItemResult(repo, action.tag, target, str(digest), "rejected", exc.reason, moved)
@@ -949,6 +1011,7 @@ async def _place_attached(state: _Pass, repo: str, target: str, action: Copy) ->
     copied = await copier.copy_graph(repo, repo, action.digest, manifest)
     if state.policy.verify_after_copy:
         await copier.read_back(repo, copied)
+    await _fence(state, repo)
     await copier.tag(repo, action.tag, copied)
     return key
 

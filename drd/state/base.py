@@ -2,8 +2,9 @@
 What the application, the daemon and ``drd status`` need of run history: the
 records (`RunRecord`, `JobRecord`, `SyncRecord`) and the `StateStore` interface.
 
-`drd.state.sqlite.State` implements it over an embedded SQLite database; another
-backend (PostgreSQL for a cluster) implements the same protocol beside it.
+`drd.state.sqlite.State` implements it over an embedded SQLite database,
+`drd.state.postgres.PostgresState` over PostgreSQL for a cluster; `status_document`
+builds what ``drd status`` prints from either.
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
+
+# The "policy" of the units of work that are singleton jobs (snapshot, drill) in a cluster.
+SINGLETONS = "job"
+# Runs kept per job: enough for weeks of history at a 5-minute interval, a few MB at most.
+KEEP_RUNS = 2000
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,9 @@ class SyncRecord:
 class StateStore(Protocol):
     """Run history and replication bookkeeping, as the app layer and the daemon use it."""
 
+    # Where a damaged database was moved when it was opened (SQLite only), else None.
+    moved_aside: Path | None
+
     async def close(self) -> None:
         """Release the backend."""
 
@@ -145,6 +155,39 @@ class StateStore(Protocol):
 
     async def runs(self, limit: int = 50) -> list[RunRecord]:
         """The most recent runs, newest first."""
+
+    async def drift(self) -> list[dict[str, Any]]:
+        """Every drifted tag: the drift table's rows (see `status_document`)."""
+
+
+async def status_document(
+    state: StateStore, where: str, now: float, *, runs: int = 20
+) -> dict[str, Any]:
+    """The status document of ``drd status`` from *state*, found at *where*."""
+    jobs, syncs = await state.jobs(), await state.syncs()
+    history, drift = await state.runs(runs), await state.drift()
+    return {
+        "state_db": where,
+        "now": iso(now),
+        "jobs": [j.to_json() for j in jobs],
+        "replication": [s.to_json(now) for s in syncs],
+        "drift": [drift_json(d) for d in drift],
+        "runs": [r.to_json() for r in history],
+    }
+
+
+def drift_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One drift row as ``drd status`` shows it."""
+    return {
+        "policy": row["policy"],
+        "target": row["target"],
+        "repository": row["repository"],
+        "tag": row["tag"],
+        "source_digest": row["source_digest"],
+        "target_digest": row["target_digest"],
+        "first_seen": iso(row["first_seen"]),
+        "last_seen": iso(row["last_seen"]),
+    }
 
 
 def iso(ts: float | None) -> str | None:

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from drd.errors import StateCorrupt, StateError
-from drd.state.base import JobRecord, RunRecord, SyncRecord, iso
+from drd.state import base
+from drd.state.base import JobRecord, RunRecord, SyncRecord, drift_json, iso
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
@@ -46,8 +47,6 @@ log = structlog.get_logger(__name__)
 
 DB_NAME = "state.db"
 SCHEMA_VERSION = 1
-# Runs kept per job: enough for weeks of history at a 5-minute interval, a few MB at most.
-KEEP_RUNS = 2000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -234,7 +233,7 @@ class _Db:
             db.execute(
                 "DELETE FROM runs WHERE job = ? AND id <= ("
                 " SELECT id FROM runs WHERE job = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (run.job, run.job, KEEP_RUNS),
+                (run.job, run.job, base.KEEP_RUNS),
             )
 
     def register_policy(self, policy: str, targets: Iterable[str], now: float) -> None:
@@ -556,6 +555,10 @@ class State:
         """The most recent runs, newest first."""
         return await self._read(lambda db: _runs(db, limit))
 
+    async def drift(self) -> list[dict[str, Any]]:
+        """Every drifted tag."""
+        return await self._read(_drift_rows)
+
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         return await asyncio.to_thread(self._db.read, fn)
 
@@ -584,18 +587,6 @@ def read_status(state_dir: Path, now: float, *, runs: int = 20) -> dict[str, Any
         "now": iso(now),
         "jobs": [j.to_json() for j in jobs],
         "replication": [s.to_json(now) for s in syncs],
-        "drift": [
-            {
-                "policy": d["policy"],
-                "target": d["target"],
-                "repository": d["repository"],
-                "tag": d["tag"],
-                "source_digest": d["source_digest"],
-                "target_digest": d["target_digest"],
-                "first_seen": iso(d["first_seen"]),
-                "last_seen": iso(d["last_seen"]),
-            }
-            for d in drift
-        ],
+        "drift": [drift_json(d) for d in drift],
         "runs": [r.to_json() for r in history],
     }

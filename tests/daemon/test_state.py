@@ -1,29 +1,65 @@
-"""The state database: history, last success, pending changes, drift; it survives a restart."""
+"""
+The state database: history, last success, pending changes, drift; it survives a restart.
+
+The behaviour tests run against both backends (``backend``: SQLite in a temporary
+directory, PostgreSQL on the session's throwaway server); damage and reset are SQLite's.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
 from drd.errors import RegistryUnavailable, StateCorrupt, StateError
-from drd.state import RunRecord, State, SyncRecord, read_status
-from drd.state import sqlite as state_module
+from drd.state import RunRecord, State, StateStore, SyncRecord, read_status
+from drd.state import base as state_base
+from drd.state.base import status_document
+from drd.state.postgres import Connection, PostgresState
 from tests.daemon.reports import DIGEST_A, DIGEST_B, item, report
 
 
-async def sync_of(state: State, policy: str = "prod", target: str = "dst") -> SyncRecord:
+@dataclass
+class Backend:
+    """Opens the state under test: SQLite in *directory*, or PostgreSQL at *url*."""
+
+    directory: Path
+    url: str | None = None
+
+    async def open(self) -> State | PostgresState:
+        if self.url is None:
+            return await State.open(self.directory)
+        return await PostgresState.open(Connection(conninfo=self.url))
+
+    async def document(self, now: float) -> dict[str, Any]:
+        """What `drd status` prints, read beside the open writer."""
+        if self.url is None:
+            return read_status(self.directory, now)
+        async with await PostgresState.open(Connection(self.url), migrate=False) as reader:
+            return await status_document(reader, reader.where, now)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend(tmp_path)
+    return Backend(tmp_path, request.getfixturevalue("postgres_url"))
+
+
+async def sync_of(state: StateStore, policy: str = "prod", target: str = "dst") -> SyncRecord:
     [record] = [s for s in await state.syncs() if (s.policy, s.target) == (policy, target)]
     return record
 
 
 async def test_before_any_run_the_watermark_is_when_the_policy_was_first_scheduled(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     """A policy that never completed a pass is behind since drd first scheduled it."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.register_policy("prod", ["dst"], 500.0)  # a restart keeps the first time
         record = await sync_of(state)
@@ -31,9 +67,9 @@ async def test_before_any_run_the_watermark_is_when_the_policy_was_first_schedul
     assert record.success_mark == 100.0
 
 
-async def test_a_clean_full_pass_sets_the_watermark_and_last_success(tmp_path: Path) -> None:
+async def test_a_clean_full_pass_sets_the_watermark_and_last_success(backend: Backend) -> None:
     """After a clean full pass the lag is measured from its end; last success is its end."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         passed = report([item("v1", "copied"), item("v2", "skipped")])
         await state.record_replication(passed, full=True, started_at=110.0, finished_at=120.0)
@@ -46,9 +82,9 @@ async def test_a_clean_full_pass_sets_the_watermark_and_last_success(tmp_path: P
     ) == (120.0, 120.0, 120.0, 0)
 
 
-async def test_a_push_is_pending_until_a_run_copies_it(tmp_path: Path) -> None:
+async def test_a_push_is_pending_until_a_run_copies_it(backend: Backend) -> None:
     """An announced push holds the watermark at its arrival; the run that copies it clears it."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst", "dr2"], 100.0)
         await state.record_replication(
             report(targets=["dst", "dr2"]), full=True, started_at=110.0, finished_at=120.0
@@ -73,9 +109,9 @@ async def test_a_push_is_pending_until_a_run_copies_it(tmp_path: Path) -> None:
     assert (dr2.pending, dr2.watermark, dr2.last_clean) == (1, 130.0, 132.0)
 
 
-async def test_a_failed_tag_is_pending_since_the_pass_that_failed_it(tmp_path: Path) -> None:
+async def test_a_failed_tag_is_pending_since_the_pass_that_failed_it(backend: Backend) -> None:
     """A tag that failed to copy keeps the lag growing from that pass's start, and no success."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.record_replication(
             report([item("v1", "copied"), item("v2", "failed", error="RegistryUnavailable")]),
@@ -92,9 +128,9 @@ async def test_a_failed_tag_is_pending_since_the_pass_that_failed_it(tmp_path: P
     ) == (1, 200.0, 210.0, None)
 
 
-async def test_a_full_pass_forgets_pending_tags_it_no_longer_sees(tmp_path: Path) -> None:
+async def test_a_full_pass_forgets_pending_tags_it_no_longer_sees(backend: Backend) -> None:
     """A failed tag deleted at the source stops counting; a push newer than the pass stays."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.record_replication(
             report([item("gone", "failed")]), full=True, started_at=200.0, finished_at=210.0
@@ -106,9 +142,9 @@ async def test_a_full_pass_forgets_pending_tags_it_no_longer_sees(tmp_path: Path
     assert (record.pending, record.watermark, record.last_success) == (1, 305.0, 310.0)
 
 
-async def test_a_pass_that_could_not_list_does_not_move_the_watermark(tmp_path: Path) -> None:
+async def test_a_pass_that_could_not_list_does_not_move_the_watermark(backend: Backend) -> None:
     """When the pass itself failed (source unreachable), last clean and last success stay."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.record_replication(report(), full=True, started_at=110.0, finished_at=120.0)
         await state.record_replication(
@@ -121,12 +157,12 @@ async def test_a_pass_that_could_not_list_does_not_move_the_watermark(tmp_path: 
     assert (record.watermark, record.last_success) == (120.0, 120.0)
 
 
-async def test_rejected_items_are_not_pending_and_the_pass_a_success(tmp_path: Path) -> None:
+async def test_rejected_items_are_not_pending_and_the_pass_a_success(backend: Backend) -> None:
     """
     An unverified artifact is never replicated, so it is no lag; refusing it is the trust
     policy working, so the pass is a success (`drd status` shows no "last success never").
     """
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.note_push("prod", ["dst"], "team/app", "v9", 105.0)
         await state.record_replication(
@@ -139,16 +175,16 @@ async def test_rejected_items_are_not_pending_and_the_pass_a_success(tmp_path: P
     assert (record.pending, record.watermark, record.last_success) == (0, 120.0, 120.0)
 
 
-async def test_drift_is_recorded_and_resolved_by_a_complete_full_pass(tmp_path: Path) -> None:
+async def test_drift_is_recorded_and_resolved_by_a_complete_full_pass(backend: Backend) -> None:
     """Drifted tags are kept with both digests; a full pass that no longer sees them clears them."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         drifted = item("v1", "drift", moved_from=DIGEST_B)
         await state.record_replication(
             report([drifted]), full=True, started_at=1.0, finished_at=2.0
         )
         await state.record_replication(report(), full=False, started_at=3.0, finished_at=4.0)
         kept = await sync_of(state)
-        document = read_status(tmp_path, 5.0)
+        document = await backend.document(5.0)
         await state.record_replication(report(), full=True, started_at=5.0, finished_at=6.0)
         cleared = await sync_of(state)
     assert (kept.drift, cleared.drift) == (1, 0)
@@ -161,9 +197,9 @@ async def test_drift_is_recorded_and_resolved_by_a_complete_full_pass(tmp_path: 
     ) == ("team/app", "v1", DIGEST_A, DIGEST_B)
 
 
-async def test_history_and_bookkeeping_survive_a_restart(tmp_path: Path) -> None:
+async def test_history_and_bookkeeping_survive_a_restart(backend: Backend) -> None:
     """Closing and reopening the database keeps runs, last success and pending changes."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_job("replicate:prod", "replicate", 50.0)
         await state.record_run(
             RunRecord("replicate:prod", "replicate", "schedule", 60.0, 70.0, "ok", {"copied": 2})
@@ -172,7 +208,7 @@ async def test_history_and_bookkeeping_survive_a_restart(tmp_path: Path) -> None
             RunRecord("replicate:prod", "replicate", "schedule", 80.0, 90.0, "error", {}, "boom")
         )
         await state.note_push("prod", ["dst"], "team/app", "v1", 95.0)
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         [job] = await state.jobs()
         runs = await state.runs()
         pending = await state.pending("prod")
@@ -188,10 +224,12 @@ async def test_history_and_bookkeeping_survive_a_restart(tmp_path: Path) -> None
     assert pending == [("team/app", "v1")]
 
 
-async def test_history_is_bounded_per_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_history_is_bounded_per_job(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Only the newest runs of each job are kept."""
-    monkeypatch.setattr(state_module, "KEEP_RUNS", 3)
-    async with await State.open(tmp_path) as state:
+    monkeypatch.setattr(state_base, "KEEP_RUNS", 3)
+    async with await backend.open() as state:
         for i in range(6):
             await state.record_run(RunRecord("a", "ping", "schedule", i, i + 0.5, "ok", {}))
         await state.record_run(RunRecord("b", "ping", "schedule", 9, 9.5, "ok", {}))
@@ -199,9 +237,9 @@ async def test_history_is_bounded_per_job(tmp_path: Path, monkeypatch: pytest.Mo
     assert [(r.job, r.started_at) for r in runs] == [("b", 9), ("a", 5), ("a", 4), ("a", 3)]
 
 
-async def test_status_reads_while_the_daemon_holds_the_database(tmp_path: Path) -> None:
+async def test_status_reads_while_the_daemon_holds_the_database(backend: Backend) -> None:
     """`read_status` opens read-only beside the writer and computes the lag from the watermark."""
-    async with await State.open(tmp_path) as state:
+    async with await backend.open() as state:
         await state.register_policy("prod", ["dst"], 100.0)
         await state.record_replication(
             report([item("v1", "copied")]), full=True, started_at=110.0, finished_at=120.0
@@ -209,7 +247,7 @@ async def test_status_reads_while_the_daemon_holds_the_database(tmp_path: Path) 
         await state.record_run(
             RunRecord("replicate:prod", "replicate", "schedule", 110.0, 120.0, "ok", {"copied": 1})
         )
-        document = read_status(tmp_path, 150.0)
+        document = await backend.document(150.0)
     [rep] = document["replication"]
     assert (rep["policy"], rep["target"], rep["lag_s"], rep["pending"]) == ("prod", "dst", 30.0, 0)
     assert [j["job"] for j in document["jobs"]] == ["replicate:prod"]

@@ -1,0 +1,285 @@
+"""
+Several `drd run` processes on one PostgreSQL, against real registries: every repository
+copied, none by two nodes; a SIGKILLed node's units finished by the others; `drd status`
+lists the nodes. The target sits behind the fault proxy, which counts tag writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from drd.oci.digest import Digest
+from tests.clients import open_client
+from tests.daemon.process import (
+    Daemon,
+    daemon_env,
+    render_config,
+    run_drd,
+    running_daemon,
+    wait_for,
+)
+from tests.faults import Fault, FaultProxy
+from tests.images import make_image, push_image
+from tests.postgres import local_postgres
+from tests.servers import LocalRegistry, free_port
+
+TTL_S = 2
+
+
+def _tag_puts(proxy: FaultProxy) -> Counter[str]:
+    """Manifest PUTs by tag (not by digest) per repository, as the target saw them."""
+    counts: Counter[str] = Counter()
+    for seen in proxy.requests("manifest_put"):
+        match = re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", seen.path)
+        if match is not None and not match.group(2).startswith("sha256:"):
+            counts[match.group(1)] += 1
+    return counts
+
+
+def _config(tmp_path: Path, source: str, target: str, repos: list[str], url: str) -> Path:
+    """One config every node shares; listen, node name and state_dir come from each env."""
+    path = tmp_path / "drd.toml"
+    path.write_text(
+        render_config(
+            {"src": {"url": source}, "dst": {"url": target}},
+            [
+                {
+                    "name": "p",
+                    "source": "src",
+                    "targets": ["dst"],
+                    "repositories": repos,
+                    "interval": "3s",
+                    "concurrency": 2,
+                }
+            ],
+            {"jitter": 0.0},
+            extra=f'[state]\nurl = "{url}"\nlease_ttl = "{TTL_S}s"\n',
+        )
+    )
+    return path
+
+
+@contextlib.contextmanager
+def _node(config: Path, tmp_path: Path, name: str) -> Iterator[Daemon]:
+    work = tmp_path / name
+    work.mkdir()
+    port = free_port()
+    env = daemon_env(work / "home")
+    env |= {
+        "DRD_DAEMON__LISTEN": f"127.0.0.1:{port}",
+        "DRD_DAEMON__NODE": name,
+        "DRD_DAEMON__STATE_DIR": str(work / "state"),
+    }
+    with running_daemon(config, work, port, env, stop=signal.SIGTERM) as daemon:
+        yield daemon
+
+
+async def _landed(target: LocalRegistry, repos: list[str], digests: dict[str, Digest]) -> bool:
+    async with open_client(target) as dst:
+        for name in repos:
+            found = await dst.head_manifest(name, "v1")
+            if found is None or found.digest != digests[name]:
+                return False
+    return True
+
+
+async def _push(source: LocalRegistry, repos: list[str]) -> dict[str, Digest]:
+    return {
+        name: await push_image(source, name, make_image(name, layers=2), "v1") for name in repos
+    }
+
+
+def _status(config: Path, tmp_path: Path) -> dict[str, object]:
+    result = run_drd("status", "--config", str(config), "--json", env=daemon_env(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr.decode()
+    document: dict[str, object] = json.loads(result.stdout)
+    return document
+
+
+@pytest.mark.parametrize("nodes", [2, 3])
+async def test_nodes_share_the_work_and_copy_each_repository_once(
+    nodes: int,
+    tmp_path: Path,
+    postgres_url: str,
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+) -> None:
+    """
+    N nodes on one config and one database: every repository arrives with the source's
+    digest, each tag written once at the target; `drd status --json` lists the N nodes.
+    """
+    repos = [f"{repo}/r{i}" for i in range(8)]
+    digests = await _push(source_registry, repos)
+    with FaultProxy(target_registry.url) as proxy, contextlib.ExitStack() as stack:
+        # Slow enough that the first pass is still going when the last node starts.
+        proxy.add(Fault.delay(1.0 * nodes), kinds="tags_list")
+        proxy.add(Fault.delay(0.5), kinds="upload_put")
+        config = _config(tmp_path, source_registry.url, proxy.url, repos, postgres_url)
+        daemons = [stack.enter_context(_node(config, tmp_path, f"n{i}")) for i in range(nodes)]
+        for _ in range(300):
+            if await _landed(target_registry, repos, digests):
+                break
+            await asyncio.sleep(0.1)
+        status = _status(config, tmp_path)
+        await asyncio.sleep(4)  # at least one more pass on every node
+        puts = _tag_puts(proxy)
+        assert all(d.alive() for d in daemons)
+        unclaimed = [d.sample("drd_cluster_unclaimed_units") for d in daemons]
+        held = [d.sample("drd_node_leases", node=f"n{i}") for i, d in enumerate(daemons)]
+    assert await _landed(target_registry, repos, digests)
+    assert puts == dict.fromkeys(repos, 1)
+    ids = sorted(node["id"] for node in status["nodes"])  # type: ignore[attr-defined]
+    assert ids == [f"n{i}" for i in range(nodes)]
+    assert all(value is not None and 0 <= value <= len(repos) for value in unclaimed)
+    assert all(value is not None for value in held)
+
+
+async def test_a_killed_nodes_units_are_finished_by_another(
+    tmp_path: Path,
+    postgres_url: str,
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+) -> None:
+    """
+    SIGKILL the only node mid-copy; a second node finishes every repository once its
+    leases run out: every tag lands with the source's digest, none written twice.
+    """
+    repos = [f"{repo}/r{i}" for i in range(6)]
+    digests = await _push(source_registry, repos)
+    with FaultProxy(target_registry.url) as proxy:
+        proxy.add(Fault.delay(0.5), kinds="upload_put")
+        config = _config(tmp_path, source_registry.url, proxy.url, repos, postgres_url)
+        with _node(config, tmp_path, "first") as first:
+            wait_for(lambda: proxy.calls("upload_put") >= 1, 30, "the first node to copy")
+            first.proc.kill()
+            first.proc.wait(timeout=10)
+        proxy.wait_idle()
+        landed_before = await _landed(target_registry, repos, digests)
+        with _node(config, tmp_path, "second") as second:
+            for _ in range(300):
+                if await _landed(target_registry, repos, digests):
+                    break
+                await asyncio.sleep(0.1)
+            assert second.alive()
+        puts = _tag_puts(proxy)
+    assert not landed_before
+    assert await _landed(target_registry, repos, digests)
+    assert puts == dict.fromkeys(repos, 1)
+
+
+async def test_postgresql_down_and_back_loses_nothing(
+    tmp_path: Path, source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    PostgreSQL stops for a while: the node keeps running (no crash loop), /readyz says
+    not ready, a tag pushed meanwhile is copied once the database is back, once.
+    """
+    repos = [f"{repo}/r{i}" for i in range(2)]
+    digests = await _push(source_registry, repos)
+    with local_postgres() as server, FaultProxy(target_registry.url) as proxy:
+        url = server.url(server.create_database())
+        config = _config(tmp_path, source_registry.url, proxy.url, repos, url)
+        with _node(config, tmp_path, "only") as node:
+            wait_for(node.ready, 30, "the node to be ready")
+            for _ in range(300):
+                if await _landed(target_registry, repos, digests):
+                    break
+                await asyncio.sleep(0.1)
+            server.stop()
+            wait_for(lambda: not node.ready(), 30, "/readyz to say not ready")
+            v2 = await push_image(source_registry, repos[0], make_image("v2-while-down"), "v2")
+            await asyncio.sleep(8)  # a few passes' worth of schedule with the database away
+            assert node.alive(), node.describe()
+            server.start()
+            wait_for(node.ready, 30, "/readyz to be ready again")
+            async with open_client(target_registry) as dst:
+                for _ in range(300):
+                    found = await dst.head_manifest(repos[0], "v2")
+                    if found is not None:
+                        break
+                    await asyncio.sleep(0.1)
+            assert node.alive()
+            crashed = node.events("scheduler.run_crashed")
+        puts = _tag_puts(proxy)
+    assert found is not None
+    assert found.digest == v2
+    assert puts == {repos[0]: 2, repos[1]: 1}  # v1 and v2, each written once
+    assert crashed == []
+
+
+async def test_a_paused_node_whose_lease_expired_writes_no_tag(
+    tmp_path: Path,
+    postgres_url: str,
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+) -> None:
+    """
+    SIGSTOP a node mid-copy until its lease has expired and another node has copied the
+    repository; after SIGCONT the paused node's fence refuses: the tag is written once.
+    """
+    digests = await _push(source_registry, [repo])
+    with FaultProxy(target_registry.url) as proxy:
+        proxy.add(Fault.delay(1.0), kinds="upload_put")
+        config = _config(tmp_path, source_registry.url, proxy.url, [repo], postgres_url)
+        with _node(config, tmp_path, "paused") as paused:
+            wait_for(lambda: proxy.calls("upload_put") >= 1, 30, "the first node to copy")
+            paused.send(signal.SIGSTOP)
+            try:
+                with _node(config, tmp_path, "other"):
+                    for _ in range(300):
+                        if await _landed(target_registry, [repo], digests):
+                            break
+                        await asyncio.sleep(0.1)
+                    copied_by_other = await _landed(target_registry, [repo], digests)
+            finally:
+                paused.send(signal.SIGCONT)
+            wait_for(lambda: paused.events("replicate.run_finished"), 30, "the paused pass to end")
+            [finished] = paused.events("replicate.run_finished")[:1]
+        proxy.wait_idle()
+        puts = _tag_puts(proxy)
+    assert copied_by_other
+    assert puts == {repo: 1}
+    assert finished["failed"] == 1
+
+
+async def test_scheduled_snapshots_are_taken_once_per_interval_cluster_wide(
+    tmp_path: Path, postgres_url: str, source_registry: LocalRegistry, repo: str
+) -> None:
+    """
+    Two nodes with a 3 s snapshot interval: every snapshot in the store was taken by one
+    node (runs logged == snapshots stored), never two closer than 0.8 of the interval.
+    """
+    await _push(source_registry, [repo])
+    store = (tmp_path / "snapshots").as_uri()
+    config = _config(tmp_path, source_registry.url, source_registry.url, [repo], postgres_url)
+    config.write_text(
+        config.read_text() + f'\n[snapshots]\nsource = "src"\nstore = "{store}"\ninterval = "3s"\n'
+    )
+    with _node(config, tmp_path, "a") as a, _node(config, tmp_path, "b") as b:
+        await asyncio.sleep(10)
+        runs = a.events("snapshot.run_finished") + b.events("snapshot.run_finished")
+    listed = run_drd(
+        "snapshot", "list", "--config", str(config), "--json", env=daemon_env(tmp_path)
+    )
+    assert listed.returncode == 0, listed.stderr.decode()
+    entries = json.loads(listed.stdout)["snapshots"]
+    ids = [entry["id"] for entry in entries]
+    taken = [datetime.fromisoformat(entry["taken_at"]) for entry in entries]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(taken)]
+    assert len(ids) >= 3
+    assert len(runs) == len(ids)
+    assert min(gaps) >= 0.8 * 3, gaps
