@@ -200,8 +200,8 @@ def keyless_demo(work: Path, primary: LocalRegistry, dr: LocalRegistry) -> int:
         )
     )
     print(f"\n# keyless: trust {WORKFLOW} (issuer {GHA}) only")
-    # Exit 1 is expected: v1-fork is signed by another workflow and must be rejected.
-    surprises = drd(config, "replicate") != 1
+    # Exit 3 is expected: v1-fork is signed by another workflow and must be rejected.
+    surprises = drd(config, "replicate") != 3
     surprises += drd(config, "verify", f"{dr.host}/demo-ci/app:v1") != 0
     surprises += drd(config, "verify", f"{primary.host}/demo-ci/app:v1-fork") != 1
     return surprises
@@ -251,8 +251,8 @@ def notation_demo(primary: LocalRegistry, dr: LocalRegistry, work: Path) -> int:
     config = work / "drd-notation.toml"
     config.write_text(NOTATION_CONFIG.format(primary=primary.url, dr=dr.url, root=root))
     failures = 0
-    # Exit 1 is the expected answer: v2-foreign chains to a CA the policy does not trust.
-    failures += drd(config, "replicate", "--policy", "notation") != 1
+    # Exit 3 is the expected answer: v2-foreign chains to a CA the policy does not trust.
+    failures += drd(config, "replicate", "--policy", "notation") != 3
     failures += drd(config, "verify", f"{dr.host}/notary/app:v1") != 0
     return failures
 
@@ -293,8 +293,9 @@ def main() -> int:
                     primary=primary.url, dr=dr.url, drill=drill.url, key=key_file, work=work
                 )
             )
-            # Exit 1 is the expected answer here: the unsigned image must be rejected.
-            failures += drd(config, "replicate") not in (0, 1)
+            # Exit 3 (done, with rejections) is the expected answer: the unsigned image
+            # must be rejected.
+            failures += drd(config, "replicate") not in (0, 3)
             if has_command("snapshot"):
                 failures += drd(config, "snapshot", "create") != 0
                 failures += drd(config, "snapshot", "list") != 0
