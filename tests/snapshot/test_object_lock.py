@@ -16,8 +16,6 @@ from tests.images import make_image, push_image
 from tests.servers import LocalRegistry, s3_client
 from tests.snapshot.helpers import StoreConfig, opened
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def locked_bucket(s3_endpoint: str) -> StoreConfig:
     """A fresh bucket with Object Lock enabled, and a store config locking for one day."""
@@ -41,6 +39,8 @@ async def test_prune_skips_locked_objects_reports_them_and_frees_them_once_expir
     expired (a prune a day and a half later), the old index, the manifest only it used
     and the orphan go.
     """
+    # Taken when the test starts, not at collection: the locks are set from the real clock.
+    now = dt.datetime.now(dt.UTC)
     old_image, new_image = make_image(f"{repo}/old"), make_image(f"{repo}/new")
     config = locked_bucket(s3_endpoint)
     orphan = b"orphan manifest"
@@ -55,7 +55,7 @@ async def test_prune_skips_locked_objects_reports_them_and_frees_them_once_expir
                 source_name="primary",
                 repositories=RepoFilter((repo,)),
                 blobs=False,
-                now=NOW - dt.timedelta(days=day),
+                now=now - dt.timedelta(days=day),
             )
             ids.append(snap.id)
         await store.put_bytes(orphan_key, orphan, create_only=True)
@@ -67,7 +67,7 @@ async def test_prune_skips_locked_objects_reports_them_and_frees_them_once_expir
         locked = await prune(store, "primary", keep_last=1, grace=dt.timedelta(0))
         assert locked.deleted == []
         assert list(locked.retained) == [ids[0]]
-        assert NOW < locked.retained[ids[0]] <= NOW + dt.timedelta(days=1, minutes=5)
+        assert now < locked.retained[ids[0]] <= now + dt.timedelta(days=1, minutes=5)
         assert list(locked.objects_retained) == [orphan_key]
         assert locked.objects_deleted == 0
         assert locked.to_json()["objects_retained"] == 1
@@ -76,7 +76,7 @@ async def test_prune_skips_locked_objects_reports_them_and_frees_them_once_expir
         kept = await load_snapshot(store, "primary", ids[0])
         assert (await verify_snapshot(store, kept)).ok
 
-        later = NOW + dt.timedelta(days=1, hours=12)
+        later = now + dt.timedelta(days=1, hours=12)
         expired = await prune(store, "primary", keep_last=1, now=later)
         assert expired.deleted == [ids[0]]
         assert expired.retained == {}
