@@ -9,6 +9,7 @@ builds what ``drd status`` prints from either.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,12 @@ SINGLETONS = "job"
 KEEP_RUNS = 2000
 
 
+class Row(Protocol):
+    """A result row read by column name: sqlite3.Row, or psycopg's dict rows."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One finished run of a job."""
@@ -36,6 +43,20 @@ class RunRecord:
     outcome: str
     summary: dict[str, Any]
     error: str = ""
+
+    @classmethod
+    def from_row(cls, r: Row) -> RunRecord:
+        """The record a ``runs`` row holds (its summary is JSON text)."""
+        return cls(
+            job=r["job"],
+            kind=r["kind"],
+            trigger=r["trigger"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            outcome=r["outcome"],
+            summary=json.loads(r["summary"]),
+            error=r["error"],
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The run as ``drd status`` shows it."""
@@ -64,6 +85,20 @@ class JobRecord:
     last_success: float | None
     last_error: str
 
+    @classmethod
+    def from_row(cls, r: Row) -> JobRecord:
+        """The record a ``jobs`` row holds."""
+        return cls(
+            job=r["job"],
+            kind=r["kind"],
+            first_seen=r["first_seen"],
+            last_started=r["last_started"],
+            last_finished=r["last_finished"],
+            last_outcome=r["last_outcome"],
+            last_success=r["last_success"],
+            last_error=r["last_error"],
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The job as ``drd status`` shows it."""
         return {
@@ -90,6 +125,20 @@ class SyncRecord:
     pending: int
     oldest_pending: float | None
     drift: int
+
+    @classmethod
+    def from_row(cls, r: Row) -> SyncRecord:
+        """The record a row of the sync query holds (with its pending, oldest, drift)."""
+        return cls(
+            policy=r["policy"],
+            target=r["target"],
+            first_seen=r["first_seen"],
+            last_clean=r["last_clean"],
+            last_success=r["last_success"],
+            pending=r["pending"],
+            oldest_pending=r["oldest"],
+            drift=r["drift"],
+        )
 
     @property
     def watermark(self) -> float:

@@ -447,19 +447,7 @@ class PostgresState:
                 " FROM sync s ORDER BY s.policy, s.target"
             )
             rows = await cur.fetchall()
-        return [
-            SyncRecord(
-                policy=r["policy"],
-                target=r["target"],
-                first_seen=r["first_seen"],
-                last_clean=r["last_clean"],
-                last_success=r["last_success"],
-                pending=r["pending"],
-                oldest_pending=r["oldest"],
-                drift=r["drift"],
-            )
-            for r in rows
-        ]
+        return [SyncRecord.from_row(r) for r in rows]
 
     async def pending(self, policy: str) -> list[tuple[str, str]]:
         """The (repository, tag) pairs still pending at any target of *policy*."""
@@ -476,19 +464,7 @@ class PostgresState:
         async with self.transaction() as cur:
             await cur.execute("SELECT * FROM runs ORDER BY id DESC LIMIT %s", (limit,))
             rows = await cur.fetchall()
-        return [
-            RunRecord(
-                job=r["job"],
-                kind=r["kind"],
-                trigger=r["trigger"],
-                started_at=r["started_at"],
-                finished_at=r["finished_at"],
-                outcome=r["outcome"],
-                summary=json.loads(r["summary"]),
-                error=r["error"],
-            )
-            for r in rows
-        ]
+        return [RunRecord.from_row(r) for r in rows]
 
     async def drift(self) -> list[dict[str, Any]]:
         """Every drifted tag, as `drd.state.base.drift_json` renders it."""
@@ -572,13 +548,4 @@ async def _forget_unseen(
 
 
 def _job(row: Mapping[str, Any]) -> JobRecord:
-    return JobRecord(
-        job=row["job"],
-        kind=row["kind"],
-        first_seen=row["first_seen"],
-        last_started=row["last_started"],
-        last_finished=row["last_finished"],
-        last_outcome=row["last_outcome"],
-        last_success=row["last_success"],
-        last_error=row["last_error"],
-    )
+    return JobRecord.from_row(row)

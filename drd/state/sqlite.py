@@ -343,16 +343,7 @@ def _forget_unseen(
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        job=row["job"],
-        kind=row["kind"],
-        first_seen=row["first_seen"],
-        last_started=row["last_started"],
-        last_finished=row["last_finished"],
-        last_outcome=row["last_outcome"],
-        last_success=row["last_success"],
-        last_error=row["last_error"],
-    )
+    return JobRecord.from_row(row)
 
 
 def _jobs(db: sqlite3.Connection) -> list[JobRecord]:
@@ -370,36 +361,12 @@ def _syncs(db: sqlite3.Connection) -> list[SyncRecord]:
         "   AS drift"
         " FROM sync s ORDER BY s.policy, s.target"
     ).fetchall()
-    return [
-        SyncRecord(
-            policy=r["policy"],
-            target=r["target"],
-            first_seen=r["first_seen"],
-            last_clean=r["last_clean"],
-            last_success=r["last_success"],
-            pending=r["pending"],
-            oldest_pending=r["oldest"],
-            drift=r["drift"],
-        )
-        for r in rows
-    ]
+    return [SyncRecord.from_row(r) for r in rows]
 
 
 def _runs(db: sqlite3.Connection, limit: int) -> list[RunRecord]:
     rows = db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return [
-        RunRecord(
-            job=r["job"],
-            kind=r["kind"],
-            trigger=r["trigger"],
-            started_at=r["started_at"],
-            finished_at=r["finished_at"],
-            outcome=r["outcome"],
-            summary=json.loads(r["summary"]),
-            error=r["error"],
-        )
-        for r in rows
-    ]
+    return [RunRecord.from_row(r) for r in rows]
 
 
 def _drift_rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
