@@ -78,7 +78,7 @@ async def passes(config: Path, count: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """``python -m bench.inprocess CONFIG PASSES``."""
-    logs.configure(level="info")  # as `drd replicate` does: to stderr, stdout stays JSON
+    logs.configure(level="info")  # as `drd run` does: to stderr, stdout stays JSON
     result = asyncio.run(passes(Path(argv[0]), int(argv[1])))
     sys.stdout.write(json.dumps(result) + "\n")
     failed = any(s.get("failed") for run in result["reports"] for s in run)

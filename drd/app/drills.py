@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from drd.app.snapshots import index_key_for
+from drd.app.snapshots import check_watermark, index_key_for
 from drd.config import Drills, Settings
 from drd.drill.estimate import WorstGap, worst_gap
 from drd.drill.judge import Targets, with_worst_rpo
@@ -28,6 +28,7 @@ from drd.replica.check import ReplicaScope, replication_lag
 from drd.resources import policy_from_config, trust_policy
 from drd.retry import RetryPolicy
 from drd.snapshot.catalog import LATEST, list_snapshots
+from drd.snapshot.model import Snapshot
 from drd.state import RunRecord, StateStore
 from drd.store.open import open_store
 from drd.timeline import duration, process_age_s, utc_now
@@ -146,7 +147,14 @@ async def drill_from_settings(
     trust = trust_policy(settings.trust[drills.trust]) if drills.trust else None
     trusts = trust_scopes(settings, config.source)
     others = {n: c for n, c in registries.items() if n != drills.target}
+    verify_key = index_key_for(settings.snapshots)
     async with open_store(config, retry) as store:
+
+        async def accept(snap: Snapshot) -> None:
+            await check_watermark(
+                settings, store, snap, ref=snapshot, verified=verify_key is not None, action="drill"
+            )
+
         report = await run_drill(
             store,
             registries[drills.target],
@@ -157,11 +165,12 @@ async def drill_from_settings(
             trust=trust,
             trusts=trusts,
             sources=others,
-            verify_key=index_key_for(settings.snapshots),
+            verify_key=verify_key,
             retry=retry,
             clock=clock,
             progress=progress,
             startup_s=startup_s,
+            accept=accept,
         )
         if report.error:
             return report

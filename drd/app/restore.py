@@ -6,7 +6,6 @@ drill target, restore, and record the run in the state database.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -14,17 +13,16 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from drd.app.outcome import run_word
-from drd.app.snapshots import index_key_for, snapshots_config
+from drd.app.snapshots import check_watermark, index_key_for, snapshots_config
 from drd.config import Settings
 from drd.errors import VerificationError
 from drd.progress import Tally
 from drd.resources import Resources
 from drd.restore.plan import Selection
 from drd.restore.runner import RestoreReport, restore_snapshot
-from drd.snapshot.catalog import LATEST, load_snapshot
+from drd.snapshot.catalog import load_snapshot
 from drd.snapshot.model import Snapshot
 from drd.snapshot.sign import signature_problem
-from drd.snapshot.watermark import read_watermark, record_watermark, rollback_problem
 from drd.state import RunRecord, StateStore
 from drd.store.base import SnapshotStore
 from drd.store.open import open_store
@@ -94,7 +92,6 @@ async def _trusted_snapshot(
     settings: Settings, store: SnapshotStore, source: str, ref: str, allow_unsigned: bool
 ) -> Snapshot:
     """The snapshot *ref*, checked against the signing key and this host's watermark."""
-    state_dir = settings.daemon.state_dir
     snap = await load_snapshot(store, source, ref)
     problem = signature_problem(snap, index_key_for(settings.snapshots))
     if problem is not None and not allow_unsigned:
@@ -107,14 +104,8 @@ async def _trusted_snapshot(
         # Loud on purpose: whoever can write to the store chose what is restored.
         log.warning("restore.unverified_snapshot", snapshot=snap.id, reason=str(problem))
         sys.stderr.write(f"drd: WARNING: restoring an unverified snapshot: {problem}\n")
-    if ref == LATEST:
-        mark = await asyncio.to_thread(read_watermark, state_dir, store.url, source)
-        if rolled_back := rollback_problem(mark, snap):
-            raise VerificationError(
-                f"refusing to restore latest: {rolled_back}. Check `drd snapshot list`, "
-                "then restore an explicit id with --snapshot ID",
-                reason="rollback",
-            )
-    if problem is None:
-        await asyncio.to_thread(record_watermark, state_dir, store.url, snap)
+    # "restore an explicit id" is said with --snapshot ID on this command.
+    await check_watermark(
+        settings, store, snap, ref=ref, verified=problem is None, action="restore"
+    )
     return snap

@@ -6,6 +6,7 @@ way for `drd snapshot create` and the daemon's scheduled job.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -13,15 +14,18 @@ from pathlib import Path
 from drd.app.outcome import run_word
 from drd.config import Settings, Snapshots
 from drd.config.explain import describe
-from drd.errors import ConfigError
+from drd.errors import ConfigError, VerificationError
 from drd.metrics import Metrics
 from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.retry import RetryPolicy
 from drd.selection.filters import RepoFilter
+from drd.snapshot.catalog import LATEST
 from drd.snapshot.collect import SnapshotReport, run_snapshot
+from drd.snapshot.model import Snapshot
 from drd.snapshot.settings import BytesSource, FileSource, SettingsSource
 from drd.snapshot.sign import IndexKey
+from drd.snapshot.watermark import read_watermark, record_watermark, rollback_problem
 from drd.state import RunRecord, StateStore
 from drd.store.base import SnapshotStore
 
@@ -41,6 +45,35 @@ def index_key_for(config: Snapshots | None) -> IndexKey | None:
     if config is None or pem is None:
         return None
     return IndexKey.from_pem(pem, str(config.signing_key_file or "snapshots.signing_key_file"))
+
+
+async def check_watermark(
+    settings: Settings,
+    store: SnapshotStore,
+    snap: Snapshot,
+    *,
+    ref: str,
+    verified: bool,
+    action: str,
+) -> None:
+    """
+    Refuse a ``latest`` (*ref*) that is older than this host's watermark, then move the
+    watermark forward to *snap* when its signature was *verified*.
+
+    Raises `VerificationError` (reason ``rollback``) naming *action* ("restore",
+    "show", ...) when newer snapshot indexes were deleted from, or replaced in, *store*.
+    """
+    state_dir = settings.daemon.state_dir
+    if ref == LATEST:
+        mark = await asyncio.to_thread(read_watermark, state_dir, store.url, snap.source)
+        if rolled_back := rollback_problem(mark, snap):
+            raise VerificationError(
+                f"refusing to {action} latest: {rolled_back}. Check `drd snapshot list`, "
+                f"then {action} an explicit id",
+                reason="rollback",
+            )
+    if verified:
+        await asyncio.to_thread(record_watermark, state_dir, store.url, snap)
 
 
 async def take_snapshot(

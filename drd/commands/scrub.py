@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
-from drd.app.outcome import Outcome
+from drd.app.history import open_history
+from drd.app.outcome import Outcome, run_word
 from drd.commands.output import emit
 from drd.config import load_settings
 from drd.resources import open_resources
 from drd.scrub.runner import ScrubReport, scrub_registry
 from drd.selection.filters import RepoFilter
+from drd.state import RunRecord
 
 
 def register(sub: Any, command: Any) -> None:
@@ -36,10 +39,34 @@ async def scrub(args: argparse.Namespace) -> Outcome:
         sys.stderr.write(f"drd: no endpoint named {args.endpoint}\n")
         return Outcome.USAGE
     wanted = RepoFilter(tuple(args.repository)) if args.repository else None
-    async with open_resources(settings) as res:
+    started = time.time()
+    async with open_history(settings, "the scrub") as state, open_resources(settings) as res:
         report = await scrub_registry(res.registries[args.endpoint], wanted, deep=args.deep)
+        if state is not None:
+            await state.record_run(_run(report, started))
     emit(args, report.to_json(), render(report))
     return Outcome.OK if report.ok else Outcome.FAILED
+
+
+def _run(report: ScrubReport, started: float) -> RunRecord:
+    """The run `drd status` lists: job ``scrub:<endpoint>``, its counts and damage."""
+    summary = {
+        k: v for k, v in report.to_json().items() if k not in ("damage", "errors", "endpoint")
+    }
+    summary["damaged"] = len(report.damage)
+    summary["not_walked"] = len(report.errors)
+    problems = [f"{d.repository}@{d.digest}: {d.detail}" for d in report.damage]
+    problems += [f"{repo}: {why}" for repo, why in sorted(report.errors.items())]
+    return RunRecord(
+        f"scrub:{report.endpoint}",
+        "scrub",
+        "manual",
+        started,
+        time.time(),
+        run_word(report.ok, False),
+        summary,
+        "; ".join(problems)[:1000],
+    )
 
 
 def render(report: ScrubReport) -> str:

@@ -8,7 +8,13 @@ from typing import Any
 
 from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
-from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, take_snapshot
+from drd.app.snapshots import (
+    check_watermark,
+    index_key_for,
+    record_snapshot,
+    snapshots_config,
+    take_snapshot,
+)
 from drd.commands.output import emit
 from drd.commands.units import fold_attached, iec, short
 from drd.config import Settings, Snapshots, load_settings
@@ -108,16 +114,23 @@ async def snapshot(args: argparse.Namespace) -> Outcome:
                 return Outcome.OK
             case "show":
                 snap = await load_snapshot(store, source, args.id, verify_key=key)
+                await check_watermark(
+                    settings, store, snap, ref=args.id, verified=key is not None, action="show"
+                )
                 emit(args, show_json(snap), render_show(snap, all_tags=args.all_tags))
                 return Outcome.OK
             case "diff":
                 old = await load_snapshot(store, source, args.old, verify_key=key)
                 new = await load_snapshot(store, source, args.new, verify_key=key)
+                for ref, snap in ((args.old, old), (args.new, new)):
+                    await check_watermark(
+                        settings, store, snap, ref=ref, verified=key is not None, action="diff"
+                    )
                 change = diff(old, new)
                 emit(args, change.to_json(), render_diff(change))
                 return Outcome.OK
             case "verify":
-                return await _verify(args, store, source, key)
+                return await _verify(args, settings, store, source, key)
             case "prune":
                 return await _prune(args, store, source, config)
     raise AssertionError(f"unknown action {args.action!r}")  # pragma: no cover
@@ -158,11 +171,17 @@ async def _create(
 
 
 async def _verify(
-    args: argparse.Namespace, store: SnapshotStore, source: str, key: IndexKey | None
+    args: argparse.Namespace,
+    settings: Settings,
+    store: SnapshotStore,
+    source: str,
+    key: IndexKey | None,
 ) -> Outcome:
-
     try:
         snap = await load_snapshot(store, source, args.id, verify_key=key)
+        await check_watermark(
+            settings, store, snap, ref=args.id, verified=key is not None, action="verify"
+        )
     except TransientError:
         raise
     except DrdError as exc:

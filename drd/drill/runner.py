@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,9 @@ Clock = Callable[[], dt.datetime]
 # --------------------------------------------------------------------------- restore drill
 
 # The phases whose time is the restore time a drill measures (and extrapolates).
+# Sees the loaded snapshot before the drill writes anything; refuses it by raising.
+Accept = Callable[[Snapshot], Awaitable[None]]
+
 RESTORE_PHASES = ("restore", "pull and re-hash", "compare tags", "verify signatures")
 READBACK_PHASES = RESTORE_PHASES[1:]
 
@@ -94,6 +97,7 @@ async def run_drill(
     concurrency: int = 8,
     progress: Tally | None = None,
     startup_s: float | None = None,
+    accept: Accept | None = None,
 ) -> DrillReport:
     """
     Restore *snapshot* of *source* (``latest`` or an id) into *target* under
@@ -110,7 +114,8 @@ async def run_drill(
     from (manifests, then blobs where the registry allows it), the drill namespace
     on *target* only. *startup_s* is how long this process took to start and reach
     the drill, which a fresh ``drd restore`` would pay too (the RTO estimate's fixed cost). The
-    restore's tags and bytes are counted into *progress*.
+    restore's tags and bytes are counted into *progress*. *accept* sees the loaded snapshot
+    before anything is written and may refuse it by raising (a rolled-back ``latest``).
     """
     run_id = run_id or new_run_id()
     report = DrillReport(
@@ -141,6 +146,7 @@ async def run_drill(
                 retry=retry or RetryPolicy(),
                 concurrency=concurrency,
                 progress=progress,
+                accept=accept,
             )
         except DrdError as exc:
             report.exception = exc
@@ -192,9 +198,12 @@ async def _restore_drill(
     retry: RetryPolicy,
     concurrency: int,
     progress: Tally | None = None,
+    accept: Accept | None = None,
 ) -> None:
     with timeline.phase("load snapshot") as step:
         snap = await load_snapshot(store, source, ref, verify_key=verify_key)
+        if accept is not None:
+            await accept(snap)
         entries = await list_snapshots(store, source)
         plan = plan_drill(snap, sample=sample, run_id=report.id)
         step.detail = f"{snap.id}: {snap.tag_count} tags, {len(snap.manifests)} manifests"

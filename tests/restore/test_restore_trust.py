@@ -308,3 +308,56 @@ async def test_a_restore_outside_the_drill_target_is_confirmed(
 
     again = await run_drd("restore", "--snapshot", snap_id, "--to", "dr", "--yes", config=config)
     assert again.returncode == 0, again.stderr
+
+
+async def test_latest_rolled_back_is_refused_by_show_diff_verify_and_drill(
+    source_registry: LocalRegistry,
+    third_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """
+    The same rollback as above, in a folder store: `snapshot show|verify latest`, a diff
+    against `latest` and a drill of `latest` each refuse it, naming both ids; the drill
+    writes nothing into its target; explicit ids still show.
+    """
+    a, b = make_image(f"{repo}/a"), make_image(f"{repo}/b")
+    signing_key(tmp_path, "index.key")
+    store = store_config("dir", tmp_path)
+    config = config_for(
+        tmp_path, source_registry, third_registry, target_registry, store, repo, "index.key"
+    )
+    ids = []
+    for image in (a, b):
+        await push_image(source_registry, repo, image, "v1")
+        created = await run_drd("snapshot", "create", "--json", config=config)
+        assert created.returncode == 0, created.stderr
+        ids.append(json_out(created)["id"])
+    async with opened(store) as opened_store:
+        [newest] = [e for e in await list_snapshots(opened_store, "primary") if e.id == ids[1]]
+    (tmp_path / "store" / newest.key).unlink()
+    rolled_back = f"the store's newest snapshot of primary is {ids[0]}, older than {ids[1]}"
+
+    for action, argv in (
+        ("show", ("snapshot", "show", "latest")),
+        ("diff", ("snapshot", "diff", ids[0], "latest")),
+    ):
+        refused = await run_drd(*argv, config=config)
+        assert refused.returncode == 1, (argv, refused.stdout, refused.stderr)
+        assert f"refusing to {action} latest: {rolled_back}" in refused.stderr
+
+    verified = await run_drd("snapshot", "verify", "latest", "--json", config=config)
+    assert verified.returncode == 1, verified.stderr
+    [problem] = json_out(verified)["problems"]
+    assert f"refusing to verify latest: {rolled_back}" in str(problem)
+
+    drilled = await run_drd("drill", "--json", config=config)
+    assert drilled.returncode == 1, drilled.stderr
+    report = json_out(drilled)
+    assert f"refusing to drill latest: {rolled_back}" in report["error"]
+    assert await list_tags(third_registry, repo) == []
+
+    explicit = await run_drd("snapshot", "show", ids[0], "--json", config=config)
+    assert explicit.returncode == 0, explicit.stderr
+    assert json_out(explicit)["id"] == ids[0]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drd.scrub.runner import scrub_registry
 from drd.selection.filters import RepoFilter
 from tests.clients import open_client
 from tests.images import RegistryWriter, make_image, make_multiarch, push_image, push_index
 from tests.servers import LocalRegistry
+from tests.snapshot.helpers import json_out, run_drd, store_config, write_config
 
 
 def blob_data(registry: LocalRegistry, digest_hex: str) -> str:
@@ -54,3 +57,45 @@ async def test_a_flipped_byte_is_found_only_by_deep_and_a_lost_child_by_both(
         ]
     )
     assert (deep.repositories, deep.tags) == (1, 3)
+
+
+async def test_a_scrub_run_is_history_for_drd_status(
+    source_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    """
+    `drd scrub --deep` of a registry with one rewritten layer exits 1 and is recorded:
+    `drd status --json` lists the run ``scrub:primary`` as failed, with its counts and
+    the damaged digest; a clean repository's scrub is recorded as ok.
+    """
+    image = make_image(f"{repo}/a")
+    await push_image(source_registry, repo, image, "v1")
+    clean = f"{repo}-clean"
+    await push_image(source_registry, clean, make_image(f"{clean}/b"), "v1")
+    damaged = image.layers[0]
+    path = blob_data(source_registry, damaged.digest.hex)
+    with open(path, "r+b") as f:  # noqa: ASYNC230 - a local file of a few KiB
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+    config = write_config(
+        tmp_path,
+        {"primary": source_registry},
+        source="primary",
+        store=store_config("dir", tmp_path),
+    )
+
+    bad = await run_drd("scrub", "primary", "--repository", repo, "--deep", config=config)
+    assert bad.returncode == 1, bad.stderr
+    good = await run_drd("scrub", "primary", "--repository", clean, config=config)
+    assert good.returncode == 0, good.stderr
+
+    status = await run_drd("status", "--json", config=config)
+    assert status.returncode == 0, status.stderr
+    runs = [r for r in json_out(status)["runs"] if r["job"] == "scrub:primary"]
+    assert [r["outcome"] for r in runs] == ["ok", "failed"]  # newest first
+    failed = runs[1]
+    assert failed["kind"] == "scrub"
+    assert failed["trigger"] == "manual"
+    assert failed["summary"]["damaged"] == 1
+    assert failed["summary"]["deep"] is True
+    assert f"{repo}@{damaged.digest}" in failed["error"]
