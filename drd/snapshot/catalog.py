@@ -423,7 +423,7 @@ async def prune(
     # The lease is written before anything is read: see drd.snapshot.leases for why.
     async with hold_lease(store, "prune", source):
         if isinstance(store, DirStore):
-            await store.clean_temporaries()
+            await store.clean_temporaries(everywhere=True)
         return await _prune(store, source, keep_last, keep_daily, keep_weekly, False, grace, now)
 
 

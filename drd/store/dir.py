@@ -33,12 +33,16 @@ from drd.store.base import (
 
 log = structlog.get_logger(__name__)
 
+# Where writes are staged: hidden (never listed, never a key) and small to scan on open.
+TMP_DIR = f"{_TMP_PREFIX}tmp"
+
 
 class DirStore:
     """
-    A local folder. Writes go to a hidden temporary name, are fsynced, then renamed
-    (create-only puts hard-link, which fails if the name exists), so a crash leaves
-    no half-written object under a real name.
+    A local folder. Writes go to a hidden temporary file in ``.tmp/``, are fsynced,
+    then renamed into place (create-only puts hard-link, which fails if the name
+    exists), so a crash leaves no half-written object under a real name, and what a
+    crash leaves is found without walking the whole store.
     """
 
     def __init__(self, root: Path) -> None:
@@ -113,11 +117,14 @@ class DirStore:
         return os.fdopen(fd, "wb"), tmp
 
     def _tmp_for(self, path: Path) -> Path:
+        tmp_dir = self.root / TMP_DIR
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            tmp_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc}", key=str(path)) from exc
-        return path.parent / f"{_TMP_PREFIX}{path.name}.{uuid.uuid4().hex}.tmp"
+        # One folder on the same file system: rename() and link() into place stay atomic.
+        return tmp_dir / f"{_TMP_PREFIX}{path.name}.{uuid.uuid4().hex}.tmp"
 
     def _write_file(
         self, path: Path, parts: builtins.list[bytes], create_only: bool, lock: bool
@@ -236,9 +243,14 @@ class DirStore:
         out.sort(key=lambda o: o.key)
         return out
 
-    async def clean_temporaries(self) -> int:
-        """Remove temporary files no writer holds (see `clean_temporaries`); how many."""
-        return await asyncio.to_thread(clean_temporaries, self.root)
+    async def clean_temporaries(self, *, everywhere: bool = False) -> int:
+        """
+        Remove temporary files no writer holds (see `clean_temporaries`); how many. Only
+        ``.tmp/`` is looked at unless *everywhere* (a prune): older versions of drd left
+        their temporaries beside the object they were writing.
+        """
+        top = self.root if everywhere else self.root / TMP_DIR
+        return await asyncio.to_thread(clean_temporaries, top)
 
     async def delete(self, key: str) -> None:
         """Remove the file; a missing file is fine."""
@@ -282,9 +294,10 @@ def _is_temporary(name: str) -> bool:
 
 def clean_temporaries(root: Path, *, min_age: dt.timedelta = TMP_MIN_AGE) -> int:
     """
-    Remove temporary files under *root* that no writer holds: left by a crash or an
-    interrupted put. A live one is locked by its writer (`fcntl.flock`) and stays;
-    *min_age* also spares one created an instant ago, before its writer locked it.
+    Remove temporary files under *root* (a missing folder has none) that no writer
+    holds: left by a crash or an interrupted put. A live one is locked by its writer
+    (`fcntl.flock`) and stays; *min_age* also spares one created an instant ago,
+    before its writer locked it.
     Returns how many were removed; files that vanish meanwhile are skipped.
     """
     removed = 0

@@ -98,14 +98,10 @@ class StallingProxy:
             await runner.cleanup()
 
 
-async def wait_for_partial_upload(store: Path) -> list[str]:
-    """Wait until a temporary blob file with data exists in the store folder."""
+async def wait_for_partial_upload(store: Path, name: str) -> list[str]:
+    """Wait until a temporary file of *name* with data exists in the store's staging folder."""
     while True:
-        partial = [
-            f
-            for f in files_under(store)
-            if f.startswith("blobs/") and f.rpartition("/")[2].startswith(".")
-        ]
+        partial = [f for f in files_under(store) if f.startswith(f".tmp/.{name}.")]
         if partial and _size(store / partial[0]) > 0:
             return partial
         await asyncio.sleep(0.02)
@@ -158,7 +154,7 @@ async def test_a_killed_snapshot_is_never_listed_and_the_next_one_succeeds(
             env=drd_env(),
         )
         try:
-            partial = await asyncio.wait_for(wait_for_partial_upload(root), 60)
+            await asyncio.wait_for(wait_for_partial_upload(root, layer.hex), 60)
             await asyncio.wait_for(proxy.stalled.wait(), 30)
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -169,7 +165,8 @@ async def test_a_killed_snapshot_is_never_listed_and_the_next_one_succeeds(
         assert code == 0
         assert listed["snapshots"] == []
         assert all(not f.startswith("snapshots/") for f in files_under(root))
-        assert partial[0].startswith("blobs/sha256/")
+        # The layer was cut off: staged only, never under its real name.
+        assert not [f for f in files_under(root) if f.startswith("blobs/") and layer.hex in f]
 
         proxy.stall = False
         proxy.released.set()

@@ -140,6 +140,34 @@ async def test_stale_temporaries_are_cleaned_on_open_and_prune_but_never_a_live_
     assert (root / live_key).read_bytes() == b"z" * 50
 
 
+async def test_open_scans_only_the_staging_folder_and_a_prune_walks_everything(
+    tmp_path: Path,
+) -> None:
+    """
+    Writes are staged in ``.tmp/``, so opening a store scans that folder alone: a stale
+    temporary an older drd left beside its object survives the open and is removed by
+    the next prune, which walks the whole store.
+    """
+    root = tmp_path / "store"
+    config = store_config("dir", tmp_path)
+    async with opened(config) as store:
+        assert await store.put_bytes("manifests/sha256/" + "04" * 32, b"{}") is True
+    assert temporaries(root) == []
+    legacy = root / "manifests/sha256" / f".{'05' * 32}.{uuid.uuid4().hex}.tmp"
+    legacy.write_bytes(b"half")
+    os.utime(legacy, (OLD, OLD))
+    left = legacy.relative_to(root).as_posix()
+
+    async with opened(config):
+        pass
+    assert temporaries(root) == [left]
+
+    async with opened(config) as store:
+        await prune(store, "primary", keep_last=1)
+    assert temporaries(root) == []
+    assert files_under(root) == ["manifests/sha256/" + "04" * 32]
+
+
 @contextlib.contextmanager
 def tiny_tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of *size* mounted at *path* (root only; skipped where mounting is refused)."""
