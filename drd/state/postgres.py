@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from drd.errors import StateError
 from drd.state import base
 from drd.state.base import JobRecord, RunRecord, SyncRecord
+from drd.state.changes import ReplicationChanges, replication_changes
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
@@ -139,7 +140,17 @@ _UPSERT_PENDING = (
     " DO UPDATE SET since = LEAST(pending.since, excluded.since)"
 )
 _DELETE_KEYED = "DELETE FROM {} WHERE policy = %s AND target = %s AND repository = %s AND tag = %s"
-_CLEARS_PENDING = ("copied", "skipped", "drift", "rejected")
+# The row changes `drd.state.changes` decides, in PostgreSQL's words.
+_STEPS = {
+    "pend": _UPSERT_PENDING,
+    "unpend": _DELETE_KEYED.format("pending"),
+    "drift": "INSERT INTO drift (policy, target, repository, tag, source_digest,"
+    " target_digest, first_seen, last_seen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (policy, target, repository, tag)"
+    " DO UPDATE SET source_digest = excluded.source_digest,"
+    " target_digest = excluded.target_digest, last_seen = excluded.last_seen",
+    "undrift": _DELETE_KEYED.format("drift"),
+}
 
 
 @dataclass(frozen=True)
@@ -400,30 +411,27 @@ class PostgresState:
     async def record_replication(
         self, report: PolicyReport, *, full: bool, started_at: float, finished_at: float
     ) -> None:
-        """Update pending changes, drift and the watermark (as `drd.state.sqlite.State`)."""
-        policy = report.policy
+        """Update pending changes, drift and the watermark (see `drd.state.changes`)."""
+        changes = replication_changes(
+            report, full=full, started_at=started_at, finished_at=finished_at
+        )
         async with self.transaction() as cur:
             await cur.executemany(
                 "INSERT INTO sync (policy, target, first_seen) VALUES (%s, %s, %s)"
                 " ON CONFLICT (policy, target) DO NOTHING",
-                [(policy, target, started_at) for target in report.stats],
+                changes.sync_rows(),
             )
-            failed_at, drifted = await _record_items(cur, report, started_at, finished_at)
-            if report.error:
-                return  # the pass did not complete: the watermark stays where it was
-            for target in report.stats:
-                failed = failed_at.get(target, set())
-                ok = not failed  # rejections are the trust policy working, not failures
+            for step in changes.steps:
+                await cur.execute(_STEPS[step.kind], step.params)
+            for target, success in changes.watermarks():
                 await cur.execute(
                     "UPDATE sync SET last_clean = %s,"
                     " last_success = CASE WHEN %s THEN %s ELSE last_success END"
                     " WHERE policy = %s AND target = %s",
-                    (finished_at, full and ok, finished_at, policy, target),
+                    (finished_at, success, finished_at, changes.policy, target),
                 )
                 if full:
-                    await _forget_unseen(
-                        cur, policy, target, started_at, failed, drifted.get(target, set())
-                    )
+                    await _forget_unseen(cur, changes, target)
 
     # ------------------------------------------------------------------ reads
 
@@ -483,67 +491,21 @@ async def _version(cur: psycopg.AsyncCursor[dict[str, Any]]) -> int:
     return 0 if row is None else int(row["version"])
 
 
-async def _record_items(
-    cur: psycopg.AsyncCursor[dict[str, Any]],
-    report: PolicyReport,
-    started_at: float,
-    finished_at: float,
-) -> tuple[dict[str, set[tuple[str, str]]], dict[str, set[tuple[str, str]]]]:
-    """Pending and drift rows for each item; return the failed and drifted tags per target."""
-    failed_at: dict[str, set[tuple[str, str]]] = {t: set() for t in report.stats}
-    drifted: dict[str, set[tuple[str, str]]] = {t: set() for t in report.stats}
-    for item in report.items:
-        key = (report.policy, item.target, item.repository, item.tag)
-        if item.outcome == "failed":
-            failed_at.setdefault(item.target, set()).add((item.repository, item.tag))
-            await cur.execute(_UPSERT_PENDING, (*key, started_at))
-        elif item.outcome in _CLEARS_PENDING:
-            await cur.execute(_DELETE_KEYED.format("pending"), key)
-        if item.outcome == "drift":
-            drifted.setdefault(item.target, set()).add((item.repository, item.tag))
-            await cur.execute(
-                "INSERT INTO drift (policy, target, repository, tag, source_digest,"
-                " target_digest, first_seen, last_seen)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (policy, target, repository, tag)"
-                " DO UPDATE SET source_digest = excluded.source_digest,"
-                " target_digest = excluded.target_digest, last_seen = excluded.last_seen",
-                (*key, item.digest, item.moved_from, finished_at, finished_at),
-            )
-        elif item.outcome in ("copied", "skipped"):
-            await cur.execute(_DELETE_KEYED.format("drift"), key)
-    return failed_at, drifted
-
-
 async def _forget_unseen(
-    cur: psycopg.AsyncCursor[dict[str, Any]],
-    policy: str,
-    target: str,
-    started_at: float,
-    failed: set[tuple[str, str]],
-    drifted: set[tuple[str, str]],
+    cur: psycopg.AsyncCursor[dict[str, Any]], changes: ReplicationChanges, target: str
 ) -> None:
     """After a complete full pass: what it did not see failing or drifting is gone."""
+    where = (changes.policy, target)
     await cur.execute(
         "SELECT repository, tag FROM pending WHERE policy = %s AND target = %s AND since < %s",
-        (policy, target, started_at),
+        (*where, changes.started_at),
     )
-    stale = [
-        (policy, target, r["repository"], r["tag"])
-        for r in await cur.fetchall()
-        if (r["repository"], r["tag"]) not in failed
-    ]
-    if stale:
+    older = [(r["repository"], r["tag"]) for r in await cur.fetchall()]
+    if stale := changes.forgotten_pending(target, older):
         await cur.executemany(_DELETE_KEYED.format("pending"), stale)
-    await cur.execute(
-        "SELECT repository, tag FROM drift WHERE policy = %s AND target = %s", (policy, target)
-    )
-    resolved = [
-        (policy, target, r["repository"], r["tag"])
-        for r in await cur.fetchall()
-        if (r["repository"], r["tag"]) not in drifted
-    ]
-    if resolved:
+    await cur.execute("SELECT repository, tag FROM drift WHERE policy = %s AND target = %s", where)
+    drifting = [(r["repository"], r["tag"]) for r in await cur.fetchall()]
+    if resolved := changes.resolved_drift(target, drifting):
         await cur.executemany(_DELETE_KEYED.format("drift"), resolved)
 
 

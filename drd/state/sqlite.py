@@ -39,6 +39,7 @@ import structlog
 from drd.errors import StateCorrupt, StateError
 from drd.state import base
 from drd.state.base import JobRecord, RunRecord, SyncRecord, drift_json, iso
+from drd.state.changes import ReplicationChanges, replication_changes
 
 if TYPE_CHECKING:
     from drd.replicate.report import PolicyReport
@@ -103,7 +104,20 @@ CREATE TABLE IF NOT EXISTS drift (
 
 _T = TypeVar("_T")
 
-_CLEARS_PENDING = ("copied", "skipped", "drift", "rejected")
+_DELETE_KEYED = "DELETE FROM {} WHERE policy = ? AND target = ? AND repository = ? AND tag = ?"
+# The row changes `drd.state.changes` decides, in SQLite's words.
+_STEPS = {
+    "pend": "INSERT INTO pending (policy, target, repository, tag, since) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (policy, target, repository, tag)"
+    " DO UPDATE SET since = min(since, excluded.since)",
+    "unpend": _DELETE_KEYED.format("pending"),
+    "drift": "INSERT INTO drift (policy, target, repository, tag, source_digest, target_digest,"
+    " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (policy, target, repository, tag) DO UPDATE SET"
+    " source_digest = excluded.source_digest, target_digest = excluded.target_digest,"
+    " last_seen = excluded.last_seen",
+    "undrift": _DELETE_KEYED.format("drift"),
+}
 
 
 # SQLite's primary result codes for a damaged file; extended codes keep them in the low byte.
@@ -257,89 +271,39 @@ class _Db:
     def record_replication(
         self, report: PolicyReport, full: bool, started_at: float, finished_at: float
     ) -> None:
-        policy = report.policy
+        changes = replication_changes(
+            report, full=full, started_at=started_at, finished_at=finished_at
+        )
         with self._tx() as db:
-            for target in report.stats:
-                db.execute(
-                    "INSERT OR IGNORE INTO sync (policy, target, first_seen) VALUES (?, ?, ?)",
-                    (policy, target, started_at),
-                )
-            failed_at: dict[str, set[tuple[str, str]]] = {t: set() for t in report.stats}
-            drifted: dict[str, set[tuple[str, str]]] = {t: set() for t in report.stats}
-            for item in report.items:
-                key = (policy, item.target, item.repository, item.tag)
-                if item.outcome == "failed":
-                    failed_at.setdefault(item.target, set()).add((item.repository, item.tag))
-                    db.execute(
-                        "INSERT INTO pending (policy, target, repository, tag, since)"
-                        " VALUES (?, ?, ?, ?, ?)"
-                        " ON CONFLICT (policy, target, repository, tag)"
-                        " DO UPDATE SET since = min(since, excluded.since)",
-                        (*key, started_at),
-                    )
-                elif item.outcome in _CLEARS_PENDING:
-                    db.execute(
-                        "DELETE FROM pending WHERE policy = ? AND target = ? AND repository = ?"
-                        " AND tag = ?",
-                        key,
-                    )
-                if item.outcome == "drift":
-                    drifted.setdefault(item.target, set()).add((item.repository, item.tag))
-                    db.execute(
-                        "INSERT INTO drift (policy, target, repository, tag, source_digest,"
-                        " target_digest, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (policy, target, repository, tag)"
-                        " DO UPDATE SET source_digest = excluded.source_digest,"
-                        " target_digest = excluded.target_digest, last_seen = excluded.last_seen",
-                        (*key, item.digest, item.moved_from, finished_at, finished_at),
-                    )
-                elif item.outcome in ("copied", "skipped"):
-                    db.execute(
-                        "DELETE FROM drift WHERE policy = ? AND target = ? AND repository = ?"
-                        " AND tag = ?",
-                        key,
-                    )
-            if report.error:
-                return  # the pass did not complete: the watermark stays where it was
-            for target in report.stats:
-                failed = failed_at.get(target, set())
-                ok = not failed  # rejections are the trust policy working, not failures
+            db.executemany(
+                "INSERT OR IGNORE INTO sync (policy, target, first_seen) VALUES (?, ?, ?)",
+                changes.sync_rows(),
+            )
+            for step in changes.steps:
+                db.execute(_STEPS[step.kind], step.params)
+            for target, success in changes.watermarks():
                 db.execute(
                     "UPDATE sync SET last_clean = ?,"
                     " last_success = CASE WHEN ? THEN ? ELSE last_success END"
                     " WHERE policy = ? AND target = ?",
-                    (finished_at, full and ok, finished_at, policy, target),
+                    (finished_at, success, finished_at, changes.policy, target),
                 )
                 if full:
-                    _forget_unseen(db, policy, target, started_at, failed, drifted[target])
+                    _forget_unseen(db, changes, target)
 
 
-def _forget_unseen(
-    db: sqlite3.Connection,
-    policy: str,
-    target: str,
-    started_at: float,
-    failed: set[tuple[str, str]],
-    drifted: set[tuple[str, str]],
-) -> None:
+def _forget_unseen(db: sqlite3.Connection, changes: ReplicationChanges, target: str) -> None:
     """After a complete full pass: what it did not see failing or drifting is gone."""
-    rows = db.execute(
+    where = (changes.policy, target)
+    older = db.execute(
         "SELECT repository, tag FROM pending WHERE policy = ? AND target = ? AND since < ?",
-        (policy, target, started_at),
+        (*where, changes.started_at),
     ).fetchall()
-    stale = [(policy, target, r, t) for r, t in rows if (r, t) not in failed]
-    db.executemany(
-        "DELETE FROM pending WHERE policy = ? AND target = ? AND repository = ? AND tag = ?",
-        stale,
-    )
-    rows = db.execute(
-        "SELECT repository, tag FROM drift WHERE policy = ? AND target = ?", (policy, target)
+    db.executemany(_DELETE_KEYED.format("pending"), changes.forgotten_pending(target, older))
+    drifting = db.execute(
+        "SELECT repository, tag FROM drift WHERE policy = ? AND target = ?", where
     ).fetchall()
-    resolved = [(policy, target, r, t) for r, t in rows if (r, t) not in drifted]
-    db.executemany(
-        "DELETE FROM drift WHERE policy = ? AND target = ? AND repository = ? AND tag = ?",
-        resolved,
-    )
+    db.executemany(_DELETE_KEYED.format("drift"), changes.resolved_drift(target, drifting))
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
