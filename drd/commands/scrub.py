@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from drd.app.outcome import Outcome
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate, short
 from drd.config import load_settings
 from drd.resources import open_resources
 from drd.scrub.runner import ScrubReport, scrub_registry
@@ -33,8 +33,7 @@ async def scrub(args: argparse.Namespace) -> Outcome:
     """Walk every tag's closure at one endpoint: OK (whole), FAILED (damage found) or USAGE."""
     settings = load_settings(args.config)
     if args.endpoint not in settings.endpoints:
-        sys.stderr.write(f"drd: no endpoint named {args.endpoint}\n")
-        return Outcome.USAGE
+        return fail(args, f"no endpoint named {args.endpoint}")
     wanted = RepoFilter(tuple(args.repository)) if args.repository else None
     async with open_resources(settings) as res:
         report = await scrub_registry(res.registries[args.endpoint], wanted, deep=args.deep)
@@ -52,7 +51,9 @@ def render(report: ScrubReport) -> str:
     ]
     for d in report.damage:
         tags = f" (tags {', '.join(d.tags)})" if d.tags else ""
-        lines.append(f"  {d.kind:16} {d.repository}@{d.digest}{tags}: {d.detail}")
+        lines.append(
+            f"  {d.kind:16} {d.repository}@{short(d.digest)}{tags}: {abbreviate(d.detail)}"
+        )
     for repo, why in sorted(report.errors.items()):
-        lines.append(f"  not walked       {repo}: {why}")
+        lines.append(f"  not walked       {repo}: {abbreviate(why)}")
     return "\n".join(lines)

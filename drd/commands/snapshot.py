@@ -233,8 +233,8 @@ def render_create(report: SnapshotReport) -> str:
         f"snapshot {s['id']} of {report.source}: {s['repositories']} repositories, "
         f"{s['tags']} tags, {s['manifests']} manifests ({s['manifests_uploaded']} uploaded), "
         f"{s['blobs']} blobs ({s['blobs_uploaded']} uploaded), {iec(s['bytes_uploaded'])}, "
-        f"{s['registry_requests']} registry and {s['store_requests']} store requests "
-        f"in {s['duration_s']}s",
+        f"{s['skipped']} skipped, {s['registry_requests']} registry and "
+        f"{s['store_requests']} store requests in {s['duration_s']}s",
         f"  key {report.key}",
     ]
     lines += [f"  skipped {i.repository}:{i.tag}: {i.reason}" for i in report.skipped]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from drd.commands.units import short
 from tests.configs import write_toml
 from tests.drill.helpers import KEY, push_signed
 from tests.images import RegistryWriter, make_image
@@ -108,7 +109,7 @@ async def test_a_layer_lost_under_a_present_manifest_is_found_and_repaired(
         (str(lost.digest), "missing-blob", ["v1"])
     ]
     human = await run_drd("scrub", "dr", "--repository", repo, config=path)
-    assert f"missing-blob     {repo}@{lost.digest} (tags v1)" in human.stdout
+    assert f"missing-blob     {repo}@{short(lost.digest)} (tags v1)" in human.stdout
 
     drill = await run_drd("drill", "--replica", "--json", config=path)
     assert drill.returncode == 1, drill.stderr
