@@ -176,7 +176,7 @@ def render(report: RestoreReport) -> str:
         if item.outcome == "unchanged":
             continue
         moved = f" (from {short(item.moved_from)})" if item.moved_from else ""
-        reason = f": {item.reason}" if item.reason else ""
+        reason = f": {abbreviate(item.reason)}" if item.reason else ""
         label = item.action if item.outcome == "planned" else item.outcome
         lines.append(
             f"  {label:9} {item.repository}:{item.tag} {short(item.digest)}{moved}{reason}"

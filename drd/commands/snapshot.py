@@ -10,7 +10,7 @@ from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
 from drd.app.snapshots import index_key_for, record_snapshot, snapshots_config, take_snapshot
 from drd.commands.output import emit
-from drd.commands.units import fold_attached, iec, short
+from drd.commands.units import abbreviate, fold_attached, iec, short
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
 from drd.manual import add_common, epilog
@@ -167,7 +167,7 @@ async def _verify(
         raise
     except DrdError as exc:
         document = {"snapshot": args.id, "ok": False, "problems": [_problem("index", exc)]}
-        emit(args, document, f"snapshot {args.id}: FAILED\n  index: {exc}")
+        emit(args, document, f"snapshot {args.id}: FAILED\n  index: {abbreviate(str(exc))}")
         return Outcome.FAILED
     report = await verify_snapshot(store, snap)
     lines = [
@@ -175,7 +175,7 @@ async def _verify(
         f"{report.manifests_checked} manifests, {report.blobs_checked} blobs, "
         f"{iec(report.bytes_checked)} re-hashed in {report.duration_s:.2f}s"
     ]
-    lines += [f"  {p.kind} {short(p.digest)}: {p.reason}" for p in report.problems]
+    lines += [f"  {p.kind} {short(p.digest)}: {abbreviate(p.reason)}" for p in report.problems]
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK if report.ok else Outcome.FAILED
 
@@ -237,7 +237,7 @@ def render_create(report: SnapshotReport) -> str:
         f"{s['store_requests']} store requests in {s['duration_s']}s",
         f"  key {report.key}",
     ]
-    lines += [f"  skipped {i.repository}:{i.tag}: {i.reason}" for i in report.skipped]
+    lines += [f"  skipped {i.repository}:{i.tag}: {abbreviate(i.reason)}" for i in report.skipped]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from drd.app.outcome import Outcome
 from drd.app.state import read_state_document
 from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate
 from drd.config import load_settings
 from drd.errors import StateCorrupt, StateError
 from drd.state import read_status
@@ -79,7 +80,7 @@ def render(document: dict[str, Any]) -> str:
         lines.append(f"  unclaimed units: {document['unclaimed']}")
     lines.append("jobs:")
     for job in document["jobs"]:
-        error = f" ({job['last_error'][:120]})" if job["last_error"] else ""
+        error = f" ({abbreviate(job['last_error'])[:120]})" if job["last_error"] else ""
         lines.append(
             f"  {job['job']}: last run {job['last_finished'] or 'never'} "
             f"{job['last_outcome'] or ''}{error}, last success {job['last_success'] or 'never'}"

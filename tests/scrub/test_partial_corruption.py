@@ -116,6 +116,9 @@ async def test_a_layer_lost_under_a_present_manifest_is_found_and_repaired(
     [failure] = json_out(drill)["failures"]
     assert (failure["tag"], failure["digest"]) == ("v1", str(image.digest))
     assert failure["reason"] == f"incomplete: missing-blob {lost.digest}"
+    drill_text = await run_drd("drill", "--replica", config=path)
+    assert f"incomplete: missing-blob {short(lost.digest)}" in drill_text.stdout
+    assert str(lost.digest) not in drill_text.stdout
 
     preflight = await run_drd("failover", "--to", "dr", "--dry-run", "--json", config=path)
     findings = {f["check"]: f for f in json_out(preflight)["preflight"]["findings"]}
