@@ -19,6 +19,7 @@ import structlog
 from drd import __version__, logs, manual
 from drd.app.outcome import Outcome
 from drd.errors import ConfigError, DrdError, TransientError
+from drd.reporting import report_error
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 EXIT_UNAVAILABLE, EXIT_SOFTWARE, EXIT_CONFIG = 69, 70, 78
@@ -156,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(argv)
     except UsageError as exc:
-        sys.stderr.write(f"drd: {exc}\n")
+        # The arguments did not parse, so --json is looked for among them as given.
+        report_error(argparse.Namespace(json=_asks_json(argv)), "usage", str(exc))
         return EXIT_USAGE
     logs.configure(level=log_level(args))
     try:
@@ -214,13 +216,10 @@ def configured_level(path: Path | None) -> str | None:
     return level.strip().lower()
 
 
-def report_error(args: argparse.Namespace, kind: str, message: str) -> None:
-    """One error on stderr: a line, or with --json one JSON document on stdout."""
-    if args.json:
-        document = {"error": {"kind": kind, "message": message}}
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
-    else:
-        sys.stderr.write(f"drd: {message}\n")
+def _asks_json(argv: Sequence[str]) -> bool:
+    """Whether *argv* holds ``--json`` as an option (not after ``--``)."""
+    options = argv[: list(argv).index("--")] if "--" in argv else argv
+    return "--json" in options
 
 
 def report_config_error(args: argparse.Namespace, exc: ConfigError) -> None:

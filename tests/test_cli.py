@@ -232,7 +232,7 @@ def test_a_subcommand_loads_only_its_own_module() -> None:
         "build_parser(['status', '--help'])\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('drd.commands.'))))\n"
     )
-    assert loaded == ["drd.commands.output", "drd.commands.status"]
+    assert loaded == ["drd.commands.output", "drd.commands.status", "drd.commands.units"]
 
 
 def test_replicate_imports_only_what_a_replication_needs(tmp_path: Path) -> None:

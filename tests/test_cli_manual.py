@@ -269,6 +269,6 @@ async def test_replicate_prints_only_its_summary_on_stdout_and_logs_on_stderr(
 
     config.write_text('log_level = "info"\n' + config.read_text())
     configured = drd("replicate", "--config", str(config))
-    assert configured.stdout.startswith("policy p: 0 copied, 1 up to date")
+    assert configured.stdout.startswith("policy p: 0 copied, 1 skipped")
     events = [json.loads(line)["event"] for line in configured.stderr.splitlines()]
     assert "replicate.run_finished" in events

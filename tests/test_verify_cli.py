@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from drd.cli import main
+from drd.commands.units import short
 from drd.oci import mediatype
 from drd.oci.digest import Digest
 from tests.images import (
@@ -147,7 +148,9 @@ async def test_reference_by_digest_and_human_output(
 
     assert code == 0
     assert text.splitlines()[0] == f"verified: {ref}"
-    assert f"digest     {image.digest}" in text
+    # Digests are short in text (the reference keeps what was asked); JSON has them in full.
+    assert f"digest     {short(image.digest)}" in text
+    assert str(image.digest) not in text.replace(ref, "")
     assert KEY.trust_key().fingerprint in text
     assert f"tag sha256-{image.digest.hex}.sig" in text
 
@@ -390,16 +393,22 @@ async def test_trust_policy_must_be_unambiguous(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Without --trust and several policies, or with an unknown name: usage error, exit 2."""
+    """
+    Without --trust and several policies, or with an unknown name: usage error, exit 2;
+    under --json the error is the JSON document on stdout, in text a line on stderr.
+    """
     key = tmp_path / "k.pub"
     key.write_bytes(KEY.public_pem())
     config = write_config(tmp_path, source_registry, trust={name: [key] for name in trust})
 
-    code, out, err = await drd_verify(
-        capsys, f"{source_registry.host}/{repo}:v1", "--config", str(config), *args
+    ref = f"{source_registry.host}/{repo}:v1"
+    code, doc, _ = await drd_verify(capsys, ref, "--config", str(config), *args)
+    text_code, out, err = await drd_verify(
+        capsys, ref, "--config", str(config), *args, as_json=False
     )
 
-    assert code == 2
+    assert code == text_code == 2
+    assert doc["error"] == {"kind": "usage", "message": message}
     assert out == ""
     assert message in err
 

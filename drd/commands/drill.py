@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,8 @@ from drd.app.active import load_active_settings
 from drd.app.drills import drill_from_settings, drills_config, record_drill
 from drd.app.history import open_history
 from drd.app.outcome import Outcome, of_error
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate
 from drd.drill.render import render_text
 from drd.drill.report import DrillReport
 from drd.drill.runner import write_reports
@@ -44,8 +44,7 @@ async def drill(args: argparse.Namespace) -> Outcome:
     settings = load_active_settings(args.config)
     drills = drills_config(settings)
     if args.sample is not None and args.sample < 0:
-        sys.stderr.write("drd: --sample must be 0 or more\n")
-        return Outcome.USAGE
+        return fail(args, "--sample must be 0 or more")
     report_dir = args.report_dir or drills.report_dir
     async with open_history(settings, "the drill") as state:
         tally = for_terminal(args)
@@ -78,7 +77,8 @@ def outcome(report: DrillReport) -> Outcome:
 
 def render(report: DrillReport, paths: dict[str, Path]) -> str:
     """The verdict, the numbers, the failures, and where the reports are."""
-    lines = [render_text(report)]
+    # Failure reasons name digests in full for the reports and JSON; people read them short.
+    lines = [abbreviate(render_text(report))]
     for kind in ("html", "md", "json"):
         if kind in paths:
             lines.append(f"  report ({kind}): {paths[kind]}")

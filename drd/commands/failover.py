@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from drd.app.failover import run_failback, run_failover
 from drd.app.outcome import Outcome
 from drd.app.state import describe, open_state
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate
 from drd.config import load_settings
 from drd.errors import FailoverRefused, StateError
 from drd.failover.runner import FailoverReport
@@ -45,8 +45,7 @@ async def _run(args: argparse.Namespace, to: str | None) -> Outcome:
     try:
         state = await open_state(settings)
     except (OSError, StateError) as exc:
-        sys.stderr.write(f"drd: cannot open the state in {describe(settings)}: {exc}\n")
-        return Outcome.FAILED
+        return fail(args, f"cannot open the state in {describe(settings)}: {exc}", Outcome.FAILED)
     try:
         async with open_resources(settings) as res:
             if to is None:
@@ -63,11 +62,11 @@ async def _run(args: argparse.Namespace, to: str | None) -> Outcome:
                     state=state,
                 )
     except FailoverRefused as exc:
-        sys.stderr.write(f"drd: {exc}\n")
-        return Outcome.USAGE
+        return fail(args, str(exc))
     finally:
         await state.close()
-    emit(args, report.to_json(), report.render())
+    # The findings' evidence names digests in full for JSON; people read them short.
+    emit(args, report.to_json(), abbreviate(report.render()))
     return outcome(report)
 
 

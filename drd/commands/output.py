@@ -1,4 +1,4 @@
-"""How commands print: one JSON document with --json, human text otherwise."""
+"""How commands print: one JSON document with --json, human text otherwise; errors too."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 import sys
 from typing import Any
 
+from drd.app.outcome import Outcome
 from drd.manual import add_common
+from drd.reporting import report_error
 
 
 def emit(args: argparse.Namespace, document: Any, human: str) -> None:
@@ -17,6 +19,17 @@ def emit(args: argparse.Namespace, document: Any, human: str) -> None:
     else:
         sys.stdout.write(human if human.endswith("\n") else human + "\n")
     sys.stdout.flush()
+
+
+def fail(
+    args: argparse.Namespace, message: str, outcome: Outcome = Outcome.USAGE, *, hint: str = ""
+) -> Outcome:
+    """
+    Report a command's own error as `report_error` does (its kind is *outcome*'s word:
+    ``usage``, ``failed``, ...) and return *outcome* for the exit code.
+    """
+    report_error(args, outcome.value, message, hint=hint)
+    return outcome
 
 
 def add_late_common(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ from drd.app.active import load_active_settings
 from drd.app.history import open_history
 from drd.app.outcome import Outcome
 from drd.app.replication import replicate_once, replication_outcome, unknown_policies
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
 from drd.commands.units import iec
 from drd.progress import for_terminal, shown
 from drd.replicate.cache import open_tag_cache
@@ -50,8 +49,7 @@ async def replicate(args: argparse.Namespace) -> Outcome:
     settings = load_active_settings(args.config)
     unknown = unknown_policies(settings, args.policy or [])
     if unknown:
-        sys.stderr.write(f"drd: no replication policy named {', '.join(unknown)}\n")
-        return Outcome.USAGE
+        return fail(args, f"no replication policy named {', '.join(unknown)}")
     state_dir = settings.daemon.state_dir
     async with contextlib.AsyncExitStack() as stack:
         state = None
@@ -87,7 +85,7 @@ def render(reports: list[PolicyReport]) -> str:
         s = report.summary()
         mode = " (dry run)" if report.dry_run else ""
         lines.append(
-            f"policy {report.policy}{mode}: {s['copied']} copied, {s['skipped']} up to date, "
+            f"policy {report.policy}{mode}: {s['copied']} copied, {s['skipped']} skipped, "
             f"{s['planned']} planned, {s['failed']} failed, {s['rejected']} rejected, "
             f"{s['drift']} drift, {iec(s['bytes'])} in {s['duration_s']}s"
         )

@@ -17,8 +17,8 @@ from drd.app.outcome import Outcome
 from drd.app.restore import restore_from_settings
 from drd.app.settings_restore import restore_settings
 from drd.app.snapshots import snapshots_config
-from drd.commands.output import emit
-from drd.commands.units import iec, short
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate, iec, short
 from drd.config import load_settings
 from drd.progress import for_terminal, shown
 from drd.resources import open_resources
@@ -95,19 +95,16 @@ async def restore(args: argparse.Namespace) -> Outcome:
         emit(args, written.to_json(), render_settings(written))
         return Outcome.OK if written.ok else Outcome.FAILED
     if args.force:
-        sys.stderr.write("drd: --force applies only with --settings\n")
-        return Outcome.USAGE
+        return fail(args, "--force applies only with --settings")
     if args.to not in settings.endpoints:
-        sys.stderr.write(f"drd: no endpoint named {args.to}\n")
-        return Outcome.USAGE
+        return fail(args, f"no endpoint named {args.to}")
     selection = Selection(
         repositories=tuple(args.repository) if args.repository else None, tag_pattern=args.tag
     )
     drill_target = settings.drills.target if settings.drills is not None else None
     production = args.to != drill_target and not args.dry_run
     if production and not args.yes and not sys.stdin.isatty():
-        sys.stderr.write(_unconfirmed(args.to, drill_target))
-        return Outcome.USAGE
+        return fail(args, _unconfirmed(args.to, drill_target))
 
     async def confirm(snap: Snapshot) -> bool:
         if not production or args.yes:
@@ -135,8 +132,7 @@ async def restore(args: argparse.Namespace) -> Outcome:
                 progress=tally,
             )
     if report is None:
-        sys.stderr.write(f"drd: restore into {args.to} not confirmed; nothing was written\n")
-        return Outcome.USAGE
+        return fail(args, f"restore into {args.to} not confirmed; nothing was written")
     emit(args, report.to_json(), render(report))
     return Outcome.OK if report.ok else Outcome.FAILED
 
@@ -144,9 +140,9 @@ async def restore(args: argparse.Namespace) -> Outcome:
 def _unconfirmed(endpoint: str, drill_target: str | None) -> str:
     drill = f"the drill target {drill_target!r}" if drill_target else "a drill target"
     return (
-        f"drd: refusing to restore into {endpoint!r} without confirmation: it is not "
+        f"refusing to restore into {endpoint!r} without confirmation: it is not "
         f"{drill}, and there is no terminal to ask on. Pass --yes to restore into it "
-        "from a script, or --dry-run to see the plan\n"
+        "from a script, or --dry-run to see the plan"
     )
 
 
@@ -180,13 +176,13 @@ def render(report: RestoreReport) -> str:
         if item.outcome == "unchanged":
             continue
         moved = f" (from {short(item.moved_from)})" if item.moved_from else ""
-        reason = f": {item.reason}" if item.reason else ""
+        reason = f": {abbreviate(item.reason)}" if item.reason else ""
         label = item.action if item.outcome == "planned" else item.outcome
         lines.append(
             f"  {label:9} {item.repository}:{item.tag} {short(item.digest)}{moved}{reason}"
         )
     for where, reason in sorted(report.failures.items()):
-        lines.append(f"  failed    {where}: {reason}")
+        lines.append(f"  failed    {abbreviate(where)}: {abbreviate(reason)}")
     return "\n".join(lines)
 
 
@@ -204,7 +200,7 @@ def render_settings(report: SettingsRestore) -> str:
     ]
     lines += [
         f"  secret    {r.path}: recorded by digest only; restore it from where secrets are "
-        f"kept ({r.digest}, {r.mode:04o})"
+        f"kept ({short(r.digest)}, {r.mode:04o})"
         for r in report.secrets
     ]
     return "\n".join(lines)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
 from drd.app.history import open_history
 from drd.app.outcome import Outcome, run_word
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate, short
 from drd.config import load_settings
 from drd.resources import open_resources
 from drd.scrub.runner import ScrubReport, scrub_registry
@@ -36,8 +36,7 @@ async def scrub(args: argparse.Namespace) -> Outcome:
     """Walk every tag's closure at one endpoint: OK (whole), FAILED (damage found) or USAGE."""
     settings = load_settings(args.config)
     if args.endpoint not in settings.endpoints:
-        sys.stderr.write(f"drd: no endpoint named {args.endpoint}\n")
-        return Outcome.USAGE
+        return fail(args, f"no endpoint named {args.endpoint}")
     wanted = RepoFilter(tuple(args.repository)) if args.repository else None
     started = time.time()
     async with open_history(settings, "the scrub") as state, open_resources(settings) as res:
@@ -79,7 +78,9 @@ def render(report: ScrubReport) -> str:
     ]
     for d in report.damage:
         tags = f" (tags {', '.join(d.tags)})" if d.tags else ""
-        lines.append(f"  {d.kind:16} {d.repository}@{d.digest}{tags}: {d.detail}")
+        lines.append(
+            f"  {d.kind:16} {d.repository}@{short(d.digest)}{tags}: {abbreviate(d.detail)}"
+        )
     for repo, why in sorted(report.errors.items()):
-        lines.append(f"  not walked       {repo}: {why}")
+        lines.append(f"  not walked       {repo}: {abbreviate(why)}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from drd.app.snapshots import (
     take_snapshot,
 )
 from drd.commands.output import emit
-from drd.commands.units import fold_attached, iec, short
+from drd.commands.units import abbreviate, fold_attached, iec, short
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
 from drd.manual import add_common, epilog
@@ -186,7 +186,7 @@ async def _verify(
         raise
     except DrdError as exc:
         document = {"snapshot": args.id, "ok": False, "problems": [_problem("index", exc)]}
-        emit(args, document, f"snapshot {args.id}: FAILED\n  index: {exc}")
+        emit(args, document, f"snapshot {args.id}: FAILED\n  index: {abbreviate(str(exc))}")
         return Outcome.FAILED
     report = await verify_snapshot(store, snap)
     lines = [
@@ -194,7 +194,7 @@ async def _verify(
         f"{report.manifests_checked} manifests, {report.blobs_checked} blobs, "
         f"{iec(report.bytes_checked)} re-hashed in {report.duration_s:.2f}s"
     ]
-    lines += [f"  {p.kind} {short(p.digest)}: {p.reason}" for p in report.problems]
+    lines += [f"  {p.kind} {short(p.digest)}: {abbreviate(p.reason)}" for p in report.problems]
     emit(args, report.to_json(), "\n".join(lines))
     return Outcome.OK if report.ok else Outcome.FAILED
 
@@ -252,11 +252,11 @@ def render_create(report: SnapshotReport) -> str:
         f"snapshot {s['id']} of {report.source}: {s['repositories']} repositories, "
         f"{s['tags']} tags, {s['manifests']} manifests ({s['manifests_uploaded']} uploaded), "
         f"{s['blobs']} blobs ({s['blobs_uploaded']} uploaded), {iec(s['bytes_uploaded'])}, "
-        f"{s['registry_requests']} registry and {s['store_requests']} store requests "
-        f"in {s['duration_s']}s",
+        f"{s['skipped']} skipped, {s['registry_requests']} registry and "
+        f"{s['store_requests']} store requests in {s['duration_s']}s",
         f"  key {report.key}",
     ]
-    lines += [f"  skipped {i.repository}:{i.tag}: {i.reason}" for i in report.skipped]
+    lines += [f"  skipped {i.repository}:{i.tag}: {abbreviate(i.reason)}" for i in report.skipped]
     return "\n".join(lines)
 
 

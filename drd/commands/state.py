@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from drd.app.outcome import Outcome
 from drd.app.state import migrate
-from drd.commands.output import add_late_common, emit
+from drd.commands.output import add_late_common, emit, fail
 from drd.config import load_settings
 from drd.errors import StateError
 
@@ -30,8 +29,7 @@ async def state_migrate(args: argparse.Namespace) -> Outcome:
     try:
         where, applied, version = await migrate(settings)
     except (OSError, StateError) as exc:
-        sys.stderr.write(f"drd: cannot migrate the state: {exc}\n")
-        return Outcome.FAILED
+        return fail(args, f"cannot migrate the state: {exc}", Outcome.FAILED)
     document = {"state": where, "applied": applied, "version": version}
     steps = ", ".join(str(v) for v in applied) or "none (already up to date)"
     emit(args, document, f"state {where}: schema version {version}; applied {steps}")

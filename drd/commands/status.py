@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from drd.app.outcome import Outcome
 from drd.app.state import read_state_document
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate
 from drd.config import load_settings
 from drd.errors import StateCorrupt, StateError
 from drd.state import read_status
@@ -37,14 +37,14 @@ async def status(args: argparse.Namespace) -> Outcome:
             settings = load_settings(args.config)
             document = await read_state_document(settings, now, runs=args.runs)
     except StateCorrupt as exc:
-        sys.stderr.write(
-            f"drd: cannot read the daemon's state: {exc}\n"
-            "  the file is left as it is; `drd run` moves it aside and starts afresh\n"
+        return fail(
+            args,
+            f"cannot read the daemon's state: {exc}",
+            Outcome.FAILED,
+            hint="the file is left as it is; `drd run` moves it aside and starts afresh",
         )
-        return Outcome.FAILED
     except (FileNotFoundError, StateError) as exc:
-        sys.stderr.write(f"drd: cannot read the daemon's state: {exc}\n")
-        return Outcome.FAILED
+        return fail(args, f"cannot read the daemon's state: {exc}", Outcome.FAILED)
     emit(args, document, render(document))
     return Outcome.OK
 
@@ -64,7 +64,7 @@ def render(document: dict[str, Any]) -> str:
         lines.append(
             f"  {rep['policy']} -> {rep['target']}: lag {_age(rep['lag_s'])}, "
             f"last success {rep['last_success'] or 'never'}, "
-            f"{rep['pending']} pending, {rep['drift']} drifted"
+            f"{rep['pending']} pending, {rep['drift']} drift"
         )
     if not document["replication"]:
         lines.append("  (no replication policy has run)")
@@ -80,7 +80,7 @@ def render(document: dict[str, Any]) -> str:
         lines.append(f"  unclaimed units: {document['unclaimed']}")
     lines.append("jobs:")
     for job in document["jobs"]:
-        error = f" ({job['last_error'][:120]})" if job["last_error"] else ""
+        error = f" ({abbreviate(job['last_error'])[:120]})" if job["last_error"] else ""
         lines.append(
             f"  {job['job']}: last run {job['last_finished'] or 'never'} "
             f"{job['last_outcome'] or ''}{error}, last success {job['last_success'] or 'never'}"

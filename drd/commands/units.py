@@ -5,13 +5,14 @@ signature/referrer tags folded under their image. JSON keeps bytes and full dige
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drd.oci.referrers import subject_of_tag
 from drd.progress import iec
 
-__all__ = ["Listed", "fold_attached", "iec", "short"]
+__all__ = ["Listed", "abbreviate", "fold_attached", "iec", "short"]
 
 # "sha256:" and 12 hex digits, as `docker images` and `skopeo` abbreviate.
 SHORT_DIGEST = len("sha256:") + 12
@@ -20,6 +21,16 @@ SHORT_DIGEST = len("sha256:") + 12
 def short(digest: object) -> str:
     """A digest for people: ``sha256:`` and its first 12 hex digits ("" stays "")."""
     return str(digest or "")[:SHORT_DIGEST]
+
+
+# A full sha256 digest inside free text (a reason, a finding's evidence): its 12 first
+# hex digits are kept. "sha256-<hex>" (a signature tag's name) is a tag, not matched.
+_FULL_DIGEST = re.compile(r"\b(sha256:[0-9a-f]{12})[0-9a-f]{52}\b")
+
+
+def abbreviate(text: str) -> str:
+    """*text* with every full sha256 digest in it cut to `short`'s length."""
+    return _FULL_DIGEST.sub(r"\1", text)
 
 
 @dataclass(frozen=True)

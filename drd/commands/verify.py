@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,8 @@ from urllib.parse import urlsplit
 import structlog
 
 from drd.app import outcome as app_outcome
-from drd.commands.output import emit
+from drd.commands.output import emit, fail
+from drd.commands.units import abbreviate, short
 from drd.config import Endpoint, Settings, load_settings
 from drd.errors import InvalidReference, NotFound, VerificationError
 from drd.oci.digest import Digest
@@ -162,17 +162,17 @@ class Outcome:
         lines = [f"{verdict}: {self.reference}"]
         top = self.top
         if top is not None:
-            lines.append(f"  digest     {top.digest}")
+            lines.append(f"  digest     {short(top.digest)}")
         lines.append(f"  trust      {self.policy}")
         if top is not None and top.verified is not None:
             lines += _verified_lines(top.verified)
         if self.reason:
             shown = public_reason(self.reason)
             check = "" if shown == self.reason else f" ({self.reason})"
-            lines.append(f"  reason     {shown}{check}: {self.message}")
+            lines.append(f"  reason     {shown}{check}: {abbreviate(self.message)}")
         for child in self.children:
             state = "verified" if child.ok else f"NOT verified ({child.reason})"
-            lines.append(f"  child      {child.digest} {state}")
+            lines.append(f"  child      {short(child.digest)} {state}")
         return "\n".join(lines)
 
 
@@ -201,9 +201,11 @@ def _verified_lines(v: Verified) -> list[str]:
     if v.attestations:
         lines.append(f"  attested   {', '.join(v.attestations)}")
     if v.form == "cosign":
-        lines.append(f"  signature  tag {signature_tag(v.digest)}, layer {v.signature_digest}")
+        lines.append(
+            f"  signature  tag {signature_tag(v.digest)}, layer {short(v.signature_digest)}"
+        )
     else:
-        lines.append(f"  signature  {v.form} referrer {v.signature_digest}")
+        lines.append(f"  signature  {v.form} referrer {short(v.signature_digest)}")
     if v.rekor:
         when = (
             dt.datetime.fromtimestamp(v.integrated_time, dt.UTC).isoformat()
@@ -224,11 +226,10 @@ async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
         settings = load_settings(args.config)
         ref, named = _resolve(settings, args.reference)
     except InvalidReference as exc:
-        sys.stderr.write(f"drd: {exc}\n")
-        return app_outcome.Outcome.USAGE
-    name = _trust_name(settings, args.trust)
+        return fail(args, str(exc))
+    name, problem = _trust_name(settings, args.trust)
     if name is None:
-        return app_outcome.Outcome.USAGE
+        return fail(args, problem)
     policy = trust_policy(settings.trust[name])
     if isinstance(ref, LayoutRef):
         # The layout's directory name stands for the repository (Notation scopes, references).
@@ -251,22 +252,19 @@ async def verify(args: argparse.Namespace) -> app_outcome.Outcome:
     return app_outcome.Outcome.OK if outcome.ok else app_outcome.Outcome.FAILED
 
 
-def _trust_name(settings: Settings, wanted: str | None) -> str | None:
-    """The trust policy to use, or None after saying on stderr why there is none."""
+def _trust_name(settings: Settings, wanted: str | None) -> tuple[str | None, str]:
+    """The trust policy to use and "", or None and why there is none."""
     names = sorted(settings.trust)
     if wanted is not None:
         if wanted in settings.trust:
-            return wanted
+            return wanted, ""
         known = ", ".join(names) or "none configured"
-        sys.stderr.write(f"drd: no trust policy named {wanted} (known: {known})\n")
-        return None
+        return None, f"no trust policy named {wanted} (known: {known})"
     if len(names) == 1:
-        return names[0]
+        return names[0], ""
     if not names:
-        sys.stderr.write("drd: no [trust.NAME] policy is configured\n")
-    else:
-        sys.stderr.write(f"drd: several trust policies ({', '.join(names)}): choose one, --trust\n")
-    return None
+        return None, "no [trust.NAME] policy is configured"
+    return None, f"several trust policies ({', '.join(names)}): choose one, --trust"
 
 
 async def check_reference(

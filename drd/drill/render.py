@@ -64,8 +64,8 @@ def render_text(report: DrillReport) -> str:
     rb = report.readback
     lines.append(
         f"  checked {rb.tags_ok}/{rb.tags} tags, {rb.manifests} manifests, {rb.blobs} blobs "
-        f"({size(rb.bytes)}); signatures: {rb.signed_ok} verified, {rb.unsigned} unsigned, "
-        f"{rb.signature_failures} failed, {rb.unchecked} not checked"
+        f"({size(rb.bytes)}); signatures: {rb.signed_ok} signed ok, {rb.unsigned} unsigned, "
+        f"{rb.signature_failures} signature failures, {rb.unchecked} unchecked"
     )
     unsigned = [r.repository for r in report.repositories if r.status == "unsigned"]
     if unsigned:
@@ -74,7 +74,9 @@ def render_text(report: DrillReport) -> str:
         lines.append(f"  error: {report.error}")
     for failure in report.failures[:50]:
         where = f"{failure.repository}:{failure.tag}" if failure.tag else failure.repository
-        lines.append(f"  failed [{failure.phase}] {where} {failure.digest}: {failure.reason}")
+        lines.append(
+            f"  failed [{failure.phase}] {where} {_short(failure.digest)}: {failure.reason}"
+        )
     if len(report.failures) > 50:
         lines.append(f"  ... and {len(report.failures) - 50} more failures (see the report)")
     return "\n".join(lines)

@@ -43,8 +43,10 @@ def test_a_corrupt_state_db_is_moved_aside_and_the_daemon_starts(
 
     status = run_drd("status", "--json", "--config", str(config), env=env)
     assert status.returncode == 1
-    assert b"file is not a database" in status.stderr
-    assert b"`drd run` moves it aside" in status.stderr
+    # Under --json the error is the document on stdout.
+    error = json.loads(status.stdout)["error"]
+    assert "file is not a database" in error["message"]
+    assert "`drd run` moves it aside" in error["hint"]
     assert b"Traceback" not in status.stderr
     assert (state / "state.db").read_bytes() == GARBAGE
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from drd.commands.units import short
 from tests.configs import write_toml
 from tests.drill.helpers import KEY, push_signed
 from tests.images import RegistryWriter, make_image
@@ -108,13 +109,16 @@ async def test_a_layer_lost_under_a_present_manifest_is_found_and_repaired(
         (str(lost.digest), "missing-blob", ["v1"])
     ]
     human = await run_drd("scrub", "dr", "--repository", repo, config=path)
-    assert f"missing-blob     {repo}@{lost.digest} (tags v1)" in human.stdout
+    assert f"missing-blob     {repo}@{short(lost.digest)} (tags v1)" in human.stdout
 
     drill = await run_drd("drill", "--replica", "--json", config=path)
     assert drill.returncode == 1, drill.stderr
     [failure] = json_out(drill)["failures"]
     assert (failure["tag"], failure["digest"]) == ("v1", str(image.digest))
     assert failure["reason"] == f"incomplete: missing-blob {lost.digest}"
+    drill_text = await run_drd("drill", "--replica", config=path)
+    assert f"incomplete: missing-blob {short(lost.digest)}" in drill_text.stdout
+    assert str(lost.digest) not in drill_text.stdout
 
     preflight = await run_drd("failover", "--to", "dr", "--dry-run", "--json", config=path)
     findings = {f["check"]: f for f in json_out(preflight)["preflight"]["findings"]}
