@@ -88,6 +88,7 @@ class LeaseGate:
             return None
         token = int(row["token"])
         self.held[repository] = token
+        log.debug("lease.claimed", policy=self.policy, repository=repository, token=token)
         return token
 
     async def claim_when_free(self, repository: str) -> int | None:
