@@ -294,7 +294,8 @@ def _bytes_of(stats: CopyStats) -> Callable[[], int]:
 async def _claimed(state: _Pass, repo: str, failed: Mapping[str, DrdError]) -> AsyncIterator[bool]:
     """
     Whether this node works on *repo*: always without a gate; with one, when it grants
-    the claim (released after, done unless the repository failed).
+    the claim (released after, done unless the repository failed; kept until the end of
+    the pass when deletions are planned in *repo*, so they stay fenced by it).
     """
     gate = state.gate
     if gate is None or state.dry_run:
@@ -319,7 +320,7 @@ async def _claimed(state: _Pass, repo: str, failed: Mapping[str, DrdError]) -> A
 
 
 async def _release(state: _Pass, repo: str, token: int, *, done: bool) -> None:
-    """Give the claim on *repo* back (the gate is set: only a claim is released)."""
+    """Give the claim on *repo* back; a release that fails is logged (the lease runs out)."""
     state.tokens.pop(repo, None)
     if state.gate is None:
         return
