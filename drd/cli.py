@@ -23,6 +23,7 @@ from drd.reporting import report_error
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 EXIT_UNAVAILABLE, EXIT_SOFTWARE, EXIT_CONFIG = 69, 70, 78
+EXIT_BUSY = 75  # sysexits' EX_TEMPFAIL: someone else is doing it now, try again later
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # The one place outcomes become exit codes.
 EXIT_CODES = {
@@ -31,6 +32,7 @@ EXIT_CODES = {
     Outcome.USAGE: EXIT_USAGE,
     Outcome.REJECTED: EXIT_REJECTED,
     Outcome.UNAVAILABLE: EXIT_UNAVAILABLE,
+    Outcome.BUSY: EXIT_BUSY,
 }
 
 # Every subcommand: name → (the module that registers it, its one-line help). Only the

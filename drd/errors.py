@@ -199,5 +199,13 @@ class LeaseLost(StateError):
     """This node's lease on a unit of work expired or was taken: it must not write a tag."""
 
 
+class Busy(DrdError):
+    """A cluster-wide singleton (failover, failback) is running elsewhere; `.holder` says who."""
+
+    def __init__(self, message: str, *, holder: Any = None, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.holder = holder
+
+
 class FailoverRefused(DrdError):
     """The switch cannot be made as asked (unknown endpoint, already active, nothing to undo)."""

@@ -97,6 +97,7 @@ exit codes:
   3    finished, but the trust policy rejected some artifacts (drd replicate)
   69   a registry or the snapshot store was unavailable after retries
   70   internal error (a bug): the traceback is logged
+  75   busy: another failover or failback is running (who and since when is printed)
   78   invalid configuration
   130  interrupted (Ctrl-C): re-run to resume"""
 

@@ -2,13 +2,18 @@
 Failover and failback from the configuration: check the request against the
 endpoints and the failover in force, resolve the standby's replica scopes, and run
 the switch (`drd.failover.runner.switch_over`).
+
+A switch (not a dry run) runs under the cluster-wide lock ``failover`` in the state
+database (`drd.state.locks`): two operators, or two nodes, never switch at once; the
+second gets `drd.errors.Busy` naming the holder. The failover in force is read under it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from drd.app.active import apply_active
 from drd.app.drills import replica_scopes
@@ -19,10 +24,28 @@ from drd.failover.hooks import HOOK_TIMEOUT_S
 from drd.failover.runner import FailoverReport, FailoverSetup, switch_over
 from drd.registry.client import RegistryClient
 from drd.state import StateStore
+from drd.state.locks import exclusive
 
 
 def _since(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# The lock both failover and failback hold (they must not run at once either).
+FAILOVER_LOCK = "failover"
+
+
+@contextlib.asynccontextmanager
+async def _exclusive(
+    settings: Settings, state: StateStore | None, *, dry_run: bool
+) -> AsyncIterator[None]:
+    """The failover lock around a switch; nothing for a dry run or without a state."""
+    if dry_run or state is None:
+        yield
+        return
+    ttl = settings.state.lease_ttl.total_seconds()
+    async with exclusive(state, FAILOVER_LOCK, node=settings.daemon.node_name, ttl=ttl):
+        yield
 
 
 async def run_failover(
@@ -41,9 +64,34 @@ async def run_failover(
 
     *settings* is the configuration as written (not `apply_active`'s view). Raises
     `FailoverRefused` when *to* is unknown, already active, or not a standby of
-    anything. Side effects (none with *dry_run*): the state file, the overrides file,
-    the hook commands, the state database.
+    anything, and `Busy` when another failover or failback holds the lock. Side
+    effects (none with *dry_run*): the state file, the overrides file, the hook
+    commands, the state database.
     """
+    async with _exclusive(settings, state, dry_run=dry_run):
+        return await _switch(
+            settings,
+            registries,
+            to=to,
+            dry_run=dry_run,
+            force=force,
+            state=state,
+            hook_timeout_s=hook_timeout_s,
+            clock=clock,
+        )
+
+
+async def _switch(
+    settings: Settings,
+    registries: Mapping[str, RegistryClient],
+    *,
+    to: str,
+    dry_run: bool,
+    force: bool,
+    state: StateStore | None,
+    hook_timeout_s: float,
+    clock: Callable[[], float],
+) -> FailoverReport:
     if to not in settings.endpoints:
         raise FailoverRefused(f"no endpoint named {to}")
     state_dir = settings.daemon.state_dir
@@ -100,17 +148,21 @@ async def run_failback(
     hook_timeout_s: float = HOOK_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
 ) -> FailoverReport:
-    """Fail back to the configured primary; `FailoverRefused` when no failover is in force."""
-    active = read_active(settings.daemon.state_dir)
-    if active is None:
-        raise FailoverRefused("no failover is in force: nothing to fail back from")
-    return await run_failover(
-        settings,
-        registries,
-        to=active.primary,
-        dry_run=dry_run,
-        force=force,
-        state=state,
-        hook_timeout_s=hook_timeout_s,
-        clock=clock,
-    )
+    """
+    Fail back to the configured primary; `FailoverRefused` when no failover is in force,
+    `Busy` when another failover or failback holds the lock.
+    """
+    async with _exclusive(settings, state, dry_run=dry_run):
+        active = read_active(settings.daemon.state_dir)
+        if active is None:
+            raise FailoverRefused("no failover is in force: nothing to fail back from")
+        return await _switch(
+            settings,
+            registries,
+            to=active.primary,
+            dry_run=dry_run,
+            force=force,
+            state=state,
+            hook_timeout_s=hook_timeout_s,
+            clock=clock,
+        )

@@ -18,6 +18,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # something failed or did not verify
     USAGE = "usage"  # the request cannot be carried out as asked (or was not confirmed)
     UNAVAILABLE = "unavailable"  # a registry or the store could not be reached after retries
+    BUSY = "busy"  # a cluster-wide singleton (failover) is running elsewhere: try again later
 
 
 def of_error(exc: BaseException | None) -> Outcome:

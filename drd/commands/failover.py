@@ -11,7 +11,7 @@ from drd.app.state import describe, open_state
 from drd.commands.output import emit, fail
 from drd.commands.units import abbreviate
 from drd.config import load_settings
-from drd.errors import FailoverRefused, StateError
+from drd.errors import Busy, FailoverRefused, StateError
 from drd.failover.runner import FailoverReport
 from drd.resources import open_resources
 from drd.state import StateStore
@@ -30,7 +30,10 @@ def register(sub: Any, command: Any) -> None:
 
 
 async def failover(args: argparse.Namespace) -> Outcome:
-    """Fail over to ``--to``; exit 0 (switched or ready), 1 (refused, hooks failed), 2."""
+    """
+    Fail over to ``--to``; exit 0 (switched or ready), 1 (refused, hooks failed), 2, or
+    75 (another failover or failback holds the cluster-wide lock).
+    """
     return await _run(args, args.to)
 
 
@@ -63,6 +66,8 @@ async def _run(args: argparse.Namespace, to: str | None) -> Outcome:
                 )
     except FailoverRefused as exc:
         return fail(args, str(exc))
+    except Busy as exc:
+        return fail(args, str(exc), Outcome.BUSY)
     finally:
         await state.close()
     # The findings' evidence names digests in full for JSON; people read them short.

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from drd.errors import DrdError
+from drd.errors import DrdError, LeaseLost
 from drd.oci.digest import Digest
 from drd.oci.referrers import is_attached_tag
 from drd.registry.client import RegistryClient
@@ -54,6 +54,9 @@ class Recorded:
 # Takes a snapshot of *repositories* at the target (endpoint name, client) and returns
 # what it recorded. Supplied by the caller, which knows the snapshot store.
 Recorder = Callable[[str, RegistryClient, Sequence[str]], Awaitable[Recorded]]
+# Called with a repository right before each DELETE there: returns while this node may
+# still delete in it, else raises `LeaseLost` (a cluster's fence; see drd.state.leases).
+Fence = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -180,6 +183,7 @@ async def apply_deletions(
     recorder: Recorder | None,
     *,
     dry_run: bool,
+    fence: Fence | None = None,
 ) -> None:
     """
     Delete what *plan* holds at *target*, unless the brake holds; fills in *plan*.
@@ -187,7 +191,9 @@ async def apply_deletions(
     A plan that already failed (a target's tags could not be read) deletes nothing.
     A dry run checks the brake and stops. Otherwise the affected repositories are
     recorded by *recorder* first; its failure deletes nothing (``error``). Each
-    recorded digest is then deleted once (removing its planned tags).
+    recorded digest is then deleted once (removing its planned tags), each DELETE
+    right after *fence* allowed it: when the fence refuses (`LeaseLost`: another node
+    has the repository now), nothing more is deleted at *target* this pass.
     """
     if not plan.planned or plan.error:
         return
@@ -218,8 +224,14 @@ async def apply_deletions(
         key = (deletion.repository, deletion.digest)
         try:
             if key not in done:
+                if fence is not None:
+                    await fence(deletion.repository)
                 await client.delete_manifest(deletion.repository, deletion.digest)
                 done.add(key)
+        except LeaseLost as exc:
+            plan.error = f"not deleting {deletion.repository}@{deletion.digest}: {exc}"
+            log.warning("replicate.deletion_fenced", target=target, error=plan.error)
+            return
         except DrdError as exc:
             plan.error = f"deleting {deletion.repository}@{deletion.digest} failed: {exc}"
             log.error("replicate.deletion_failed", target=target, error=plan.error)  # noqa: TRY400

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from drd.aio import exception_leaves
 from drd.errors import (
     DrdError,
     IntegrityError,
+    LeaseLost,
     NotFound,
     RateLimited,
     RegistryUnavailable,
@@ -158,6 +160,9 @@ class _Pass:
     # Claims shared with other nodes, and the fencing token of each repository claimed.
     gate: RepositoryGate | None = None
     tokens: dict[str, int] = field(default_factory=dict)
+    # Claims kept past their repository's copies because deletions are planned there:
+    # released once the deletions are over, so no other node acts on it meanwhile.
+    deferred: dict[str, int] = field(default_factory=dict)
     # Tags gone at the source, per target, with propagate_deletions: applied after the copies.
     deletions: dict[str, TargetDeletions] = field(default_factory=dict)
     # Per target, the (repository, referrer) handled this pass through the referrers API,
@@ -209,7 +214,8 @@ async def run_policy(
     target after the copies, within the policy's brake, once *recorder* has recorded
     them in a snapshot (`drd.replicate.deletions`); a dry run lists them.
     With a *gate*, only the repositories it grants are copied (the others are counted
-    as ``elsewhere``), and every tag write is fenced by the claim.
+    as ``elsewhere``), and every tag write and every deletion is fenced by the claim:
+    the claim on a repository with deletions planned is kept until they are over.
     """
     report = PolicyReport(policy=policy.name, source=source.name, dry_run=dry_run)
     state = _Pass(policy, source, targets, retry, verifier, dry_run, report, cache=cache, gate=gate)
@@ -224,12 +230,12 @@ async def run_policy(
         if progress is not None:
             progress.watch(state.line(name), _bytes_of(copier.stats))
     started = time.monotonic()
+    failed: dict[str, DrdError] = {}
     with structlog.contextvars.bound_contextvars(policy=policy.name):
         try:
             repos = await _repositories(state, only)
             report.repositories = len(repos)
             limit = asyncio.Semaphore(policy.concurrency)
-            failed: dict[str, DrdError] = {}
 
             async def one(repo: str) -> None:
                 async with limit, _claimed(state, repo, failed) as mine:
@@ -265,6 +271,7 @@ async def run_policy(
             # An unreachable source is an operating condition, not a bug: no traceback.
             log.error("replicate.pass_failed", error=report.error)  # noqa: TRY400
         finally:
+            await _release_deferred(state, failed)
             report.deletions = {
                 n: d for n, d in sorted(state.deletions.items()) if d.planned or d.kept or d.error
             }
@@ -287,7 +294,8 @@ def _bytes_of(stats: CopyStats) -> Callable[[], int]:
 async def _claimed(state: _Pass, repo: str, failed: Mapping[str, DrdError]) -> AsyncIterator[bool]:
     """
     Whether this node works on *repo*: always without a gate; with one, when it grants
-    the claim (released after, done unless the repository failed).
+    the claim (released after, done unless the repository failed; kept until the end of
+    the pass when deletions are planned in *repo*, so they stay fenced by it).
     """
     gate = state.gate
     if gate is None or state.dry_run:
@@ -303,18 +311,54 @@ async def _claimed(state: _Pass, repo: str, failed: Mapping[str, DrdError]) -> A
     try:
         yield True
         done = repo not in failed
+        if done and _deletes_in(state, repo):
+            state.deferred[repo] = token  # released after the deletions (`_release_deferred`)
+            return
     finally:
-        state.tokens.pop(repo, None)
-        try:
-            await gate.release(repo, token, done=done)
-        except StateError as exc:  # the lease runs out by itself
-            log.warning("replicate.release_failed", repository=repo, error=str(exc))
+        if repo not in state.deferred:
+            await _release(state, repo, token, done=done)
+
+
+async def _release(state: _Pass, repo: str, token: int, *, done: bool) -> None:
+    """Give the claim on *repo* back; a release that fails is logged (the lease runs out)."""
+    state.tokens.pop(repo, None)
+    if state.gate is None:
+        return
+    try:
+        await state.gate.release(repo, token, done=done)
+    except StateError as exc:  # the lease runs out by itself
+        log.warning("replicate.release_failed", repository=repo, error=str(exc))
+
+
+async def _release_deferred(state: _Pass, failed: Mapping[str, DrdError]) -> None:
+    """The pass is over: release the claims kept for deletions."""
+    for repo, token in sorted(state.deferred.items()):
+        await _release(state, repo, token, done=repo not in failed)
+    state.deferred.clear()
+
+
+def _deletes_in(state: _Pass, repo: str) -> bool:
+    """Whether deletions are planned in *repo* at any target this pass."""
+    return any(d.repository == repo for plan in state.deletions.values() for d in plan.planned)
 
 
 async def _fence(state: _Pass, repo: str) -> None:
     """Right before a tag write: raise `LeaseLost` unless this node still holds *repo*."""
     if state.gate is not None and repo in state.tokens:
         await state.gate.check(repo, state.tokens[repo])
+
+
+async def _fence_deletion(state: _Pass, repo: str) -> None:
+    """
+    Right before a manifest DELETE: raise `LeaseLost` unless this node still holds
+    *repo* (with a gate, a repository it holds no claim on deletes nothing).
+    """
+    if state.gate is None:
+        return
+    token = state.tokens.get(repo)
+    if token is None:
+        raise LeaseLost(f"{repo} is not claimed by this node: nothing deleted")
+    await state.gate.check(repo, token)
 
 
 def _attached_check(verifier: Verifier | None) -> AttachedVerifier | None:
@@ -575,6 +619,7 @@ async def _delete(state: _Pass, recorder: Recorder | None) -> None:
             state.policy.brake,
             recorder,
             dry_run=state.dry_run,
+            fence=functools.partial(_fence_deletion, state),
         )
 
 

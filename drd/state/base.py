@@ -165,6 +165,21 @@ class SyncRecord:
         return self.last_success if self.last_success is not None else self.first_seen
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a singleton lock (`drd.state.locks`): node id, host, process, since when."""
+
+    node: str
+    host: str
+    pid: int
+    since: float
+
+    @classmethod
+    def from_row(cls, r: Row) -> Holder:
+        """The holder a ``locks`` row names."""
+        return cls(node=r["node"], host=r["host"], pid=int(r["pid"]), since=float(r["since"]))
+
+
 class StateStore(Protocol):
     """Run history and replication bookkeeping, as the app layer and the daemon use it."""
 
@@ -207,6 +222,20 @@ class StateStore(Protocol):
 
     async def drift(self) -> list[dict[str, Any]]:
         """Every drifted tag: the drift table's rows (see `status_document`)."""
+
+    async def take_lock(
+        self, name: str, *, node: str, host: str, pid: int, token: str, ttl: float
+    ) -> Holder | None:
+        """
+        Take the lock *name* for *ttl* seconds under *token*, unless someone holds it
+        unexpired: None when taken, else who holds it (`drd.state.locks`).
+        """
+
+    async def renew_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock held under *token* by *ttl*; False when it is no longer held."""
+
+    async def drop_lock(self, name: str, token: str) -> None:
+        """Release the lock held under *token* (nothing if it is no longer held)."""
 
 
 async def status_document(

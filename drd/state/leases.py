@@ -7,12 +7,14 @@ claimed by one node at a time with a lease in PostgreSQL.
   *fresh* seconds, is not taken. Each claim draws a new fencing token from a sequence.
 - `LeaseGate.running` renews the node's leases every third of the TTL (the heartbeat).
   A node that dies (SIGKILL, host loss) stops renewing: after the TTL its units are free.
-- `LeaseGate.check` is the fence: immediately before each tag write the runner asks
-  whether this node still holds the unit with the same token; if not, `LeaseLost`, and
-  the tag is not written. The window left is the time between that check's answer and
-  the registry applying the tag PUT (one round trip to PostgreSQL plus one to the target):
-  a lease that expires inside it is not noticed. The README's cluster notes size it.
-- `LeaseGate.release` frees the unit, marking it done when the repository completed.
+- `LeaseGate.check` is the fence: immediately before each tag write, and each manifest
+  DELETE of propagated deletions, the runner asks whether this node still holds the unit
+  with the same token; if not, `LeaseLost`, and nothing is written. The window left is
+  the time between that check's answer and the registry applying the PUT or DELETE (one
+  round trip to PostgreSQL plus one to the target): a lease that expires inside it is not
+  noticed. The README's cluster notes size it.
+- `LeaseGate.release` frees the unit, marking it done when the repository completed. A
+  pass with deletions planned in a repository releases it only after they are over.
 
 Times are the server's (``drd_now()``, its clock_timestamp()), so nodes' clocks need not agree.
 """
@@ -86,6 +88,7 @@ class LeaseGate:
             return None
         token = int(row["token"])
         self.held[repository] = token
+        log.debug("lease.claimed", policy=self.policy, repository=repository, token=token)
         return token
 
     async def claim_when_free(self, repository: str) -> int | None:
@@ -126,7 +129,7 @@ class LeaseGate:
             held = await cur.fetchone()
         if held is None:
             raise LeaseLost(
-                f"node {self.node} no longer holds {self.policy}/{repository}: tag not written",
+                f"node {self.node} no longer holds {self.policy}/{repository}: nothing written",
                 path=self._state.where,
             )
 

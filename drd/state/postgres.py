@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from drd.errors import StateError
 from drd.state import base
-from drd.state.base import JobRecord, RunRecord, SyncRecord
+from drd.state.base import Holder, JobRecord, RunRecord, SyncRecord
 from drd.state.changes import ReplicationChanges, replication_changes
 
 if TYPE_CHECKING:
@@ -122,6 +122,18 @@ MIGRATIONS: tuple[str, ...] = (
         version TEXT NOT NULL,
         started_at DOUBLE PRECISION NOT NULL,
         heartbeat DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 3: cluster-wide singleton locks (failover, failback), with who holds them since when.
+    """
+    CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        token TEXT NOT NULL
     );
     """,
 )
@@ -432,6 +444,47 @@ class PostgresState:
                 )
                 if full:
                     await _forget_unseen(cur, changes, target)
+
+    # ------------------------------------------------------------------ locks
+
+    async def take_lock(
+        self, name: str, *, node: str, host: str, pid: int, token: str, ttl: float
+    ) -> Holder | None:
+        """
+        Take the lock *name* unless it is held unexpired: None when taken, else its holder.
+
+        One upsert that replaces only an expired row: nodes racing for it are serialised
+        on the row; times are the server's, so the nodes' clocks need not agree.
+        """
+        async with self.transaction() as cur:
+            await cur.execute(
+                "INSERT INTO locks (name, node, host, pid, since, expires_at, token)"
+                " VALUES (%s, %s, %s, %s, drd_now(), drd_now() + %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET node = excluded.node, host = excluded.host,"
+                " pid = excluded.pid, since = excluded.since, expires_at = excluded.expires_at,"
+                " token = excluded.token WHERE locks.expires_at < drd_now()",
+                (name, node, host, pid, ttl, token),
+            )
+            await cur.execute("SELECT * FROM locks WHERE name = %s", (name,))
+            row = await cur.fetchone()
+        if row is None:  # inserted or kept in this transaction: cannot happen
+            raise StateError(f"state database {self.where}: lock {name} vanished", path=self.where)
+        return None if row["token"] == token else Holder.from_row(row)
+
+    async def renew_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock held under *token* by *ttl*; False when it is no longer held."""
+        async with self.transaction() as cur:
+            await cur.execute(
+                "UPDATE locks SET expires_at = drd_now() + %s"
+                " WHERE name = %s AND token = %s AND expires_at >= drd_now()",
+                (ttl, name, token),
+            )
+            return cur.rowcount == 1
+
+    async def drop_lock(self, name: str, token: str) -> None:
+        """Release the lock held under *token* (nothing if it is no longer held)."""
+        async with self.transaction() as cur:
+            await cur.execute("DELETE FROM locks WHERE name = %s AND token = %s", (name, token))
 
     # ------------------------------------------------------------------ reads
 

@@ -27,6 +27,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ import structlog
 
 from drd.errors import StateCorrupt, StateError
 from drd.state import base
-from drd.state.base import JobRecord, RunRecord, SyncRecord, drift_json, iso
+from drd.state.base import Holder, JobRecord, RunRecord, SyncRecord, drift_json, iso
 from drd.state.changes import ReplicationChanges, replication_changes
 
 if TYPE_CHECKING:
@@ -99,6 +100,16 @@ CREATE TABLE IF NOT EXISTS drift (
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL,
     PRIMARY KEY (policy, target, repository, tag)
+);
+-- Singleton locks (drd.state.locks): on one host, between the daemon and commands.
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    since REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    token TEXT NOT NULL
 );
 """
 
@@ -489,6 +500,52 @@ class State:
     async def drift(self) -> list[dict[str, Any]]:
         """Every drifted tag."""
         return await self._read(_drift_rows)
+
+    async def take_lock(
+        self, name: str, *, node: str, host: str, pid: int, token: str, ttl: float
+    ) -> Holder | None:
+        """
+        Take the lock *name* unless it is held unexpired: None when taken, else its holder.
+
+        One statement (an upsert that replaces only an expired row), so two processes on
+        this host cannot both take it: SQLite serialises the writers.
+        """
+        now = time.time()
+
+        def go(db: sqlite3.Connection) -> Holder | None:
+            db.execute(
+                "INSERT INTO locks (name, node, host, pid, since, expires_at, token)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " node = excluded.node, host = excluded.host, pid = excluded.pid,"
+                " since = excluded.since, expires_at = excluded.expires_at,"
+                " token = excluded.token WHERE locks.expires_at < excluded.since",
+                (name, node, host, pid, now, now + ttl, token),
+            )
+            row = db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+            return None if row["token"] == token else Holder.from_row(row)
+
+        return await asyncio.to_thread(self._db.read, go)  # one transaction
+
+    async def renew_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock held under *token* by *ttl*; False when it is no longer held."""
+        now = time.time()
+
+        def go(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE locks SET expires_at = ? WHERE name = ? AND token = ? AND expires_at >= ?",
+                (now + ttl, name, token, now),
+            )
+            return cur.rowcount == 1
+
+        return await asyncio.to_thread(self._db.read, go)
+
+    async def drop_lock(self, name: str, token: str) -> None:
+        """Release the lock held under *token* (nothing if it is no longer held)."""
+
+        def go(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
+
+        await asyncio.to_thread(self._db.read, go)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         return await asyncio.to_thread(self._db.read, fn)
