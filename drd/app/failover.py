@@ -24,7 +24,7 @@ from drd.failover.hooks import HOOK_TIMEOUT_S
 from drd.failover.runner import FailoverReport, FailoverSetup, switch_over
 from drd.registry.client import RegistryClient
 from drd.state import StateStore
-from drd.state.locks import exclusive
+from drd.state.locks import Fence, exclusive
 
 
 def _since(ts: float) -> str:
@@ -38,14 +38,14 @@ FAILOVER_LOCK = "failover"
 @contextlib.asynccontextmanager
 async def _exclusive(
     settings: Settings, state: StateStore | None, *, dry_run: bool
-) -> AsyncIterator[None]:
-    """The failover lock around a switch; nothing for a dry run or without a state."""
+) -> AsyncIterator[Fence | None]:
+    """The failover lock (and its fence) around a switch; none for a dry run or without a state."""
     if dry_run or state is None:
-        yield
+        yield None
         return
     ttl = settings.state.lease_ttl.total_seconds()
-    async with exclusive(state, FAILOVER_LOCK, node=settings.daemon.node_name, ttl=ttl):
-        yield
+    async with exclusive(state, FAILOVER_LOCK, node=settings.daemon.node_name, ttl=ttl) as fence:
+        yield fence
 
 
 async def run_failover(
@@ -68,7 +68,7 @@ async def run_failover(
     effects (none with *dry_run*): the state file, the overrides file, the hook
     commands, the state database.
     """
-    async with _exclusive(settings, state, dry_run=dry_run):
+    async with _exclusive(settings, state, dry_run=dry_run) as fence:
         return await _switch(
             settings,
             registries,
@@ -78,6 +78,7 @@ async def run_failover(
             state=state,
             hook_timeout_s=hook_timeout_s,
             clock=clock,
+            fence=fence,
         )
 
 
@@ -91,6 +92,7 @@ async def _switch(
     state: StateStore | None,
     hook_timeout_s: float,
     clock: Callable[[], float],
+    fence: Fence | None = None,
 ) -> FailoverReport:
     if to not in settings.endpoints:
         raise FailoverRefused(f"no endpoint named {to}")
@@ -135,6 +137,7 @@ async def _switch(
         force=force,
         state=state,
         clock=clock,
+        fence=fence,
     )
 
 
@@ -152,7 +155,7 @@ async def run_failback(
     Fail back to the configured primary; `FailoverRefused` when no failover is in force,
     `Busy` when another failover or failback holds the lock.
     """
-    async with _exclusive(settings, state, dry_run=dry_run):
+    async with _exclusive(settings, state, dry_run=dry_run) as fence:
         active = read_active(settings.daemon.state_dir)
         if active is None:
             raise FailoverRefused("no failover is in force: nothing to fail back from")
@@ -165,4 +168,5 @@ async def run_failback(
             state=state,
             hook_timeout_s=hook_timeout_s,
             clock=clock,
+            fence=fence,
         )

@@ -27,7 +27,7 @@ import datetime as dt
 import json
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,10 +263,13 @@ async def switch_over(
     force: bool = False,
     state: StateStore | None = None,
     clock: Callable[[], float] = time.time,
+    fence: Callable[[], Awaitable[None]] | None = None,
 ) -> FailoverReport:
     """
     Run the pre-flight and (unless *dry_run*, or refused) the switch to *to*; record
     the event. `drd.app.failover` checks the request and resolves *scopes* first.
+    *fence*, when given, is awaited right before the switch is written and raises
+    when this process no longer holds the failover lock: nothing is switched then.
     """
     report = FailoverReport(
         action=action,
@@ -282,7 +285,7 @@ async def switch_over(
     timer = _Timer(report)
     with structlog.contextvars.bound_contextvars(job=action, event=report.event, to=to):
         try:
-            await _switch(report, timer, setup, scopes, registries, state)
+            await _switch(report, timer, setup, scopes, registries, state, fence)
         except DrdError as exc:
             report.exception = exc
             report.error = f"{type(exc).__name__}: {exc}"
@@ -345,6 +348,7 @@ async def _switch(
     scopes: list[ReplicaScope],
     registries: Mapping[str, RegistryClient],
     state: StateStore | None,
+    fence: Callable[[], Awaitable[None]] | None,
 ) -> None:
     to, source = report.to, report.source
     standby = registries[to]
@@ -366,6 +370,8 @@ async def _switch(
         report.error = f"pre-flight failed ({failed}); refusing to switch without --force"
         report.refused = True
         return
+    if fence is not None:
+        await fence()  # a holder paused past the lock's TTL stops here
     with timer.phase("switch") as detail:
         doc = await asyncio.to_thread(read_document, setup.state_dir)
         report.active = plan.active

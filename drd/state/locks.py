@@ -8,7 +8,9 @@ one host apart (the daemon's host: commands and the daemon share ``state_dir``),
 PostgreSQL every node of the cluster. `exclusive` takes it, renews it every third of
 its TTL while the block runs (so a holder that dies frees it within one TTL, and a
 live one keeps it however long it runs), and drops it at the end. A second taker gets
-`Busy` naming who holds it and since when.
+`Busy` naming who holds it and since when. The block gets a fence: awaited right before
+an irreversible step, it renews the lock once more and raises `LeaseLost` if it was
+lost meanwhile (a holder paused past its TTL), so the window left is one round trip.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 
-from drd.errors import Busy, StateError
+from drd.errors import Busy, LeaseLost, StateError
 from drd.state.base import Holder, StateStore, iso
 
 log = structlog.get_logger(__name__)
+
+# Awaited right before an irreversible step: raises `LeaseLost` when the lock was lost.
+Fence = Callable[[], Awaitable[None]]
 
 
 def busy_message(name: str, holder: Holder) -> str:
@@ -37,9 +42,10 @@ def busy_message(name: str, holder: Holder) -> str:
 
 
 @contextlib.asynccontextmanager
-async def exclusive(state: StateStore, name: str, *, node: str, ttl: float) -> AsyncIterator[None]:
+async def exclusive(state: StateStore, name: str, *, node: str, ttl: float) -> AsyncIterator[Fence]:
     """
-    Hold the lock *name* while the block runs, as *node* on this host and process.
+    Hold the lock *name* while the block runs, as *node* on this host and process; the
+    block gets the lock's `Fence`.
 
     Raises:
         Busy: another process holds it (its `Holder` is ``.holder``).
@@ -63,9 +69,14 @@ async def exclusive(state: StateStore, name: str, *, node: str, ttl: float) -> A
             except StateError as exc:
                 log.warning("lock.renew_failed", lock=name, node=node, error=str(exc))
 
+    async def fence() -> None:
+        if not await state.renew_lock(name, token, ttl):
+            log.error("lock.lost", lock=name, node=node)
+            raise LeaseLost(f"the {name} lock expired or was taken over: nothing switched")
+
     task = asyncio.create_task(renew())
     try:
-        yield
+        yield fence
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

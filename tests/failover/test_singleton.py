@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -186,3 +187,57 @@ async def test_two_failovers_started_at_once_switch_once(
     active = read_active(load_settings(path).daemon.state_dir)
     assert active is not None
     assert active.standby == "dr"
+
+
+async def test_a_failover_paused_past_its_lock_switches_nothing(
+    tmp_path: Path,
+    backend: str,
+    source_registry: LocalRegistry,
+    standby: FaultProxy,
+    repo: str,
+) -> None:
+    """
+    `drd failover` holds the lock and is stopped (SIGSTOP) mid pre-flight for longer than
+    the lock's TTL; ``ops-c`` takes the lock meanwhile. Continued, the paused failover
+    checks the lock right before the switch, finds it lost, and switches nothing (no
+    active primary, no hook); it fails naming the lost lock.
+    """
+    path, calls = await _setup(tmp_path, source_registry, standby.url, repo, backend)
+    settings = load_settings(path)
+    standby.add(Fault.delay(2.0), kinds="tags_list")
+    before = standby.calls("tags_list")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "drd",
+        "failover",
+        "--to",
+        "dr",
+        "--config",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env("ops-b"),
+    )
+    try:
+        # The pre-flight reads the standby's tags only once the lock is held.
+        while standby.calls("tags_list") == before:
+            assert proc.returncode is None, "failover ended before its pre-flight"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(TTL_S + 1.5)
+        async with (
+            _state(settings) as state,
+            exclusive(state, FAILOVER_LOCK, node="ops-c", ttl=TTL_S * 10),
+        ):
+            proc.send_signal(signal.SIGCONT)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 1, (stdout, stderr)
+    assert b"the failover lock expired or was taken over: nothing switched" in stdout + stderr
+    assert read_active(settings.daemon.state_dir) is None
+    assert not calls.exists()
