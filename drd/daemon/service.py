@@ -162,7 +162,7 @@ class _Service:
         self._loader = loader
         self._config_path = config_path
         self.config = config
-        self.metrics = Metrics(process_registry())
+        self.metrics = Metrics(process_registry(), node=config.settings.daemon.node_label)
         self.stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._signals = 0
