@@ -95,7 +95,7 @@ async def migrate(settings: Settings) -> tuple[str, list[int], int]:
         from drd.state.sqlite import SCHEMA_VERSION
 
         async with await State.open(settings.daemon.state_dir) as sqlite:
-            return str(sqlite.path), [], SCHEMA_VERSION
+            return str(sqlite.path), sqlite.migrated, SCHEMA_VERSION
     from drd.state.postgres import PostgresState
 
     opened = await PostgresState.open(connection(settings), migrate=False, check=False)
