@@ -449,12 +449,21 @@ class _Service:
                     await stop.wait()
 
     async def refresh_replication_metrics(self) -> None:
-        """Reload lag, last success, pending and drift of the configured policies from state."""
+        """
+        Reload lag, last success, pending and drift of the configured policies from state;
+        while the state cannot be read the gauges keep their values (the lag still grows).
+        """
         configured = {
             (name, target)
             for name, plan in self.config.policies.items()
             for target in plan.rep.targets
         }
+        try:
+            await self._refresh_from_state(configured)
+        except StateError as exc:
+            log.debug("metrics.state_unavailable", error=str(exc))
+
+    async def _refresh_from_state(self, configured: set[tuple[str, str]]) -> None:
         records = [s for s in await self.state.syncs() if (s.policy, s.target) in configured]
         self.metrics.set_replication_state(
             watermarks={(s.policy, s.target): s.watermark for s in records},
@@ -727,7 +736,11 @@ def singleton(settings: Settings, state: StateStore, job: Job) -> Job:
         return job
 
     async def run() -> None:
-        token = await gate.claim_when_free(job.name)
+        try:
+            token = await gate.claim_when_free(job.name)
+        except StateError as exc:  # nobody can claim it now: the next interval tries again
+            log.warning("job.not_claimed", job=job.name, error=str(exc))
+            return
         if token is None:
             log.info("job.done_elsewhere", job=job.name)
             return
