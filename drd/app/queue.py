@@ -41,12 +41,20 @@ class Settled:
     retry_in: float
 
 
-def settle(entries: Sequence[QueuedPush], report: PolicyReport | None, *, ttl: float) -> Settled:
+def settle(
+    entries: Sequence[QueuedPush],
+    report: PolicyReport | None,
+    *,
+    ttl: float,
+    cancelled: bool = False,
+) -> Settled:
     """
     The fate of *entries* after the pass that took them ended with *report*.
 
-    - no report (the pass was interrupted: a reload, a drain, a bug): every entry goes
-      back, due at once, for any node;
+    - no report, *cancelled* (a reload or a drain cut the pass): every entry goes back,
+      due at once, for any node;
+    - no report otherwise (the pass raised: a bug): every entry goes back, due again in
+      one *ttl*, so a push that trips a bug is not retried in a loop;
     - the pass did not complete (the source unreachable): every entry goes back, due
       again in one *ttl*, so an unreachable source is not asked in a loop;
     - an entry whose repository another node held during the pass (a full pass there)
@@ -55,7 +63,7 @@ def settle(entries: Sequence[QueuedPush], report: PolicyReport | None, *, ttl: f
       bookkeeping, where the next full pass picks them up, as for any failed item.
     """
     if report is None:
-        return Settled([], list(entries), 0.0)
+        return Settled([], list(entries), 0.0 if cancelled else ttl)
     if report.error:
         return Settled([], list(entries), ttl)
     busy = set(report.elsewhere_repositories)

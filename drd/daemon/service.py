@@ -510,11 +510,15 @@ class _Service:
                 return
             items = list(dict.fromkeys(_only_item(e.repository, e.tag) for e in entries))
             report = None
+            cancelled = False
             try:
                 async with queue.held(entries):
                     report = await self._replicator(generation, name, items)()
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                await queue.finish(settle(entries, report, ttl=queue.ttl))
+                await queue.finish(settle(entries, report, ttl=queue.ttl, cancelled=cancelled))
             if len(entries) == BATCH:  # more may be waiting
                 generation.scheduler.request(f"push:{name}", [_QUEUED])
 

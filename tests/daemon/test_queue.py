@@ -207,9 +207,14 @@ def _entry(i: int, repository: str) -> QueuedPush:
 ENTRIES = [_entry(1, "a"), _entry(2, "b")]
 
 
-def test_an_interrupted_pass_puts_every_entry_back_due_at_once() -> None:
-    settled = settle(ENTRIES, None, ttl=30)
+def test_a_cancelled_pass_puts_every_entry_back_due_at_once() -> None:
+    settled = settle(ENTRIES, None, ttl=30, cancelled=True)
     assert (settled.done, settled.again, settled.retry_in) == ([], ENTRIES, 0.0)
+
+
+def test_a_pass_that_raised_puts_every_entry_back_due_after_one_ttl() -> None:
+    settled = settle(ENTRIES, None, ttl=30)
+    assert (settled.done, settled.again, settled.retry_in) == ([], ENTRIES, 30)
 
 
 def test_a_pass_that_could_not_reach_the_source_retries_after_one_ttl() -> None:
