@@ -29,6 +29,18 @@ next full pass, which also drops pending entries older than its own start for
 tags it no longer selects (deleted or filtered at the source). The bookkeeping
 lives in `drd.state`; this module only turns watermarks into seconds.
 
+Per node and cluster-wide
+-------------------------
+
+In the daemon every metric of the work this process did (runs, items, bytes, retries,
+errors, webhook requests, its endpoint checks, its last snapshot or drill, its config
+reload, its leases, ``drd_build_info``) carries ``node="<node id>"`` (`PER_NODE`):
+``[daemon] node``, else the host name, so a single node has a stable one too. What is
+read from the shared state (lag, last success, pending, drift, intervals, RPO/RTO
+targets, snapshot and drill last success, unclaimed work) is cluster-wide and carries
+no ``node``: every node exports the same values, and alerts aggregate them with
+``max by (policy, target)`` or ``max by (endpoint)`` (runbooks/alerts.yml).
+
 Last-success gauges (``*_last_success_timestamp_seconds``) hold, before a job's
 first success, the time drd first scheduled it: a job that never succeeds goes
 stale after the same delay as one that stopped succeeding.
@@ -72,6 +84,45 @@ _LAG_HELP = "Seconds since the replication watermark of a policy at a target (se
 _PT = ("policy", "target")
 
 
+# The metrics labelled node="<node id>" in the daemon; the others are cluster-wide.
+PER_NODE = frozenset(
+    {
+        "drd_build_info",
+        "drd_replication_last_run_timestamp_seconds",
+        "drd_replication_runs",
+        "drd_replication_run_duration_seconds",
+        "drd_replication_artifacts",
+        "drd_replication_bytes",
+        "drd_replication_blobs",
+        "drd_replication_manifests",
+        "drd_replication_errors",
+        "drd_replication_rejected_tags",
+        "drd_replication_deletions",
+        "drd_verification_rejections",
+        "drd_retries",
+        "drd_endpoint_up",
+        "drd_endpoint_last_check_timestamp_seconds",
+        "drd_webhook_requests",
+        "drd_webhook_events",
+        "drd_http_connections_dropped",
+        "drd_snapshot_duration_seconds",
+        "drd_snapshot_manifests",
+        "drd_snapshot_runs",
+        "drd_snapshot_uploaded_bytes",
+        "drd_drill_last_run_timestamp_seconds",
+        "drd_drill_last_result",
+        "drd_drill_duration_seconds",
+        "drd_drill_rto_seconds",
+        "drd_drill_rpo_seconds",
+        "drd_job_runs",
+        "drd_config_last_reload_successful",
+        "drd_config_last_reload_success_timestamp_seconds",
+        "drd_state_reset",
+        "drd_node_leases",
+    }
+)
+
+
 def process_registry() -> CollectorRegistry:
     """A fresh registry with the process, platform and GC collectors, as the daemon serves."""
     registry = CollectorRegistry()
@@ -104,21 +155,60 @@ class _LagCollector(Collector):
         yield family
 
 
+class _NodeLabelled(Collector):
+    """
+    The families of an inner registry with ``node`` added to every sample.
+
+    prometheus_client has no constant labels; adding the label here keeps every
+    ``.labels(...)`` call free of it.
+    """
+
+    def __init__(self, inner: CollectorRegistry, node: str) -> None:
+        self._inner = inner
+        self._node = node
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._inner.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                labels = {"node": self._node, **sample.labels}
+                labelled.add_sample(
+                    sample.name, labels, sample.value, sample.timestamp, sample.exemplar
+                )
+            yield labelled
+
+
 class Metrics:
     """
     drd's metrics, created against *registry* (the daemon's, or a fresh one in a test).
 
-    *clock* gives wall-clock seconds; it is what the lag is measured against.
+    *clock* gives wall-clock seconds; it is what the lag is measured against. With
+    *node* (the daemon), the `PER_NODE` metrics carry ``node="<node>"``.
     """
 
     def __init__(
-        self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
+        self,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        node: str | None = None,
     ) -> None:
         self.registry = registry
         self._clock = clock
+        self.node = node
+        # Per-node metrics (see PER_NODE) live in their own registry, exported through
+        # `_NodeLabelled` with node="<node>" added; cluster-wide ones go straight to *registry*.
+        n = CollectorRegistry(auto_describe=True)
+        if node is None:
+            n = registry
+        else:
+            registry.register(_NodeLabelled(n, node))
         r = registry
 
-        build = Gauge("drd_build_info", "drd's version.", ["version", "python"], registry=r)
+        build = Gauge("drd_build_info", "drd's version.", ["version", "python"], registry=n)
         build.labels(__version__, sys.version.split()[0]).set(1)
 
         # Replication.
@@ -134,7 +224,7 @@ class Metrics:
             "drd_replication_last_run_timestamp_seconds",
             "End of the last replication run of the policy, whatever its outcome.",
             ["policy"],
-            registry=r,
+            registry=n,
         )
         self.replication_interval = Gauge(
             "drd_replication_interval_seconds",
@@ -158,63 +248,63 @@ class Metrics:
             "drd_replication_runs_total",
             "Replication runs by trigger (schedule, push) and outcome (ok, failed, error).",
             ["policy", "trigger", "outcome"],
-            registry=r,
+            registry=n,
         )
         self.replication_duration = Histogram(
             "drd_replication_run_duration_seconds",
             "Wall-clock duration of replication runs.",
             ["policy", "trigger"],
             buckets=_RUN_BUCKETS,
-            registry=r,
+            registry=n,
         )
         self.artifacts = Counter(
             "drd_replication_artifacts_total",
             "Tags handled per target by outcome (copied, skipped, failed, drift, rejected).",
             ["policy", "target", "outcome"],
-            registry=r,
+            registry=n,
         )
         self.bytes_copied = Counter(
             "drd_replication_bytes_total",
             "Blob bytes streamed to the target.",
             _PT,
-            registry=r,
+            registry=n,
         )
         self.blobs = Counter(
             "drd_replication_blobs_total",
             "Blobs by outcome: copied (streamed), present (HEAD said so), mounted.",
             ["policy", "target", "outcome"],
-            registry=r,
+            registry=n,
         )
         self.manifests = Counter(
             "drd_replication_manifests_total",
             "Manifests by outcome: written, present.",
             ["policy", "target", "outcome"],
-            registry=r,
+            registry=n,
         )
         self.errors = Counter(
             "drd_replication_errors_total",
             "Failed items and failed passes by reason (the error class).",
             ["policy", "target", "reason"],
-            registry=r,
+            registry=n,
         )
         self.replication_rejected = Gauge(
             "drd_replication_rejected_tags",
             "Tags the trust policy refused in the last complete full pass at the target.",
             _PT,
-            registry=r,
+            registry=n,
         )
         self.deletions = Counter(
             "drd_replication_deletions_total",
             "propagate_deletions: tags deleted at a target, kept (their digest is shared), "
             "or held back by the brake.",
             ["policy", "target", "outcome"],
-            registry=r,
+            registry=n,
         )
         self.rejections = Counter(
             "drd_verification_rejections_total",
             "Artifacts not promoted to a trusted target because verification failed.",
             ["policy", "target", "reason"],
-            registry=r,
+            registry=n,
         )
 
         # Requests and endpoints.
@@ -222,19 +312,19 @@ class Metrics:
             "drd_retries_total",
             "Retries scheduled, by operation and the error that caused them.",
             ["op", "error"],
-            registry=r,
+            registry=n,
         )
         self.endpoint_up = Gauge(
             "drd_endpoint_up",
             "1 when the endpoint answered its last check (GET /v2/), else 0.",
             ["endpoint"],
-            registry=r,
+            registry=n,
         )
         self.endpoint_last_check = Gauge(
             "drd_endpoint_last_check_timestamp_seconds",
             "When the endpoint was last checked.",
             ["endpoint"],
-            registry=r,
+            registry=n,
         )
 
         # Webhook.
@@ -242,20 +332,20 @@ class Metrics:
             "drd_webhook_requests_total",
             "Webhook requests by HTTP status answered.",
             ["status"],
-            registry=r,
+            registry=n,
         )
         self.webhook_events = Counter(
             "drd_webhook_events_total",
             "Push events received: accepted (a policy selects them) or ignored.",
             ["outcome"],
-            registry=r,
+            registry=n,
         )
         self.http_dropped = Counter(
             "drd_http_connections_dropped_total",
             "Connections the HTTP listener closed: header_timeout, body_timeout, evicted"
             " (the oldest slow one, for a new connection over max_connections) or refused.",
             ["reason"],
-            registry=r,
+            registry=n,
         )
 
         # Snapshots and drills, labelled by endpoint (the snapshot source, the drill target)
@@ -271,19 +361,19 @@ class Metrics:
             "drd_snapshot_interval_seconds", "The configured snapshot interval.", ep, registry=r
         )
         self.snapshot_duration = Gauge(
-            "drd_snapshot_duration_seconds", "Duration of the last snapshot run.", ep, registry=r
+            "drd_snapshot_duration_seconds", "Duration of the last snapshot run.", ep, registry=n
         )
         self.snapshot_manifests = Gauge(
-            "drd_snapshot_manifests", "Manifests recorded by the last snapshot.", ep, registry=r
+            "drd_snapshot_manifests", "Manifests recorded by the last snapshot.", ep, registry=n
         )
         self.snapshot_runs = Counter(
-            "drd_snapshot_runs_total", "Snapshot runs by outcome.", [*ep, "outcome"], registry=r
+            "drd_snapshot_runs_total", "Snapshot runs by outcome.", [*ep, "outcome"], registry=n
         )
         self.snapshot_bytes = Counter(
             "drd_snapshot_uploaded_bytes_total",
             "Bytes written to the snapshot store.",
             ep,
-            registry=r,
+            registry=n,
         )
         self.drill_last_success = Gauge(
             "drd_drill_last_success_timestamp_seconds",
@@ -292,25 +382,25 @@ class Metrics:
             registry=r,
         )
         self.drill_last_run = Gauge(
-            "drd_drill_last_run_timestamp_seconds", "End of the last drill.", ep, registry=r
+            "drd_drill_last_run_timestamp_seconds", "End of the last drill.", ep, registry=n
         )
         self.drill_result = Gauge(
             "drd_drill_last_result",
             "1 when the last drill passed, 0 when it failed.",
             ep,
-            registry=r,
+            registry=n,
         )
         self.drill_interval = Gauge(
             "drd_drill_interval_seconds", "The configured drill interval.", ep, registry=r
         )
         self.drill_duration = Gauge(
-            "drd_drill_duration_seconds", "Duration of the last drill.", ep, registry=r
+            "drd_drill_duration_seconds", "Duration of the last drill.", ep, registry=n
         )
         self.drill_rto = Gauge(
-            "drd_drill_rto_seconds", "Restore time measured by the last drill.", ep, registry=r
+            "drd_drill_rto_seconds", "Restore time measured by the last drill.", ep, registry=n
         )
         self.drill_rpo = Gauge(
-            "drd_drill_rpo_seconds", "Data age measured by the last drill.", ep, registry=r
+            "drd_drill_rpo_seconds", "Data age measured by the last drill.", ep, registry=n
         )
         self.drill_rto_target = Gauge(
             "drd_drill_rto_target_seconds", "The configured RTO.", ep, registry=r
@@ -326,29 +416,29 @@ class Metrics:
             "drd_job_runs_total",
             "Scheduled runs by kind (replicate, push, ping, snapshot, drill) and outcome.",
             ["kind", "outcome"],
-            registry=r,
+            registry=n,
         )
         self.reload_ok = Gauge(
             "drd_config_last_reload_successful",
             "1 when the last configuration load or reload succeeded.",
-            registry=r,
+            registry=n,
         )
         self.reload_at = Gauge(
             "drd_config_last_reload_success_timestamp_seconds",
             "When the configuration in force was loaded.",
-            registry=r,
+            registry=n,
         )
         self.state_resets = Counter(
             "drd_state_reset",
             "State databases found corrupt at start, moved aside and started afresh.",
-            registry=r,
+            registry=n,
         )
         # A cluster on PostgreSQL: per node (label node), and the cluster's unclaimed work.
         self.node_leases = Gauge(
             "drd_node_leases",
-            "Units of work (repositories of a policy, singleton jobs) this node holds.",
-            ["node"],
-            registry=r,
+            "Units of work (repositories of a policy, singleton jobs, queued pushes) this node"
+            " holds.",
+            registry=n,
         )
         self.cluster_unclaimed = Gauge(
             "drd_cluster_unclaimed_units",
@@ -547,10 +637,9 @@ class Metrics:
         """One scheduler run: finished, failed (raised) or cancelled."""
         self.job_runs.labels(kind, outcome).inc()
 
-    def set_cluster(self, node: str, leases: int, unclaimed: int) -> None:
+    def set_cluster(self, leases: int, unclaimed: int) -> None:
         """What PostgreSQL says of this node's leases and the cluster's unclaimed units."""
-        self.node_leases.clear()
-        self.node_leases.labels(node).set(leases)
+        self.node_leases.set(leases)
         self.cluster_unclaimed.set(unclaimed)
 
     def record_state_reset(self) -> None:

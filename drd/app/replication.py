@@ -15,6 +15,7 @@ import structlog
 
 from drd.app.outcome import Outcome, of_error, run_word
 from drd.config import Settings
+from drd.errors import StateError
 from drd.metrics import Metrics
 from drd.progress import Tally
 from drd.replicate.cache import TagCache
@@ -56,8 +57,10 @@ async def run_pass(
     alive by the gate's heartbeat for the pass.
 
     A full pass (manual or scheduled) moves the watermark and the last success; a
-    push-triggered one only clears what it copied. *recorder* records what the pass is
-    about to delete at a target (propagate_deletions; `deletion_recorder`).
+    push-triggered one only clears what it copied. A state that cannot be written (an
+    unreachable PostgreSQL) is logged (``replicate.not_recorded``), not raised.
+    *recorder* records what the pass is about to delete at a target (propagate_deletions;
+    `deletion_recorder`).
     """
     started = time.time()
     async with contextlib.AsyncExitStack() as stack:
@@ -84,19 +87,26 @@ async def run_pass(
     finished = time.time()
     full = only is None
     if state is not None:
-        await state.record_replication(report, full=full, started_at=started, finished_at=finished)
-        await state.record_run(
-            RunRecord(
-                job,
-                "replicate",
-                trigger,
-                started,
-                finished,
-                run_word(report.ok, bool(report.error)),
-                report.summary(),
-                report.problem,
+        try:
+            await state.record_replication(
+                report, full=full, started_at=started, finished_at=finished
             )
-        )
+            await state.record_run(
+                RunRecord(
+                    job,
+                    "replicate",
+                    trigger,
+                    started,
+                    finished,
+                    run_word(report.ok, bool(report.error)),
+                    report.summary(),
+                    report.problem,
+                )
+            )
+        except StateError as exc:
+            # What was copied is at the target; what was not stays pending (its rows are
+            # untouched) and the next pass that reaches the state records it.
+            log.warning("replicate.not_recorded", error=str(exc))
     if metrics is not None:
         metrics.record_replication(report, full=full, finished_at=finished)
     return report

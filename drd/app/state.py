@@ -95,7 +95,7 @@ async def migrate(settings: Settings) -> tuple[str, list[int], int]:
         from drd.state.sqlite import SCHEMA_VERSION
 
         async with await State.open(settings.daemon.state_dir) as sqlite:
-            return str(sqlite.path), [], SCHEMA_VERSION
+            return str(sqlite.path), sqlite.migrated, SCHEMA_VERSION
     from drd.state.postgres import PostgresState
 
     opened = await PostgresState.open(connection(settings), migrate=False, check=False)
@@ -128,8 +128,8 @@ def lease_gate(
     )
 
 
-async def cluster_counts(settings: Settings, state: StateStore) -> tuple[str, int, int] | None:
-    """(this node, leases it holds, unclaimed units) in a cluster; None with SQLite."""
+async def cluster_counts(settings: Settings, state: StateStore) -> tuple[int, int] | None:
+    """(leases this node holds, unclaimed units) in a cluster; None with SQLite."""
     if settings.state.url is None:
         return None
     from drd.state.leases import cluster
@@ -140,7 +140,7 @@ async def cluster_counts(settings: Settings, state: StateStore) -> tuple[str, in
     node = settings.daemon.node_name
     found = await cluster(state, ttl=settings.state.lease_ttl.total_seconds())
     held = next((n["leases"] for n in found["nodes"] if n["id"] == node), 0)
-    return node, int(held), int(found["unclaimed"])
+    return int(held), int(found["unclaimed"])
 
 
 @contextlib.asynccontextmanager

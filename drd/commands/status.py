@@ -77,7 +77,10 @@ def render(document: dict[str, Any]) -> str:
             )
         leaders = ", ".join(f"{job} on {node}" for job, node in document["leaders"].items())
         lines.append(f"  running singletons: {leaders or 'none'}")
-        lines.append(f"  unclaimed units: {document['unclaimed']}")
+        lines.append(
+            f"  unclaimed units: {document['unclaimed']}"
+            f" (of which queued pushes: {document.get('queued', 0)})"
+        )
     lines.append("jobs:")
     for job in document["jobs"]:
         error = f" ({abbreviate(job['last_error'])[:120]})" if job["last_error"] else ""

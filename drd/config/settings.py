@@ -683,6 +683,11 @@ class Daemon(BaseModel):
         return self.node or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
+    def node_label(self) -> str:
+        """This node's ``node`` label on its metrics: `node`, else the host name (stable)."""
+        return self.node or socket.gethostname()
+
+    @property
     def listen_host(self) -> str:
         """The host to bind, without IPv6 brackets."""
         return self.listen.rpartition(":")[0].strip("[]")

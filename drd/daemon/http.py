@@ -33,7 +33,7 @@ from drd.daemon.listener import (
     guard_middleware,
     reading_body,
 )
-from drd.errors import InvalidReference
+from drd.errors import InvalidReference, StateError
 from drd.metrics import Metrics
 from drd.oci.ref import validate_repository, validate_tag
 
@@ -218,7 +218,12 @@ def build_app(
             pushes, not_pushes = parse_push_events(document)
         except PayloadError as exc:
             return refuse(400, str(exc))
-        accepted, ignored = await hooks.on_push(pushes)
+        try:
+            accepted, ignored = await hooks.on_push(pushes)
+        except StateError as exc:
+            # Not queued, so not accepted: the sender retries (registries do), or the next
+            # full pass finds the tags.
+            return refuse(503, f"cannot queue the pushes: {exc}", **{"Retry-After": "30"})
         metrics.record_webhook(202, accepted=accepted, ignored=ignored + not_pushes)
         # Registries announce every blob and pull too: only pushes a policy takes are news.
         (log.info if accepted else log.debug)(

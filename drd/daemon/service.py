@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from drd.app.drills import drill_job
+from drd.app.queue import BATCH, PushQueue, settle
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
 from drd.app.state import cluster_counts, describe, lease_gate, node_presence, open_state
@@ -43,6 +44,7 @@ from drd.errors import ConfigError, DrdError, StateError, StorageError, Transien
 from drd.metrics import Metrics, process_registry
 from drd.oci.referrers import is_attached_tag
 from drd.replicate.cache import TagCache, open_tag_cache
+from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier
 from drd.resources import (
     Resources,
@@ -71,6 +73,12 @@ PING_INTERVAL = timedelta(seconds=30)
 STORE = "store:snapshots"  # not a valid endpoint name, so never one
 # Pushes arriving within this window after the first one are replicated in the same run.
 PUSH_WINDOW = 1.0
+# How often each node looks for queued pushes it did not hear of itself (another node's
+# webhook, a dead node's entries); doubled up to QUEUE_POLL_MAX while the state is away.
+QUEUE_POLL = 1.0
+QUEUE_POLL_MAX = 30.0
+# What a push trigger is asked to run for: the entries themselves are in the queue.
+_QUEUED = "queued"
 # The RPO replication lag is judged against when no [drills] section sets one.
 DEFAULT_RPO = timedelta(hours=1)
 
@@ -162,7 +170,7 @@ class _Service:
         self._loader = loader
         self._config_path = config_path
         self.config = config
-        self.metrics = Metrics(process_registry())
+        self.metrics = Metrics(process_registry(), node=config.settings.daemon.node_label)
         self.stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._signals = 0
@@ -171,6 +179,7 @@ class _Service:
         # Why the shared state (PostgreSQL) cannot be reached now; "" when it can.
         self._state_problem = ""
         self._tags: TagCache | None = None
+        self._queue: PushQueue | None = None
 
     @property
     def state(self) -> StateStore:
@@ -212,6 +221,13 @@ class _Service:
             async with contextlib.AsyncExitStack() as stack:
                 self._state = await self._open_state()
                 stack.push_async_callback(self._state.close)
+                self._queue = PushQueue(
+                    self._state,
+                    self.config.settings.daemon.node_name,
+                    self.config.settings.state.lease_ttl.total_seconds(),
+                )
+                with contextlib.suppress(StateError):  # unreachable: the leases run out
+                    await self._state.free_queued(self._queue.node)  # held by a past life
                 await stack.enter_async_context(
                     node_presence(self.config.settings, self._state, self._on_state_health)
                 )
@@ -278,6 +294,7 @@ class _Service:
             async with open_resources(self.config.settings, self.metrics.on_retry) as resources:
                 generation = await self._start_generation(resources)
                 runs = asyncio.create_task(generation.scheduler.run(generation_stop))
+                watcher = asyncio.create_task(self._watch_queue(generation, generation_stop))
                 sdnotify.notify("READY=1")
                 if not started:
                     started = True
@@ -286,6 +303,9 @@ class _Service:
                 sdnotify.notify("STOPPING=1" if new_config is None else "RELOADING=1")
                 generation_stop.set()
                 await runs
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             if new_config is None or self.stop.is_set():
                 return
             self._apply(new_config)
@@ -400,18 +420,50 @@ class _Service:
 
     async def _resume_pending(self, generation: _Generation) -> None:
         """Pushes announced before a restart or reload are replicated now, not at the interval."""
+        now = time.time()
         for name in generation.config.policies:
-            items = [_only_item(repo, tag) for repo, tag in await self.state.pending(name)]
-            if items:
-                generation.scheduler.request(f"push:{name}", items)
+            pending = await self.state.pending(name)
+            if pending:
+                await self.state.enqueue(name, pending, now)
+                generation.scheduler.request(f"push:{name}", [_QUEUED])
+
+    async def _watch_queue(self, generation: _Generation, stop: asyncio.Event) -> None:
+        """
+        Wake the push trigger of each policy with due entries in the queue: pushes another
+        node received, and those a dead node held. Polls every `QUEUE_POLL` seconds, backing
+        off to `QUEUE_POLL_MAX` while the state cannot be reached (the heartbeat says so).
+        """
+        delay = QUEUE_POLL
+        while not stop.is_set():
+            try:
+                due = await self.state.queue_depth(due=True)
+            except StateError:
+                delay = min(delay * 2, QUEUE_POLL_MAX)
+            else:
+                delay = QUEUE_POLL
+                for name in due:
+                    if name in generation.config.policies:
+                        generation.scheduler.request(f"push:{name}", [_QUEUED])
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
 
     async def refresh_replication_metrics(self) -> None:
-        """Reload lag, last success, pending and drift of the configured policies from state."""
+        """
+        Reload lag, last success, pending and drift of the configured policies from state;
+        while the state cannot be read the gauges keep their values (the lag still grows).
+        """
         configured = {
             (name, target)
             for name, plan in self.config.policies.items()
             for target in plan.rep.targets
         }
+        try:
+            await self._refresh_from_state(configured)
+        except StateError as exc:
+            log.debug("metrics.state_unavailable", error=str(exc))
+
+    async def _refresh_from_state(self, configured: set[tuple[str, str]]) -> None:
         records = [s for s in await self.state.syncs() if (s.policy, s.target) in configured]
         self.metrics.set_replication_state(
             watermarks={(s.policy, s.target): s.watermark for s in records},
@@ -443,14 +495,38 @@ class _Service:
         return ping
 
     def _pusher(self, generation: _Generation, name: str) -> Callable[[list[Any]], Awaitable[None]]:
-        async def push(items: list[Any]) -> None:
-            await self._replicator(generation, name, items)()
+        """One push run: take a batch of *name*'s queued pushes, replicate them, settle them."""
+
+        async def push(_wakes: list[Any]) -> None:
+            queue = self._queue
+            if queue is None:
+                return
+            try:
+                entries = await queue.take(name)
+            except StateError as exc:
+                log.warning("queue.unavailable", policy=name, error=str(exc))
+                return
+            if not entries:
+                return
+            items = list(dict.fromkeys(_only_item(e.repository, e.tag) for e in entries))
+            report = None
+            cancelled = False
+            try:
+                async with queue.held(entries):
+                    report = await self._replicator(generation, name, items)()
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            finally:
+                await queue.finish(settle(entries, report, ttl=queue.ttl, cancelled=cancelled))
+            if len(entries) == BATCH:  # more may be waiting
+                generation.scheduler.request(f"push:{name}", [_QUEUED])
 
         return push
 
     def _replicator(
         self, generation: _Generation, name: str, only: list[Any] | None
-    ) -> Callable[[], Awaitable[None]]:
+    ) -> Callable[[], Awaitable[PolicyReport]]:
         """One run of policy *name*: a full pass (*only* None) or the pushed items."""
         plan = generation.config.policies[name]
         full = only is None
@@ -460,8 +536,8 @@ class _Service:
         # In a cluster a full pass leaves what another node did in the last half interval.
         fresh = plan.rep.interval.total_seconds() / 2 if full else 0.0
 
-        async def replicate() -> None:
-            await run_pass(
+        async def replicate() -> PolicyReport:
+            report = await run_pass(
                 generation.resources,
                 plan.policy,
                 plan.rep.source,
@@ -479,6 +555,7 @@ class _Service:
                 ),
             )
             await self.refresh_replication_metrics()
+            return report
 
         return replicate
 
@@ -514,26 +591,31 @@ class _Service:
         self._state_problem = problem
 
     async def _on_push(self, pushes: list[Push]) -> tuple[int, int]:
-        """Route each push to every policy selecting it; remember it as pending first."""
+        """
+        Route each push to every policy selecting it: pending in the replication
+        bookkeeping, and on the shared queue, where any node (this one first) takes it.
+        """
         generation = self.current
         if generation is None:
             return 0, len(pushes)
         accepted = ignored = 0
         now = time.time()
+        queued: dict[str, list[tuple[str, str]]] = {}
         for push in pushes:
             routed = False
             for name, plan in generation.config.policies.items():
                 if not _selects(plan, push):
                     continue
-                # Pending first: a push that arrives mid-reload is replicated by the next
-                # generation (`_resume_pending`), even though this scheduler is stopping.
                 await self.state.note_push(name, plan.rep.targets, push.repository, push.tag, now)
-                generation.scheduler.request(
-                    f"push:{name}", [_only_item(push.repository, push.tag)]
-                )
+                queued.setdefault(name, []).append((push.repository, push.tag))
                 routed = True
             accepted += routed
             ignored += not routed
+        for name, entries in queued.items():
+            # Queued before answering: once the sender has its 202, the push survives this
+            # node (a reload, a crash) and any node of the cluster may take it.
+            await self.state.enqueue(name, entries, now)
+            generation.scheduler.request(f"push:{name}", [_QUEUED])
         if accepted:
             await self.refresh_replication_metrics()
         return accepted, ignored
@@ -658,7 +740,11 @@ def singleton(settings: Settings, state: StateStore, job: Job) -> Job:
         return job
 
     async def run() -> None:
-        token = await gate.claim_when_free(job.name)
+        try:
+            token = await gate.claim_when_free(job.name)
+        except StateError as exc:  # nobody can claim it now: the next interval tries again
+            log.warning("job.not_claimed", job=job.name, error=str(exc))
+            return
         if token is None:
             log.info("job.done_elsewhere", job=job.name)
             return

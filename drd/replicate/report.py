@@ -40,6 +40,7 @@ class PolicyReport:
     repositories: int = 0
     # Repositories another node of the cluster had claimed (or just did): not this pass's.
     elsewhere: int = 0
+    elsewhere_repositories: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     # What went wrong at the source: unreachable (the pass ended there), or repositories
     # it could not serve (the first one, and how many; the others were still copied).

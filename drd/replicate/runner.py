@@ -304,6 +304,7 @@ async def _claimed(state: _Pass, repo: str, failed: Mapping[str, DrdError]) -> A
     token = await gate.claim(repo)
     if token is None:
         state.report.elsewhere += 1
+        state.report.elsewhere_repositories.append(repo)
         yield False
         return
     state.tokens[repo] = token

@@ -180,6 +180,31 @@ class Holder:
         return cls(node=r["node"], host=r["host"], pid=int(r["pid"]), since=float(r["since"]))
 
 
+@dataclass(frozen=True)
+class QueuedPush:
+    """
+    A push waiting in the shared queue (``queue`` table), as one node claimed it: the
+    claim lasts until its lease runs out unless renewed, and *token* fences it.
+    """
+
+    id: int
+    policy: str
+    repository: str
+    tag: str
+    token: int
+
+    @classmethod
+    def from_row(cls, r: Row) -> QueuedPush:
+        """The entry a claimed ``queue`` row holds."""
+        return cls(
+            id=int(r["id"]),
+            policy=r["policy"],
+            repository=r["repository"],
+            tag=r["tag"],
+            token=int(r["token"]),
+        )
+
+
 class StateStore(Protocol):
     """Run history and replication bookkeeping, as the app layer and the daemon use it."""
 
@@ -207,6 +232,31 @@ class StateStore(Protocol):
         self, report: PolicyReport, *, full: bool, started_at: float, finished_at: float
     ) -> None:
         """Update pending changes, drift and the watermark from one replication run."""
+
+    async def enqueue(self, policy: str, pushes: Iterable[tuple[str, str]], at: float) -> None:
+        """Queue each (repository, tag) for *policy*; one already waiting is not added twice."""
+
+    async def claim_queued(
+        self, policy: str, node: str, *, ttl: float, limit: int
+    ) -> list[QueuedPush]:
+        """Up to *limit* due entries of *policy* for *node*, each leased for *ttl* seconds."""
+
+    async def renew_queued(self, node: str, entries: Iterable[QueuedPush], ttl: float) -> int:
+        """Extend the lease of each entry *node* still holds; return how many it holds."""
+
+    async def finish_queued(
+        self, node: str, entries: Iterable[QueuedPush], *, done: bool, retry_in: float = 0.0
+    ) -> None:
+        """Drop the entries (*done*), or put them back, due again in *retry_in* seconds."""
+
+    async def free_queued(self, node: str) -> None:
+        """Put back every entry *node* holds (it stops, or starts again after a crash)."""
+
+    async def queue_depth(self, *, due: bool = False) -> dict[str, int]:
+        """
+        Per policy, the entries no live node holds (waiting, or their holder's lease ran
+        out); with *due*, only those a node may take now (not put back for later).
+        """
 
     async def jobs(self) -> list[JobRecord]:
         """Every job ever scheduled."""

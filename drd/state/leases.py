@@ -185,7 +185,10 @@ class LeaseGate:
 
 
 async def unclaimed(state: PostgresState) -> int:
-    """Replication units no node holds now: the queue depth (for status and metrics)."""
+    """
+    The queue depth (for status and metrics): replication units no node holds now, plus
+    the queued pushes no node holds (`PostgresState.queue_depth`).
+    """
     async with state.transaction() as cur:
         await cur.execute(
             "SELECT count(*) AS n FROM leases WHERE policy <> %s"
@@ -193,7 +196,8 @@ async def unclaimed(state: PostgresState) -> int:
             (SINGLETONS,),
         )
         row = await cur.fetchone()
-    return 0 if row is None else int(row["n"])
+    units = 0 if row is None else int(row["n"])
+    return units + sum((await state.queue_depth()).values())
 
 
 async def heartbeat(state: PostgresState, *, node: str, host: str, version: str) -> None:
@@ -209,24 +213,31 @@ async def heartbeat(state: PostgresState, *, node: str, host: str, version: str)
 
 
 async def leave(state: PostgresState, node: str) -> None:
-    """This node stops: its row goes, and every lease it holds is freed unfinished."""
+    """
+    This node stops: its row goes, and every lease it holds is freed unfinished, its
+    queued pushes with them.
+    """
     async with state.transaction() as cur:
         await cur.execute("DELETE FROM nodes WHERE node = %s", (node,))
         await cur.execute(
             "UPDATE leases SET owner = NULL, expires_at = 0 WHERE owner = %s", (node,)
         )
+    await state.free_queued(node)
 
 
 async def cluster(state: PostgresState, *, ttl: float) -> dict[str, Any]:
     """
     What ``drd status`` shows of the cluster: the live nodes (heartbeat within *ttl*) with
-    the leases each holds, the holder of each singleton job, and the unclaimed units.
+    the leases each holds (units and queued pushes), the holder of each singleton job,
+    the unclaimed units and queued pushes (``unclaimed``) and of those the pushes (``queued``).
     """
     async with state.transaction() as cur:
         await cur.execute(
             "SELECT n.node, n.host, n.version, n.started_at, n.heartbeat,"
             " (SELECT count(*) FROM leases l WHERE l.owner = n.node"
-            "   AND l.expires_at >= drd_now()) AS leases"
+            "   AND l.expires_at >= drd_now())"
+            " + (SELECT count(*) FROM queue q WHERE q.owner = n.node"
+            "   AND q.due_at > drd_now()) AS leases"
             " FROM nodes n WHERE n.heartbeat >= drd_now() - %s ORDER BY n.node",
             (ttl,),
         )
@@ -252,4 +263,5 @@ async def cluster(state: PostgresState, *, ttl: float) -> dict[str, Any]:
         ],
         "leaders": {row["job"]: row["owner"] for row in leaders},
         "unclaimed": await unclaimed(state),
+        "queued": sum((await state.queue_depth()).values()),
     }

@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from drd.errors import StateError
 from drd.state import base
-from drd.state.base import Holder, JobRecord, RunRecord, SyncRecord
+from drd.state.base import Holder, JobRecord, QueuedPush, RunRecord, SyncRecord
 from drd.state.changes import ReplicationChanges, replication_changes
 
 if TYPE_CHECKING:
@@ -136,6 +136,21 @@ MIGRATIONS: tuple[str, ...] = (
         token TEXT NOT NULL
     );
     """,
+    # 4: pushes announced by webhook to any node, waiting for any node (drd.state.base.QueuedPush).
+    """
+    CREATE TABLE queue (
+        id BIGSERIAL PRIMARY KEY,
+        policy TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        enqueued_at DOUBLE PRECISION NOT NULL,
+        owner TEXT,
+        token BIGINT NOT NULL DEFAULT 0,
+        due_at DOUBLE PRECISION NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX queue_waiting ON queue (policy, repository, tag) WHERE owner IS NULL;
+    CREATE INDEX queue_due ON queue (policy, due_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -150,6 +165,11 @@ _UPSERT_PENDING = (
     "INSERT INTO pending (policy, target, repository, tag, since) VALUES (%s, %s, %s, %s, %s)"
     " ON CONFLICT (policy, target, repository, tag)"
     " DO UPDATE SET since = LEAST(pending.since, excluded.since)"
+)
+_DROP_DUPLICATE = (
+    "DELETE FROM queue q WHERE q.id = %s AND q.owner = %s AND q.token = %s AND EXISTS ("
+    " SELECT 1 FROM queue w WHERE w.owner IS NULL AND w.policy = q.policy"
+    " AND w.repository = q.repository AND w.tag = q.tag)"
 )
 _DELETE_KEYED = "DELETE FROM {} WHERE policy = %s AND target = %s AND repository = %s AND tag = %s"
 # The row changes `drd.state.changes` decides, in PostgreSQL's words.
@@ -485,6 +505,94 @@ class PostgresState:
         """Release the lock held under *token* (nothing if it is no longer held)."""
         async with self.transaction() as cur:
             await cur.execute("DELETE FROM locks WHERE name = %s AND token = %s", (name, token))
+
+    # ------------------------------------------------------------------ the push queue
+
+    async def enqueue(self, policy: str, pushes: Iterable[tuple[str, str]], at: float) -> None:
+        """Queue each (repository, tag) for *policy*; one already waiting is not added twice."""
+        rows = [(policy, repository, tag, at) for repository, tag in pushes]
+        if not rows:
+            return
+        async with self.transaction() as cur:
+            await cur.executemany(
+                "INSERT INTO queue (policy, repository, tag, enqueued_at)"
+                " VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (policy, repository, tag) WHERE owner IS NULL DO NOTHING",
+                rows,
+            )
+
+    async def claim_queued(
+        self, policy: str, node: str, *, ttl: float, limit: int
+    ) -> list[QueuedPush]:
+        """
+        Up to *limit* due entries of *policy*, oldest first, leased to *node* for *ttl*
+        seconds (``FOR UPDATE SKIP LOCKED``: nodes claiming at once take different rows).
+        """
+        async with self.transaction() as cur:
+            await cur.execute(
+                "WITH due AS ("
+                " SELECT id FROM queue WHERE policy = %s AND due_at <= drd_now()"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " UPDATE queue q SET owner = %s, token = nextval('lease_tokens'),"
+                " due_at = drd_now() + %s FROM due WHERE q.id = due.id"
+                " RETURNING q.id, q.policy, q.repository, q.tag, q.token",
+                (policy, limit, node, ttl),
+            )
+            rows = await cur.fetchall()
+        return sorted((QueuedPush.from_row(r) for r in rows), key=lambda e: e.id)
+
+    async def renew_queued(self, node: str, entries: Iterable[QueuedPush], ttl: float) -> int:
+        """Extend the lease of each entry *node* still holds; return how many it holds."""
+        tokens = [e.token for e in entries]
+        if not tokens:
+            return 0
+        async with self.transaction() as cur:
+            await cur.execute(
+                "UPDATE queue SET due_at = drd_now() + %s"
+                " WHERE owner = %s AND token = ANY(%s) AND due_at > drd_now()",
+                (ttl, node, tokens),
+            )
+            return cur.rowcount
+
+    async def finish_queued(
+        self, node: str, entries: Iterable[QueuedPush], *, done: bool, retry_in: float = 0.0
+    ) -> None:
+        """Drop the entries (*done*), or put them back, due again in *retry_in* seconds."""
+        keys = [(e.id, node, e.token) for e in entries]
+        if not keys:
+            return
+        async with self.transaction() as cur:
+            if done:
+                await cur.executemany(
+                    "DELETE FROM queue WHERE id = %s AND owner = %s AND token = %s", keys
+                )
+                return
+            # A push of the same tag waiting already stands for this one.
+            await cur.executemany(_DROP_DUPLICATE, keys)
+            await cur.executemany(
+                "UPDATE queue SET owner = NULL, due_at = drd_now() + %s"
+                " WHERE id = %s AND owner = %s AND token = %s",
+                [(retry_in, *key) for key in keys],
+            )
+
+    async def free_queued(self, node: str) -> None:
+        """Put back every entry *node* holds (it stops, or starts again after a crash)."""
+        async with self.transaction() as cur:
+            await cur.execute("SELECT id, token FROM queue WHERE owner = %s", (node,))
+            keys = [(r["id"], node, r["token"]) for r in await cur.fetchall()]
+            if keys:
+                await cur.executemany(_DROP_DUPLICATE, keys)
+            await cur.execute("UPDATE queue SET owner = NULL, due_at = 0 WHERE owner = %s", (node,))
+
+    async def queue_depth(self, *, due: bool = False) -> dict[str, int]:
+        """Per policy, the entries no live node holds; with *due*, those takeable now."""
+        where = "due_at <= drd_now()" if due else "owner IS NULL OR due_at <= drd_now()"
+        async with self.transaction() as cur:
+            await cur.execute(
+                f"SELECT policy, count(*) AS n FROM queue WHERE {where}"  # noqa: S608 - constant
+                " GROUP BY policy ORDER BY policy"
+            )
+            return {r["policy"]: int(r["n"]) for r in await cur.fetchall()}
 
     # ------------------------------------------------------------------ reads
 

@@ -39,7 +39,7 @@ import structlog
 
 from drd.errors import StateCorrupt, StateError
 from drd.state import base
-from drd.state.base import Holder, JobRecord, RunRecord, SyncRecord, drift_json, iso
+from drd.state.base import Holder, JobRecord, QueuedPush, RunRecord, SyncRecord, drift_json, iso
 from drd.state.changes import ReplicationChanges, replication_changes
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -113,6 +112,27 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
+# Forward steps after the first schema (``_SCHEMA``, version 1): step N brings the file
+# from version N-1 to N (the meta row "schema"). Never edit a released step.
+_MIGRATIONS: dict[int, str] = {
+    # Pushes announced by webhook, waiting for a run (drd.state.base.QueuedPush).
+    2: """
+    CREATE TABLE queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        enqueued_at REAL NOT NULL,
+        owner TEXT,
+        token INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX queue_waiting ON queue (policy, repository, tag) WHERE owner IS NULL;
+    CREATE INDEX queue_due ON queue (policy, due_at);
+    """,
+}
+SCHEMA_VERSION = max(_MIGRATIONS)
+
 _T = TypeVar("_T")
 
 _DELETE_KEYED = "DELETE FROM {} WHERE policy = ? AND target = ? AND repository = ? AND tag = ?"
@@ -129,6 +149,12 @@ _STEPS = {
     " last_seen = excluded.last_seen",
     "undrift": _DELETE_KEYED.format("drift"),
 }
+# A held entry put back while a push of the same tag is waiting: the waiting one stands for it.
+_DROP_DUPLICATE = (
+    "DELETE FROM queue WHERE id = ? AND owner = ? AND token = ? AND EXISTS ("
+    " SELECT 1 FROM queue w WHERE w.owner IS NULL AND w.policy = queue.policy"
+    " AND w.repository = queue.repository AND w.tag = queue.tag)"
+)
 
 
 # SQLite's primary result codes for a damaged file; extended codes keep them in the low byte.
@@ -180,6 +206,7 @@ class _Db:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.migrated: list[int] = []  # the forward steps applied when it was opened
         self._lock = threading.Lock()
         with _translated(path):
             self._conn = _connect(path)
@@ -190,10 +217,8 @@ class _Db:
                 db.execute("PRAGMA synchronous = NORMAL")
                 _check_integrity(db, path)
                 db.executescript(_SCHEMA)
-                db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')")
+                self.migrated = _migrate(db, path)
         except BaseException:
             self._conn.close()
             raise
@@ -301,6 +326,27 @@ class _Db:
                 )
                 if full:
                     _forget_unseen(db, changes, target)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> list[int]:
+    """Apply the missing forward steps (`_MIGRATIONS`); return the versions applied."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    found = int(row["value"])
+    if found > SCHEMA_VERSION:
+        raise StateError(
+            f"state database {path} is at schema version {found}, newer than this drd knows"
+            f" ({SCHEMA_VERSION}): upgrade drd",
+            path=str(path),
+        )
+    applied = list(range(found + 1, SCHEMA_VERSION + 1))
+    for version in applied:
+        # Statement by statement: executescript would commit the surrounding transaction.
+        for statement in _MIGRATIONS[version].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version),))
+        log.info("state.migrated", database=str(path), version=version)
+    return applied
 
 
 def _forget_unseen(db: sqlite3.Connection, changes: ReplicationChanges, target: str) -> None:
@@ -471,6 +517,100 @@ class State:
         target: rejections do not stop it) and forgets pending and drift entries it no longer saw.
         """
         await asyncio.to_thread(self._db.record_replication, report, full, started_at, finished_at)
+
+    @property
+    def migrated(self) -> list[int]:
+        """The forward schema steps applied when the database was opened."""
+        return self._db.migrated
+
+    async def enqueue(self, policy: str, pushes: Iterable[tuple[str, str]], at: float) -> None:
+        """Queue each (repository, tag) for *policy*; one already waiting is not added twice."""
+        rows = [(policy, repository, tag, at) for repository, tag in pushes]
+        await self._read(
+            lambda db: db.executemany(
+                "INSERT OR IGNORE INTO queue (policy, repository, tag, enqueued_at)"
+                " VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        )
+
+    async def claim_queued(
+        self, policy: str, node: str, *, ttl: float, limit: int
+    ) -> list[QueuedPush]:
+        """Up to *limit* due entries of *policy*, oldest first, leased to *node* for *ttl* s."""
+
+        def go(db: sqlite3.Connection) -> list[QueuedPush]:
+            now = time.time()
+            (token,) = db.execute("SELECT coalesce(max(token), 0) + 1 FROM queue").fetchone()
+            rows = db.execute(
+                "UPDATE queue SET owner = ?, token = ?, due_at = ? WHERE id IN ("
+                " SELECT id FROM queue WHERE policy = ? AND due_at <= ? ORDER BY id LIMIT ?)"
+                " RETURNING id, policy, repository, tag, token",
+                (node, token, now + ttl, policy, now, limit),
+            ).fetchall()
+            return sorted((QueuedPush.from_row(r) for r in rows), key=lambda e: e.id)
+
+        return await self._read(go)
+
+    async def renew_queued(self, node: str, entries: Iterable[QueuedPush], ttl: float) -> int:
+        """Extend the lease of each entry *node* still holds; return how many it holds."""
+        keys = [(e.id, e.token) for e in entries]
+
+        def go(db: sqlite3.Connection) -> int:
+            now = time.time()
+            held = 0
+            for entry_id, token in keys:
+                held += db.execute(
+                    "UPDATE queue SET due_at = ? WHERE id = ? AND owner = ? AND token = ?"
+                    " AND due_at > ?",
+                    (now + ttl, entry_id, node, token, now),
+                ).rowcount
+            return held
+
+        return await self._read(go)
+
+    async def finish_queued(
+        self, node: str, entries: Iterable[QueuedPush], *, done: bool, retry_in: float = 0.0
+    ) -> None:
+        """Drop the entries (*done*), or put them back, due again in *retry_in* seconds."""
+        keys = [(e.id, node, e.token) for e in entries]
+
+        def go(db: sqlite3.Connection) -> None:
+            if done:
+                db.executemany("DELETE FROM queue WHERE id = ? AND owner = ? AND token = ?", keys)
+                return
+            db.executemany(_DROP_DUPLICATE, keys)
+            db.executemany(
+                "UPDATE queue SET owner = NULL, due_at = ? WHERE id = ? AND owner = ?"
+                " AND token = ?",
+                [(time.time() + retry_in, *key) for key in keys],
+            )
+
+        await self._read(go)
+
+    async def free_queued(self, node: str) -> None:
+        """Put back every entry *node* holds (it stops, or starts again after a crash)."""
+
+        def go(db: sqlite3.Connection) -> None:
+            rows = db.execute("SELECT id, token FROM queue WHERE owner = ?", (node,)).fetchall()
+            db.executemany(_DROP_DUPLICATE, [(r["id"], node, r["token"]) for r in rows])
+            db.execute("UPDATE queue SET owner = NULL, due_at = 0 WHERE owner = ?", (node,))
+
+        await self._read(go)
+
+    async def queue_depth(self, *, due: bool = False) -> dict[str, int]:
+        """Per policy, the entries no live node holds; with *due*, those takeable now."""
+        where = "due_at <= ?" if due else "owner IS NULL OR due_at <= ?"
+
+        def go(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute(
+                f"SELECT policy, count(*) AS n FROM queue WHERE {where}"  # noqa: S608 - constant
+                " GROUP BY policy ORDER BY policy",
+                (time.time(),),
+            ).fetchall()
+            return {r["policy"]: int(r["n"]) for r in rows}
+
+        return await self._read(go)
 
     async def jobs(self) -> list[JobRecord]:
         """Every job ever scheduled."""

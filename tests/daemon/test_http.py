@@ -22,6 +22,7 @@ from drd.daemon.http import (
     parse_push_events,
     serve_http,
 )
+from drd.errors import StateError
 from drd.metrics import Metrics
 
 TOKEN = "webhook-token-for-tests"  # noqa: S105 - a test value, not a credential
@@ -118,9 +119,12 @@ class Hooks:
     token: str | None = TOKEN
     ready: bool = False
     pushes: list[list[Push]] = field(default_factory=list)
+    state_down: bool = False  # the state database cannot queue pushes
 
     def hooks(self) -> HttpHooks:
         async def on_push(pushes: list[Push]) -> tuple[int, int]:
+            if self.state_down:
+                raise StateError("state database 127.0.0.1:5432/drd: connection refused")
             self.pushes.append(pushes)
             return len(pushes), 0
 
@@ -194,6 +198,23 @@ async def test_requests_without_the_right_token_are_refused(
         assert error in (await resp.json())["error"]
     assert endpoint.hooks.pushes == []
     assert endpoint.count(401) == 1.0
+
+
+async def test_pushes_that_cannot_be_queued_are_refused_503_for_the_sender_to_retry(
+    endpoint: Endpoint,
+) -> None:
+    """The state is unreachable: 503 with Retry-After and the reason, not a 202 or a 500."""
+    endpoint.hooks.state_down = True
+    body = json.dumps(envelope(push_event("team/app", "v1")))
+    async with endpoint.session.post(f"{endpoint.url}/webhook", data=body, headers=BEARER) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "30"
+        error = (await resp.json())["error"]
+    assert error == (
+        "cannot queue the pushes: state database 127.0.0.1:5432/drd: connection refused"
+    )
+    assert endpoint.count(503) == 1.0
+    assert endpoint.count(202) == 0.0
 
 
 async def test_the_webhook_is_off_without_a_configured_token(endpoint: Endpoint) -> None:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from drd.config import Daemon
 from drd.durations import parse_duration
-from drd.metrics import Metrics
+from drd.metrics import PER_NODE, Metrics
 from tests.servers import missing
 from tests.trust.signing import cached_key
 
@@ -185,6 +185,29 @@ def test_alert_rules_parse_and_use_only_exported_metrics() -> None:
     alerts = {rule["alert"] for rule in rules}
     for kind in ("LagOverRPO", "ReplicationFailing", "SnapshotStale", "DrillFailed", "DrillStale"):
         assert any(kind in alert for alert in alerts), kind
+
+
+def test_alerts_aggregate_cluster_wide_series_across_nodes() -> None:
+    """
+    Every node of a cluster exports the same cluster-wide series (they carry no ``node``):
+    each alert reads every one of them through ``max``/``min`` by labels other than node,
+    so it fires once per policy/target or endpoint, and its ``on()`` matching never meets
+    two nodes' copies (many-to-many). Per-node series keep their node label.
+    """
+    document = yaml.safe_load(ALERTS.read_text())
+    rules = [rule for group in document["groups"] for rule in group["rules"]]
+    checked = 0
+    for rule in rules:
+        expr = " ".join(rule["expr"].split())
+        for name in referenced_metrics(expr):
+            if name.removesuffix("_total") in PER_NODE:
+                continue
+            occurrences = len(re.findall(rf"\b{name}\b", expr))
+            grouped = re.findall(rf"\b(?:max|min) ?(?:by \(([^)]*)\) )?\(\s*{name}\b", expr)
+            assert len(grouped) == occurrences, f"{rule['alert']}: {name} not aggregated"
+            assert all("node" not in by for by in grouped), f"{rule['alert']}: {name} by node"
+            checked += 1
+    assert checked >= 8
 
 
 def test_the_dashboard_parses_and_uses_only_exported_metrics() -> None:

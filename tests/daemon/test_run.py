@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from drd.metrics import PER_NODE
 from drd.oci.digest import Digest
 from tests.daemon.process import (
     Daemon,
@@ -303,6 +305,35 @@ def test_the_snapshot_job_runs_on_start_and_is_recorded(setup: Setup) -> None:
     listed = run_drd("snapshot", "list", "--json", "--config", str(daemon.config), env=setup.env)
     assert listed.returncode == 0, listed.stderr.decode()
     assert [s["id"] for s in json.loads(listed.stdout)["snapshots"]] == [finished["id"]]
+
+
+def test_per_node_metrics_carry_the_host_name_as_node_and_cluster_wide_ones_none(
+    setup: Setup,
+) -> None:
+    """
+    A single node without ``[daemon] node``: every per-node series on /metrics carries
+    node="<host name>" (stable across restarts); lag, pending and the targets carry no node.
+    """
+    host = socket.gethostname()
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(setup.daemon.metrics_text())
+    }
+    for name in ("drd_build_info", "drd_replication_runs", "drd_snapshot_runs", "drd_job_runs"):
+        samples = families[name].samples
+        assert samples, name
+        assert {s.labels.get("node") for s in samples} == {host}, name
+    for name in PER_NODE:
+        assert all(s.labels.get("node") == host for s in families[name].samples), name
+    for name in (
+        "drd_replication_lag_seconds",
+        "drd_replication_pending_changes",
+        "drd_snapshot_last_success_timestamp_seconds",
+        "drd_rpo_target_seconds",
+    ):
+        samples = families[name].samples
+        assert samples, name
+        assert all("node" not in s.labels for s in samples), name
 
 
 def test_status_prints_what_the_daemon_recorded(setup: Setup) -> None:

@@ -227,14 +227,17 @@ def test_state_migrate_and_status_against_postgresql(
 
 
 def test_state_migrate_on_sqlite_reports_its_version(tmp_path: Path) -> None:
-    """Without a URL the SQLite file is created at its (only) version."""
-    result = drd("state", "migrate", "--config", str(write(tmp_path, "")), "--json", env=_env())
+    """Without a URL the SQLite file is created and brought to its version by forward steps."""
+    config = str(write(tmp_path, ""))
+    result = drd("state", "migrate", "--config", config, "--json", env=_env())
+    again = drd("state", "migrate", "--config", config, "--json", env=_env())
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "state": str(tmp_path / "state" / "state.db"),
-        "applied": [],
-        "version": 1,
+        "applied": [2],
+        "version": 2,
     }
+    assert json.loads(again.stdout)["applied"] == []
 
 
 def test_state_migrate_against_a_server_that_is_down_fails_cleanly(tmp_path: Path) -> None:
