@@ -485,6 +485,9 @@ class Metrics:
                 held.add(target)
                 reason = "DeletionBrake" if plan.braked else "DeletionFailed"
                 self.errors.labels(policy, target, reason).inc()
+        for target in sorted(report.unreachable.keys() - report.stats.keys()):
+            # Skipped at the start of the pass: one failed pass for it, not one per item.
+            self.errors.labels(policy, target, "RegistryUnavailable").inc()
         for target, stats in report.stats.items():
             self.bytes_copied.labels(policy, target).inc(stats.bytes_copied)
             self.blobs.labels(policy, target, "copied").inc(stats.blobs_copied)

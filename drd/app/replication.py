@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from drd.app.outcome import Outcome, of_error, run_word
+from drd.app.reach import unreachable
 from drd.config import Settings
-from drd.errors import StateError
+from drd.errors import RegistryError, StateError
 from drd.metrics import Metrics
 from drd.progress import Tally
 from drd.replicate.cache import TagCache
+from drd.replicate.copier import CopyStats
 from drd.replicate.deletions import Recorder
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
@@ -64,24 +66,34 @@ async def run_pass(
     """
     started = time.time()
     async with contextlib.AsyncExitStack() as stack:
-        if gate is not None:
-            await stack.enter_async_context(gate.running())
         stack.enter_context(
             structlog.contextvars.bound_contextvars(job=job, run_id=new_run_id(), trigger=trigger)
         )
-        report = await run_policy(
-            policy,
-            res.registries[source],
-            {target: res.registries[target] for target in targets},
-            res.retry,
-            verifier=verifier,
-            only=only,
-            dry_run=dry_run,
-            cache=cache,
-            progress=progress,
-            gate=gate,
-            recorder=recorder,
-        )
+        # Asked first, not found out item by item: a dead endpoint costs one request.
+        down = await unreachable({name: res.registries[name] for name in {source, *targets}})
+        live = [target for target in targets if target not in down]
+        if source in down or not live:
+            report = _nothing_reached(policy.name, source, targets, down, dry_run=dry_run)
+        else:
+            if gate is not None:
+                await stack.enter_async_context(gate.running())
+            report = await run_policy(
+                policy,
+                res.registries[source],
+                {target: res.registries[target] for target in live},
+                res.retry,
+                verifier=verifier,
+                only=only,
+                dry_run=dry_run,
+                cache=cache,
+                progress=progress,
+                gate=gate,
+                recorder=recorder,
+            )
+            report.unreachable = {
+                **{name: str(why) for name, why in down.items()},
+                **report.unreachable,
+            }
     if dry_run:
         return report
     finished = time.time()
@@ -109,6 +121,29 @@ async def run_pass(
             log.warning("replicate.not_recorded", error=str(exc))
     if metrics is not None:
         metrics.record_replication(report, full=full, finished_at=finished)
+    return report
+
+
+def _nothing_reached(
+    policy: str,
+    source: str,
+    targets: Sequence[str],
+    down: dict[str, RegistryError],
+    *,
+    dry_run: bool,
+) -> PolicyReport:
+    """
+    The report of a pass that did not start: its source, or every target, could not be
+    reached. A dead source is the pass's error (at every target, as a pass that ended
+    there records it); dead targets are its unreachable ones.
+    """
+    report = PolicyReport(policy=policy, source=source, dry_run=dry_run)
+    if source in down:
+        report.exception = down[source]
+        report.error = f"source {source} unreachable: {down[source]}; nothing copied"
+        report.stats = {target: CopyStats() for target in targets if target not in down}
+    report.unreachable = {name: str(why) for name, why in down.items() if name != source}
+    log.error("replicate.pass_failed", policy=policy, error=report.problem)
     return report
 
 

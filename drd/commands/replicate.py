@@ -11,6 +11,7 @@ from drd.app.active import load_active_settings
 from drd.app.history import open_history
 from drd.app.outcome import Outcome
 from drd.app.replication import replicate_once, replication_outcome, unknown_policies
+from drd.commands.folding import fold_items
 from drd.commands.output import emit, fail
 from drd.commands.units import iec
 from drd.progress import for_terminal, shown
@@ -27,6 +28,12 @@ def register(sub: Any, command: Any) -> None:
         "--dry-run",
         action="store_true",
         help="print the plan, with what the trust policy would reject and why; change nothing",
+    )
+    rep.add_argument(
+        "--all-tags",
+        action="store_true",
+        help="list signature, attestation, SBOM and referrers tags as their own lines"
+        " (default: folded into their image's line; --json lists every tag)",
     )
     rep.add_argument(
         "--no-cache",
@@ -70,15 +77,20 @@ async def replicate(args: argparse.Namespace) -> Outcome:
                 state=state,
                 progress=tally,
             )
-    emit(args, {"policies": [r.to_json() for r in reports]}, render(reports))
+    emit(
+        args,
+        {"policies": [r.to_json() for r in reports]},
+        render(reports, all_tags=args.all_tags),
+    )
     return replication_outcome(reports)
 
 
-def render(reports: list[PolicyReport]) -> str:
+def render(reports: list[PolicyReport], *, all_tags: bool = False) -> str:
     """
     Human text: one block per policy. An unreachable target is one line, first; items
     that ended the same way for the same reason at one target are one line with a count;
-    merely skipped items are left out.
+    merely skipped items are left out. Signature, attestation, SBOM and referrers tags
+    are folded into their image's line (*all_tags*: listed as their own lines).
     """
     lines: list[str] = []
     for report in reports:
@@ -93,14 +105,13 @@ def render(reports: list[PolicyReport]) -> str:
             lines.append(f"  {_unreachable_line(report, target, why)}")
         if report.error:
             lines.append(f"  error: {report.error}")
-        shown = [
+        listed = [
             i
             for i in report.items
-            if i.outcome != "skipped"
-            and not (i.target in report.unreachable and i.outcome == "failed")
+            if not (i.target in report.unreachable and i.outcome == "failed")
         ]
         lines += _render_deletions(report)
-        lines += [f"  {line}" for line in item_lines(shown)]
+        lines += [f"  {line}" for line in item_lines(listed, all_tags=all_tags)]
     return "\n".join(lines)
 
 
@@ -117,28 +128,43 @@ def _unreachable_line(report: PolicyReport, target: str, why: str) -> str:
 GROUP_OVER = 3
 
 
-def item_lines(items: Sequence[ItemResult]) -> list[str]:
+def item_lines(items: Sequence[ItemResult], *, all_tags: bool = False) -> list[str]:
     """
-    One line per item, in (target, repository, tag) order; failed and rejected items
-    sharing a target and a reason collapse into one line with their count and the first
-    few names once there are more than `GROUP_OVER`.
+    One line per item that was not merely skipped, in (target, repository, tag) order,
+    attached tags folded into their image's line unless *all_tags*; failed and rejected
+    lines sharing a target and a reason collapse into one line with their count and the
+    first few names once there are more than `GROUP_OVER`.
     """
+    folded = [
+        line
+        for line in fold_items(
+            items,
+            scope=lambda i: (i.target, i.repository),
+            ending=lambda i: (i.outcome, i.reason),
+            all_tags=all_tags,
+        )
+        if line.ending.outcome != "skipped"
+    ]
     groups: dict[tuple[str, str, str], list[ItemResult]] = {}
-    for item in items:
-        if item.outcome in ("failed", "rejected"):
-            groups.setdefault((item.outcome, item.target, item.reason), []).append(item)
+    for line in folded:
+        end = line.ending
+        if end.outcome in ("failed", "rejected"):
+            groups.setdefault((end.outcome, end.target, end.reason), []).append(line.item)
     lines: list[tuple[tuple[str, str, str], str]] = []
-    for item in items:
-        group = groups.get((item.outcome, item.target, item.reason), [])
-        if len(group) > GROUP_OVER:
+    for line in folded:
+        item, end = line.item, line.ending
+        if len(groups.get((end.outcome, end.target, end.reason), [])) > GROUP_OVER:
             continue
-        moved = f" (moved from {item.moved_from[:19]})" if item.moved_from else ""
-        reason = f": {item.reason}" if item.reason else ""
+        # A line of attached items alone shows the image's digest: their own move is theirs.
+        moved = (
+            f" (moved from {item.moved_from[:19]})" if item.moved_from and not line.alone else ""
+        )
+        reason = f": {end.reason}" if end.reason else ""
         lines.append(
             (
                 (item.target, item.repository, item.tag),
-                f"{item.outcome:8} {item.target} {item.repository}:{item.tag} "
-                f"{item.digest[:19]}{moved}{reason}",
+                f"{end.outcome:8} {item.target} {item.repository}:{item.tag} "
+                f"{item.digest[:19]}{moved}{line.note()}{reason}",
             )
         )
     for (outcome, target, reason), group in groups.items():

@@ -17,6 +17,7 @@ from drd.app.outcome import Outcome
 from drd.app.restore import restore_from_settings
 from drd.app.settings_restore import restore_settings
 from drd.app.snapshots import snapshots_config
+from drd.commands.folding import fold_items
 from drd.commands.output import emit, fail
 from drd.commands.units import abbreviate, iec, short
 from drd.config import load_settings
@@ -58,6 +59,12 @@ def register(sub: Any, command: Any) -> None:
         "--source", default=None, help="snapshots of this endpoint (default: [snapshots].source)"
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument(
+        "--all-tags",
+        action="store_true",
+        help="list signature, attestation, SBOM and referrers tags as their own lines"
+        " (default: folded into their image's line; --json lists every tag)",
+    )
     p.add_argument(
         "--yes",
         action="store_true",
@@ -133,7 +140,7 @@ async def restore(args: argparse.Namespace) -> Outcome:
             )
     if report is None:
         return fail(args, f"restore into {args.to} not confirmed; nothing was written")
-    emit(args, report.to_json(), render(report))
+    emit(args, report.to_json(), render(report, all_tags=args.all_tags))
     return Outcome.OK if report.ok else Outcome.FAILED
 
 
@@ -161,8 +168,12 @@ async def _confirmed(endpoint: str, snapshot_id: str, drill_target: str | None) 
     return str(answer).strip() == endpoint
 
 
-def render(report: RestoreReport) -> str:
-    """Human text: one summary line, then one line per tag that is not already right."""
+def render(report: RestoreReport, *, all_tags: bool = False) -> str:
+    """
+    Human text: one summary line, then one line per tag that is not already right, with
+    signature, attestation, SBOM and referrers tags folded into their image's line
+    (*all_tags*: listed as their own lines).
+    """
     s = report.summary()
     mode = " (dry run)" if report.dry_run else ""
     lines = [
@@ -172,14 +183,21 @@ def render(report: RestoreReport) -> str:
         f"{s['blobs_from_store'] + s['blobs_from_endpoints']} blobs uploaded "
         f"({iec(s['bytes_uploaded'])}), {s['blobs_mounted']} mounted in {s['duration_s']}s"
     ]
-    for item in report.items:
-        if item.outcome == "unchanged":
+    for line in fold_items(
+        report.items,
+        scope=lambda i: i.repository,
+        ending=lambda i: (i.outcome, i.action, i.reason),
+        all_tags=all_tags,
+    ):
+        item, end = line.item, line.ending
+        if end.outcome == "unchanged":
             continue
-        moved = f" (from {short(item.moved_from)})" if item.moved_from else ""
-        reason = f": {abbreviate(item.reason)}" if item.reason else ""
-        label = item.action if item.outcome == "planned" else item.outcome
+        moved = f" (from {short(item.moved_from)})" if item.moved_from and not line.alone else ""
+        reason = f": {abbreviate(end.reason)}" if end.reason else ""
+        label = end.action if end.outcome == "planned" else end.outcome
         lines.append(
-            f"  {label:9} {item.repository}:{item.tag} {short(item.digest)}{moved}{reason}"
+            f"  {label:9} {item.repository}:{item.tag} {short(item.digest)}{moved}"
+            f"{line.note()}{reason}"
         )
     for where, reason in sorted(report.failures.items()):
         lines.append(f"  failed    {abbreviate(where)}: {abbreviate(reason)}")

@@ -136,6 +136,13 @@ def _is_sbom(media_type: str) -> bool:
 
 
 _NOUN = {SIGNATURE: "signature", ATTESTATION: "attestation", SBOM: "SBOM"}
+
+
+def kind_noun(kind: str) -> str:
+    """What an attached tag of *kind* holds, for people: ``signature``, ``referrers index``."""
+    return _NOUN.get(kind, "referrers index")
+
+
 _LAYER_CHECK = {
     SIGNATURE: lambda t: t == mediatype.COSIGN_SIMPLESIGNING,
     ATTESTATION: lambda t: t == DSSE_ENVELOPE,

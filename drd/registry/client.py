@@ -75,6 +75,9 @@ PAGE_SIZE = 1000
 MAX_PAGES = 10_000
 MAX_LIST_BODY = 32 * 1024 * 1024
 _MAX_TOKEN_BODY = 1024 * 1024
+# Seconds the reachability check at the start of a pass waits for an answer: long enough
+# for a TLS handshake across regions, short enough that a dead endpoint costs little.
+PROBE_DEADLINE_S = 10.0
 
 
 @dataclass
@@ -476,6 +479,29 @@ class RegistryClient:
                 pass
 
         await self._retrying("registry.ping", go)
+
+    async def probe(self, deadline_s: float = PROBE_DEADLINE_S) -> None:
+        """
+        Whether the endpoint can be reached at all: one ``GET /v2/``, never retried, within
+        *deadline_s*. Any HTTP answer counts, an error status included (the requests that
+        follow report those with their retries); a 401's challenge is kept, so a password
+        goes with the next request instead of after a refusal.
+
+        Raises:
+            RegistryUnavailable: no connection, or no answer within *deadline_s*.
+            RegistryError: TLS with the endpoint failed.
+        """
+        auth = self._auth_header(self._scope(""))
+        headers = {"Authorization": auth} if auth is not None else {}
+        async with self.limits.slot(), self._deadline(deadline_s, "reachability check"):
+            resp = await self._send("GET", self._url("/v2/"), headers, None, "")
+            try:
+                if resp.status == 401 and self._tokens.challenge is None:
+                    self._tokens.challenge = parse_challenge(
+                        resp.headers.get("WWW-Authenticate", "")
+                    )
+            finally:
+                resp.release()
 
     async def catalog(self) -> list[str]:
         """

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from drd.errors import DrdError
+from drd.oci.referrers import subject_of_tag
 from drd.replicate.copier import CopyStats
 from drd.replicate.deletions import TargetDeletions
 
@@ -26,6 +27,17 @@ class ItemResult:
     moved_from: str = ""
     key: str = ""  # fingerprint of the key that verified it, when verified
     error: str = ""  # error class name for failures, a bounded metric label
+
+
+def item_json(item: ItemResult) -> dict[str, Any]:
+    """
+    The machine form of *item*. A signature, attestation, SBOM or referrers tag also
+    names its ``subject``: the digest of the image it belongs to (text folds it there).
+    """
+    doc = asdict(item)
+    if (subject := subject_of_tag(item.tag)) is not None:
+        doc["subject"] = str(subject)
+    return doc
 
 
 @dataclass
@@ -112,6 +124,6 @@ class PolicyReport:
             "unreachable": dict(self.unreachable),
             "summary": self.summary(),
             "targets": {name: asdict(stats) for name, stats in self.stats.items()},
-            "items": [asdict(item) for item in self.items],
+            "items": [item_json(item) for item in self.items],
             "deletions": {name: d.to_json() for name, d in self.deletions.items()},
         }

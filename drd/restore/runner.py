@@ -34,6 +34,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
+from drd.oci.referrers import subject_of_tag
 from drd.progress import Tally
 from drd.registry.client import CHUNK, RegistryClient
 from drd.registry.stream import verified_chunks
@@ -125,6 +126,8 @@ class RestoreReport:
                     "outcome": i.outcome,
                     "moved_from": i.moved_from,
                     "reason": i.reason,
+                    # An attached tag names the image it belongs to (text folds it there).
+                    **({"subject": str(d)} if (d := subject_of_tag(i.tag)) else {}),
                 }
                 for i in self.items
             ],
