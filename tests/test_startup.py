@@ -14,12 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from drd import __version__
 from tests.images import make_image, push_image
 from tests.servers import LocalRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Loaded only where used: metrics by the daemon, explanations by `drd config` and errors,
+# Loaded only where used: metrics by the daemon, explanations by `drd config check`,
 # deletions by a policy that propagates them, trust by a policy that requires signatures.
 LAZY = (
     "prometheus_client",
@@ -73,7 +74,7 @@ def test_help_and_version_load_no_config_models_and_no_http() -> None:
         assert result.returncode == 0, result.stderr[-2000:]
         assert under(names, ENGINES + LAZY) == [], args
     result, _ = imports_of("version", "--json")
-    assert json.loads(result.stdout) == {"version": __import__("drd").__version__}
+    assert json.loads(result.stdout) == {"version": __version__}
 
 
 async def test_a_replicate_no_op_imports_only_what_the_pass_uses(
