@@ -162,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The arguments did not parse, so --json is looked for among them as given.
         report_error(argparse.Namespace(json=_asks_json(argv)), "usage", str(exc))
         return EXIT_USAGE
+    finally:
+        collect_from_here()
     logs.configure(level=log_level(args))
     try:
         outcome: Outcome = asyncio.run(args.handler(args))
@@ -186,6 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("drd.internal_error")
         return EXIT_SOFTWARE
     return EXIT_CODES[outcome]
+
+
+def collect_from_here() -> None:
+    """
+    Start-up is over (the command's module is loaded): when `drd.__main__` turned the
+    garbage collector off for it, freeze everything start-up made (later collections,
+    the daemon's included, skip it) and turn the collector back on. A no-op otherwise.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def log_level(args: argparse.Namespace) -> str:

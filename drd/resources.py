@@ -15,13 +15,13 @@ from drd.oci.manifest import Manifest
 from drd.oci.referrers import AttachedTag
 from drd.registry.client import Limits, RegistryClient
 from drd.registry.transport import TLSSettings, build_http_client
-from drd.replicate.deletions import Recorded, Recorder
 from drd.replicate.runner import TrustCheck
 from drd.retry import RetryHook, RetryPolicy
 from drd.selection.filters import RepoFilter, tag_filter
 from drd.selection.policy import Brake, Policy
 
 if TYPE_CHECKING:
+    from drd.replicate.deletions import Recorded, Recorder
     from drd.trust.fulcio import KeylessTrust
     from drd.trust.keys import TrustPolicy
     from drd.trust.notation_trust import NotationTrust
@@ -124,6 +124,7 @@ def deletion_recorder(config: Snapshots | None, retry: RetryPolicy) -> Recorder 
 
     async def record(target: str, client: RegistryClient, repositories: Sequence[str]) -> Recorded:
         # Imported on use: a pass that deletes nothing never loads the snapshot package.
+        from drd.replicate.deletions import Recorded
         from drd.snapshot.collect import take_snapshot
         from drd.snapshot.sign import IndexKey
         from drd.store.open import open_store

@@ -17,11 +17,9 @@ from drd.app.outcome import Outcome, of_error, run_word
 from drd.app.reach import unreachable
 from drd.config import Settings
 from drd.errors import RegistryError, StateError
-from drd.metrics import Metrics
 from drd.progress import Tally
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import CopyStats
-from drd.replicate.deletions import Recorder
 from drd.replicate.report import PolicyReport
 from drd.replicate.runner import Verifier, run_policy
 from drd.resources import Resources, deletion_recorder, policy_from_config, verifier_for
@@ -30,6 +28,10 @@ from drd.state import RunRecord, StateStore
 from drd.timeline import new_run_id
 
 if TYPE_CHECKING:
+    # Types only: prometheus_client (under drd.metrics) is loaded by the daemon that
+    # writes metrics, and the deletions module by a policy that propagates deletions.
+    from drd.metrics import Metrics
+    from drd.replicate.deletions import Recorder
     from drd.state.leases import LeaseGate
 
 log = structlog.get_logger(__name__)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd import __version__
 from drd.app.outcome import Outcome
 from drd.commands.output import emit
-from drd.config import Settings, describe, load_settings
+
+if TYPE_CHECKING:
+    from drd.config import Settings
 
 
 def register(sub: Any, command: Any) -> None:
@@ -33,6 +35,9 @@ async def config(args: argparse.Namespace) -> Outcome:
     Load and resolve the configuration (exit 78 when invalid) and say what it holds in
     one line; with --show, the resolved configuration too, secrets masked.
     """
+    # Imported here: `drd version`, registered by this module too, loads no config models.
+    from drd.config import describe, load_settings
+
     settings = load_settings(args.config)
     resolved = describe(settings)
     line = summary(settings)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd.errors import DrdError
 from drd.oci.referrers import subject_of_tag
 from drd.replicate.copier import CopyStats
-from drd.replicate.deletions import TargetDeletions
+
+if TYPE_CHECKING:
+    from drd.replicate.deletions import TargetDeletions
 
 OUTCOMES = ("copied", "skipped", "failed", "drift", "rejected", "planned")
 

@@ -14,7 +14,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -48,19 +48,16 @@ from drd.progress import Tally
 from drd.registry.client import RegistryClient
 from drd.replicate.cache import TagCache
 from drd.replicate.copier import Copier, CopyStats, TargetState
-from drd.replicate.deletions import (
-    Recorder,
-    TargetDeletions,
-    apply_deletions,
-    deletable,
-    plan_deletions,
-)
 from drd.replicate.plan import Action, Copy, Drift, Skip, plan_attached, plan_tags
 from drd.replicate.referrers import MAX_DEPTH as REFERRER_DEPTH
 from drd.replicate.referrers import ReferrerWalk
 from drd.replicate.report import ItemResult, PolicyReport
 from drd.retry import RetryPolicy
 from drd.selection.policy import Policy
+
+if TYPE_CHECKING:
+    # Loaded where a policy propagates deletions (`_plan_deletions`), not by every pass.
+    from drd.replicate.deletions import Recorder, TargetDeletions
 
 log = structlog.get_logger(__name__)
 
@@ -577,6 +574,8 @@ async def _plan_deletions(
     only_tags: set[str] | None,
 ) -> None:
     """Note the tags of *repo* at *target_name* that the source no longer lists."""
+    from drd.replicate.deletions import TargetDeletions, deletable, plan_deletions
+
     selects = state.policy.tags.matches
     plan = state.deletions.setdefault(target_name, TargetDeletions())
     plan.managed += sum(1 for tag in listed if deletable(tag, selects))
@@ -610,6 +609,10 @@ async def _plan_deletions(
 
 async def _delete(state: _Pass, recorder: Recorder | None) -> None:
     """Apply each reachable target's planned deletions (see `drd.replicate.deletions`)."""
+    if not state.deletions:
+        return
+    from drd.replicate.deletions import apply_deletions
+
     for name, plan in sorted(state.deletions.items()):
         if name in state.down:
             continue
