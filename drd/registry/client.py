@@ -225,6 +225,9 @@ class RegistryClient:
         self._auth_hosts = auth_hosts
         self._tokens = _Tokens()
         self._referrers_api: bool | None = None
+        # Held by the first referrers call while the API is unknown: the others wait for
+        # its answer instead of each asking (a no-op pass asks for every tag at once).
+        self._referrers_probe = asyncio.Lock()
         self.requests = 0  # how many HTTP requests this client sent (benchmarks read it)
 
     # ------------------------------------------------------------------ plumbing
@@ -787,11 +790,20 @@ class RegistryClient:
         *digest*'s referrers through the referrers API, every page (``Link: rel="next"``),
         at most `MAX_REFERRERS`; narrowed to *artifact_type* when given (by the registry
         when it applies the filter, else here). None when the registry has no referrers
-        API (remembered per client: asked once).
+        API (remembered per client: asked once, by one call while the others wait).
         """
         validate_repository(repository)
+        if self._referrers_api is None:
+            async with self._referrers_probe:
+                if self._referrers_api is None:
+                    return await self._referrers_listing(repository, digest, artifact_type)
         if self._referrers_api is False:
             return None
+        return await self._referrers_listing(repository, digest, artifact_type)
+
+    async def _referrers_listing(
+        self, repository: str, digest: Digest, artifact_type: str
+    ) -> list[Descriptor] | None:
         query = f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else ""
         url: str | None = self._url(f"/v2/{repository}/referrers/{digest}{query}")
         found: dict[Digest, Descriptor] = {}

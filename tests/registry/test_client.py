@@ -7,6 +7,7 @@ A `FaultProxy` that injects nothing sits in front where a test counts requests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,7 @@ from drd.oci.digest import Digest
 from drd.oci.manifest import Manifest
 from drd.registry.client import Limits
 from tests.clients import open_client
-from tests.faults import Fault, fault_proxy
+from tests.faults import Fault, FaultProxy, fault_proxy
 from tests.images import (
     RegistryWriter,
     make_image,
@@ -354,3 +355,26 @@ async def test_referrers_come_from_the_api_when_there_is_one(
     assert [(d.digest, d.artifact_type) for d in found] == [(sbom.digest, "application/spdx+json")]
     assert proxy.calls("referrers") == 1
     assert not [s for s in proxy.requests("manifest_get") if "sha256-" in s.path]
+
+
+@pytest.mark.parametrize("emulated", [False, True], ids=["no-referrers-api", "referrers-api"])
+async def test_the_referrers_api_is_probed_by_one_call_while_the_others_wait(
+    source_registry: LocalRegistry, repo: str, emulated: bool
+) -> None:
+    """
+    Eight concurrent referrers calls on a fresh client: without the API, one request
+    learns it is missing and all eight get None; with it (emulated in front of
+    distribution), the first call's answer lets the other seven ask at once, one
+    request each, and every call gets its subject's (empty) listing.
+    """
+    images = [make_image(f"{repo}/{i}") for i in range(8)]
+    for i, image in enumerate(images):
+        await push_image(source_registry, repo, image, f"v{i}")
+    with FaultProxy(source_registry.url, emulate_referrers=emulated) as proxy:
+        async with open_client(proxy.url) as client:
+            found = await asyncio.gather(
+                *(client.referrers_by_api(repo, image.digest) for image in images)
+            )
+        asked = proxy.calls("referrers")
+    assert found == ([[]] * 8 if emulated else [None] * 8)
+    assert asked == (8 if emulated else 1)
