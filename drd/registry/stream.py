@@ -15,9 +15,9 @@ from drd.oci.digest import Digest
 
 # Bytes handed to the hashing thread at once. Hashing in a worker thread takes SHA-256
 # (0.6 CPU-seconds per GiB) off the event loop, which meanwhile moves the next bytes:
-# hashlib releases the GIL for buffers this large. At most two batches per stream are
-# alive beyond the socket buffers (one hashing, one filling): 8 MiB for 8 streams.
-HASH_BATCH = 2 * 1024 * 1024
+# hashlib releases the GIL for buffers this large. At most two batches (and a read chunk
+# each) per stream are alive beyond the socket buffers: one hashing, one filling.
+HASH_BATCH = 1024 * 1024
 # Smaller remainders are hashed on the loop: a thread hop costs more than they do.
 INLINE_HASH = 256 * 1024
 
