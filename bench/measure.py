@@ -41,6 +41,7 @@ class Run:
     failed: str = ""
     extra: dict[str, object] = field(default_factory=dict)
     registry_cpu_s: dict[str, float] = field(default_factory=dict)  # "src"/"dst" → seconds
+    load1: float = 0.0  # the 1-minute load average as the run ended: others' work meanwhile
 
     @property
     def total_requests(self) -> int:
@@ -53,6 +54,7 @@ class Run:
         self.invocations += other.invocations
         self.requests.update(other.requests)
         self.failed = self.failed or other.failed
+        self.load1 = max(self.load1, other.load1)
         for label, seconds in other.registry_cpu_s.items():
             self.registry_cpu_s[label] = round(self.registry_cpu_s.get(label, 0.0) + seconds, 2)
 
@@ -125,6 +127,7 @@ def timed(
         cpu_s=stats.get("user", 0.0) + stats.get("system", 0.0),
         rss_kib=int(stats.get("rss", 0)),
         invocations=1,
+        load1=round(os.getloadavg()[0], 2),
     )
     for log in logs:
         run.requests.update(log.since_mark())

@@ -124,6 +124,9 @@ class Bench:
             problems = sorted({p for _, found in measured for p in found}) or problems
             row = self.row(phase, tool, run, change, problems)
             row["walls"] = [round(m[0].wall_s, 3) for m in measured]
+            # Per round, in run order: the registries' CPU moves as much as the wall time.
+            row["registry_cpus"] = [m[0].registry_cpu_s for m in measured]
+            row["loads"] = [m[0].load1 for m in measured]
             row["failed"] = next((m[0].failed for m in measured if m[0].failed), "")
             self.rows.append(row)
 

@@ -49,7 +49,11 @@ async def _layer_at(target: LocalRegistry, repo: str, image_seed: str, size: int
 async def test_a_large_layer_goes_up_in_one_streamed_put_by_default(
     source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
 ) -> None:
-    """With no chunk_size, every blob is one POST then one PUT carrying all its bytes."""
+    """
+    With no chunk_size, every blob is one POST then one PUT carrying all its bytes,
+    framed as the raw copy frames it: a declared Content-Length, not chunked, no
+    ``Expect: 100-continue``, no content coding, so the registry does no extra work.
+    """
     image = make_image(repo, layer_size=LAYER)
     await push_image(source_registry, repo, image, "v1")
 
@@ -61,6 +65,11 @@ async def test_a_large_layer_goes_up_in_one_streamed_put_by_default(
     assert not [u for u in uploads if u[0] == "upload_patch"]
     puts = sorted(size for kind, size, _ in uploads if kind == "upload_put")
     assert puts == sorted([len(image.layers[0].data), len(image.config.data)])
+    for put in proxy.requests("upload_put"):
+        headers = {name.lower(): value for name, value in put.headers.items()}
+        assert headers["content-length"] == str(put.body_size)
+        assert headers["content-type"] == "application/octet-stream"
+        assert not {"transfer-encoding", "expect", "content-encoding"} & headers.keys()
     assert await _layer_at(target_registry, repo, repo) == image.layers[0].data
 
 
