@@ -8,6 +8,7 @@ import datetime as dt
 import email.utils
 import json
 import math
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -210,16 +211,33 @@ def transport_errors(registry: str, repository: str = "") -> Iterator[None]:
                 registry=registry,
             ) from exc
         raise RegistryUnavailable(
-            f"cannot talk to {registry}: {type(exc).__name__}: {exc}",
+            f"cannot talk to {registry}: {failure_reason(exc)}",
             registry=registry,
             repository=repository,
         ) from exc
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise RegistryUnavailable(
-            f"cannot talk to {registry}: {type(exc).__name__}: {exc}",
+            f"cannot talk to {registry}: {failure_reason(exc)}",
             registry=registry,
             repository=repository,
         ) from exc
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short reason for a failed connection or request, for one line of output.
+
+    The operating system's words where there are some ("connection refused"), rather than
+    aiohttp's message, which repeats the host and adds ``ssl:default``.
+    """
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.errno:
+        words = os.strerror(os_error.errno)
+        return words[:1].lower() + words[1:]
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer in time (timeout)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _certificate_alert(exc: BaseException) -> str | None:
