@@ -228,7 +228,8 @@ async def leave(state: PostgresState, node: str) -> None:
 async def cluster(state: PostgresState, *, ttl: float) -> dict[str, Any]:
     """
     What ``drd status`` shows of the cluster: the live nodes (heartbeat within *ttl*) with
-    the leases each holds (units and queued pushes), the holder of each singleton job,
+    the leases each holds (units and queued pushes), the holder of each singleton job and
+    of each singleton lock (failover, failback),
     the unclaimed units and queued pushes (``unclaimed``) and of those the pushes (``queued``).
     """
     async with state.transaction() as cur:
@@ -249,6 +250,11 @@ async def cluster(state: PostgresState, *, ttl: float) -> dict[str, Any]:
             (SINGLETONS,),
         )
         leaders = await cur.fetchall()
+        await cur.execute(
+            "SELECT name AS job, node AS owner FROM locks WHERE expires_at >= drd_now()"
+            " ORDER BY name"
+        )
+        leaders += await cur.fetchall()  # failover, failback (drd.state.locks)
     return {
         "nodes": [
             {

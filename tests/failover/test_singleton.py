@@ -135,12 +135,15 @@ async def test_a_failover_while_another_holds_the_lock_exits_75_and_changes_noth
             taken = datetime.now(UTC)
             over = await _drd(path, "ops-b", "failover", "--to", "dr")
             back = await _drd(path, "ops-b", "failback")
+            status = await _drd(path, "ops-b", "status", "--json")
             with pytest.raises(Busy) as raised:
                 async with exclusive(state, FAILOVER_LOCK, node="ops-c", ttl=TTL_S):
                     pass
         assert read_active(settings.daemon.state_dir) is None
         assert not calls.exists()
         after = await _drd(path, "ops-b", "failover", "--to", "dr")
+    if "url" in backend:  # the cluster's view names who runs the failover
+        assert json.loads(status.stdout)["leaders"] == {"failover": "ops-a"}, status.stdout
     for blocked in (over, back):
         assert blocked.returncode == EXIT_BUSY, blocked.stderr
         match = re.search(
