@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from drd.commands.units import Listed, fold_attached, iec, short
+from drd.commands.units import iec, short
 from drd.oci.digest import Digest
-from drd.oci.referrers import attestation_tag, fallback_tag, signature_tag
+from drd.oci.referrers import signature_tag
 from tests.images import make_cosign_signature, make_image, push_image
 from tests.servers import LocalRegistry
 from tests.snapshot.helpers import json_out, run_drd, store_config, write_config
@@ -45,32 +45,11 @@ def test_short_digest() -> None:
     assert short(None) == ""
 
 
-def test_attached_tags_fold_under_the_first_tag_of_their_image() -> None:
-    """Signature, attestation and referrer tags count under their image; orphans stay listed."""
-    tags = {
-        "v1": str(A),
-        "latest": str(A),
-        "v2": str(B),
-        signature_tag(A): "sha256:" + "1" * 64,
-        attestation_tag(A): "sha256:" + "2" * 64,
-        fallback_tag(B): "sha256:" + "3" * 64,
-        signature_tag(ORPHAN): "sha256:" + "4" * 64,
-    }
-    assert fold_attached(tags) == [
-        Listed("latest", str(A), 2),
-        Listed(signature_tag(ORPHAN), "sha256:" + "4" * 64),
-        Listed("v1", str(A)),
-        Listed("v2", str(B), 1),
-    ]
-    assert [item.tag for item in fold_attached(tags, all_tags=True)] == sorted(tags)
-    assert all(item.attached == 0 for item in fold_attached(tags, all_tags=True))
-
-
 async def test_snapshot_show_folds_signatures_and_shortens_digests(
     source_registry: LocalRegistry, repo: str, tmp_path: Path
 ) -> None:
     """
-    `snapshot show` lists a signed image once, with "+1 attached" and a short digest;
+    `snapshot show` lists a signed image once, with "(+ signature)" and a short digest;
     `--all-tags` lists the .sig tag; --json keeps every tag and the full digests.
     """
     image = make_image(f"{repo}/units")
@@ -91,7 +70,7 @@ async def test_snapshot_show_folds_signatures_and_shortens_digests(
     shown = await run_drd("snapshot", "show", snap_id, config=config)
     assert shown.returncode == 0, shown.stderr
     listing = shown.stdout.split(f"\n  {repo}\n", 1)[1].split("\n  settings\n")[0]
-    assert listing.split() == ["v1", short(image.digest), "+1", "attached"]
+    assert listing.split() == ["v1", short(image.digest), "(+", "signature)"]
     assert str(image.digest) not in shown.stdout
 
     every = await run_drd("snapshot", "show", snap_id, "--all-tags", config=config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from drd.app.history import open_history
@@ -15,8 +16,9 @@ from drd.app.snapshots import (
     snapshots_config,
     take_snapshot,
 )
+from drd.commands.folding import fold_items
 from drd.commands.output import emit
-from drd.commands.units import abbreviate, fold_attached, iec, short
+from drd.commands.units import abbreviate, iec, short
 from drd.config import Settings, Snapshots, load_settings
 from drd.errors import ConfigError, DrdError, TransientError
 from drd.manual import add_common, epilog
@@ -291,10 +293,24 @@ def show_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Tag:
+    """A tag of a snapshot's repository, as `fold_items` lists it."""
+
+    repository: str
+    tag: str
+    digest: str
+
+
+def _same(_tag: _Tag) -> str:
+    """Every tag of a snapshot's repository is in one scope and ended alike."""
+    return ""
+
+
 def render_show(snap: Snapshot, *, all_tags: bool = False) -> str:
     """
     Human text for `snapshot show`: short digests, and signature and referrer tags
-    counted under their image's tag (*all_tags*: listed too).
+    folded into their image's line, ``v1 sha256:… (+ signature)`` (*all_tags*: listed too).
     """
     s = snap.summary()
     stored = "stored" if snap.blobs_stored else f"{s['metadata_blobs']} metadata blobs stored"
@@ -306,10 +322,9 @@ def render_show(snap: Snapshot, *, all_tags: bool = False) -> str:
     ]
     for name, repo in sorted(snap.repositories.items()):
         lines.append(f"  {name}")
-        tags = {tag: str(d) for tag, d in repo.tags.items()}
-        for item in fold_attached(tags, all_tags=all_tags):
-            attached = f"  +{item.attached} attached" if item.attached else ""
-            lines.append(f"    {item.tag:40} {short(item.digest)}{attached}")
+        tags = [_Tag(name, tag, str(d)) for tag, d in sorted(repo.tags.items())]
+        for line in fold_items(tags, scope=_same, ending=_same, all_tags=all_tags):
+            lines.append(f"    {line.item.tag:40} {short(line.item.digest)}{line.note()}")
     if snap.settings:
         lines.append("  settings")
         lines += [
