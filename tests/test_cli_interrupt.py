@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -73,6 +74,11 @@ def interrupt_at_v2(config: Path, proxy: FaultProxy, v1: str) -> tuple[int, str,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A child that outlives its minute is aborted: faulthandler prints where it waits.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        # SIGINT as a terminal's Ctrl-C sends it, even when this test runs in the
+        # background of a shell that ignores SIGINT (children inherit the ignore).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
@@ -81,11 +87,16 @@ def interrupt_at_v2(config: Path, proxy: FaultProxy, v1: str) -> tuple[int, str,
             assert time.monotonic() < deadline, "the v2 tag write never started"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, stack = proc.communicate()
+            raise AssertionError(f"drd did not stop within 60 s of SIGINT:\n{stack}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()  # and close the pipes
     return proc.returncode, out, err
 
 
