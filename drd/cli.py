@@ -182,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tally = getattr(args, "tally", None)
         n = tally.items_done if tally is not None else None
         done = "" if n is None else f" {n} item{'' if n == 1 else 's'} done,"
-        sys.stderr.write(f"interrupted:{done} re-run to resume; nothing half-written is tagged\n")
+        line = f"interrupted:{done} re-run to resume; nothing half-written is tagged"
+        sys.stderr.write(line + "\n")  # for the person who pressed Ctrl-C, --json or not
+        if getattr(args, "json", False):
+            report_error(args, "interrupted", line)  # and the document a script reads
         return EXIT_INTERRUPTED
     except Exception:
         log.exception("drd.internal_error")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -13,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from drd.oci.mediatype import MANIFEST_ACCEPT
 from tests.clients import open_client
 from tests.faults import Fault, FaultProxy, fault_proxy
@@ -21,12 +24,18 @@ from tests.servers import LocalRegistry
 from tests.test_cli import ROOT, drd, write_config
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
 async def test_ctrl_c_mid_pass_prints_one_line_exits_130_and_a_rerun_resumes(
-    tmp_path: Path, source_registry: LocalRegistry, target_registry: LocalRegistry, repo: str
+    tmp_path: Path,
+    source_registry: LocalRegistry,
+    target_registry: LocalRegistry,
+    repo: str,
+    as_json: bool,
 ) -> None:
     """
     SIGINT while the target holds the tag write of v2: exit 130 with the one line
-    counting v1 done, v1 tagged, v2 not; the next pass copies v2.
+    counting v1 done (with --json also as the error document on stdout), v1 tagged, v2
+    not; the next pass copies v2.
     """
     first, second = make_image("ctrl-c-1"), make_image("ctrl-c-2")
     await push_image(source_registry, repo, first, "v1")
@@ -36,16 +45,20 @@ async def test_ctrl_c_mid_pass_prints_one_line_exits_130_and_a_rerun_resumes(
         proxy.add(Fault.delay(120), kinds="manifest_put", path=r"/manifests/v2$")
         config = write_config(tmp_path / "drd.toml", source_registry.url, proxy.url, state, repo)
         v1 = f"{target_registry.url}/v2/{repo}/manifests/v1"
-        code, out, err = await asyncio.to_thread(interrupt_at_v2, config, proxy, v1)
+        flags = ["--json"] if as_json else []
+        code, out, err = await asyncio.to_thread(interrupt_at_v2, config, proxy, v1, flags)
 
         assert code == 130, err
-        assert out == ""
         # v1's tag is at the registry before the signal, but drd may not have read the
         # answer yet: the count is what drd itself saw finish, so 0 or 1.
-        assert re.fullmatch(
-            r"interrupted: [01] items? done, re-run to resume; nothing half-written is tagged",
-            err.splitlines()[-1],
-        ), err
+        line = r"interrupted: [01] items? done, re-run to resume; nothing half-written is tagged"
+        assert re.fullmatch(line, err.splitlines()[-1]), err
+        if as_json:
+            error = json.loads(out)["error"]
+            assert error["kind"] == "interrupted"
+            assert error["message"] == err.splitlines()[-1]
+        else:
+            assert out == ""
         async with open_client(target_registry) as client:
             tagged = await client.head_manifest(repo, "v1")
             assert tagged is not None
@@ -63,13 +76,15 @@ async def test_ctrl_c_mid_pass_prints_one_line_exits_130_and_a_rerun_resumes(
         assert tagged.digest == second.digest
 
 
-def interrupt_at_v2(config: Path, proxy: FaultProxy, v1: str) -> tuple[int, str, str]:
+def interrupt_at_v2(
+    config: Path, proxy: FaultProxy, v1: str, flags: list[str]
+) -> tuple[int, str, str]:
     """
     Run `drd replicate`; SIGINT it once the v2 tag write reached *proxy* and the v1 tag
     answers at *v1* (the target itself, not through the proxy); its results.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drd", "replicate", "--config", str(config)],
+        [sys.executable, "-m", "drd", "replicate", "--config", str(config), *flags],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
