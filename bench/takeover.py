@@ -5,8 +5,10 @@ how long a cluster takes to resume the units of a node that was SIGKILLed mid-co
 The ``many-tags`` corpus is pushed to a source registry; per run a fresh target registry
 sits behind the fault proxy, which adds *latency* to every request (a cross-region link),
 and a fresh PostgreSQL database holds the leases. Two ``drd run`` processes share one
-config (lease TTL *ttl*, heartbeat a third of it, pass *interval*). Once the first holds
-units and tags are being written, it gets SIGKILL; PostgreSQL is then polled every 50 ms:
+config (lease TTL *ttl*, heartbeat a third of it, pass *interval*: an hour by default, so
+that only the orphan watch, not a later pass, can take the units over; both nodes start
+their first pass together). Once the first holds units and tags are being written, it
+gets SIGKILL; PostgreSQL is then polled every 50 ms:
 a unit the dead node held is *claimed* when its fencing token changes (another node took
 it) and *done* when it is released as done. Prints one JSON line per run: seconds from
 the SIGKILL to the last of the dead node's units claimed and done, and to every tag of
@@ -133,7 +135,7 @@ def _run(
             a.proc.kill()
             killed = time.time()
             a.proc.wait(timeout=10)
-            deadline = time.monotonic() + 10 * (args.ttl + args.interval) + 300
+            deadline = time.monotonic() + 10 * args.ttl + 300
             times = _watch(url, held, killed, deadline)
             wait_for(lambda: tag_writes() >= wanted, 300, "every tag at the target", every=POLL_S)
             landed = time.time() - killed
@@ -162,7 +164,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.takeover")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ttl", type=float, default=10.0, help="[state] lease_ttl, seconds")
-    parser.add_argument("--interval", type=float, default=10.0, help="pass interval, seconds")
+    parser.add_argument(
+        "--interval", type=float, default=3600.0, help="pass interval, seconds (takeover: none)"
+    )
     parser.add_argument("--scale", type=float, default=0.2, help="of many-tags' 100 tags/repo")
     parser.add_argument("--latency", type=float, default=50.0, help="ms added per request")
     args = parser.parse_args()

@@ -246,7 +246,8 @@ class Metrics:
         )
         self.replication_runs = Counter(
             "drd_replication_runs_total",
-            "Replication runs by trigger (schedule, push) and outcome (ok, failed, error).",
+            "Replication runs by trigger (schedule, push, takeover) and outcome"
+            " (ok, failed, error).",
             ["policy", "trigger", "outcome"],
             registry=n,
         )
@@ -449,20 +450,26 @@ class Metrics:
     # ------------------------------------------------------------------ replication
 
     def record_replication(
-        self, report: PolicyReport, *, full: bool = True, finished_at: float | None = None
+        self,
+        report: PolicyReport,
+        *,
+        full: bool = True,
+        finished_at: float | None = None,
+        trigger: str | None = None,
     ) -> None:
         """
         Count one replication run from its report.
 
         *full* says it was a scheduled full pass: only those set the last-success
-        gauge, since a run triggered by pushes covers only what was pushed. Dry runs
-        are not recorded.
+        gauge, since a run triggered by pushes covers only what was pushed (and a
+        takeover only the repositories a dead node left). *trigger* labels the run;
+        by default ``schedule`` or ``push`` after *full*. Dry runs are not recorded.
         """
         if report.dry_run:
             return
         policy = report.policy
         at = self._clock() if finished_at is None else finished_at
-        trigger = "schedule" if full else "push"
+        trigger = trigger or ("schedule" if full else "push")
         outcome = "ok" if report.ok else ("error" if report.error else "failed")
         self.replication_runs.labels(policy, trigger, outcome).inc()
         self.replication_duration.labels(policy, trigger).observe(report.duration_s)

@@ -122,7 +122,9 @@ async def run_pass(
             # untouched) and the next pass that reaches the state records it.
             log.warning("replicate.not_recorded", error=str(exc))
     if metrics is not None:
-        metrics.record_replication(report, full=full, finished_at=finished)
+        # The daemon's own triggers label the metric; a manual pass counts as a full one.
+        label = trigger if trigger in ("push", "takeover") else None
+        metrics.record_replication(report, full=full, finished_at=finished, trigger=label)
     return report
 
 

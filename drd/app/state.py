@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from drd import __version__
@@ -126,6 +127,23 @@ def lease_gate(
         ttl=settings.state.lease_ttl.total_seconds(),
         fresh=fresh,
     )
+
+
+def orphan_finder(
+    settings: Settings, state: StateStore
+) -> Callable[[], Awaitable[dict[str, list[str]]]] | None:
+    """
+    In a cluster, the query for units whose holder's lease ran out unfinished, per policy
+    (`drd.state.leases.orphaned`); None with SQLite, where no other node holds any.
+    """
+    if settings.state.url is None:
+        return None
+    from drd.state.leases import orphaned
+    from drd.state.postgres import PostgresState
+
+    if not isinstance(state, PostgresState):
+        return None
+    return functools.partial(orphaned, state)
 
 
 async def cluster_counts(settings: Settings, state: StateStore) -> tuple[int, int] | None:

@@ -4,8 +4,10 @@ Run jobs on their intervals and on demand; drain them when asked to stop.
 A `Job` runs every interval (start to start, jittered, see `drd.schedule`); a
 `Trigger` runs when something requests it, after a short window that gathers a
 burst of requests into one run. Each job and each trigger is one sequential
-loop, so neither ever overlaps itself. `Scheduler.run(stop)` returns once
-*stop* is set and every run has finished or been cancelled at the drain deadline.
+loop, so neither ever overlaps itself, except a trigger marked *overlap*, whose
+runs start as their requests come in (each run on distinct items, like the takeover of
+a dead node's units). `Scheduler.run(stop)` returns once *stop* is set and every run
+has finished or been cancelled at the drain deadline.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import functools
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,13 +58,15 @@ class Trigger:
     An on-demand job: requests gathered for *window* seconds, then one ``run(items)``.
 
     *items* are the distinct requested items, in the order they first arrived.
-    Requests arriving while a run is in progress wait for the next run.
+    Requests arriving while a run is in progress wait for the next run, unless
+    *overlap*: then the next run starts one window after them, beside the first.
     """
 
     name: str
     kind: str
     run: Callable[[list[Any]], Awaitable[object]]
     window: float = 1.0
+    overlap: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class _Counts:
     finished: int = 0
     failed: int = 0
     cancelled: int = 0
-    running: dict[str, float] = field(default_factory=dict)
+    running: Counter[str] = field(default_factory=Counter)  # runs in progress per name
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -130,7 +135,7 @@ class Scheduler:
     @property
     def running(self) -> list[str]:
         """Names of the jobs and triggers running right now."""
-        return sorted(self._counts.running)
+        return sorted(name for name, n in self._counts.running.items() if n > 0)
 
     def request(self, name: str, items: Iterable[Hashable]) -> bool:
         """
@@ -207,25 +212,41 @@ class Scheduler:
 
     async def _on_demand(self, trigger: Trigger, stop: asyncio.Event) -> None:
         wake = self._wakes[trigger.name]
-        while True:
-            await wake.wait()
-            if stop.is_set():
-                return
-            # Gather the rest of the burst: one run for a push of ten tags, not ten runs.
-            await _wait(stop, trigger.window)
-            if stop.is_set():
-                return
-            wake.clear()
-            items = list(self._buffers[trigger.name])
-            self._buffers[trigger.name] = {}
-            if items:
-                await self._execute(
+        beside: set[asyncio.Task[None]] = set()  # the runs of an overlapping trigger
+        try:
+            while True:
+                await wake.wait()
+                if stop.is_set():
+                    break
+                # Gather the rest of the burst: one run for a push of ten tags, not ten runs.
+                await _wait(stop, trigger.window)
+                if stop.is_set():
+                    break
+                wake.clear()
+                items = list(self._buffers[trigger.name])
+                self._buffers[trigger.name] = {}
+                if not items:
+                    continue
+                run = self._execute(
                     trigger.name, trigger.kind, functools.partial(trigger.run, items)
                 )
+                if not trigger.overlap:
+                    await run
+                    continue
+                task = asyncio.create_task(run, name=trigger.name)
+                beside.add(task)
+                task.add_done_callback(beside.discard)
+            if beside:  # drained like any run: the drain deadline cancels this loop
+                await asyncio.gather(*beside, return_exceptions=True)
+        finally:
+            for task in beside:
+                task.cancel()
+            if beside:
+                await asyncio.gather(*beside, return_exceptions=True)
 
     async def _execute(self, name: str, kind: str, fn: Callable[[], Awaitable[object]]) -> None:
         counts = self._counts
-        counts.running[name] = time.monotonic()
+        counts.running[name] += 1
         outcome = "finished"
         try:
             await fn()
@@ -239,7 +260,7 @@ class Scheduler:
             outcome = "failed"
             log.exception("scheduler.run_crashed", job=name)
         finally:
-            counts.running.pop(name, None)
+            counts.running[name] -= 1
             setattr(counts, outcome, getattr(counts, outcome) + 1)
             if self._observe is not None:
                 self._observe(kind, outcome)

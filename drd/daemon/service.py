@@ -34,11 +34,19 @@ from drd.app.drills import drill_job
 from drd.app.queue import BATCH, PushQueue, settle
 from drd.app.replication import run_pass
 from drd.app.snapshots import index_key_for, record_snapshot, take_snapshot
-from drd.app.state import cluster_counts, describe, lease_gate, node_presence, open_state
+from drd.app.state import (
+    cluster_counts,
+    describe,
+    lease_gate,
+    node_presence,
+    open_state,
+    orphan_finder,
+)
 from drd.config import Daemon, Replication, Settings, Snapshots
 from drd.daemon import sdnotify
 from drd.daemon.http import HttpHooks, HttpLimits, Push, build_app, serve_http
 from drd.daemon.listener import tls_context
+from drd.daemon.orphans import Takeovers, watch_orphans
 from drd.daemon.scheduler import Job, Scheduler, Trigger
 from drd.errors import ConfigError, DrdError, StateError, StorageError, TransientError
 from drd.metrics import Metrics, process_registry
@@ -77,6 +85,9 @@ PUSH_WINDOW = 1.0
 # webhook, a dead node's entries); doubled up to QUEUE_POLL_MAX while the state is away.
 QUEUE_POLL = 1.0
 QUEUE_POLL_MAX = 30.0
+# Orphaned units found by one look of the orphan watch start their takeover pass after
+# this long (all of them come in one request; the window only has to let it in).
+TAKEOVER_WINDOW = 0.1
 # What a push trigger is asked to run for: the entries themselves are in the queue.
 _QUEUED = "queued"
 # The RPO replication lag is judged against when no [drills] section sets one.
@@ -119,6 +130,7 @@ class _Generation:
     resources: Resources
     health: dict[str, str]  # endpoint → "" (answered its last check) or the error
     scheduler: Scheduler = field(init=False)
+    takeovers: Takeovers = field(default_factory=Takeovers)  # orphaned units being taken
 
     @property
     def settings(self) -> Settings:
@@ -295,6 +307,7 @@ class _Service:
                 generation = await self._start_generation(resources)
                 runs = asyncio.create_task(generation.scheduler.run(generation_stop))
                 watcher = asyncio.create_task(self._watch_queue(generation, generation_stop))
+                orphans = asyncio.create_task(self._watch_orphans(generation, generation_stop))
                 sdnotify.notify("READY=1")
                 if not started:
                     started = True
@@ -303,9 +316,10 @@ class _Service:
                 sdnotify.notify("STOPPING=1" if new_config is None else "RELOADING=1")
                 generation_stop.set()
                 await runs
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                for task in (watcher, orphans):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if new_config is None or self.stop.is_set():
                 return
             self._apply(new_config)
@@ -392,6 +406,11 @@ class _Service:
             triggers.append(
                 Trigger(f"push:{name}", "push", self._pusher(generation, name), PUSH_WINDOW)
             )
+            if orphan_finder(settings, self.state) is not None:
+                taker = self._taker(generation, name)
+                triggers.append(
+                    Trigger(f"takeover:{name}", "takeover", taker, TAKEOVER_WINDOW, overlap=True)
+                )
         # Snapshots (with their prune) and drills run once cluster-wide.
         singletons = await snapshot_jobs(self, generation) + await drill_jobs(self, generation)
         jobs += [singleton(settings, self.state, job) for job in singletons]
@@ -447,6 +466,28 @@ class _Service:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()
+
+    async def _watch_orphans(self, generation: _Generation, stop: asyncio.Event) -> None:
+        """
+        In a cluster, every third of the lease TTL: a takeover pass for the units whose
+        holder's lease ran out unfinished (`drd.daemon.orphans`). Nothing with SQLite.
+        """
+        find = orphan_finder(generation.settings, self.state)
+        if find is None:
+            return
+        ttl = generation.settings.state.lease_ttl.total_seconds()
+
+        def take(name: str, repositories: list[str]) -> None:
+            plan = generation.config.policies.get(name)
+            if plan is None:  # a policy this node's configuration does not have
+                return
+            mine = [r for r in repositories if plan.policy.repositories(r)]
+            wanted = generation.takeovers.wanted(name, mine, time.monotonic())
+            if wanted:
+                log.info("takeover.orphaned", policy=name, repositories=wanted)
+                generation.scheduler.request(f"takeover:{name}", wanted)
+
+        await watch_orphans(find, take, stop, period=ttl / 3, longest=QUEUE_POLL_MAX)
 
     async def refresh_replication_metrics(self) -> None:
         """
@@ -524,14 +565,39 @@ class _Service:
 
         return push
 
+    def _taker(self, generation: _Generation, name: str) -> Callable[[list[Any]], Awaitable[None]]:
+        """One takeover run: a pass of *name* over the orphaned repositories it was given."""
+        ttl = generation.settings.state.lease_ttl.total_seconds()
+
+        async def take(repositories: list[Any]) -> None:
+            only = [(repository, None) for repository in repositories]
+            report = None
+            try:
+                report = await self._replicator(generation, name, only, trigger="takeover")()
+            finally:
+                # A pass that could not claim them (source down, a bug) leaves them
+                # orphaned: asked for again after one TTL, not at every look.
+                again = 0.0 if report is not None and not report.error else ttl
+                generation.takeovers.over(name, repositories, time.monotonic(), again)
+
+        return take
+
     def _replicator(
-        self, generation: _Generation, name: str, only: list[Any] | None
+        self,
+        generation: _Generation,
+        name: str,
+        only: list[Any] | None,
+        *,
+        trigger: str | None = None,
     ) -> Callable[[], Awaitable[PolicyReport]]:
-        """One run of policy *name*: a full pass (*only* None) or the pushed items."""
+        """
+        One run of policy *name*: a full pass (*only* None), or the pushed items (or the
+        repositories *trigger* ``takeover`` takes over from a dead node).
+        """
         plan = generation.config.policies[name]
         full = only is None
-        trigger = "schedule" if full else "push"
-        job = f"replicate:{name}" if full else f"push:{name}"
+        trigger = trigger or ("schedule" if full else "push")
+        job = f"replicate:{name}" if full else f"{trigger}:{name}"
 
         # In a cluster a full pass leaves what another node did in the last half interval.
         fresh = plan.rep.interval.total_seconds() / 2 if full else 0.0

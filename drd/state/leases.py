@@ -15,6 +15,10 @@ claimed by one node at a time with a lease in PostgreSQL.
   noticed. The README's cluster notes size it.
 - `LeaseGate.release` frees the unit, marking it done when the repository completed. A
   pass with deletions planned in a repository releases it only after they are over.
+- `orphaned` lists the units whose holder stopped renewing before releasing them (it died,
+  or lost PostgreSQL for longer than the TTL): every live node looks for them every third
+  of the TTL and takes them over (`drd.daemon.orphans`), instead of leaving them to its
+  next scheduled pass.
 
 Times are the server's (``drd_now()``, its clock_timestamp()), so nodes' clocks need not agree.
 """
@@ -182,6 +186,27 @@ class LeaseGate:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def orphaned(state: PostgresState, *, target: str = ALL_TARGETS) -> dict[str, list[str]]:
+    """
+    Per policy, the repositories of units claimed and not finished whose lease ran out:
+    an owner is set (a release clears it, done or not, and so does a node's `leave`) and
+    its lease expired at the server's clock. Singleton jobs are not among them (a node
+    waiting on one takes it over itself, `LeaseGate.claim_when_free`).
+    """
+    async with state.transaction() as cur:
+        await cur.execute(
+            "SELECT policy, repository FROM leases WHERE owner IS NOT NULL"
+            " AND expires_at < drd_now() AND policy <> %s AND target = %s"
+            " ORDER BY policy, repository",
+            (SINGLETONS, target),
+        )
+        rows = await cur.fetchall()
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["policy"], []).append(row["repository"])
+    return found
 
 
 async def unclaimed(state: PostgresState) -> int:

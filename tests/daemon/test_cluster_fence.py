@@ -127,6 +127,8 @@ async def test_a_paused_node_whose_lease_expired_deletes_nothing_more(
                 with _node(config, tmp_path, "other") as other:
                     wait_for(lambda: proxy.calls("manifest_delete") >= 2, 60, "the other node")
                     proxy.wait_idle()
+                    # Logged once the DELETE's answer is back, which may follow the proxy's.
+                    wait_for(lambda: other.events("replicate.deleted"), 30, "the other's log")
                     by_other = other.events("replicate.deleted")
             finally:
                 paused.send(signal.SIGCONT)

@@ -20,7 +20,7 @@ from drd.errors import LeaseLost
 from drd.replicate.runner import run_policy
 from drd.state import State
 from drd.state.base import SINGLETONS
-from drd.state.leases import LeaseGate, unclaimed
+from drd.state.leases import LeaseGate, leave, orphaned, unclaimed
 from drd.state.postgres import Connection, PostgresState
 from tests.clients import RETRY, open_client, policy_for
 from tests.faults import Fault, FaultProxy
@@ -105,6 +105,42 @@ async def test_units_are_per_policy(postgres_url: str) -> None:
         one = await LeaseGate(state, node="a", policy="p1").claim("team/app")
         two = await LeaseGate(state, node="b", policy="p2").claim("team/app")
     assert (one is not None, two is not None) == (True, True)
+
+
+async def test_orphaned_units_are_those_claimed_whose_lease_ran_out_unreleased(
+    postgres_url: str,
+) -> None:
+    """
+    A unit whose holder stopped renewing is orphaned once its lease runs out, per policy;
+    units released (done or failed), held unexpired, freed by a node's leave, or of a
+    singleton job are not. Claimed again, it is no longer orphaned.
+    """
+    async with await _open(postgres_url) as state:
+        dead = LeaseGate(state, node="dead", policy="p", ttl=1.0)
+        other = LeaseGate(state, node="dead", policy="q", ttl=1.0)
+        live = LeaseGate(state, node="live", policy="p", ttl=60.0)
+        gone = LeaseGate(state, node="gone", policy="p", ttl=1.0)
+        job = LeaseGate(state, node="dead", policy=SINGLETONS, ttl=1.0)
+        for repository in ("team/b", "team/a"):
+            assert await dead.claim(repository) is not None
+        assert await other.claim("team/a") is not None
+        assert await job.claim("snapshot") is not None
+        assert await live.claim("team/held") is not None
+        for repository, done in (("team/done", True), ("team/failed", False)):
+            token = await dead.claim(repository)
+            assert token is not None
+            await dead.release(repository, token, done=done)
+        assert await gone.claim("team/left") is not None
+        await leave(state, "gone")
+        before = await orphaned(state)
+        await asyncio.sleep(1.3)  # the dead node's leases run out
+        found = await orphaned(state)
+        taken = await LeaseGate(state, node="live", policy="p", ttl=60.0).claim("team/a")
+        after = await orphaned(state)
+    assert before == {}
+    assert found == {"p": ["team/a", "team/b"], "q": ["team/a"]}
+    assert taken is not None
+    assert after == {"p": ["team/b"], "q": ["team/a"]}
 
 
 def _tag_puts(proxy: FaultProxy) -> Counter[str]:

@@ -122,6 +122,27 @@ def test_last_success_moves_only_on_a_clean_full_pass(full: bool, expected: floa
     )
 
 
+def test_a_takeover_run_is_counted_under_its_trigger_and_is_no_full_pass() -> None:
+    """A takeover of a dead node's units has its own trigger label and moves no last success."""
+    registry = CollectorRegistry()
+    Metrics(registry).record_replication(
+        report([item("v1", "copied")]), full=False, finished_at=1000.0, trigger="takeover"
+    )
+    runs = {
+        trigger: sample(
+            registry, "drd_replication_runs_total", policy="prod", trigger=trigger, outcome="ok"
+        )
+        for trigger in ("takeover", "push", "schedule")
+    }
+    assert runs == {"takeover": 1.0, "push": None, "schedule": None}
+    assert (
+        sample(
+            registry, "drd_replication_last_success_timestamp_seconds", policy="prod", target="dst"
+        )
+        is None
+    )
+
+
 def test_rejections_are_a_success_with_their_own_gauge() -> None:
     """
     A full pass whose only problem is a rejection moves last success (DrdReplicationFailing

@@ -257,6 +257,54 @@ async def test_requests_during_a_run_wait_for_the_next_run() -> None:
     assert batches == [["first"], ["second", "third"]]
 
 
+async def test_an_overlapping_trigger_starts_a_run_beside_one_in_progress() -> None:
+    """
+    With overlap, what arrives mid-run starts its own run at once (the takeover of units
+    found later); stop drains both, and `running` names the trigger while either runs.
+    """
+    batches: list[list[Any]] = []
+    release = asyncio.Event()
+
+    async def on_demand(items: list[Any]) -> None:
+        batches.append(items)
+        await release.wait()
+
+    sched = scheduler([], [Trigger("t", "takeover", on_demand, window=0.01, overlap=True)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    sched.request("t", ["first"])
+    await until(lambda: len(batches) == 1)
+    sched.request("t", ["second"])
+    await until(lambda: len(batches) == 2)  # the first run is still going
+    assert sched.running == ["t"]
+    stop.set()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # draining both runs
+    release.set()
+    assert SchedulerSummary(finished=2, failed=0, cancelled=0) == await task
+    assert batches == [["first"], ["second"]]
+    assert sched.running == []
+
+
+async def test_overlapping_runs_past_the_drain_deadline_are_cancelled() -> None:
+    """Every run of an overlapping trigger still going at the drain deadline is cancelled."""
+    started: list[Any] = []
+
+    async def stuck(items: list[Any]) -> None:
+        started.extend(items)
+        await asyncio.Event().wait()
+
+    sched = scheduler([], [Trigger("t", "takeover", stuck, window=0.0, overlap=True)], drain=0.1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    sched.request("t", ["a"])
+    await until(lambda: started == ["a"])
+    sched.request("t", ["b"])
+    await until(lambda: started == ["a", "b"])
+    stop.set()
+    assert SchedulerSummary(finished=0, failed=0, cancelled=2) == await task
+
+
 async def test_a_crashing_job_is_logged_and_the_others_go_on() -> None:
     """An unexpected exception in one run is logged with its traceback; scheduling continues."""
     clock = FakeClock()
