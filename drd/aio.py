@@ -1,5 +1,6 @@
 """Async helpers every use case shares: `run_all` (a task group that raises drd's own error),
-`InFlight` (at most one copy per key at a time), `KeyedLocks`, `exception_leaves`."""
+`InFlight` (at most one copy per key at a time), `KeyedLocks`, `exception_leaves`,
+`alongside` (a background task for the duration of a block)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,15 @@ def _first(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+@contextlib.asynccontextmanager
+async def alongside(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run *work* as a task while the block runs; cancel it, and wait for it, at the end."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from drd.aio import alongside
 from drd.errors import StateError
 from drd.replicate.report import PolicyReport
 from drd.state.base import QueuedPush, StateStore
@@ -97,13 +98,8 @@ class PushQueue:
                     # Unreachable: the leases run out; the repository fence guards the tags.
                     log.warning("queue.renew_failed", node=self.node, error=str(exc))
 
-        task = asyncio.create_task(beat())
-        try:
+        async with alongside(beat()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def finish(self, settled: Settled) -> None:
         """Drop what is done and put the rest back; a failure here leaves leases to expire."""

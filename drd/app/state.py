@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from drd import __version__
+from drd.aio import alongside
 from drd.config import Settings
 from drd.errors import StateError
 from drd.state import State, StateStore, read_status
@@ -193,12 +194,9 @@ async def node_presence(
                 on_health("")
             await asyncio.sleep(ttl / 3)
 
-    task = asyncio.create_task(beat())
     try:
-        yield
+        async with alongside(beat()):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         with contextlib.suppress(StateError):
             await leave(state, node)

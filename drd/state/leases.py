@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from drd.aio import alongside
 from drd.errors import LeaseLost, StateError
 from drd.state.base import SINGLETONS, iso
 from drd.state.postgres import PostgresState
@@ -179,13 +180,8 @@ class LeaseGate:
                     # Unreachable: leases run out; the fence stops any tag write after that.
                     log.warning("lease.renew_failed", node=self.node, error=str(exc))
 
-        task = asyncio.create_task(beat())
-        try:
+        async with alongside(beat()):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def orphaned(state: PostgresState, *, target: str = ALL_TARGETS) -> dict[str, list[str]]:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 
+from drd.aio import alongside
 from drd.errors import Busy, LeaseLost, StateError
 from drd.state.base import Holder, StateStore, iso
 
@@ -74,13 +75,10 @@ async def exclusive(state: StateStore, name: str, *, node: str, ttl: float) -> A
             log.error("lock.lost", lock=name, node=node)
             raise LeaseLost(f"the {name} lock expired or was taken over: nothing switched")
 
-    task = asyncio.create_task(renew())
     try:
-        yield fence
+        async with alongside(renew()):
+            yield fence
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         try:
             await state.drop_lock(name, token)
         except StateError as exc:  # it expires by itself within one TTL
