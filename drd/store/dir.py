@@ -70,10 +70,12 @@ class DirStore:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """
-        Stream into a locked temporary file, then rename; the temporary is removed
-        whatever happens. A failing disk (full, quota, I/O error) is a `StorageError`.
+        Stream into a locked temporary file in ``.tmp/``, then rename (*lock*: read-only);
+        the temporary is removed whatever happens. A failing disk (full, quota, I/O
+        error) is a `StorageError`.
         """
         path = self._path(key)
         if create_only and await asyncio.to_thread(path.exists):
@@ -85,7 +87,7 @@ class DirStore:
                 await asyncio.to_thread(_write, handle, chunk, path)
                 count += len(chunk)
             await asyncio.to_thread(_write, handle, b"", path)
-            written = await asyncio.to_thread(self._commit, tmp, path, create_only, False)
+            written = await asyncio.to_thread(self._commit, tmp, path, create_only, lock)
         finally:
             # Unlinked before the close releases its lock: a cleaner never sees it unlocked.
             await asyncio.to_thread(_discard, tmp, handle)

@@ -503,11 +503,12 @@ class OciStore:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """
         Spool *chunks* to a temporary file (hashing them), then push it as *key*'s
         artifact, chunked when large. Nothing is pushed if *chunks* raises; the
-        temporary file is removed whatever happens.
+        temporary file is removed whatever happens. *lock* has no effect, as in `put_bytes`.
         """
         key_tag(key)
         if create_only and await self.stat(key) is not None:

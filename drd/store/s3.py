@@ -215,9 +215,11 @@ class S3Store:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """
         Stream an object: one PutObject when it fits a part, else a multipart upload.
+        Object Lock goes on as `put_bytes` says (every *create_only* put, and *lock*).
 
         With *create_only*, a one-part object is put with ``If-None-Match: *``; before
         a multipart upload (too costly to find out about at the end) a HEAD checks
@@ -237,10 +239,10 @@ class S3Store:
                 exhausted = True
                 break
         if exhausted:
-            return await self.put_bytes(key, bytes(buffer), create_only=create_only)
+            return await self.put_bytes(key, bytes(buffer), create_only=create_only, lock=lock)
         if create_only and await self.stat(key) is not None:
             return False
-        return await self._multipart(key, iterator, buffer, part_size, lock=create_only)
+        return await self._multipart(key, iterator, buffer, part_size, lock=create_only or lock)
 
     async def _multipart(
         self,
