@@ -21,7 +21,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +342,9 @@ class _Walk:
             settings=settings,
         )
         if self.signing_key is not None:
-            snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
+            # Hashing the body is the run's largest piece of CPU work: off the event loop.
+            digest = await asyncio.to_thread(lambda: snapshot.digest)
+            snapshot = snapshot.signed(self.signing_key.sign(digest))
         lease.check()
         await write_index(self.store, snapshot)
         return snapshot
@@ -502,6 +504,9 @@ class _Walk:
             ):
                 self.metadata.add(desc.digest)
         self.graph[digest] = record
+        # Recorded: later walks find it in the graph, so the finished task (and what it
+        # holds) need not live until the run ends. A failed one stays, to fail them too.
+        self.fetching.pop(digest, None)
         return record
 
     async def _store_manifest(self, manifest: Manifest) -> None:

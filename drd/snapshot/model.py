@@ -30,7 +30,7 @@ import functools
 import gzip
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drd.errors import InvalidReference
@@ -226,6 +226,13 @@ class Snapshot:
     def digest(self) -> Digest:
         """The sha256 of the canonical body: what a signature covers (hashed once, streamed)."""
         return body_digest(self)
+
+    def signed(self, signature: Signature) -> Snapshot:
+        """This snapshot with *signature*; the digest (which the signature does not change) kept."""
+        out = replace(self, signature=signature)
+        if "digest" in self.__dict__:
+            out.__dict__["digest"] = self.__dict__["digest"]
+        return out
 
     @property
     def tag_count(self) -> int:
