@@ -169,16 +169,21 @@ class DirStore:
 
     @staticmethod
     def _read(path: Path, key: str, max_size: int) -> bytes:
+        # In chunks: read(max_size + 1) would allocate max_size bytes before reading one.
+        parts: builtins.list[bytes] = []
+        count = 0
         try:
             with path.open("rb") as handle:
-                data = handle.read(max_size + 1)
+                while count <= max_size and (chunk := handle.read(CHUNK)):
+                    parts.append(chunk)
+                    count += len(chunk)
         except FileNotFoundError as exc:
             raise SnapshotNotFound(f"no object {key} in the store", key=key) from exc
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc}", key=key) from exc
-        if len(data) > max_size:
-            raise _too_large(key, len(data), max_size)
-        return data
+        if count > max_size:
+            raise _too_large(key, count, max_size)
+        return b"".join(parts)
 
     @contextlib.asynccontextmanager
     async def open_stream(self, key: str) -> AsyncIterator[AsyncIterator[bytes]]:
