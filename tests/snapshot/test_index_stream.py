@@ -57,7 +57,8 @@ async def test_an_s3_index_over_one_part_goes_up_in_parts(
         # create, two parts, complete, the pointer
         assert store.stats.puts - puts == 5
         obj = await store.stat(key)
-        assert obj is not None and obj.size == len(data)
+        assert obj is not None
+        assert obj.size == len(data)
         back = await read_index(store, key)
     assert back.digest == snap.digest
     assert hashlib.sha256(back.to_bytes()).digest() == hashlib.sha256(data).digest()
