@@ -1,6 +1,8 @@
 """
-The snapshot index: schema, canonical encoding, object keys. Pure. (`drd.snapshot.diff`
-compares two indexes; `drd.snapshot.retention` chooses which to keep.)
+The snapshot index: schema, canonical form, object keys. Pure. (`drd.snapshot.encode`
+writes an index as a stream, `drd.snapshot.reader` reads one, checked by
+`drd.snapshot.validate`; `drd.snapshot.diff` compares two indexes;
+`drd.snapshot.retention` chooses which to keep.)
 
 A snapshot index is a schema-versioned JSON document, gzip-compressed, that names
 every repository, every tag → digest, every referrer, and the digest, media type
@@ -8,8 +10,9 @@ and size of every manifest and blob it references, and (optional field ``setting
 absent from indexes without it, so older indexes read and hash as before) the
 registry settings files recorded with it. It carries the sha256 of its
 own canonical body (``index_digest``) and, optionally, a signature over that
-digest. Indexes read back from a store are untrusted input: `parse_index`
-validates every name, tag, digest and cross-reference before anything uses it.
+digest. Indexes read back from a store are untrusted input: `parse_index` (the
+streaming reader) validates every name, tag, digest and cross-reference before
+anything uses it.
 
 Object keys, relative to the store's root::
 
@@ -18,9 +21,6 @@ Object keys, relative to the store's root::
     settings/sha256/<hex>                                     content-addressed
     snapshots/<source>/<YYYY>/<MM>/<DD>/<id>.json.gz          one per snapshot
     snapshots/<source>/latest.json                            a convenience pointer
-
-Over 500 lines because the parser checks every field of an index read from a store
-that may be hostile, path by path, with the message a user sees.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ class Snapshot:
         return {
             "id": self.id,
             "source": self.source,
-            "taken_at": self.body()["taken_at"],
+            "taken_at": as_utc(self.taken_at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "repositories": len(self.repositories),
             "tags": self.tag_count,
             "manifests": len(self.manifests),
