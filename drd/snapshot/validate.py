@@ -8,6 +8,7 @@ Validate the parts of a snapshot index read from a store, which may be hostile. 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -134,7 +135,7 @@ def manifest_entry(
         raise Bad(f"{path}.media_type {media_type[:80]!r} is not a media type")
     subject = rec.get("subject")
     return found, ManifestRecord(
-        media_type=media_type,
+        media_type=sys.intern(media_type),  # a handful of types, named by every manifest
         size=size(rec.get("size"), f"{path}.size", MAX_MANIFEST_BYTES),
         children=digests(rec.get("children"), f"{path}.children", parse),
         blobs=digests(rec.get("blobs"), f"{path}.blobs", parse),
