@@ -14,9 +14,9 @@ import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -31,6 +31,7 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from drd.retry import RetryPolicy
 from drd.snapshot.encode import index_chunks
 from drd.snapshot.leases import hold_lease, live_leases
 from drd.snapshot.model import (
@@ -55,6 +56,8 @@ from drd.store.dir import DirStore
 from drd.store.s3 import S3Store
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 LATEST = "latest"
 # Unreferenced objects younger than this survive a prune: a snapshot being taken
@@ -124,13 +127,16 @@ async def write_index(store: SnapshotStore, snapshot: Snapshot) -> str:
 
 async def _hash_object(store: SnapshotStore, key: str) -> tuple[str, int]:
     """The sha256 hex and size of one stored object, streamed."""
-    hasher = hashlib.sha256()
-    count = 0
-    async with store.open_stream(key) as chunks:
+
+    async def consume(chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        count = 0
         async for chunk in chunks:
             hasher.update(chunk)
             count += len(chunk)
-    return hasher.hexdigest(), count
+        return hasher.hexdigest(), count
+
+    return await _read_stream(store, key, consume)
 
 
 async def read_index(store: SnapshotStore, key: str) -> Snapshot:
@@ -139,9 +145,10 @@ async def read_index(store: SnapshotStore, key: str) -> Snapshot:
     return the validated snapshot. Raises `SnapshotNotFound`, `SnapshotCorrupt`, or
     `StorageError` past `MAX_INDEX_OBJECT_BYTES`.
     """
-    reader = IndexReader(key=key)
-    count = 0
-    async with store.open_stream(key) as chunks:
+
+    async def consume(chunks: AsyncIterator[bytes]) -> Snapshot:
+        reader = IndexReader(key=key)
+        count = 0
         async for chunk in chunks:
             count += len(chunk)
             if count > MAX_INDEX_OBJECT_BYTES:
@@ -149,7 +156,27 @@ async def read_index(store: SnapshotStore, key: str) -> Snapshot:
                     f"object {key} is over the {MAX_INDEX_OBJECT_BYTES} byte limit", key=key
                 )
             await asyncio.to_thread(reader.feed, chunk)
-    return await asyncio.to_thread(reader.close)
+        return await asyncio.to_thread(reader.close)
+
+    return await _read_stream(store, key, consume)
+
+
+async def _read_stream(
+    store: SnapshotStore, key: str, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]
+) -> T:
+    """
+    *consume* one streamed object, from the start again when the stream is cut short
+    (`StorageUnavailable`) as a whole GET would be, by the store's own retry policy.
+    """
+
+    async def once() -> T:
+        async with store.open_stream(key) as chunks:
+            return await consume(chunks)
+
+    policy = getattr(store, "retry", None)
+    if isinstance(policy, RetryPolicy):
+        return await policy.call("store.get_stream", once)
+    return await once()
 
 
 async def list_snapshots(store: SnapshotStore, source: str | None = None) -> list[SnapshotEntry]:

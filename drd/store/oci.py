@@ -382,6 +382,11 @@ class OciStore:
         self._config_pushed = False
         self._container = registry.get_container(f"{registry.hostname}/{repository}")
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The policy every request is retried by; a caller reading a whole stream uses it too."""
+        return self._retry
+
     # ------------------------------------------------------------------ plumbing
 
     async def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:

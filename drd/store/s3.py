@@ -139,6 +139,11 @@ class S3Store:
         self._part_size = max(part_size, 5 * 1024 * 1024)
         self._conditional_puts = True
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The policy every request is retried by; a caller reading a whole stream uses it too."""
+        return self._retry
+
     def _key(self, key: str) -> str:
         return self.prefix + _check_key(key)
 
