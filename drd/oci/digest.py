@@ -11,6 +11,8 @@ from drd.errors import InvalidReference
 # Algorithms drd can compute, with the hex length each produces.
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"^[a-f0-9]+$")
+# One string object per algorithm name, shared by every parsed digest.
+_ALGORITHM = {name: name for name in _HEX_LENGTH}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -35,7 +37,7 @@ class Digest:
             raise InvalidReference(
                 f"digest {text[:80]!r} must have {expected} lower-case hex characters"
             )
-        return cls(algorithm, hexpart)
+        return cls(_ALGORITHM[algorithm], hexpart)
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -29,6 +31,8 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
+from drd.retry import RetryPolicy
+from drd.snapshot.encode import index_chunks
 from drd.snapshot.leases import hold_lease, live_leases
 from drd.snapshot.model import (
     MAX_INDEX_OBJECT_BYTES,
@@ -38,11 +42,11 @@ from drd.snapshot.model import (
     index_prefix,
     latest_key,
     manifest_key,
-    parse_index,
     parse_index_key,
     parse_snapshot_id,
     record_of,
 )
+from drd.snapshot.reader import IndexReader
 from drd.snapshot.retention import select_retention
 from drd.snapshot.settings import SettingsRecord, load_settings_file
 from drd.snapshot.sign import IndexKey
@@ -52,6 +56,8 @@ from drd.store.dir import DirStore
 from drd.store.s3 import S3Store
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 LATEST = "latest"
 # Unreferenced objects younger than this survive a prune: a snapshot being taken
@@ -88,22 +94,89 @@ class SnapshotEntry:
 
 async def write_index(store: SnapshotStore, snapshot: Snapshot) -> str:
     """
-    Commit *snapshot*: write its index create-only (locked where the store can), read it
-    back and compare, then move the ``latest`` pointer. Returns the index key.
+    Commit *snapshot*: stream its index to the store create-only (locked where the store
+    can), hashing the bytes on the way; read it back streamed and compare the hash; then
+    move the ``latest`` pointer. Returns the index key. The encoding runs off the event
+    loop, one chunk at a time: neither the document nor its bytes are held whole.
 
     Raises `StorageError` when an index with this id exists, `SnapshotCorrupt` when
     the read-back differs.
     """
     key = snapshot.key
-    data = snapshot.to_bytes()
-    if not await store.put_bytes(key, data, create_only=True, lock=True):
+    digest = await asyncio.to_thread(lambda: snapshot.digest)
+    written = hashlib.sha256()
+    count = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal count
+        pieces = index_chunks(snapshot, digest)
+        while (chunk := await asyncio.to_thread(next, pieces, None)) is not None:
+            written.update(chunk)
+            count += len(chunk)
+            yield chunk
+
+    if not await store.put_stream(key, chunks(), create_only=True, lock=True):
         raise StorageError(f"snapshot index {key} already exists", key=key)
-    back = await store.get_bytes(key, max_size=MAX_INDEX_OBJECT_BYTES)
-    if back != data or parse_index(back, key=key).digest != snapshot.digest:
+    back, size = await _hash_object(store, key)
+    if (back, size) != (written.hexdigest(), count):
         raise SnapshotCorrupt(f"snapshot index {key} did not read back as written", key=key)
-    pointer = {"id": snapshot.id, "key": key, "index_digest": str(snapshot.digest)}
+    pointer = {"id": snapshot.id, "key": key, "index_digest": str(digest)}
     await store.put_bytes(latest_key(snapshot.source), json.dumps(pointer).encode() + b"\n")
     return key
+
+
+async def _hash_object(store: SnapshotStore, key: str) -> tuple[str, int]:
+    """The sha256 hex and size of one stored object, streamed."""
+
+    async def consume(chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        count = 0
+        async for chunk in chunks:
+            hasher.update(chunk)
+            count += len(chunk)
+        return hasher.hexdigest(), count
+
+    return await _read_stream(store, key, consume)
+
+
+async def read_index(store: SnapshotStore, key: str) -> Snapshot:
+    """
+    Stream one index from the store into `IndexReader` (parsing off the event loop) and
+    return the validated snapshot. Raises `SnapshotNotFound`, `SnapshotCorrupt`, or
+    `StorageError` past `MAX_INDEX_OBJECT_BYTES`.
+    """
+
+    async def consume(chunks: AsyncIterator[bytes]) -> Snapshot:
+        reader = IndexReader(key=key)
+        count = 0
+        async for chunk in chunks:
+            count += len(chunk)
+            if count > MAX_INDEX_OBJECT_BYTES:
+                raise StorageError(
+                    f"object {key} is over the {MAX_INDEX_OBJECT_BYTES} byte limit", key=key
+                )
+            await asyncio.to_thread(reader.feed, chunk)
+        return await asyncio.to_thread(reader.close)
+
+    return await _read_stream(store, key, consume)
+
+
+async def _read_stream(
+    store: SnapshotStore, key: str, consume: Callable[[AsyncIterator[bytes]], Awaitable[T]]
+) -> T:
+    """
+    *consume* one streamed object, from the start again when the stream is cut short
+    (`StorageUnavailable`) as a whole GET would be, by the store's own retry policy.
+    """
+
+    async def once() -> T:
+        async with store.open_stream(key) as chunks:
+            return await consume(chunks)
+
+    policy = getattr(store, "retry", None)
+    if isinstance(policy, RetryPolicy):
+        return await policy.call("store.get_stream", once)
+    return await once()
 
 
 async def list_snapshots(store: SnapshotStore, source: str | None = None) -> list[SnapshotEntry]:
@@ -132,27 +205,35 @@ async def with_sizes(
     *entries* (oldest first) with their logical and new bytes, read from their indexes;
     new bytes count against the entry before it of the same source. An index that cannot
     be read keeps None for both (and the next one's new bytes count from nothing).
+    Up to *concurrency* indexes are read at once, in order; only what each names (its
+    objects and their sizes) is kept, and only until the next of its source is sized.
     """
-    limit = asyncio.Semaphore(concurrency)
 
-    async def read(entry: SnapshotEntry) -> Snapshot | None:
-        async with limit:
-            try:
-                data = await store.get_bytes(entry.key, max_size=MAX_INDEX_OBJECT_BYTES)
-                return parse_index(data, key=entry.key)
-            except DrdError:
-                return None
+    async def read(entry: SnapshotEntry) -> dict[Digest, int] | None:
+        try:
+            return (await read_index(store, entry.key)).objects()
+        except DrdError:
+            return None
 
-    snapshots = await asyncio.gather(*(read(e) for e in entries))
     sized: list[SnapshotEntry] = []
-    previous: dict[str, Snapshot | None] = {}
-    for entry, snap in zip(entries, snapshots, strict=True):
-        if snap is None:
-            sized.append(entry)
-        else:
-            new = snap.new_bytes(previous.get(entry.source))
-            sized.append(replace(entry, logical_bytes=snap.logical_bytes, new_bytes=new))
-        previous[entry.source] = snap
+    previous: dict[str, dict[Digest, int] | None] = {}
+    window: deque[asyncio.Task[dict[Digest, int] | None]] = deque()
+    pending = iter(entries)
+    try:
+        for entry in entries:
+            while len(window) < max(concurrency, 1) and (ahead := next(pending, None)):
+                window.append(asyncio.create_task(read(ahead)))
+            objects = await window.popleft()
+            if objects is None:
+                sized.append(entry)
+            else:
+                before = previous.get(entry.source) or {}
+                new = sum(n for d, n in objects.items() if d not in before)
+                sized.append(replace(entry, logical_bytes=sum(objects.values()), new_bytes=new))
+            previous[entry.source] = objects
+    finally:
+        for task in window:
+            task.cancel()
     return sized
 
 
@@ -182,12 +263,11 @@ async def load_snapshot(
     snap_id = await resolve(store, source, ref)
     key = index_key(source, snap_id)
     try:
-        data = await store.get_bytes(key, max_size=MAX_INDEX_OBJECT_BYTES)
+        snapshot = await read_index(store, key)
     except SnapshotNotFound as exc:
         raise SnapshotNotFound(
             f"no snapshot {snap_id} of {source} in {store.url}", key=key
         ) from exc
-    snapshot = parse_index(data, key=key)
     if verify_key is not None:
         verify_key.verify(snapshot)
     return snapshot

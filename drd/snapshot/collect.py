@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,7 @@ class _Walk:
         self.blob_sizes: dict[Digest, int] = {}
         self.blob_home: dict[Digest, str] = {}
         self.fetching: dict[Digest, asyncio.Task[ManifestRecord]] = {}
+        self.shared: dict[Digest, Digest] = {}
 
     async def run(
         self, repositories: RepoFilter | None, taken_at: dt.datetime, started: float
@@ -342,7 +344,9 @@ class _Walk:
             settings=settings,
         )
         if self.signing_key is not None:
-            snapshot = replace(snapshot, signature=self.signing_key.sign(snapshot.digest))
+            # Hashing the body is the run's largest piece of CPU work: off the event loop.
+            digest = await asyncio.to_thread(lambda: snapshot.digest)
+            snapshot = snapshot.signed(self.signing_key.sign(digest))
         lease.check()
         await write_index(self.store, snapshot)
         return snapshot
@@ -493,16 +497,34 @@ class _Walk:
         if not valid_media_type(manifest.media_type):
             raise _Incomplete(f"manifest {digest} has an unusable media type")
         await self._store_manifest(manifest)
-        record = record_of(manifest)
+        record = self._shared(record_of(manifest))
         for desc in manifest.blobs:
-            self.blob_sizes.setdefault(desc.digest, desc.size)
+            blob = self._share(desc.digest)
+            self.blob_sizes.setdefault(blob, desc.size)
             is_config = desc is manifest.config
             if desc.size <= self.metadata_blob_max and mediatype.is_metadata_blob(
                 desc.media_type, config=is_config, referrer=manifest.subject is not None
             ):
-                self.metadata.add(desc.digest)
+                self.metadata.add(blob)
         self.graph[digest] = record
+        # Recorded: later walks find it in the graph, so the finished task (and what it
+        # holds) need not live until the run ends. A failed one stays, to fail them too.
+        self.fetching.pop(digest, None)
         return record
+
+    def _share(self, digest: Digest) -> Digest:
+        """One object per digest for the run: thousands of manifests name the same blobs."""
+        return self.shared.setdefault(digest, digest)
+
+    def _shared(self, record: ManifestRecord) -> ManifestRecord:
+        share = self._share
+        return ManifestRecord(
+            media_type=sys.intern(record.media_type),
+            size=record.size,
+            children=tuple(map(share, record.children)),
+            blobs=tuple(map(share, record.blobs)),
+            subject=share(record.subject) if record.subject is not None else None,
+        )
 
     async def _store_manifest(self, manifest: Manifest) -> None:
         digest = manifest.digest

@@ -1,6 +1,8 @@
 """
-The snapshot index: schema, canonical encoding, object keys. Pure. (`drd.snapshot.diff`
-compares two indexes; `drd.snapshot.retention` chooses which to keep.)
+The snapshot index: schema, canonical form, object keys. Pure. (`drd.snapshot.encode`
+writes an index as a stream, `drd.snapshot.reader` reads one, checked by
+`drd.snapshot.validate`; `drd.snapshot.diff` compares two indexes;
+`drd.snapshot.retention` chooses which to keep.)
 
 A snapshot index is a schema-versioned JSON document, gzip-compressed, that names
 every repository, every tag → digest, every referrer, and the digest, media type
@@ -8,8 +10,9 @@ and size of every manifest and blob it references, and (optional field ``setting
 absent from indexes without it, so older indexes read and hash as before) the
 registry settings files recorded with it. It carries the sha256 of its
 own canonical body (``index_digest``) and, optionally, a signature over that
-digest. Indexes read back from a store are untrusted input: `parse_index`
-validates every name, tag, digest and cross-reference before anything uses it.
+digest. Indexes read back from a store are untrusted input: `parse_index` (the
+streaming reader) validates every name, tag, digest and cross-reference before
+anything uses it.
 
 Object keys, relative to the store's root::
 
@@ -18,27 +21,23 @@ Object keys, relative to the store's root::
     settings/sha256/<hex>                                     content-addressed
     snapshots/<source>/<YYYY>/<MM>/<DD>/<id>.json.gz          one per snapshot
     snapshots/<source>/latest.json                            a convenience pointer
-
-Over 500 lines because the parser checks every field of an index read from a store
-that may be hostile, path by path, with the message a user sees.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
-import json
 import re
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from drd.errors import InvalidReference, SnapshotCorrupt
+from drd.errors import InvalidReference
 from drd.oci.digest import Digest
-from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
-from drd.oci.ref import validate_repository, validate_tag
-from drd.snapshot.settings import KINDS, SettingsRecord, check_settings_path
+from drd.oci.manifest import Manifest
+from drd.snapshot.encode import body_digest, canonical_json, index_chunks
+from drd.snapshot.settings import SettingsRecord
 
 KIND = "drd-snapshot"
 SCHEMA_VERSION = 1
@@ -223,10 +222,17 @@ class Snapshot:
         """Where this snapshot's index lives in a store."""
         return index_key(self.source, self.id)
 
-    @property
+    @functools.cached_property
     def digest(self) -> Digest:
-        """The sha256 of the canonical body: what a signature covers."""
-        return Digest.of(canonical_json(self.body()))
+        """The sha256 of the canonical body: what a signature covers (hashed once, streamed)."""
+        return body_digest(self)
+
+    def signed(self, signature: Signature) -> Snapshot:
+        """This snapshot with *signature*; the digest (which the signature does not change) kept."""
+        out = replace(self, signature=signature)
+        if "digest" in self.__dict__:
+            out.__dict__["digest"] = self.__dict__["digest"]
+        return out
 
     @property
     def tag_count(self) -> int:
@@ -325,15 +331,19 @@ class Snapshot:
         return doc
 
     def to_bytes(self) -> bytes:
-        """The stored form: canonical JSON, gzip with a zero mtime (same snapshot, same bytes)."""
-        return gzip.compress(canonical_json(self.to_json()), mtime=0)
+        """
+        The stored form: canonical JSON, gzip with a zero mtime (same snapshot, same bytes).
+
+        Whole, for small indexes and tests; `drd.snapshot.encode.index_chunks` streams it.
+        """
+        return b"".join(index_chunks(self))
 
     def summary(self) -> dict[str, Any]:
         """Counts for listings and logs."""
         return {
             "id": self.id,
             "source": self.source,
-            "taken_at": self.body()["taken_at"],
+            "taken_at": as_utc(self.taken_at).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "repositories": len(self.repositories),
             "tags": self.tag_count,
             "manifests": len(self.manifests),
@@ -346,11 +356,6 @@ class Snapshot:
             "settings_files": len(self.settings),
             "digest": str(self.digest),
         }
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: one byte string per value."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def encode_document(doc: Mapping[str, Any]) -> bytes:
@@ -375,276 +380,16 @@ def as_utc(when: dt.datetime) -> dt.datetime:
 # --------------------------------------------------------------------------- parsing
 
 
-def decompress_index(data: bytes, *, where: str = "") -> bytes:
-    """Gunzip *data*, refusing more than `MAX_INDEX_BYTES` of output."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, MAX_INDEX_BYTES + 1)
-    except zlib.error as exc:
-        raise SnapshotCorrupt(f"snapshot index {where} is not gzip: {exc}", key=where) from exc
-    if len(out) > MAX_INDEX_BYTES or inflater.unconsumed_tail:
-        raise SnapshotCorrupt(
-            f"snapshot index {where} inflates past {MAX_INDEX_BYTES} bytes", key=where
-        )
-    if not inflater.eof:
-        raise SnapshotCorrupt(f"snapshot index {where} is truncated", key=where)
-    return out
-
-
 def parse_index(data: bytes, *, key: str = "") -> Snapshot:
     """
-    Parse a stored (gzipped) index as untrusted input.
+    Parse a stored (gzipped) index as untrusted input: `drd.snapshot.reader.parse_index`.
 
-    Every repository name, tag and digest is validated, every cross-reference is
-    checked (tags and referrers point at listed manifests, children and blobs are
-    listed), and the body must hash to ``index_digest``. When *key* is given, the
-    index must name the source and id its key says. Raises `SnapshotCorrupt`
-    naming the offending path. The signature, if any, is parsed, not verified.
+    Raises `SnapshotCorrupt` naming the offending path.
     """
-    where = key or "(unnamed)"
-    raw = decompress_index(data, where=where)
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise SnapshotCorrupt(f"snapshot index {where} is not JSON: {exc}", key=key) from exc
-    try:
-        snapshot = _parse_document(doc)
-    except _Bad as exc:
-        raise SnapshotCorrupt(f"snapshot index {where}: {exc}", key=key) from None
-    if key:
-        named = parse_index_key(key)
-        if named != (snapshot.source, snapshot.id):
-            raise SnapshotCorrupt(
-                f"snapshot index {where} claims to be {snapshot.source}/{snapshot.id}", key=key
-            )
-    return snapshot
+    # Imported here: the reader builds on this module.
+    from drd.snapshot.reader import parse_index as parse
 
-
-class _Bad(Exception):
-    """A validation failure inside the document; the message names the path."""
-
-
-def _get(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], path: str) -> Any:
-    value = obj.get(name)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise _Bad(f"{path}{name} must be {expected}")
-    return value
-
-
-def _digest(text: Any, path: str) -> Digest:
-    try:
-        return Digest.parse(text)
-    except InvalidReference as exc:
-        raise _Bad(f"{path}: {exc}") from None
-
-
-def _digests(items: Any, path: str) -> tuple[Digest, ...]:
-    if not isinstance(items, list):
-        raise _Bad(f"{path} must be a list of digests")
-    return tuple(_digest(v, f"{path}[{i}]") for i, v in enumerate(items))
-
-
-def _size(value: Any, path: str, limit: int = MAX_OBJECT_SIZE) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
-        raise _Bad(f"{path} must be an integer from 0 to {limit}")
-    return value
-
-
-def _parse_document(doc: Any) -> Snapshot:
-    if not isinstance(doc, dict):
-        raise _Bad("the document is not a JSON object")
-    if doc.get("kind") != KIND:
-        raise _Bad(f"kind must be {KIND!r}")
-    version = _get(doc, "schema_version", int, "")
-    if version != SCHEMA_VERSION:
-        raise _Bad(f"schema_version {version} is not supported (this drd reads {SCHEMA_VERSION})")
-    snap_id = _get(doc, "id", str, "")
-    try:
-        taken_id = parse_snapshot_id(snap_id)
-        source = validate_source(_get(doc, "source", str, ""))
-    except InvalidReference as exc:
-        raise _Bad(str(exc)) from None
-    taken_at = _parse_time(_get(doc, "taken_at", str, ""))
-    if taken_at != taken_id:
-        raise _Bad(f"taken_at {doc['taken_at']!r} disagrees with id {snap_id!r}")
-    duration = _get(doc, "duration_s", (int, float), "")
-    if isinstance(duration, bool) or not 0 <= duration < 10**9:
-        raise _Bad("duration_s must be a non-negative number")
-    blobs_stored = _get(doc, "blobs_stored", bool, "")
-    source_url = _get(doc, "source_url", str, "")
-
-    manifests = _parse_manifests(_get(doc, "manifests", dict, ""))
-    blobs = {
-        _digest(d, f"blobs[{d[:80]!r}]"): _size(size, f"blobs[{d[:80]!r}]")
-        for d, size in _get(doc, "blobs", dict, "").items()
-    }
-    for digest, rec in manifests.items():
-        for child in rec.children:
-            if child not in manifests:
-                raise _Bad(f"manifest {digest} lists child {child}, which the index does not hold")
-        for blob in rec.blobs:
-            if blob not in blobs:
-                raise _Bad(f"manifest {digest} needs blob {blob}, which the index does not list")
-    metadata_blobs = None
-    if "metadata_blobs" in doc:
-        metadata_blobs = frozenset(_digests(doc["metadata_blobs"], "metadata_blobs"))
-        for blob in metadata_blobs:
-            if blob not in blobs:
-                raise _Bad(f"metadata_blobs lists {blob}, which the index does not list")
-    repositories = {
-        name: _parse_repository(name, value, manifests)
-        for name, value in _get(doc, "repositories", dict, "").items()
-    }
-    skipped = tuple(_parse_skipped(i, s) for i, s in enumerate(_get(doc, "skipped", list, "")))
-    signature = _parse_signature(doc.get("signature"))
-    settings = _parse_settings(doc.get("settings", []))
-    snapshot = Snapshot(
-        id=snap_id,
-        source=source,
-        taken_at=taken_at,
-        repositories=repositories,
-        manifests=manifests,
-        blobs=blobs,
-        blobs_stored=blobs_stored,
-        source_url=source_url,
-        duration_s=float(duration),
-        skipped=skipped,
-        signature=signature,
-        metadata_blobs=metadata_blobs,
-        settings=settings,
-    )
-    claimed = _digest(_get(doc, "index_digest", str, ""), "index_digest")
-    body = {k: v for k, v in doc.items() if k not in ("index_digest", "signature")}
-    actual = Digest.of(canonical_json(body))
-    if actual != claimed:
-        raise _Bad(f"the body hashes to {actual}, not its index_digest {claimed}")
-    if snapshot.digest != claimed:
-        raise _Bad("the body is not in canonical form (unknown or duplicated fields)")
-    return snapshot
-
-
-def _parse_time(text: str) -> dt.datetime:
-    try:
-        when = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
-    except ValueError:
-        raise _Bad(f"taken_at {text[:40]!r} is not a UTC timestamp") from None
-    if not text.endswith("Z"):
-        raise _Bad(f"taken_at {text[:40]!r} is not in UTC")
-    return when.astimezone(dt.UTC)
-
-
-def _parse_manifests(raw: dict[str, Any]) -> dict[Digest, ManifestRecord]:
-    out: dict[Digest, ManifestRecord] = {}
-    for text, rec in raw.items():
-        path = f"manifests[{text[:80]!r}]"
-        digest = _digest(text, path)
-        if not isinstance(rec, dict):
-            raise _Bad(f"{path} must be an object")
-        media_type = _get(rec, "media_type", str, f"{path}.")
-        if not valid_media_type(media_type):
-            raise _Bad(f"{path}.media_type {media_type[:80]!r} is not a media type")
-        subject = rec.get("subject")
-        out[digest] = ManifestRecord(
-            media_type=media_type,
-            size=_size(rec.get("size"), f"{path}.size", MAX_MANIFEST_BYTES),
-            children=_digests(rec.get("children"), f"{path}.children"),
-            blobs=_digests(rec.get("blobs"), f"{path}.blobs"),
-            subject=_digest(subject, f"{path}.subject") if subject is not None else None,
-        )
-    return out
-
-
-def _parse_repository(
-    name: str, value: Any, manifests: Mapping[Digest, ManifestRecord]
-) -> RepositoryRecord:
-    path = f"repositories[{name[:80]!r}]"
-    try:
-        validate_repository(name)
-    except InvalidReference as exc:
-        raise _Bad(f"{path}: {exc}") from None
-    if not isinstance(value, dict):
-        raise _Bad(f"{path} must be an object")
-    members = frozenset(_digests(value.get("manifests"), f"{path}.manifests"))
-    for digest in members:
-        if digest not in manifests:
-            raise _Bad(f"{path}.manifests lists {digest}, which the index does not hold")
-    tags: dict[str, Digest] = {}
-    for tag, text in _get(value, "tags", dict, f"{path}.").items():
-        try:
-            validate_tag(tag)
-        except InvalidReference as exc:
-            raise _Bad(f"{path}.tags: {exc}") from None
-        digest = _digest(text, f"{path}.tags[{tag!r}]")
-        if digest not in members:
-            raise _Bad(f"{path}.tags[{tag!r}] points at {digest}, which the repository lacks")
-        tags[tag] = digest
-    referrers: dict[Digest, tuple[Digest, ...]] = {}
-    for text, refs in _get(value, "referrers", dict, f"{path}.").items():
-        subject = _digest(text, f"{path}.referrers")
-        listed = _digests(refs, f"{path}.referrers[{text[:80]!r}]")
-        for ref in listed:
-            if ref not in members:
-                raise _Bad(f"{path}.referrers lists {ref}, which the repository lacks")
-        referrers[subject] = listed
-    return RepositoryRecord(tags=tags, manifests=members, referrers=referrers)
-
-
-def _parse_skipped(i: int, value: Any) -> Skipped:
-    path = f"skipped[{i}]"
-    if not isinstance(value, dict):
-        raise _Bad(f"{path} must be an object")
-    return Skipped(
-        repository=_get(value, "repository", str, f"{path}.")[:255],
-        tag=_get(value, "tag", str, f"{path}.")[:255],
-        reason=_get(value, "reason", str, f"{path}.")[:1000],
-    )
-
-
-def _parse_settings(value: Any) -> tuple[SettingsRecord, ...]:
-    if not isinstance(value, list):
-        raise _Bad("settings must be a list")
-    out: list[SettingsRecord] = []
-    for i, item in enumerate(value):
-        path = f"settings[{i}]"
-        if not isinstance(item, dict):
-            raise _Bad(f"{path} must be an object")
-        name = _get(item, "path", str, f"{path}.")
-        try:
-            check_settings_path(name)
-        except ValueError as exc:
-            raise _Bad(f"{path}: {exc}") from None
-        kind = _get(item, "kind", str, f"{path}.")
-        if kind not in KINDS:
-            raise _Bad(f"{path}.kind must be one of {', '.join(KINDS)}")
-        mode = _size(item.get("mode"), f"{path}.mode", 0o7777)
-        stored = _get(item, "stored", bool, f"{path}.")
-        out.append(
-            SettingsRecord(
-                path=name,
-                kind=kind,
-                mode=mode,
-                size=_size(item.get("size"), f"{path}.size"),
-                digest=_digest(item.get("digest"), f"{path}.digest"),
-                stored=stored,
-            )
-        )
-    paths = [r.path for r in out]
-    if paths != sorted(set(paths)):
-        raise _Bad("settings must be sorted by path, each path once")
-    return tuple(out)
-
-
-def _parse_signature(value: Any) -> Signature | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _Bad("signature must be an object")
-    return Signature(
-        algorithm=_get(value, "algorithm", str, "signature.")[:40],
-        key_id=_get(value, "key_id", str, "signature.")[:128],
-        value=_get(value, "value", str, "signature.")[:4096],
-    )
+    return parse(data, key=key)
 
 
 def referenced_objects(snapshots: Sequence[Snapshot]) -> set[str]:

@@ -144,6 +144,7 @@ class SnapshotStore(Protocol):
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """Write a stream under *key*; nothing is committed if *chunks* raises."""
         ...

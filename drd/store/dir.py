@@ -70,10 +70,12 @@ class DirStore:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """
-        Stream into a locked temporary file, then rename; the temporary is removed
-        whatever happens. A failing disk (full, quota, I/O error) is a `StorageError`.
+        Stream into a locked temporary file in ``.tmp/``, then rename (*lock*: read-only);
+        the temporary is removed whatever happens. A failing disk (full, quota, I/O
+        error) is a `StorageError`.
         """
         path = self._path(key)
         if create_only and await asyncio.to_thread(path.exists):
@@ -85,7 +87,7 @@ class DirStore:
                 await asyncio.to_thread(_write, handle, chunk, path)
                 count += len(chunk)
             await asyncio.to_thread(_write, handle, b"", path)
-            written = await asyncio.to_thread(self._commit, tmp, path, create_only, False)
+            written = await asyncio.to_thread(self._commit, tmp, path, create_only, lock)
         finally:
             # Unlinked before the close releases its lock: a cleaner never sees it unlocked.
             await asyncio.to_thread(_discard, tmp, handle)
@@ -167,16 +169,21 @@ class DirStore:
 
     @staticmethod
     def _read(path: Path, key: str, max_size: int) -> bytes:
+        # In chunks: read(max_size + 1) would allocate max_size bytes before reading one.
+        parts: builtins.list[bytes] = []
+        count = 0
         try:
             with path.open("rb") as handle:
-                data = handle.read(max_size + 1)
+                while count <= max_size and (chunk := handle.read(CHUNK)):
+                    parts.append(chunk)
+                    count += len(chunk)
         except FileNotFoundError as exc:
             raise SnapshotNotFound(f"no object {key} in the store", key=key) from exc
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc}", key=key) from exc
-        if len(data) > max_size:
-            raise _too_large(key, len(data), max_size)
-        return data
+        if count > max_size:
+            raise _too_large(key, count, max_size)
+        return b"".join(parts)
 
     @contextlib.asynccontextmanager
     async def open_stream(self, key: str) -> AsyncIterator[AsyncIterator[bytes]]:

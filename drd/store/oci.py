@@ -382,6 +382,11 @@ class OciStore:
         self._config_pushed = False
         self._container = registry.get_container(f"{registry.hostname}/{repository}")
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The policy every request is retried by; a caller reading a whole stream uses it too."""
+        return self._retry
+
     # ------------------------------------------------------------------ plumbing
 
     async def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:
@@ -503,11 +508,12 @@ class OciStore:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """
         Spool *chunks* to a temporary file (hashing them), then push it as *key*'s
         artifact, chunked when large. Nothing is pushed if *chunks* raises; the
-        temporary file is removed whatever happens.
+        temporary file is removed whatever happens. *lock* has no effect, as in `put_bytes`.
         """
         key_tag(key)
         if create_only and await self.stat(key) is not None:

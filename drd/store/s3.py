@@ -139,6 +139,11 @@ class S3Store:
         self._part_size = max(part_size, 5 * 1024 * 1024)
         self._conditional_puts = True
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The policy every request is retried by; a caller reading a whole stream uses it too."""
+        return self._retry
+
     def _key(self, key: str) -> str:
         return self.prefix + _check_key(key)
 
@@ -215,9 +220,11 @@ class S3Store:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         """
         Stream an object: one PutObject when it fits a part, else a multipart upload.
+        Object Lock goes on as `put_bytes` says (every *create_only* put, and *lock*).
 
         With *create_only*, a one-part object is put with ``If-None-Match: *``; before
         a multipart upload (too costly to find out about at the end) a HEAD checks
@@ -237,10 +244,10 @@ class S3Store:
                 exhausted = True
                 break
         if exhausted:
-            return await self.put_bytes(key, bytes(buffer), create_only=create_only)
+            return await self.put_bytes(key, bytes(buffer), create_only=create_only, lock=lock)
         if create_only and await self.stat(key) is not None:
             return False
-        return await self._multipart(key, iterator, buffer, part_size, lock=create_only)
+        return await self._multipart(key, iterator, buffer, part_size, lock=create_only or lock)
 
     async def _multipart(
         self,

@@ -99,9 +99,12 @@ class CountingStore:
         *,
         size: int | None = None,
         create_only: bool = False,
+        lock: bool = False,
     ) -> bool:
         self.puts.append(key)
-        return await self.inner.put_stream(key, chunks, size=size, create_only=create_only)
+        return await self.inner.put_stream(
+            key, chunks, size=size, create_only=create_only, lock=lock
+        )
 
     async def get_bytes(self, key: str, *, max_size: int) -> bytes:
         return await self.inner.get_bytes(key, max_size=max_size)

@@ -249,3 +249,23 @@ async def test_snapshot_ids_sort_and_latest_is_the_newest(
         pointer = await store.get_bytes("snapshots/p/latest.json", max_size=1000)
     assert ids[-1] in pointer.decode()
     assert Digest.parse(str(snap.digest)) == snap.digest
+
+
+async def test_manifests_over_the_same_blobs_share_one_digest_object(
+    source_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    """Two manifests over the same config and layers name them by one object each."""
+    first = make_image(f"{repo}/shared", layers=2, annotations={"n": "1"})
+    second = make_image(f"{repo}/shared", layers=2, annotations={"n": "2"})
+    assert first.digest != second.digest
+    assert [b.digest for b in first.blobs] == [b.digest for b in second.blobs]
+    await push_image(source_registry, repo, first, "a")
+    await push_image(source_registry, repo, second, "b")
+    async with opened(store_config("dir", tmp_path)) as store, open_client(source_registry) as c:
+        snap = await take_snapshot(
+            c, store, source_name="primary", repositories=RepoFilter((repo,)), blobs=False
+        )
+    a, b = snap.manifests[first.digest], snap.manifests[second.digest]
+    assert a.blobs == tuple(blob.digest for blob in first.blobs)
+    assert all(x is y for x, y in zip(a.blobs, b.blobs, strict=True))
+    assert a.media_type is b.media_type

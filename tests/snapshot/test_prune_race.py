@@ -61,10 +61,17 @@ class Gated:
         await self.gate.wait()
 
     async def put_bytes(self, key: str, data: bytes, **kwargs: Any) -> bool:
+        try:
+            return await self.inner.put_bytes(key, data, **kwargs)
+        finally:
+            self.first_call.set()
+
+    async def put_stream(self, key: str, chunks: Any, **kwargs: Any) -> bool:
+        # The index is streamed: the commit point a snapshot is stopped at.
         if self.at_index and key.startswith("snapshots/") and key.endswith(".json.gz"):
             await self._stop()
         try:
-            return await self.inner.put_bytes(key, data, **kwargs)
+            return await self.inner.put_stream(key, chunks, **kwargs)
         finally:
             self.first_call.set()
 
