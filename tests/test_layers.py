@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("daemon", ("drd.daemon",)),
     ("app", ("drd.app", "drd.resources")),
     ("use cases", ("drd.replicate", "drd.snapshot", "drd.restore", "drd.drill", "drd.failover")),
-    ("shared", ("drd.selection", "drd.replica", "drd.scrub", "drd.aio", "drd.timeline")),
+    ("shared", ("drd.selection", "drd.replica", "drd.scrub", "drd.timeline")),
     ("trust", ("drd.trust",)),
     ("seams", ("drd.oci", "drd.registry", "drd.store", "drd.state")),
     (
@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "drd.schedule",
             "drd.files",
             "drd.progress",
+            "drd.aio",  # asyncio helpers only: it imports nothing of drd
             "drd.__init__",
             "drd",
         ),
