@@ -391,6 +391,7 @@ class _Service:
             for name in settings.endpoints
         ]
         triggers = []
+        in_cluster = orphan_finder(settings, self.state) is not None
         for name, plan in config.policies.items():
             await self.state.register_policy(name, plan.rep.targets, now)
             record = await self.state.register_job(f"replicate:{name}", "replicate", now)
@@ -406,7 +407,7 @@ class _Service:
             triggers.append(
                 Trigger(f"push:{name}", "push", self._pusher(generation, name), PUSH_WINDOW)
             )
-            if orphan_finder(settings, self.state) is not None:
+            if in_cluster:
                 taker = self._taker(generation, name)
                 triggers.append(
                     Trigger(f"takeover:{name}", "takeover", taker, TAKEOVER_WINDOW, overlap=True)

@@ -31,7 +31,6 @@ from drd.errors import (
 )
 from drd.oci.digest import Digest
 from drd.oci.manifest import MAX_MANIFEST_BYTES, Manifest
-from drd.retry import RetryPolicy
 from drd.snapshot.encode import index_chunks
 from drd.snapshot.leases import hold_lease, live_leases
 from drd.snapshot.model import (
@@ -173,9 +172,8 @@ async def _read_stream(
         async with store.open_stream(key) as chunks:
             return await consume(chunks)
 
-    policy = getattr(store, "retry", None)
-    if isinstance(policy, RetryPolicy):
-        return await policy.call("store.get_stream", once)
+    if store.retry is not None:
+        return await store.retry.call("store.get_stream", once)
     return await once()
 
 

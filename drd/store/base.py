@@ -24,7 +24,7 @@ import structlog
 from drd.errors import StorageError
 
 if TYPE_CHECKING:
-    pass
+    from drd.retry import RetryPolicy
 
 
 log = structlog.get_logger(__name__)
@@ -129,6 +129,14 @@ class SnapshotStore(Protocol):
     @property
     def stats(self) -> StoreStats:
         """Requests made and bytes moved so far."""
+        ...
+
+    @property
+    def retry(self) -> RetryPolicy | None:
+        """
+        The policy the store retries its requests by, which a caller reading a whole
+        stream again uses too; None where a read is not retried (a local folder).
+        """
         ...
 
     async def put_bytes(

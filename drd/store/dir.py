@@ -49,6 +49,7 @@ class DirStore:
         self.root = root
         self.url = root.as_uri()
         self.stats = StoreStats()
+        self.retry = None  # a local read that fails is not retried
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)

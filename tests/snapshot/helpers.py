@@ -82,6 +82,10 @@ class CountingStore:
     def stats(self) -> Any:
         return self.inner.stats
 
+    @property
+    def retry(self) -> RetryPolicy | None:
+        return self.inner.retry
+
     def puts_under(self, prefix: str) -> list[str]:
         """The keys put under *prefix*."""
         return [k for k in self.puts if k.startswith(prefix)]
